@@ -1,0 +1,186 @@
+//! `InboundApp`: one OAuth client.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, DurationString};
+
+/// An OAuth 2.1 / OpenID Connect client of this authorization server: a partner app, an
+/// AI agent, a CLI or a workload.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "inbound.dev",
+    version = "v1alpha1",
+    kind = "InboundApp",
+    namespaced,
+    status = "InboundAppStatus",
+    shortname = "iapp",
+    category = "inbound",
+    doc = "An OAuth client (inbound app) of the inbound authorization server.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Client ID", type_ = "string", json_path = ".status.clientId"),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", priority = "1", json_path = ".status.conditions[?(@.type==\"Ready\")].message")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundAppSpec {
+    /// Name shown to users on the consent screen.
+    pub display_name: String,
+    /// What the app does, shown on the consent screen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// https URL of the app's logo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    /// Free-form labels for search and filtering.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// `confidential` clients hold a secret; `public` clients (CLIs, SPAs, native apps) do not.
+    #[serde(default)]
+    pub client_type: ClientType,
+    /// OAuth grant types the app may use.
+    pub grant_types: Vec<GrantType>,
+    /// Exact redirect URIs (https, or http on a loopback address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    /// How the app authenticates at the token endpoint. Defaults to `client_secret_basic`
+    /// for confidential clients and `none` for public clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<AuthMethod>,
+    /// Scopes (by scope string) that users may grant to this app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_scopes: Vec<String>,
+    /// Resources (RFC 8707 resource indicators, i.e. token audiences) this app may ask for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_resources: Vec<String>,
+    /// Tenants this app may act in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tenants: Vec<String>,
+    /// Token lifetimes and format.
+    #[serde(default)]
+    pub tokens: TokenSettings,
+    /// Where the credentials are written: a Secret (operator) or a folder under the data
+    /// directory (`inbound serve`). Defaults to `<app name>-credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<CredentialsSecretRef>,
+}
+
+/// Confidential or public client (RFC 6749 §2.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientType {
+    #[default]
+    Confidential,
+    Public,
+}
+
+/// OAuth grant types, by their registered names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum GrantType {
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// Token endpoint authentication methods (OAuth 2.0 Dynamic Client Registration names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AuthMethod {
+    #[serde(rename = "client_secret_basic")]
+    ClientSecretBasic,
+    #[serde(rename = "client_secret_post")]
+    ClientSecretPost,
+    #[serde(rename = "none")]
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+/// Access token format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TokenFormat {
+    /// A JWT per RFC 9068, verifiable offline against the JWKS.
+    #[default]
+    Jwt,
+    /// A random reference; resource servers read it with introspection (RFC 7662).
+    Opaque,
+}
+
+/// Token lifetimes and format of one app.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenSettings {
+    /// Lifetime of access tokens; the server default (`--access-token-lifetime`) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_lifetime: Option<DurationString>,
+    /// `jwt` (default) or `opaque`.
+    #[serde(default)]
+    pub format: TokenFormat,
+}
+
+/// Reference to the Secret holding an app's credentials.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSecretRef {
+    /// Secret name, in the app's namespace.
+    pub name: String,
+}
+
+/// Observed state of an InboundApp; written only by inbound.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundAppStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The OAuth client_id, derived from the object's UID (stable, cannot be taken over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Name of the Secret holding client_id, client_secret, issuer and token_url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// Issuer URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// OpenID discovery document URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_url: Option<String>,
+    /// Token endpoint URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// The metadata.generation last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl InboundAppSpec {
+    /// The effective token endpoint auth method (explicit, or the client type's default).
+    pub fn auth_method(&self) -> AuthMethod {
+        self.token_endpoint_auth_method.unwrap_or(match self.client_type {
+            ClientType::Confidential => AuthMethod::ClientSecretBasic,
+            ClientType::Public => AuthMethod::None,
+        })
+    }
+}

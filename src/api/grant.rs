@@ -1,0 +1,73 @@
+//! `ClientGrant`: what a subject may obtain without a user.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+/// Scopes, resources and tenants a subject (an InboundApp, or a Kubernetes ServiceAccount)
+/// may obtain without a user: checked by client_credentials and ServiceAccount-token
+/// exchange.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "inbound.dev",
+    version = "v1alpha1",
+    kind = "ClientGrant",
+    namespaced,
+    status = "ClientGrantStatus",
+    shortname = "igrant",
+    category = "inbound",
+    doc = "What an app or ServiceAccount may obtain from inbound without a user.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Subject", type_ = "string", json_path = ".spec.subject.name"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", priority = "1", json_path = ".status.conditions[?(@.type==\"Ready\")].message")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientGrantSpec {
+    /// Who receives the grant.
+    pub subject: GrantSubject,
+    /// Scope strings granted (each must be declared by a Scope in this namespace).
+    pub scopes: Vec<String>,
+    /// Resources (token audiences, RFC 8707) the subject may obtain tokens for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// Tenants the subject may act in; the token carries the one requested.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
+    /// RFC 3339 time after which the grant no longer applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// The subject of a grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantSubject {
+    /// `InboundApp` or `ServiceAccount`.
+    pub kind: SubjectKind,
+    /// Name of the InboundApp or ServiceAccount.
+    pub name: String,
+    /// Namespace of the subject; defaults to the grant's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Kinds of grant subjects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SubjectKind {
+    InboundApp,
+    ServiceAccount,
+}
+
+/// Observed state of a ClientGrant; written only by inbound.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientGrantStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

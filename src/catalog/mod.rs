@@ -1,0 +1,201 @@
+//! The catalog: an immutable snapshot of apps, scopes, grants and policies.
+//!
+//! Loaders (the manifest folder now, Kubernetes watch caches in operator mode) build a new
+//! snapshot on every change and swap it in atomically; requests read one snapshot from start
+//! to end, so a reload never shows a half-applied configuration.
+
+pub mod folder;
+pub mod manifest;
+pub mod validate;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use crate::api::{
+    ClientType, ConsentPolicy, GrantType, InboundAppSpec, ScopeSpec, SubjectKind,
+};
+use crate::secrets::SecretHash;
+use manifest::{Manifest, Object, namespace_of};
+
+/// Identifies a namespaced object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Credentials provisioned for an app (by `inbound serve` or the operator).
+#[derive(Clone, Debug)]
+pub struct ClientRecord {
+    pub client_id: String,
+    /// Accepted secret hashes: the current one, plus the previous during a rotation overlap.
+    pub secret_hashes: Vec<SecretHash>,
+}
+
+/// An InboundApp resolved for serving.
+#[derive(Debug)]
+pub struct Client {
+    pub key: ObjectKey,
+    pub client_id: String,
+    pub spec: InboundAppSpec,
+    pub labels: BTreeMap<String, String>,
+    pub secret_hashes: Vec<SecretHash>,
+    pub access_token_lifetime: Duration,
+}
+
+impl Client {
+    pub fn is_confidential(&self) -> bool {
+        self.spec.client_type == ClientType::Confidential
+    }
+
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.spec.grant_types.contains(&grant)
+    }
+}
+
+/// A ClientGrant resolved for serving.
+#[derive(Debug)]
+pub struct GrantRule {
+    pub key: ObjectKey,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub tenants: Vec<String>,
+    /// Unix seconds after which the grant no longer applies.
+    pub expires_at: Option<i64>,
+}
+
+impl GrantRule {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| now < t)
+    }
+}
+
+/// Server-wide defaults the catalog applies where a resource says nothing.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub access_token_lifetime: Duration,
+}
+
+/// One immutable configuration snapshot.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    clients: HashMap<String, Arc<Client>>,
+    client_ids: BTreeMap<ObjectKey, String>,
+    scopes: HashMap<(String, String), ScopeSpec>,
+    app_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
+    service_account_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
+    policies: Vec<ConsentPolicy>,
+}
+
+impl Catalog {
+    /// Builds a snapshot from validated manifests. Apps without a [`ClientRecord`] (not yet
+    /// provisioned) are left out rather than served without credentials.
+    pub fn build(
+        manifests: &[Manifest],
+        records: &HashMap<ObjectKey, ClientRecord>,
+        defaults: &Defaults,
+    ) -> Catalog {
+        let mut catalog = Catalog::default();
+        for m in manifests {
+            let meta = m.object.metadata();
+            let key = ObjectKey {
+                namespace: namespace_of(meta).to_string(),
+                name: meta.name.clone().unwrap_or_default(),
+            };
+            match &m.object {
+                Object::App(app) => {
+                    let Some(record) = records.get(&key) else { continue };
+                    let lifetime = app
+                        .spec
+                        .tokens
+                        .access_token_lifetime
+                        .as_ref()
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or(defaults.access_token_lifetime);
+                    let client = Client {
+                        key: key.clone(),
+                        client_id: record.client_id.clone(),
+                        spec: app.spec.clone(),
+                        labels: meta.labels.clone().unwrap_or_default(),
+                        secret_hashes: record.secret_hashes.clone(),
+                        access_token_lifetime: lifetime,
+                    };
+                    catalog.client_ids.insert(key, record.client_id.clone());
+                    catalog.clients.insert(record.client_id.clone(), Arc::new(client));
+                }
+                Object::Scope(scope) => {
+                    catalog
+                        .scopes
+                        .insert((key.namespace.clone(), scope.spec.scope.clone()), scope.spec.clone());
+                }
+                Object::Grant(grant) => {
+                    let spec = &grant.spec;
+                    let subject = ObjectKey {
+                        namespace: spec.subject.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+                        name: spec.subject.name.clone(),
+                    };
+                    let rule = Arc::new(GrantRule {
+                        key,
+                        scopes: spec.scopes.clone(),
+                        resources: spec.resources.clone(),
+                        tenants: spec.tenants.clone(),
+                        expires_at: spec
+                            .expires_at
+                            .as_deref()
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                            .map(|t| t.as_second()),
+                    });
+                    let index = match spec.subject.kind {
+                        SubjectKind::InboundApp => &mut catalog.app_grants,
+                        SubjectKind::ServiceAccount => &mut catalog.service_account_grants,
+                    };
+                    index.entry(subject).or_default().push(rule);
+                }
+                Object::Policy(policy) => catalog.policies.push((**policy).clone()),
+            }
+        }
+        catalog
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<&Arc<Client>> {
+        self.clients.get(client_id)
+    }
+
+    /// Apps in (namespace, name) order.
+    pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
+        self.client_ids.values().filter_map(|id| self.clients.get(id))
+    }
+
+    pub fn grants_for_app(&self, app: &ObjectKey) -> &[Arc<GrantRule>] {
+        self.app_grants.get(app).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    pub fn grants_for_service_account(&self, sa: &ObjectKey) -> &[Arc<GrantRule>] {
+        self.service_account_grants.get(sa).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    pub fn scope(&self, namespace: &str, scope: &str) -> Option<&ScopeSpec> {
+        self.scopes.get(&(namespace.to_string(), scope.to_string()))
+    }
+
+    /// Every scope string declared anywhere (for `scopes_supported`), sorted and unique.
+    pub fn scope_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.scopes.keys().map(|(_, s)| s.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    pub fn policies(&self) -> &[ConsentPolicy] {
+        &self.policies
+    }
+}

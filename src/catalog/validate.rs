@@ -1,0 +1,403 @@
+//! Semantic validation of a set of manifests: what a schema cannot say.
+//!
+//! The same rules run in `inbound check`, when `inbound serve` (re)loads its folder, and in
+//! the operator; every problem names the file, the object and the field.
+
+use std::collections::{HashMap, HashSet};
+
+use url::Url;
+
+use super::manifest::{Manifest, Object, Problem, namespace_of};
+use crate::api::{
+    ClientGrant, ClientType, ConsentPolicy, DurationString, GrantType, InboundApp, Scope,
+    ScopeKind, SubjectKind,
+};
+use crate::oauth::scope::is_valid_scope_token;
+
+/// Every problem of the set, in manifest order.
+pub fn validate(manifests: &[Manifest]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let index = Index::new(manifests, &mut problems);
+    for m in manifests {
+        let mut at = At { manifest: m, problems: &mut problems };
+        match &m.object {
+            Object::App(app) => check_app(&mut at, app, &index),
+            Object::Scope(scope) => check_scope(&mut at, scope),
+            Object::Grant(grant) => check_grant(&mut at, grant, &index),
+            Object::Policy(policy) => check_policy(&mut at, policy, &index),
+        }
+    }
+    problems
+}
+
+/// Lookups across the set: apps by (namespace, name), declared scope strings per namespace.
+struct Index<'a> {
+    apps: HashMap<(&'a str, &'a str), &'a InboundApp>,
+    scopes: HashSet<(&'a str, &'a str)>,
+}
+
+impl<'a> Index<'a> {
+    fn new(manifests: &'a [Manifest], problems: &mut Vec<Problem>) -> Self {
+        let mut seen: HashMap<(&str, &str, &str), &Manifest> = HashMap::new();
+        let mut scope_owner: HashMap<(&str, &str), &Manifest> = HashMap::new();
+        let mut apps = HashMap::new();
+        let mut scopes = HashSet::new();
+        for m in manifests {
+            let meta = m.object.metadata();
+            let ns = namespace_of(meta);
+            let name = meta.name.as_deref().unwrap_or("");
+            if let Some(first) = seen.insert((m.object.kind(), ns, name), m) {
+                problems.push(problem(
+                    m,
+                    "metadata.name",
+                    format!(
+                        "duplicate object: already defined in {} (document {})",
+                        first.source.file, first.source.document
+                    ),
+                ));
+                seen.insert((m.object.kind(), ns, name), first);
+                continue;
+            }
+            match &m.object {
+                Object::App(app) => {
+                    apps.insert((ns, name), app.as_ref());
+                }
+                Object::Scope(scope) => {
+                    let key = (ns, scope.spec.scope.as_str());
+                    if let Some(first) = scope_owner.insert(key, m) {
+                        problems.push(problem(
+                            m,
+                            "spec.scope",
+                            format!(
+                                "scope {:?} is already declared by {}",
+                                scope.spec.scope,
+                                first.object.display_name()
+                            ),
+                        ));
+                    }
+                    scopes.insert(key);
+                }
+                _ => {}
+            }
+        }
+        Index { apps, scopes }
+    }
+
+    fn has_scope(&self, ns: &str, scope: &str) -> bool {
+        self.scopes.contains(&(ns, scope))
+    }
+}
+
+fn problem(m: &Manifest, field: &str, message: String) -> Problem {
+    Problem {
+        source: m.source.clone(),
+        object: Some(m.object.display_name()),
+        field: Some(field.to_string()),
+        message,
+    }
+}
+
+/// Collects problems about one manifest.
+struct At<'a, 'p> {
+    manifest: &'a Manifest,
+    problems: &'p mut Vec<Problem>,
+}
+
+impl At<'_, '_> {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        let field: String = field.into();
+        self.problems.push(problem(self.manifest, &field, message.into()));
+    }
+
+    fn duration(&mut self, field: &str, value: Option<&DurationString>) -> Option<std::time::Duration> {
+        let value = value?;
+        match value.parse() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.push(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn scope_refs(&mut self, field: &str, ns: &str, scopes: &[String], index: &Index<'_>) {
+        for (i, scope) in scopes.iter().enumerate() {
+            if !index.has_scope(ns, scope) {
+                self.push(format!("{field}[{i}]"), format!("no Scope in namespace {ns} declares scope {scope:?}"));
+            }
+        }
+    }
+
+    fn resource_uris(&mut self, field: &str, resources: &[String]) {
+        for (i, resource) in resources.iter().enumerate() {
+            if let Err(message) = check_resource_uri(resource) {
+                self.push(format!("{field}[{i}]"), message);
+            }
+        }
+    }
+}
+
+fn check_name(at: &mut At<'_, '_>, name: &str) {
+    if !is_dns_subdomain(name) {
+        at.push(
+            "metadata.name",
+            "must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.'), at most 253 characters",
+        );
+    }
+}
+
+fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
+    let spec = &app.spec;
+    let ns = namespace_of(&app.metadata);
+    check_name(at, app.metadata.name.as_deref().unwrap_or(""));
+    if spec.display_name.trim().is_empty() {
+        at.push("spec.displayName", "must not be empty");
+    }
+    if spec.grant_types.is_empty() {
+        at.push("spec.grantTypes", "must name at least one grant type");
+    }
+    let mut seen = HashSet::new();
+    for (i, grant_type) in spec.grant_types.iter().enumerate() {
+        if !seen.insert(grant_type) {
+            at.push(format!("spec.grantTypes[{i}]"), format!("{} is listed twice", grant_type.as_str()));
+        }
+        if *grant_type == GrantType::ClientCredentials && spec.client_type == ClientType::Public {
+            at.push(
+                format!("spec.grantTypes[{i}]"),
+                "client_credentials requires a confidential client (spec.clientType is public)",
+            );
+        }
+    }
+    match (spec.client_type, spec.token_endpoint_auth_method) {
+        (ClientType::Public, Some(m)) if m != crate::api::AuthMethod::None => at.push(
+            "spec.tokenEndpointAuthMethod",
+            format!("a public client has no secret: must be none, got {}", m.as_str()),
+        ),
+        (ClientType::Confidential, Some(crate::api::AuthMethod::None)) => at.push(
+            "spec.tokenEndpointAuthMethod",
+            "a confidential client must authenticate: client_secret_basic or client_secret_post",
+        ),
+        _ => {}
+    }
+    if spec.grant_types.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
+        at.push("spec.redirectUris", "the authorization_code grant needs at least one redirect URI");
+    }
+    for (i, uri) in spec.redirect_uris.iter().enumerate() {
+        if let Err(message) = check_redirect_uri(uri) {
+            at.push(format!("spec.redirectUris[{i}]"), message);
+        }
+    }
+    if let Some(logo) = &spec.logo_uri {
+        match Url::parse(logo) {
+            Ok(url) if url.scheme() == "https" => {}
+            _ => at.push("spec.logoUri", "must be an absolute https URL"),
+        }
+    }
+    at.scope_refs("spec.allowedScopes", ns, &spec.allowed_scopes, index);
+    at.resource_uris("spec.allowedResources", &spec.allowed_resources);
+    at.duration("spec.tokens.accessTokenLifetime", spec.tokens.access_token_lifetime.as_ref());
+    if let Some(secret) = &spec.credentials_secret
+        && !is_dns_subdomain(&secret.name)
+    {
+        at.push("spec.credentialsSecret.name", "must be a valid Secret name (lowercase RFC 1123 subdomain)");
+    }
+}
+
+fn check_scope(at: &mut At<'_, '_>, scope: &Scope) {
+    let spec = &scope.spec;
+    check_name(at, scope.metadata.name.as_deref().unwrap_or(""));
+    if !is_valid_scope_token(&spec.scope) {
+        at.push(
+            "spec.scope",
+            "must be a non-empty scope token: printable ASCII without space, '\"' or '\\' (RFC 6749 §3.3)",
+        );
+    }
+    if spec.description.trim().is_empty() {
+        at.push("spec.description", "must not be empty: it is shown on the consent screen");
+    }
+    match (spec.kind, &spec.user_attribute) {
+        (ScopeKind::UserInfo, None) => {
+            at.push("spec.userAttribute", "a userInfo scope must name the user attribute it releases")
+        }
+        (ScopeKind::Permission, Some(_)) => {
+            at.push("spec.userAttribute", "only userInfo scopes release a user attribute")
+        }
+        _ => {}
+    }
+    if let Some(resource) = &spec.resource
+        && let Err(message) = check_resource_uri(resource)
+    {
+        at.push("spec.resource", message);
+    }
+}
+
+fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
+    let spec = &grant.spec;
+    let ns = namespace_of(&grant.metadata);
+    check_name(at, grant.metadata.name.as_deref().unwrap_or(""));
+    let subject_ns = spec.subject.namespace.as_deref().unwrap_or(ns);
+    let mut app = None;
+    match spec.subject.kind {
+        SubjectKind::InboundApp => {
+            if subject_ns != ns {
+                at.push("spec.subject.namespace", "an InboundApp subject must be in the grant's namespace");
+            } else {
+                match index.apps.get(&(ns, spec.subject.name.as_str())) {
+                    None => at.push(
+                        "spec.subject.name",
+                        format!("InboundApp {ns}/{} does not exist", spec.subject.name),
+                    ),
+                    Some(found) if !found.spec.grant_types.contains(&GrantType::ClientCredentials) => at.push(
+                        "spec.subject.name",
+                        format!(
+                            "InboundApp {ns}/{} does not allow the client_credentials grant",
+                            spec.subject.name
+                        ),
+                    ),
+                    Some(found) => app = Some(*found),
+                }
+            }
+        }
+        SubjectKind::ServiceAccount => {
+            if !is_dns_subdomain(&spec.subject.name) {
+                at.push("spec.subject.name", "must be a valid ServiceAccount name");
+            }
+        }
+    }
+    at.scope_refs("spec.scopes", ns, &spec.scopes, index);
+    at.resource_uris("spec.resources", &spec.resources);
+    if let Some(app) = app {
+        if !app.spec.allowed_resources.is_empty() {
+            for (i, resource) in spec.resources.iter().enumerate() {
+                if !app.spec.allowed_resources.contains(resource) {
+                    at.push(format!("spec.resources[{i}]"), "is not in the app's spec.allowedResources");
+                }
+            }
+        }
+        if !app.spec.allowed_tenants.is_empty() {
+            for (i, tenant) in spec.tenants.iter().enumerate() {
+                if !app.spec.allowed_tenants.contains(tenant) {
+                    at.push(format!("spec.tenants[{i}]"), "is not in the app's spec.allowedTenants");
+                }
+            }
+        }
+    }
+    for (i, tenant) in spec.tenants.iter().enumerate() {
+        if tenant.is_empty() || tenant.chars().any(|c| c.is_control() || c == ' ') {
+            at.push(format!("spec.tenants[{i}]"), "must be a non-empty identifier without spaces");
+        }
+    }
+    if let Some(expires_at) = &spec.expires_at
+        && expires_at.parse::<jiff::Timestamp>().is_err()
+    {
+        at.push("spec.expiresAt", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z");
+    }
+}
+
+fn check_policy(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index<'_>) {
+    let spec = &policy.spec;
+    let ns = namespace_of(&policy.metadata);
+    check_name(at, policy.metadata.name.as_deref().unwrap_or(""));
+    for (i, name) in spec.app_selector.names.iter().enumerate() {
+        if !index.apps.contains_key(&(ns, name.as_str())) {
+            at.push(format!("spec.appSelector.names[{i}]"), format!("InboundApp {ns}/{name} does not exist"));
+        }
+    }
+    at.scope_refs("spec.consent.mandatoryScopes", ns, &spec.consent.mandatory_scopes, index);
+    let max = at.duration("spec.consent.maxDuration", spec.consent.max_duration.as_ref());
+    let default = at.duration("spec.consent.defaultDuration", spec.consent.default_duration.as_ref());
+    for (i, d) in spec.consent.durations.iter().enumerate() {
+        let field = format!("spec.consent.durations[{i}]");
+        if let (Some(d), Some(max)) = (at.duration(&field, Some(d)), max)
+            && d > max
+        {
+            at.push(field, format!("exceeds spec.consent.maxDuration ({})", spec.consent.max_duration.as_ref().map(|m| m.0.as_str()).unwrap_or("")));
+        }
+    }
+    if let Some(default) = default {
+        if max.is_some_and(|max| default > max) {
+            at.push("spec.consent.defaultDuration", "exceeds spec.consent.maxDuration");
+        }
+        let listed = spec.consent.durations.iter().any(|d| d.parse().ok() == Some(default));
+        if !spec.consent.durations.is_empty() && !listed {
+            at.push("spec.consent.defaultDuration", "must be one of spec.consent.durations");
+        }
+    }
+}
+
+/// RFC 6749 §3.1.2 and RFC 8252: absolute, no fragment; https, http on a loopback address,
+/// or a private-use scheme in reverse-domain form (native apps, RFC 8252 §7.1).
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let url = Url::parse(uri).map_err(|e| format!("must be an absolute URI: {e}"))?;
+    if url.fragment().is_some() {
+        return Err("must not contain a fragment (RFC 6749 §3.1.2)".into());
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&url) => Ok(()),
+        "http" => Err("must be https, or http on a loopback address".into()),
+        scheme if scheme.contains('.') => Ok(()),
+        _ => Err("must be https, http on a loopback address, or a reverse-domain private-use scheme".into()),
+    }
+}
+
+/// RFC 8707 §2: an absolute URI without a fragment.
+pub fn check_resource_uri(uri: &str) -> Result<(), String> {
+    let url = Url::parse(uri).map_err(|e| format!("must be an absolute URI: {e}"))?;
+    if url.fragment().is_some() {
+        return Err("must not contain a fragment (RFC 8707 §2)".into());
+    }
+    Ok(())
+}
+
+/// Loopback IP literals (RFC 8252 §7.3) and `localhost`.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// Kubernetes object names (RFC 1123 subdomain).
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris() {
+        assert!(check_redirect_uri("https://app.example.com/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1/cb").is_ok());
+        assert!(check_redirect_uri("http://[::1]:8080/cb").is_ok());
+        assert!(check_redirect_uri("com.example.app:/cb").is_ok());
+        assert_eq!(
+            check_redirect_uri("http://app.example.com/cb").unwrap_err(),
+            "must be https, or http on a loopback address"
+        );
+        assert!(check_redirect_uri("https://app.example.com/cb#x").is_err());
+        assert!(check_redirect_uri("/relative").is_err());
+        assert!(check_redirect_uri("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns_subdomain("billing-agent"));
+        assert!(is_dns_subdomain("a.b-c"));
+        assert!(!is_dns_subdomain("Billing"));
+        assert!(!is_dns_subdomain("-x"));
+        assert!(!is_dns_subdomain(""));
+    }
+}

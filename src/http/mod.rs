@@ -1,0 +1,91 @@
+//! HTTP: the axum router and thin handlers over the OAuth core.
+
+mod discovery;
+mod endpoints;
+mod health;
+mod response;
+pub mod server;
+
+use std::{
+    sync::{Arc, atomic::AtomicBool},
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue},
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+};
+use tower_http::{catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
+
+use crate::catalog::Catalog;
+use crate::metrics::Metrics;
+use crate::oauth::token::AuthorizationServer;
+
+/// Largest accepted request body: OAuth requests are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything handlers share.
+pub struct AppState {
+    pub server: AuthorizationServer,
+    /// The current configuration snapshot, swapped atomically on reload.
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    pub metrics: Metrics,
+    /// Set once the first configuration is loaded and the store answers.
+    pub ready: AtomicBool,
+}
+
+/// Paths of the endpoints, relative to the issuer.
+pub mod paths {
+    pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
+    pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+    pub const JWKS: &str = "/jwks";
+    pub const TOKEN: &str = "/token";
+    pub const INTROSPECT: &str = "/introspect";
+    pub const REVOKE: &str = "/revoke";
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(paths::OIDC_DISCOVERY, get(discovery::metadata))
+        .route(paths::OAUTH_METADATA, get(discovery::metadata))
+        .route(paths::JWKS, get(discovery::jwks))
+        .route(paths::TOKEN, post(endpoints::token))
+        .route(paths::INTROSPECT, post(endpoints::introspect))
+        .route(paths::REVOKE, post(endpoints::revoke))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::custom(response::panic_response))
+        .with_state(state)
+}
+
+/// Request count and latency per endpoint (the route pattern, never the raw path, so that
+/// scanners cannot blow up label cardinality).
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.observe_http(&endpoint, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}

@@ -1,0 +1,162 @@
+//! The `inbound` command line.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use inbound::{
+    api::{DurationString, crds_yaml},
+    catalog::folder,
+    serve::{Running, ServeOptions, start},
+};
+
+#[derive(Parser)]
+#[command(name = "inbound", version, about = "Kubernetes-native OAuth 2.1 / OpenID Connect provider for inbound apps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve OAuth from a folder of manifests, with embedded storage (the quickstart).
+    Serve {
+        /// Folder of manifests (InboundApp, Scope, ClientGrant, ConsentPolicy); watched for edits.
+        #[arg(long, env = "INBOUND_CONFIG")]
+        config: PathBuf,
+        /// Where state lives: SQLite database, signing keys, app credentials.
+        #[arg(long, env = "INBOUND_DATA_DIR", default_value = ".inbound")]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, env = "INBOUND_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Public issuer URL (default: http://<listen address>).
+        #[arg(long, env = "INBOUND_ISSUER")]
+        issuer: Option<String>,
+        /// Audience of tokens whose grant names no resource (default: the issuer).
+        #[arg(long, env = "INBOUND_DEFAULT_AUDIENCE")]
+        default_audience: Option<String>,
+        /// Access token lifetime when the app does not set one.
+        #[arg(long, env = "INBOUND_ACCESS_TOKEN_LIFETIME", default_value = "15m")]
+        access_token_lifetime: String,
+    },
+    /// Validate manifests offline; exits non-zero on any problem.
+    Check {
+        /// Files or folders of manifests.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the CustomResourceDefinitions.
+    Crds,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds => {
+            print!("{}", crds_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Check { paths } => check(&paths),
+        Command::Serve { config, data_dir, listen, issuer, default_audience, access_token_lifetime } => {
+            init_tracing();
+            let lifetime = match DurationString(access_token_lifetime).parse() {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: --access-token-lifetime {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = ServeOptions {
+                config: vec![config],
+                data_dir,
+                listen,
+                issuer,
+                default_audience,
+                access_token_lifetime: lifetime,
+                reload_interval: Duration::from_secs(1),
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(serve(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check(paths: &[PathBuf]) -> ExitCode {
+    match folder::load(paths) {
+        Ok(manifests) => {
+            println!("{} object(s) checked, no problems", manifests.len());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            eprintln!("{} problem(s)", problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_env("INBOUND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let config = options.config[0].display().to_string();
+    let running = start(options).await?;
+    print_banner(&running, &config);
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    };
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+/// What a new user needs to make the first request: printed, not logged (it is for a human).
+fn print_banner(running: &Running, config: &str) {
+    let issuer = &running.issuer;
+    println!("inbound is serving {config} (edits are picked up live)");
+    println!("  issuer    {issuer}");
+    println!("  discovery {issuer}/.well-known/openid-configuration");
+    println!("  data dir  {} (state.db, keys.json, credentials/)", running.data_dir.display());
+    println!();
+    println!("apps:");
+    for app in &running.apps {
+        let kind = if app.confidential { "confidential" } else { "public" };
+        println!("  {:<32} {kind:<12} client_id {}", app.key.to_string(), app.client_id);
+        println!("  {:<32} credentials in {}/", "", app.dir.display());
+    }
+    let catalog = running.state.catalog.load();
+    let m2m = running.apps.iter().find(|a| {
+        catalog.client(&a.client_id).is_some_and(|c| c.allows_grant(inbound::api::GrantType::ClientCredentials))
+    });
+    if let Some(app) = m2m {
+        let dir = app.dir.display();
+        println!();
+        println!("get a token ({}, client_credentials):", app.key);
+        println!(
+            "  TOKEN=$(curl -s -u \"$(cat {dir}/client_id):$(cat {dir}/client_secret)\" -d grant_type=client_credentials {issuer}/token | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')"
+        );
+        println!("introspect it:");
+        println!(
+            "  curl -s -u \"$(cat {dir}/client_id):$(cat {dir}/client_secret)\" -d token=\"$TOKEN\" {issuer}/introspect"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! What a client obtains with the client credentials grant (RFC 6749 §4.4): decided by the
+//! `ClientGrant`s whose subject is the app.
+
+use std::collections::BTreeSet;
+
+use super::{OAuthError, scope::parse_scope};
+use crate::api::GrantType;
+use crate::catalog::{Catalog, Client, GrantRule};
+
+/// The request's choices: `scope`, RFC 8707 `resource`s and `tenant`.
+#[derive(Debug, Default)]
+pub struct Request<'a> {
+    pub scope: Option<&'a str>,
+    pub resources: &'a [String],
+    pub tenant: Option<&'a str>,
+}
+
+/// What the token will carry.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Entitlement {
+    pub scopes: Vec<String>,
+    /// Token audience; empty means "the server's default audience".
+    pub audience: Vec<String>,
+    pub tenant: Option<String>,
+}
+
+/// Decides scopes, audience and tenant for `client` at time `now`.
+///
+/// - Only active grants (not expired) apply; deleting a grant takes effect with the next
+///   catalog snapshot.
+/// - `tenant`: with the parameter, only grants listing that tenant apply. Without it,
+///   tenant-less grants apply; if there are none and the grants name exactly one tenant,
+///   that tenant is implied.
+/// - `resource` (RFC 8707): every requested resource must be granted (`invalid_target`),
+///   and only grants naming one of them apply; the token's audience is exactly the
+///   requested resources. Without it, the audience is every resource of the applicable grants.
+/// - `scope`: requested ∩ granted (RFC 6749 §3.3 lets the server narrow the request); a
+///   scope no Scope declares, or a request of which nothing is granted, is `invalid_scope`.
+///   Without it, every granted scope.
+pub fn decide(catalog: &Catalog, client: &Client, request: &Request<'_>, now: i64) -> Result<Entitlement, OAuthError> {
+    if !client.is_confidential() || !client.allows_grant(GrantType::ClientCredentials) {
+        return Err(OAuthError::unauthorized_client(
+            "this client is not allowed to use the client_credentials grant",
+        ));
+    }
+    let active: Vec<&GrantRule> =
+        catalog.grants_for_app(&client.key).iter().map(|g| g.as_ref()).filter(|g| g.is_active(now)).collect();
+    if active.is_empty() {
+        return Err(OAuthError::unauthorized_client("no active ClientGrant authorizes this client"));
+    }
+
+    let (grants, tenant) = select_tenant(active, request.tenant)?;
+
+    let (grants, audience) = if request.resources.is_empty() {
+        let audience: BTreeSet<&String> = grants.iter().flat_map(|g| &g.resources).collect();
+        let audience = audience.into_iter().cloned().collect();
+        (grants, audience)
+    } else {
+        for resource in request.resources {
+            if !grants.iter().any(|g| g.resources.contains(resource)) {
+                return Err(OAuthError::invalid_target(format!(
+                    "resource {resource} is not granted to this client"
+                )));
+            }
+        }
+        let grants =
+            grants.into_iter().filter(|g| g.resources.iter().any(|r| request.resources.contains(r))).collect();
+        let mut audience: Vec<String> = Vec::new();
+        for r in request.resources {
+            if !audience.contains(r) {
+                audience.push(r.clone());
+            }
+        }
+        (grants, audience)
+    };
+
+    let granted: BTreeSet<&str> = grants.iter().flat_map(|g| g.scopes.iter().map(String::as_str)).collect();
+    let scopes = match request.scope {
+        None => granted.into_iter().map(str::to_string).collect(),
+        Some(scope) => {
+            let requested = parse_scope(scope)?;
+            if let Some(unknown) = requested.iter().find(|s| catalog.scope(&client.key.namespace, s).is_none()) {
+                return Err(OAuthError::invalid_scope(format!("unknown scope {unknown}")));
+            }
+            let scopes: Vec<String> = requested.into_iter().filter(|s| granted.contains(s.as_str())).collect();
+            if scopes.is_empty() {
+                return Err(OAuthError::invalid_scope("none of the requested scopes is granted to this client"));
+            }
+            scopes
+        }
+    };
+    Ok(Entitlement { scopes, audience, tenant })
+}
+
+fn select_tenant<'a>(
+    active: Vec<&'a GrantRule>,
+    tenant: Option<&str>,
+) -> Result<(Vec<&'a GrantRule>, Option<String>), OAuthError> {
+    if let Some(tenant) = tenant {
+        let grants: Vec<_> = active.into_iter().filter(|g| g.tenants.iter().any(|t| t == tenant)).collect();
+        if grants.is_empty() {
+            return Err(OAuthError::invalid_request(format!("tenant {tenant} is not granted to this client")));
+        }
+        return Ok((grants, Some(tenant.to_string())));
+    }
+    let untenanted: Vec<_> = active.iter().copied().filter(|g| g.tenants.is_empty()).collect();
+    if !untenanted.is_empty() {
+        return Ok((untenanted, None));
+    }
+    let tenants: BTreeSet<&String> = active.iter().flat_map(|g| &g.tenants).collect();
+    if tenants.len() == 1 {
+        let only = tenants.into_iter().next().cloned();
+        return Ok((active, only));
+    }
+    let names: Vec<&str> = tenants.iter().map(|t| t.as_str()).collect();
+    Err(OAuthError::invalid_request(format!(
+        "the tenant parameter is required: this client is granted tenants {}",
+        names.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ClientRecord, Defaults, ObjectKey, manifest::parse_file};
+    use crate::oauth::ErrorCode;
+    use std::collections::HashMap;
+
+    const MANIFESTS: &str = r#"
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: agent}
+spec: {displayName: Agent, grantTypes: [client_credentials]}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: cli}
+spec: {displayName: CLI, clientType: public, grantTypes: [authorization_code], redirectUris: ["http://127.0.0.1/cb"]}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: read}
+spec: {scope: "billing:read", description: Read}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: write}
+spec: {scope: "billing:write", description: Write}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: other}
+spec: {scope: "crm:read", description: CRM}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: agent-billing}
+spec:
+  subject: {kind: InboundApp, name: agent}
+  scopes: ["billing:read", "billing:write"]
+  resources: ["https://billing.example.com"]
+  tenants: [acme, globex]
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: agent-expired}
+spec:
+  subject: {kind: InboundApp, name: agent}
+  scopes: ["crm:read"]
+  tenants: [acme]
+  expiresAt: "2020-01-01T00:00:00Z"
+"#;
+
+    fn catalog() -> Catalog {
+        let (manifests, problems) = parse_file("t.yaml", MANIFESTS);
+        assert!(problems.is_empty(), "{problems:?}");
+        let records: HashMap<_, _> = ["agent", "cli"]
+            .into_iter()
+            .map(|n| {
+                (ObjectKey { namespace: "default".into(), name: n.into() }, ClientRecord { client_id: n.into(), secret_hashes: vec![] })
+            })
+            .collect();
+        Catalog::build(&manifests, &records, &Defaults { access_token_lifetime: std::time::Duration::from_secs(60) })
+    }
+
+    fn decide_for(client: &str, request: Request<'_>) -> Result<Entitlement, OAuthError> {
+        let catalog = catalog();
+        let client = catalog.client(client).unwrap().clone();
+        decide(&catalog, &client, &request, 1_700_000_000)
+    }
+
+    #[test]
+    fn requested_intersect_granted() {
+        let e = decide_for("agent", Request { scope: Some("billing:read crm:read"), tenant: Some("acme"), ..Default::default() }).unwrap();
+        assert_eq!(e.scopes, ["billing:read"], "crm:read comes from an expired grant");
+        assert_eq!(e.audience, ["https://billing.example.com"]);
+        assert_eq!(e.tenant.as_deref(), Some("acme"));
+    }
+
+    #[test]
+    fn no_scope_means_all_granted() {
+        let e = decide_for("agent", Request { tenant: Some("globex"), ..Default::default() }).unwrap();
+        assert_eq!(e.scopes, ["billing:read", "billing:write"]);
+    }
+
+    #[test]
+    fn errors() {
+        let code = |client, r| decide_for(client, r).unwrap_err().code;
+        assert_eq!(code("cli", Request::default()), ErrorCode::UnauthorizedClient);
+        assert_eq!(code("agent", Request::default()), ErrorCode::InvalidRequest, "two tenants, none chosen");
+        assert_eq!(code("agent", Request { tenant: Some("initech"), ..Default::default() }), ErrorCode::InvalidRequest);
+        assert_eq!(code("agent", Request { tenant: Some("acme"), scope: Some("nope"), ..Default::default() }), ErrorCode::InvalidScope);
+        assert_eq!(code("agent", Request { tenant: Some("acme"), scope: Some("crm:read"), ..Default::default() }), ErrorCode::InvalidScope);
+        let other = ["https://other.example.com".to_string()];
+        assert_eq!(code("agent", Request { tenant: Some("acme"), resources: &other, ..Default::default() }), ErrorCode::InvalidTarget);
+    }
+}

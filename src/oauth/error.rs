@@ -1,0 +1,91 @@
+//! OAuth error codes (RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8707 §2) and their HTTP statuses.
+
+use std::fmt;
+
+/// Registered OAuth error codes this server returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    /// RFC 8707 §2: the requested resource is invalid, unknown or not allowed.
+    InvalidTarget,
+    /// RFC 7009 §2.2.1.
+    UnsupportedTokenType,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    /// RFC 6749 §5.2: 400 for everything but failed client authentication (401); server
+    /// trouble is 500/503 so that clients and load balancers retry correctly.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidClient => 401,
+            ErrorCode::ServerError => 500,
+            ErrorCode::TemporarilyUnavailable => 503,
+            _ => 400,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An OAuth error response: a code and a description safe to show the client (it never
+/// contains a secret or a token).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {description}")]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> OAuthError {
+        OAuthError { code, description: description.into() }
+    }
+    pub fn invalid_request(d: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidRequest, d)
+    }
+    pub fn invalid_client(d: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidClient, d)
+    }
+    pub fn unauthorized_client(d: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::UnauthorizedClient, d)
+    }
+    pub fn invalid_scope(d: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidScope, d)
+    }
+    pub fn invalid_target(d: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidTarget, d)
+    }
+    /// Internal failures: the detail goes to the log, the client gets a generic text.
+    pub fn server_error() -> OAuthError {
+        OAuthError::new(ErrorCode::ServerError, "internal error; see server logs")
+    }
+    pub fn temporarily_unavailable() -> OAuthError {
+        OAuthError::new(ErrorCode::TemporarilyUnavailable, "storage is unavailable; retry later")
+    }
+}

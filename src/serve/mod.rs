@@ -1,0 +1,206 @@
+//! `inbound serve`: the standalone server on a folder of manifests.
+//!
+//! State lives in a data directory: `state.db` (SQLite), `keys.json` (signing keys and the
+//! secret-hashing key, 0600) and `credentials/<namespace>/<secret name>/` holding
+//! `client_id`, `client_secret`, `issuer` and `token_url` as one file each: the same keys,
+//! laid out the same way, as the Kubernetes Secret the operator writes and a Pod mounts.
+
+mod provision;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::catalog::{Catalog, Defaults, folder};
+use crate::http::{AppState, now, router, server};
+use crate::metrics::Metrics;
+use crate::oauth::token::AuthorizationServer;
+use crate::secrets::SecretHasher;
+use crate::store::{SqliteStore, Store};
+use crate::tokens::{KeySet, RevocationList};
+
+pub use provision::{AppCredentials, credentials_dir};
+
+/// How to run the standalone server.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Folder (or files) of manifests.
+    pub config: Vec<PathBuf>,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Public issuer URL; `http://<listen address>` when unset.
+    pub issuer: Option<String>,
+    pub default_audience: Option<String>,
+    pub access_token_lifetime: Duration,
+    /// How often the folder is checked for edits.
+    pub reload_interval: Duration,
+}
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub issuer: String,
+    pub data_dir: PathBuf,
+    /// Credentials of the apps in the first configuration, in (namespace, name) order.
+    pub apps: Vec<AppCredentials>,
+    pub state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, stops background work.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Loads the configuration, provisions credentials, binds and starts serving.
+/// Fails (before binding) if the configuration is invalid.
+pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
+    let manifests = folder::load(&options.config).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        anyhow::anyhow!("the configuration is invalid:\n  {}", lines.join("\n  "))
+    })?;
+
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let issuer = options.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let issuer = issuer.trim_end_matches('/').to_string();
+
+    let keys = Arc::new(KeySet::load_or_create(&options.data_dir.join("keys.json"), now())?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options.data_dir.join("state.db")).await?);
+    let revocations = Arc::new(RevocationList::default());
+    revocations.merge(store.revocations_since(0).await?);
+    let hasher = SecretHasher::new(keys.secret_hash_key());
+    let provisioner = provision::Provisioner {
+        store: store.clone(),
+        hasher: hasher.clone(),
+        data_dir: options.data_dir.clone(),
+        issuer: issuer.clone(),
+    };
+    let defaults = Defaults { access_token_lifetime: options.access_token_lifetime };
+    let (records, apps) = provisioner.provision(&manifests).await?;
+    let catalog = Arc::new(ArcSwap::from_pointee(Catalog::build(&manifests, &records, &defaults)));
+
+    let state = Arc::new(AppState {
+        server: AuthorizationServer {
+            default_audience: options.default_audience.clone().unwrap_or_else(|| issuer.clone()),
+            issuer: issuer.clone(),
+            keys,
+            hasher,
+            store: store.clone(),
+            revocations: revocations.clone(),
+        },
+        catalog: catalog.clone(),
+        metrics: Metrics::default(),
+        ready: Default::default(),
+    });
+    state.ready.store(true, Ordering::Relaxed);
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(server::serve(listener, router(state.clone()), stopped(shutdown_rx.clone()))));
+    tasks.push(tokio::spawn(watch_folder(
+        options.config.clone(),
+        options.reload_interval,
+        provisioner,
+        defaults,
+        catalog,
+        stopped(shutdown_rx.clone()),
+    )));
+    tasks.push(tokio::spawn(maintain(store, revocations, stopped(shutdown_rx))));
+
+    Ok(Running { addr, issuer, data_dir: options.data_dir, apps, state, shutdown, tasks })
+}
+
+/// Polls the folder; on a change, validates and swaps in a new snapshot. An invalid edit is
+/// logged exactly as `inbound check` prints it and the last good snapshot keeps serving.
+async fn watch_folder(
+    paths: Vec<PathBuf>,
+    interval: Duration,
+    provisioner: provision::Provisioner,
+    defaults: Defaults,
+    catalog: Arc<ArcSwap<Catalog>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut last = folder::fingerprint(&paths);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = &mut stop => return,
+        }
+        let current = folder::fingerprint(&paths);
+        if current == last {
+            continue;
+        }
+        last = current;
+        let manifests = match folder::load(&paths) {
+            Ok(m) => m,
+            Err(problems) => {
+                for problem in &problems {
+                    tracing::warn!(%problem, "invalid configuration");
+                }
+                tracing::warn!(problems = problems.len(), "configuration change rejected; still serving the previous configuration");
+                continue;
+            }
+        };
+        match provisioner.provision(&manifests).await {
+            Ok((records, _)) => {
+                let next = Catalog::build(&manifests, &records, &defaults);
+                tracing::info!(apps = next.clients().count(), "configuration reloaded");
+                catalog.store(Arc::new(next));
+            }
+            Err(e) => {
+                // Retry on the next tick: the folder did not change, but provisioning must.
+                last = 0;
+                tracing::warn!(error = %e, "configuration change not applied; still serving the previous configuration");
+            }
+        }
+    }
+}
+
+/// Background upkeep: pull revocations written by other processes, purge expired rows in
+/// bounded batches.
+async fn maintain(store: Arc<dyn Store>, revocations: Arc<RevocationList>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut tick = 0u64;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = &mut stop => return,
+        }
+        tick += 1;
+        match store.revocations_since(revocations.last_seq()).await {
+            Ok(entries) => revocations.merge(entries),
+            Err(e) => tracing::warn!(error = %e, "cannot sync revocations"),
+        }
+        if tick % 12 == 0 {
+            let now = now();
+            revocations.purge(now);
+            match store.purge_expired(now, 1000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "purged expired state"),
+                Err(e) => tracing::warn!(error = %e, "cannot purge expired state"),
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Credentials for the apps of a folder: client ids from stable UIDs, client secrets
+//! generated once and written to the data directory, only their hashes kept.
+
+use std::{collections::HashMap, path::{Path, PathBuf}, sync::Arc};
+
+use anyhow::Context;
+
+use crate::api::ClientType;
+use crate::catalog::{
+    ClientRecord, ObjectKey,
+    manifest::{Manifest, Object, namespace_of},
+};
+use crate::http::{now, paths};
+use crate::secrets::{ClientSecret, SecretHasher};
+use crate::store::Store;
+use crate::tokens::keys::write_private;
+
+/// What the startup banner tells about one app.
+#[derive(Clone, Debug)]
+pub struct AppCredentials {
+    pub key: ObjectKey,
+    pub client_id: String,
+    pub confidential: bool,
+    /// Folder holding `client_id`, `client_secret`, `issuer`, `token_url`.
+    pub dir: PathBuf,
+}
+
+pub struct Provisioner {
+    pub store: Arc<dyn Store>,
+    pub hasher: SecretHasher,
+    pub data_dir: PathBuf,
+    pub issuer: String,
+}
+
+/// `<data dir>/credentials/<namespace>/<secret name>`; the secret name defaults to
+/// `<app name>-credentials`, as the operator names the Secret.
+pub fn credentials_dir(data_dir: &Path, manifest_namespace: &str, app_name: &str, secret_name: Option<&str>) -> PathBuf {
+    let secret = secret_name.map(str::to_string).unwrap_or_else(|| format!("{app_name}-credentials"));
+    data_dir.join("credentials").join(manifest_namespace).join(secret)
+}
+
+impl Provisioner {
+    /// Ensures every app has a client id and, if confidential, a secret whose plaintext is
+    /// in its credentials folder and whose hash is in the store.
+    pub async fn provision(
+        &self,
+        manifests: &[Manifest],
+    ) -> anyhow::Result<(HashMap<ObjectKey, ClientRecord>, Vec<AppCredentials>)> {
+        let mut records = HashMap::new();
+        let mut apps = Vec::new();
+        for m in manifests {
+            let Object::App(app) = &m.object else { continue };
+            let ns = namespace_of(&app.metadata);
+            let name = app.metadata.name.clone().unwrap_or_default();
+            let key = ObjectKey { namespace: ns.to_string(), name: name.clone() };
+            let client_id = match &app.metadata.uid {
+                Some(uid) => uid.clone(),
+                None => self.store.object_uid("InboundApp", &key).await?,
+            };
+            let dir = credentials_dir(
+                &self.data_dir,
+                ns,
+                &name,
+                app.spec.credentials_secret.as_ref().map(|s| s.name.as_str()),
+            );
+            let confidential = app.spec.client_type == ClientType::Confidential;
+            let secret_hashes = if confidential {
+                self.ensure_secret(&key, &client_id, &dir).await?
+            } else {
+                Vec::new()
+            };
+            write_file(&dir.join("client_id"), &client_id)?;
+            write_file(&dir.join("issuer"), &self.issuer)?;
+            write_file(&dir.join("token_url"), &format!("{}{}", self.issuer, paths::TOKEN))?;
+            records.insert(key.clone(), ClientRecord { client_id: client_id.clone(), secret_hashes });
+            apps.push(AppCredentials { key, client_id, confidential, dir });
+        }
+        apps.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok((records, apps))
+    }
+
+    async fn ensure_secret(
+        &self,
+        key: &ObjectKey,
+        client_id: &str,
+        dir: &Path,
+    ) -> anyhow::Result<Vec<crate::secrets::SecretHash>> {
+        let stored = self.store.client_secret_hashes(client_id, now()).await?;
+        let on_disk = std::fs::read_to_string(dir.join("client_secret")).ok();
+        if let Some(secret) = &on_disk {
+            let hash = self.hasher.hash(secret.trim_end());
+            if stored.contains(&hash) {
+                return Ok(stored);
+            }
+            if stored.is_empty() {
+                // The state database was reset but the credentials file is ours: keep it.
+                self.store.set_client_secret(client_id, &hash, now()).await?;
+                tracing::info!(app = %key, "adopted the existing client secret");
+                return Ok(vec![hash]);
+            }
+        }
+        // No secret yet, or the file no longer matches: issue a new one.
+        let secret = ClientSecret::generate();
+        let hash = self.hasher.hash(secret.expose());
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        write_file(&dir.join("client_secret"), secret.expose())?;
+        self.store.set_client_secret(client_id, &hash, now()).await?;
+        if on_disk.is_some() || !stored.is_empty() {
+            tracing::warn!(app = %key, "client secret replaced: the credentials file was missing or did not match");
+        } else {
+            tracing::info!(app = %key, "client secret issued");
+        }
+        Ok(vec![hash])
+    }
+}
+
+/// Writes one credentials file (0600), creating its folder (0700).
+fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    if std::fs::read_to_string(path).is_ok_and(|current| current == content) {
+        return Ok(());
+    }
+    write_private(path, content.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,286 @@
+//! The embedded SQLite backend.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use sqlx::{
+    Row, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use super::{Revocation, Store, StoreError};
+use crate::catalog::ObjectKey;
+use crate::secrets::SecretHash;
+use crate::tokens::AccessTokenClaims;
+
+/// Schema versions, applied in order, each once, inside a transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+    CREATE TABLE objects (
+        kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+        uid TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, namespace, name)
+    );
+    CREATE TABLE client_secrets (
+        client_id TEXT NOT NULL, secret_hash BLOB NOT NULL,
+        created_at INTEGER NOT NULL, expires_at INTEGER
+    );
+    CREATE INDEX client_secrets_by_client ON client_secrets (client_id);
+    CREATE TABLE opaque_tokens (
+        digest BLOB PRIMARY KEY, jti TEXT NOT NULL UNIQUE, client_id TEXT NOT NULL,
+        claims TEXT NOT NULL, expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX opaque_tokens_by_expiry ON opaque_tokens (expires_at);
+    CREATE TABLE revocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, jti TEXT NOT NULL UNIQUE, expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX revocations_by_expiry ON revocations (expires_at);
+    "#,
+)];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(unavailable)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL is durable across process crashes; only an OS crash can lose the
+            // last transactions, never corrupt the file.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if applied.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(unavailable)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))")
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Row count of a table, for tests and diagnostics.
+    pub async fn count(&self, table: &str) -> Result<i64, StoreError> {
+        const TABLES: &[&str] = &["objects", "client_secrets", "opaque_tokens", "revocations"];
+        if !TABLES.contains(&table) {
+            return Err(StoreError::Corrupt(format!("no table {table}")));
+        }
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn object_uid(&self, kind: &str, key: &ObjectKey) -> Result<String, StoreError> {
+        let candidate = new_uid();
+        // Insert-or-keep in one statement, so two concurrent first loads agree on one UID.
+        sqlx::query(
+            "INSERT INTO objects (kind, namespace, name, uid, created_at) VALUES (?, ?, ?, ?, strftime('%s','now'))
+             ON CONFLICT (kind, namespace, name) DO NOTHING",
+        )
+        .bind(kind)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .bind(&candidate)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query_scalar("SELECT uid FROM objects WHERE kind = ? AND namespace = ? AND name = ?")
+            .bind(kind)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT secret_hash FROM client_secrets WHERE client_id = ? AND (expires_at IS NULL OR expires_at > ?)
+             ORDER BY created_at DESC",
+        )
+        .bind(client_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let bytes: Vec<u8> = row.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                SecretHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
+            })
+            .collect()
+    }
+
+    async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM client_secrets WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("INSERT INTO client_secrets (client_id, secret_hash, created_at) VALUES (?, ?, ?)")
+            .bind(client_id)
+            .bind(&hash.0[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError> {
+        let json = serde_json::to_string(claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("INSERT INTO opaque_tokens (digest, jti, client_id, claims, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&digest[..])
+            .bind(&claims.jti)
+            .bind(&claims.client_id)
+            .bind(json)
+            .bind(claims.exp)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn opaque_token(&self, digest: &[u8; 32]) -> Result<Option<AccessTokenClaims>, StoreError> {
+        let json: Option<String> = sqlx::query_scalar("SELECT claims FROM opaque_tokens WHERE digest = ?")
+            .bind(&digest[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO revocations (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query("SELECT seq, jti, expires_at FROM revocations WHERE seq > ? ORDER BY seq LIMIT 10000")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get(1).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get(2).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn purge_expired(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
+        let mut purged = 0;
+        for sql in [
+            "DELETE FROM opaque_tokens WHERE rowid IN (SELECT rowid FROM opaque_tokens WHERE expires_at <= ? LIMIT ?)",
+            "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE expires_at <= ? LIMIT ?)",
+            "DELETE FROM client_secrets WHERE rowid IN (SELECT rowid FROM client_secrets WHERE expires_at <= ? LIMIT ?)",
+        ] {
+            purged += sqlx::query(sql)
+                .bind(now)
+                .bind(batch)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+        }
+        Ok(purged)
+    }
+}
+
+/// A random RFC 4122 version-4 UUID, the shape of Kubernetes UIDs.
+fn new_uid() -> String {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut b).expect("system CSPRNG available");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn state_survives_reopen_and_purge_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let key = ObjectKey { namespace: "default".into(), name: "app".into() };
+        let uid = {
+            let store = SqliteStore::open(&path).await.unwrap();
+            let uid = store.object_uid("InboundApp", &key).await.unwrap();
+            assert_eq!(store.object_uid("InboundApp", &key).await.unwrap(), uid);
+            store.set_client_secret(&uid, &SecretHash([7; 32]), 1).await.unwrap();
+            store.revoke("j1", 100).await.unwrap();
+            store.revoke("j1", 100).await.unwrap();
+            store.revoke("j2", 300).await.unwrap();
+            uid
+        };
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.object_uid("InboundApp", &key).await.unwrap(), uid);
+        assert_eq!(store.client_secret_hashes(&uid, 2).await.unwrap(), vec![SecretHash([7; 32])]);
+        let revs = store.revocations_since(0).await.unwrap();
+        assert_eq!(revs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["j1", "j2"]);
+        assert_eq!(store.purge_expired(200, 1000).await.unwrap(), 1);
+        assert_eq!(store.count("revocations").await.unwrap(), 1);
+    }
+}

@@ -1,0 +1,45 @@
+//! Claims of JWT access tokens (RFC 9068 §2.2).
+
+use serde::{Deserialize, Serialize};
+
+/// `aud`: one resource, or several (RFC 7519 §4.1.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// One value serializes as a string, several as an array.
+    pub fn from_list(mut list: Vec<String>) -> Audience {
+        if list.len() == 1 { Audience::One(list.remove(0)) } else { Audience::Many(list) }
+    }
+
+    pub fn to_list(&self) -> Vec<String> {
+        match self {
+            Audience::One(a) => vec![a.clone()],
+            Audience::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Claims of an access token. The same claims describe opaque tokens in the store and
+/// are what introspection returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    /// The resource owner; for client_credentials, the client itself (RFC 9068 §2.2).
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    /// Space-delimited granted scopes; absent when none were granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The tenant the token acts in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}

@@ -1,0 +1,254 @@
+//! Signing keys: generated on first start, persisted, published as a JWKS, several by `kid`.
+//!
+//! Signing uses a parsed key pair cached for the life of the process: re-parsing the PKCS#8
+//! document per token (what `jsonwebtoken::encode` does) costs more than the signature.
+
+use std::{collections::HashMap, path::Path};
+
+use aws_lc_rs::{
+    rand::SystemRandom,
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
+};
+use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Errors loading or creating the key file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read or write key file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("key file {path} is invalid: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// Why a token does not verify. Deliberately coarse: introspection only says `active: false`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("not a JWT")]
+    Malformed,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyFile {
+    version: u32,
+    /// Key of the HMAC used to hash client secrets (base64).
+    secret_hash_key: String,
+    signing_keys: Vec<StoredKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredKey {
+    kid: String,
+    alg: String,
+    /// PKCS#8 v1 document (base64).
+    pkcs8: String,
+    created_at: i64,
+}
+
+struct SigningKey {
+    kid: String,
+    key_pair: EcdsaKeyPair,
+    x: String,
+    y: String,
+    /// base64url of `{"alg":"ES256","kid":..,"typ":"at+jwt"}`, precomputed.
+    at_jwt_header: String,
+}
+
+/// The server's signing keys and the secret-hashing key.
+pub struct KeySet {
+    keys: Vec<SigningKey>,
+    /// Index of the key that signs new tokens.
+    active: usize,
+    decoding: HashMap<String, DecodingKey>,
+    secret_hash_key: Vec<u8>,
+    rng: SystemRandom,
+}
+
+impl KeySet {
+    /// Loads `path`, or creates it (mode 0600) with a fresh ES256 key and hashing key.
+    pub fn load_or_create(path: &Path, now: i64) -> Result<KeySet, KeyError> {
+        let display = path.display().to_string();
+        let io = |source| KeyError::Io { path: display.clone(), source };
+        let file = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice::<KeyFile>(&bytes)
+                .map_err(|e| KeyError::Invalid { path: display.clone(), reason: e.to_string() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let file = KeyFile {
+                    version: 1,
+                    secret_hash_key: crate::secrets::random_token(32),
+                    signing_keys: vec![generate_key(now)],
+                };
+                write_private(path, &serde_json::to_vec_pretty(&file).expect("key file serializes")).map_err(io)?;
+                file
+            }
+            Err(e) => return Err(io(e)),
+        };
+        KeySet::from_file(file).map_err(|reason| KeyError::Invalid { path: display, reason })
+    }
+
+    fn from_file(file: KeyFile) -> Result<KeySet, String> {
+        let mut keys = Vec::new();
+        for stored in &file.signing_keys {
+            if stored.alg != "ES256" {
+                return Err(format!("key {}: unsupported alg {}", stored.kid, stored.alg));
+            }
+            let pkcs8 = STANDARD.decode(&stored.pkcs8).map_err(|e| format!("key {}: {e}", stored.kid))?;
+            let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+                .map_err(|e| format!("key {}: {e}", stored.kid))?;
+            keys.push(SigningKey::new(stored.kid.clone(), key_pair));
+        }
+        if keys.is_empty() {
+            return Err("no signing key".into());
+        }
+        let secret_hash_key = file.secret_hash_key.into_bytes();
+        // The newest key signs; older ones stay published so their tokens still verify.
+        let active = file
+            .signing_keys
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, k)| k.created_at)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let decoding = keys
+            .iter()
+            .map(|k| Ok((k.kid.clone(), DecodingKey::from_ec_components(&k.x, &k.y).map_err(|e| e.to_string())?)))
+            .collect::<Result<_, String>>()?;
+        Ok(KeySet { keys, active, decoding, secret_hash_key, rng: SystemRandom::new() })
+    }
+
+    pub fn secret_hash_key(&self) -> &[u8] {
+        &self.secret_hash_key
+    }
+
+    pub fn active_kid(&self) -> &str {
+        &self.keys[self.active].kid
+    }
+
+    /// The public JWK Set (RFC 7517) with every published key.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<_> = self
+            .keys
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "kty": "EC", "crv": "P-256", "x": k.x, "y": k.y,
+                    "kid": k.kid, "alg": "ES256", "use": "sig",
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Signs `claims` as a JWT with `typ: at+jwt` (RFC 9068 §2.1) under the active key.
+    pub fn sign_access_token<T: Serialize>(&self, claims: &T) -> String {
+        let key = &self.keys[self.active];
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        let mut jwt = String::with_capacity(key.at_jwt_header.len() + payload.len() * 4 / 3 + 100);
+        jwt.push_str(&key.at_jwt_header);
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
+        let signature = key.key_pair.sign(&self.rng, jwt.as_bytes()).expect("ECDSA signing cannot fail");
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jwt);
+        jwt
+    }
+
+    /// Verifies signature, `iss` and `exp` (no leeway: a token is inactive the second it
+    /// expires). Audience is the caller's business.
+    pub fn verify<T: DeserializeOwned>(&self, token: &str, issuer: &str) -> Result<T, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+        let key = self.decoding.get(&kid).ok_or(VerifyError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        jsonwebtoken::decode::<T>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| VerifyError::Invalid(e.to_string()))
+    }
+}
+
+impl SigningKey {
+    fn new(kid: String, key_pair: EcdsaKeyPair) -> SigningKey {
+        let (x, y) = ec_coordinates(&key_pair);
+        let header = serde_json::json!({ "alg": "ES256", "kid": kid, "typ": "at+jwt" });
+        let at_jwt_header = URL_SAFE_NO_PAD.encode(header.to_string());
+        SigningKey { kid, key_pair, x, y, at_jwt_header }
+    }
+}
+
+/// base64url x and y of an uncompressed P-256 point (`0x04 || X || Y`).
+fn ec_coordinates(key_pair: &EcdsaKeyPair) -> (String, String) {
+    let point = key_pair.public_key().as_ref();
+    debug_assert_eq!(point.len(), 65);
+    (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..65]))
+}
+
+fn generate_key(now: i64) -> StoredKey {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key generation");
+    let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("fresh key parses");
+    let (x, y) = ec_coordinates(&key_pair);
+    StoredKey { kid: jwk_thumbprint(&x, &y), alg: "ES256".into(), pkcs8: STANDARD.encode(pkcs8.as_ref()), created_at: now }
+}
+
+/// RFC 7638 JWK thumbprint (SHA-256, base64url): a `kid` that names the key itself.
+fn jwk_thumbprint(x: &str, y: &str) -> String {
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// Writes a file readable only by its owner (0600), atomically (temp file + rename).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_round_trip_signs_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let keys = KeySet::load_or_create(&path, 1).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let exp = jiff::Timestamp::now().as_second() + 60;
+        let token = keys.sign_access_token(&serde_json::json!({"iss": "https://i", "exp": exp, "sub": "s"}));
+        let again = KeySet::load_or_create(&path, 2).unwrap();
+        assert_eq!(again.active_kid(), keys.active_kid());
+        let claims: serde_json::Value = again.verify(&token, "https://i").unwrap();
+        assert_eq!(claims["sub"], "s");
+        assert!(again.verify::<serde_json::Value>(&token, "https://other").is_err());
+        // Tampering with the payload breaks the signature.
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"https://i","exp":{exp},"sub":"admin"}}"#));
+        parts[1] = &forged;
+        assert!(again.verify::<serde_json::Value>(&parts.join("."), "https://i").is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! Tokens: signing keys and JWKS, JWT access tokens (RFC 9068), the revocation list.
+
+pub mod claims;
+pub mod keys;
+pub mod revocation;
+
+pub use claims::{AccessTokenClaims, Audience};
+pub use keys::{KeyError, KeySet, VerifyError};
+pub use revocation::RevocationList;
