@@ -10,7 +10,11 @@ use inbound::{
 };
 
 #[derive(Parser)]
-#[command(name = "inbound", version, about = "Kubernetes-native OAuth 2.1 / OpenID Connect provider for inbound apps")]
+#[command(
+    name = "inbound",
+    version,
+    about = "Kubernetes-native OAuth 2.1 / OpenID Connect provider for inbound apps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,7 +61,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { paths } => check(&paths),
-        Command::Serve { config, data_dir, listen, issuer, default_audience, access_token_lifetime } => {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+            issuer,
+            default_audience,
+            access_token_lifetime,
+        } => {
             init_tracing();
             let lifetime = match DurationString(access_token_lifetime).parse() {
                 Ok(d) => d,
@@ -106,7 +117,11 @@ fn check(paths: &[PathBuf]) -> ExitCode {
 fn init_tracing() {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_env("INBOUND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 async fn serve(options: ServeOptions) -> anyhow::Result<()> {
@@ -117,7 +132,9 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]
@@ -135,17 +152,30 @@ fn print_banner(running: &Running, config: &str) {
     println!("inbound is serving {config} (edits are picked up live)");
     println!("  issuer    {issuer}");
     println!("  discovery {issuer}/.well-known/openid-configuration");
-    println!("  data dir  {} (state.db, keys.json, credentials/)", running.data_dir.display());
+    println!(
+        "  data dir  {} (state.db, keys.json, credentials/)",
+        running.data_dir.display()
+    );
     println!();
     println!("apps:");
     for app in &running.apps {
-        let kind = if app.confidential { "confidential" } else { "public" };
-        println!("  {:<32} {kind:<12} client_id {}", app.key.to_string(), app.client_id);
+        let kind = if app.confidential {
+            "confidential"
+        } else {
+            "public"
+        };
+        println!(
+            "  {:<32} {kind:<12} client_id {}",
+            app.key.to_string(),
+            app.client_id
+        );
         println!("  {:<32} credentials in {}/", "", app.dir.display());
     }
     let catalog = running.state.catalog.load();
     let m2m = running.apps.iter().find(|a| {
-        catalog.client(&a.client_id).is_some_and(|c| c.allows_grant(inbound::api::GrantType::ClientCredentials))
+        catalog
+            .client(&a.client_id)
+            .is_some_and(|c| c.allows_grant(inbound::api::GrantType::ClientCredentials))
     });
     if let Some(app) = m2m {
         let dir = app.dir.display();

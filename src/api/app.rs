@@ -18,11 +18,24 @@ use super::{Condition, DurationString};
     shortname = "iapp",
     category = "inbound",
     doc = "An OAuth client (inbound app) of the inbound authorization server.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Client ID", type_ = "string", json_path = ".status.clientId"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Message", type_ = "string", priority = "1", json_path = ".status.conditions[?(@.type==\"Ready\")].message")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InboundAppSpec {
@@ -178,9 +191,10 @@ pub struct InboundAppStatus {
 impl InboundAppSpec {
     /// The effective token endpoint auth method (explicit, or the client type's default).
     pub fn auth_method(&self) -> AuthMethod {
-        self.token_endpoint_auth_method.unwrap_or(match self.client_type {
-            ClientType::Confidential => AuthMethod::ClientSecretBasic,
-            ClientType::Public => AuthMethod::None,
-        })
+        self.token_endpoint_auth_method
+            .unwrap_or(match self.client_type {
+                ClientType::Confidential => AuthMethod::ClientSecretBasic,
+                ClientType::Public => AuthMethod::None,
+            })
     }
 }

@@ -105,7 +105,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        for bad in ["", "15", "m", "1.5h", "-1h", "1w", "1h 30m", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "15",
+            "m",
+            "1.5h",
+            "-1h",
+            "1w",
+            "1h 30m",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} must not parse");
         }
         assert_eq!(parse_duration("0s"), Err(DurationError::Zero));

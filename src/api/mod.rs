@@ -4,6 +4,9 @@
 //! generated from them (`inbound crds`), the manifest folder of `inbound serve` is parsed
 //! into them, and the operator watches them.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = ...` by design.
+#![allow(clippy::duplicated_attributes)]
+
 mod app;
 mod duration;
 mod grant;
@@ -35,7 +38,12 @@ pub const API_VERSION: &str = "inbound.dev/v1alpha1";
 
 /// The four CustomResourceDefinitions, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![InboundApp::crd(), Scope::crd(), ClientGrant::crd(), ConsentPolicy::crd()]
+    vec![
+        InboundApp::crd(),
+        Scope::crd(),
+        ClientGrant::crd(),
+        ConsentPolicy::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream: the content of `crds/inbound.dev.yaml`.

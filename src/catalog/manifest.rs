@@ -101,7 +101,10 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Manifest>, Vec<Problem>) {
     let mut manifests = Vec::new();
     let mut problems = Vec::new();
     for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let source = Source { file: file.to_string(), document: index + 1 };
+        let source = Source {
+            file: file.to_string(),
+            document: index + 1,
+        };
         let value = match serde_json::Value::deserialize(document) {
             Ok(serde_json::Value::Null) => continue, // empty document, e.g. a trailing `---`
             Ok(value) => value,
@@ -140,15 +143,26 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Manifest>, Vec<Problem>) {
 
 fn parse_object(value: serde_json::Value) -> Result<(Object, Vec<String>), Problem> {
     let problem = |object: Option<String>, field: Option<&str>, message: String| Problem {
-        source: Source { file: String::new(), document: 0 },
+        source: Source {
+            file: String::new(),
+            document: 0,
+        },
         object,
         field: field.map(str::to_string),
         message,
     };
     let serde_json::Value::Object(map) = &value else {
-        return Err(problem(None, None, "must be a mapping with apiVersion, kind, metadata and spec".into()));
+        return Err(problem(
+            None,
+            None,
+            "must be a mapping with apiVersion, kind, metadata and spec".into(),
+        ));
     };
-    let kind = map.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
+    let kind = map
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_string();
     let meta = map.get("metadata");
     let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str());
     let namespace = meta
@@ -157,7 +171,10 @@ fn parse_object(value: serde_json::Value) -> Result<(Object, Vec<String>), Probl
         .unwrap_or("default");
     let object_name = name.map(|n| format!("{kind} {namespace}/{n}"));
 
-    let api_version = map.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+    let api_version = map
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
     if api_version != API_VERSION {
         return Err(problem(
             object_name,
@@ -179,7 +196,9 @@ fn parse_object(value: serde_json::Value) -> Result<(Object, Vec<String>), Probl
             return Err(problem(
                 object_name,
                 Some("kind"),
-                format!("must be one of InboundApp, Scope, ClientGrant, ConsentPolicy, got {other:?}"),
+                format!(
+                    "must be one of InboundApp, Scope, ClientGrant, ConsentPolicy, got {other:?}"
+                ),
             ));
         }
     };
@@ -187,7 +206,9 @@ fn parse_object(value: serde_json::Value) -> Result<(Object, Vec<String>), Probl
 }
 
 /// Deserializes with the failing field's path and collects every unknown field.
-fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<(T, Vec<String>), (String, String)> {
+fn typed<T: DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<(T, Vec<String>), (String, String)> {
     let mut unknown = Vec::new();
     let mut record = |path: serde_ignored::Path<'_>| {
         let path = format_ignored(&path);
@@ -202,7 +223,11 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<(T, Vec<String
         Ok(object) => Ok((object, unknown)),
         Err(e) => {
             let path = e.path().to_string();
-            let path = if path == "." { String::from("(root)") } else { path };
+            let path = if path == "." {
+                String::from("(root)")
+            } else {
+                path
+            };
             Err((path, e.into_inner().to_string()))
         }
     }
@@ -216,10 +241,14 @@ fn format_ignored(path: &serde_ignored::Path<'_>) -> String {
         Path::Seq { parent, index } => format!("{}[{index}]", format_ignored(parent)),
         Path::Map { parent, key } => {
             let parent = format_ignored(parent);
-            if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+            if parent.is_empty() {
+                key.to_string()
+            } else {
+                format!("{parent}.{key}")
+            }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            format_ignored(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => format_ignored(parent),
     }
 }

@@ -14,9 +14,7 @@ use std::{
     time::Duration,
 };
 
-use crate::api::{
-    ClientType, ConsentPolicy, GrantType, InboundAppSpec, ScopeSpec, SubjectKind,
-};
+use crate::api::{ClientType, ConsentPolicy, GrantType, InboundAppSpec, ScopeSpec, SubjectKind};
 use crate::secrets::SecretHash;
 use manifest::{Manifest, Object, namespace_of};
 
@@ -113,7 +111,9 @@ impl Catalog {
             };
             match &m.object {
                 Object::App(app) => {
-                    let Some(record) = records.get(&key) else { continue };
+                    let Some(record) = records.get(&key) else {
+                        continue;
+                    };
                     let lifetime = app
                         .spec
                         .tokens
@@ -130,17 +130,24 @@ impl Catalog {
                         access_token_lifetime: lifetime,
                     };
                     catalog.client_ids.insert(key, record.client_id.clone());
-                    catalog.clients.insert(record.client_id.clone(), Arc::new(client));
+                    catalog
+                        .clients
+                        .insert(record.client_id.clone(), Arc::new(client));
                 }
                 Object::Scope(scope) => {
-                    catalog
-                        .scopes
-                        .insert((key.namespace.clone(), scope.spec.scope.clone()), scope.spec.clone());
+                    catalog.scopes.insert(
+                        (key.namespace.clone(), scope.spec.scope.clone()),
+                        scope.spec.clone(),
+                    );
                 }
                 Object::Grant(grant) => {
                     let spec = &grant.spec;
                     let subject = ObjectKey {
-                        namespace: spec.subject.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+                        namespace: spec
+                            .subject
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| key.namespace.clone()),
                         name: spec.subject.name.clone(),
                     };
                     let rule = Arc::new(GrantRule {
@@ -172,15 +179,23 @@ impl Catalog {
 
     /// Apps in (namespace, name) order.
     pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
-        self.client_ids.values().filter_map(|id| self.clients.get(id))
+        self.client_ids
+            .values()
+            .filter_map(|id| self.clients.get(id))
     }
 
     pub fn grants_for_app(&self, app: &ObjectKey) -> &[Arc<GrantRule>] {
-        self.app_grants.get(app).map(Vec::as_slice).unwrap_or_default()
+        self.app_grants
+            .get(app)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     pub fn grants_for_service_account(&self, sa: &ObjectKey) -> &[Arc<GrantRule>] {
-        self.service_account_grants.get(sa).map(Vec::as_slice).unwrap_or_default()
+        self.service_account_grants
+            .get(sa)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     pub fn scope(&self, namespace: &str, scope: &str) -> Option<&ScopeSpec> {

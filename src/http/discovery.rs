@@ -33,7 +33,10 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
 }
 
 fn cacheable(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }
 
@@ -43,6 +46,9 @@ pub async fn metadata(State(state): State<Arc<AppState>>) -> Response {
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let mut response = cacheable(Json(state.server.keys.jwks()).into_response());
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
     response
 }

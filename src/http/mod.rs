@@ -20,7 +20,9 @@ use axum::{
     response::Response,
     routing::{get, post},
 };
-use tower_http::{catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
+};
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
@@ -66,7 +68,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             HeaderName::from_static("x-content-type-options"),
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
         .layer(CatchPanicLayer::custom(response::panic_response))
         .with_state(state)
 }
@@ -81,7 +86,9 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .unwrap_or_else(|| "unmatched".to_string());
     let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.observe_http(&endpoint, response.status().as_u16(), started.elapsed());
+    state
+        .metrics
+        .observe_http(&endpoint, response.status().as_u16(), started.elapsed());
     response
 }
 

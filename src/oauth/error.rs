@@ -64,7 +64,10 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> OAuthError {
-        OAuthError { code, description: description.into() }
+        OAuthError {
+            code,
+            description: description.into(),
+        }
     }
     pub fn invalid_request(d: impl Into<String>) -> OAuthError {
         OAuthError::new(ErrorCode::InvalidRequest, d)
@@ -86,6 +89,9 @@ impl OAuthError {
         OAuthError::new(ErrorCode::ServerError, "internal error; see server logs")
     }
     pub fn temporarily_unavailable() -> OAuthError {
-        OAuthError::new(ErrorCode::TemporarilyUnavailable, "storage is unavailable; retry later")
+        OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "storage is unavailable; retry later",
+        )
     }
 }

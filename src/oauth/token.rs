@@ -66,7 +66,11 @@ impl AuthorizationServer {
         let grant_type = params.require("grant_type")?;
         match grant_type {
             "client_credentials" => {
-                let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
+                let client = authenticate(
+                    catalog,
+                    &self.hasher,
+                    &presented_client(authorization, params)?,
+                )?;
                 let request = client_credentials::Request {
                     scope: params.get("scope"),
                     resources: params.resources(),
@@ -80,7 +84,15 @@ impl AuthorizationServer {
                 };
                 // RFC 9068 §2.2: with no resource owner, `sub` identifies the client.
                 let sub = client.client_id.clone();
-                self.mint(&client, sub, audience, entitlement.scopes, entitlement.tenant, now).await
+                self.mint(
+                    &client,
+                    sub,
+                    audience,
+                    entitlement.scopes,
+                    entitlement.tenant,
+                    now,
+                )
+                .await
             }
             other => Err(OAuthError::new(
                 super::ErrorCode::UnsupportedGrantType,
@@ -117,11 +129,19 @@ impl AuthorizationServer {
             TokenFormat::Jwt => self.keys.sign_access_token(&claims),
             TokenFormat::Opaque => {
                 let token = random_token(32);
-                self.store.put_opaque_token(&token_digest(&token), &claims).await.map_err(store_error)?;
+                self.store
+                    .put_opaque_token(&token_digest(&token), &claims)
+                    .await
+                    .map_err(store_error)?;
                 token
             }
         };
-        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifetime, scope })
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope,
+        })
     }
 
     /// Finds the claims of an access token this server issued, whatever its format, if it
@@ -141,7 +161,12 @@ impl AuthorizationServer {
             if token.len() > 512 {
                 return Ok(None);
             }
-            match self.store.opaque_token(&token_digest(token)).await.map_err(store_error)? {
+            match self
+                .store
+                .opaque_token(&token_digest(token))
+                .await
+                .map_err(store_error)?
+            {
                 Some(claims) => claims,
                 None => return Ok(None),
             }

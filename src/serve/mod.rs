@@ -68,8 +68,18 @@ impl Running {
 /// Loads the configuration, provisions credentials, binds and starts serving.
 /// Fails (before binding) if the configuration is invalid.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&options.data_dir)
-        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
+    std::fs::create_dir_all(&options.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            options.data_dir.display()
+        )
+    })?;
+    #[cfg(unix)]
+    {
+        // Keys, state and credentials: readable by the server's user only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&options.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     let manifests = folder::load(&options.config).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         anyhow::anyhow!("the configuration is invalid:\n  {}", lines.join("\n  "))
@@ -79,11 +89,18 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = listener.local_addr()?;
-    let issuer = options.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let issuer = options
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let issuer = issuer.trim_end_matches('/').to_string();
 
-    let keys = Arc::new(KeySet::load_or_create(&options.data_dir.join("keys.json"), now())?);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options.data_dir.join("state.db")).await?);
+    let keys = Arc::new(KeySet::load_or_create(
+        &options.data_dir.join("keys.json"),
+        now(),
+    )?);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&options.data_dir.join("state.db")).await?);
     let revocations = Arc::new(RevocationList::default());
     revocations.merge(store.revocations_since(0).await?);
     let hasher = SecretHasher::new(keys.secret_hash_key());
@@ -93,13 +110,20 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         data_dir: options.data_dir.clone(),
         issuer: issuer.clone(),
     };
-    let defaults = Defaults { access_token_lifetime: options.access_token_lifetime };
+    let defaults = Defaults {
+        access_token_lifetime: options.access_token_lifetime,
+    };
     let (records, apps) = provisioner.provision(&manifests).await?;
-    let catalog = Arc::new(ArcSwap::from_pointee(Catalog::build(&manifests, &records, &defaults)));
+    let catalog = Arc::new(ArcSwap::from_pointee(Catalog::build(
+        &manifests, &records, &defaults,
+    )));
 
     let state = Arc::new(AppState {
         server: AuthorizationServer {
-            default_audience: options.default_audience.clone().unwrap_or_else(|| issuer.clone()),
+            default_audience: options
+                .default_audience
+                .clone()
+                .unwrap_or_else(|| issuer.clone()),
             issuer: issuer.clone(),
             keys,
             hasher,
@@ -116,19 +140,32 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(server::serve(listener, router(state.clone()), stopped(shutdown_rx.clone()))));
-    tasks.push(tokio::spawn(watch_folder(
-        options.config.clone(),
-        options.reload_interval,
-        provisioner,
-        defaults,
-        catalog,
-        stopped(shutdown_rx.clone()),
-    )));
-    tasks.push(tokio::spawn(maintain(store, revocations, stopped(shutdown_rx))));
+    let tasks = vec![
+        tokio::spawn(server::serve(
+            listener,
+            router(state.clone()),
+            stopped(shutdown_rx.clone()),
+        )),
+        tokio::spawn(watch_folder(
+            options.config.clone(),
+            options.reload_interval,
+            provisioner,
+            defaults,
+            catalog,
+            stopped(shutdown_rx.clone()),
+        )),
+        tokio::spawn(maintain(store, revocations, stopped(shutdown_rx))),
+    ];
 
-    Ok(Running { addr, issuer, data_dir: options.data_dir, apps, state, shutdown, tasks })
+    Ok(Running {
+        addr,
+        issuer,
+        data_dir: options.data_dir,
+        apps,
+        state,
+        shutdown,
+        tasks,
+    })
 }
 
 /// Polls the folder; on a change, validates and swaps in a new snapshot. An invalid edit is
@@ -159,7 +196,10 @@ async fn watch_folder(
                 for problem in &problems {
                     tracing::warn!(%problem, "invalid configuration");
                 }
-                tracing::warn!(problems = problems.len(), "configuration change rejected; still serving the previous configuration");
+                tracing::warn!(
+                    problems = problems.len(),
+                    "configuration change rejected; still serving the previous configuration"
+                );
                 continue;
             }
         };
@@ -180,7 +220,11 @@ async fn watch_folder(
 
 /// Background upkeep: pull revocations written by other processes, purge expired rows in
 /// bounded batches.
-async fn maintain(store: Arc<dyn Store>, revocations: Arc<RevocationList>, stop: impl std::future::Future<Output = ()>) {
+async fn maintain(
+    store: Arc<dyn Store>,
+    revocations: Arc<RevocationList>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
     let mut tick = 0u64;
     loop {
@@ -193,7 +237,7 @@ async fn maintain(store: Arc<dyn Store>, revocations: Arc<RevocationList>, stop:
             Ok(entries) => revocations.merge(entries),
             Err(e) => tracing::warn!(error = %e, "cannot sync revocations"),
         }
-        if tick % 12 == 0 {
+        if tick.is_multiple_of(12) {
             let now = now();
             revocations.purge(now);
             match store.purge_expired(now, 1000).await {

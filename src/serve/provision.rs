@@ -1,7 +1,11 @@
 //! Credentials for the apps of a folder: client ids from stable UIDs, client secrets
 //! generated once and written to the data directory, only their hashes kept.
 
-use std::{collections::HashMap, path::{Path, PathBuf}, sync::Arc};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::Context;
 
@@ -34,9 +38,19 @@ pub struct Provisioner {
 
 /// `<data dir>/credentials/<namespace>/<secret name>`; the secret name defaults to
 /// `<app name>-credentials`, as the operator names the Secret.
-pub fn credentials_dir(data_dir: &Path, manifest_namespace: &str, app_name: &str, secret_name: Option<&str>) -> PathBuf {
-    let secret = secret_name.map(str::to_string).unwrap_or_else(|| format!("{app_name}-credentials"));
-    data_dir.join("credentials").join(manifest_namespace).join(secret)
+pub fn credentials_dir(
+    data_dir: &Path,
+    manifest_namespace: &str,
+    app_name: &str,
+    secret_name: Option<&str>,
+) -> PathBuf {
+    let secret = secret_name
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{app_name}-credentials"));
+    data_dir
+        .join("credentials")
+        .join(manifest_namespace)
+        .join(secret)
 }
 
 impl Provisioner {
@@ -49,10 +63,15 @@ impl Provisioner {
         let mut records = HashMap::new();
         let mut apps = Vec::new();
         for m in manifests {
-            let Object::App(app) = &m.object else { continue };
+            let Object::App(app) = &m.object else {
+                continue;
+            };
             let ns = namespace_of(&app.metadata);
             let name = app.metadata.name.clone().unwrap_or_default();
-            let key = ObjectKey { namespace: ns.to_string(), name: name.clone() };
+            let key = ObjectKey {
+                namespace: ns.to_string(),
+                name: name.clone(),
+            };
             let client_id = match &app.metadata.uid {
                 Some(uid) => uid.clone(),
                 None => self.store.object_uid("InboundApp", &key).await?,
@@ -61,7 +80,10 @@ impl Provisioner {
                 &self.data_dir,
                 ns,
                 &name,
-                app.spec.credentials_secret.as_ref().map(|s| s.name.as_str()),
+                app.spec
+                    .credentials_secret
+                    .as_ref()
+                    .map(|s| s.name.as_str()),
             );
             let confidential = app.spec.client_type == ClientType::Confidential;
             let secret_hashes = if confidential {
@@ -71,9 +93,23 @@ impl Provisioner {
             };
             write_file(&dir.join("client_id"), &client_id)?;
             write_file(&dir.join("issuer"), &self.issuer)?;
-            write_file(&dir.join("token_url"), &format!("{}{}", self.issuer, paths::TOKEN))?;
-            records.insert(key.clone(), ClientRecord { client_id: client_id.clone(), secret_hashes });
-            apps.push(AppCredentials { key, client_id, confidential, dir });
+            write_file(
+                &dir.join("token_url"),
+                &format!("{}{}", self.issuer, paths::TOKEN),
+            )?;
+            records.insert(
+                key.clone(),
+                ClientRecord {
+                    client_id: client_id.clone(),
+                    secret_hashes,
+                },
+            );
+            apps.push(AppCredentials {
+                key,
+                client_id,
+                confidential,
+                dir,
+            });
         }
         apps.sort_by(|a, b| a.key.cmp(&b.key));
         Ok((records, apps))
@@ -94,7 +130,9 @@ impl Provisioner {
             }
             if stored.is_empty() {
                 // The state database was reset but the credentials file is ours: keep it.
-                self.store.set_client_secret(client_id, &hash, now()).await?;
+                self.store
+                    .set_client_secret(client_id, &hash, now())
+                    .await?;
                 tracing::info!(app = %key, "adopted the existing client secret");
                 return Ok(vec![hash]);
             }
@@ -104,7 +142,9 @@ impl Provisioner {
         let hash = self.hasher.hash(secret.expose());
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         write_file(&dir.join("client_secret"), secret.expose())?;
-        self.store.set_client_secret(client_id, &hash, now()).await?;
+        self.store
+            .set_client_secret(client_id, &hash, now())
+            .await?;
         if on_disk.is_some() || !stored.is_empty() {
             tracing::warn!(app = %key, "client secret replaced: the credentials file was missing or did not match");
         } else {
@@ -117,7 +157,8 @@ impl Provisioner {
 /// Writes one credentials file (0600), creating its folder (0700).
 fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -127,5 +168,6 @@ fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|current| current == content) {
         return Ok(());
     }
-    write_private(path, content.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    write_private(path, content.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -38,16 +38,32 @@ pub trait Store: Send + Sync + 'static {
     async fn object_uid(&self, kind: &str, key: &ObjectKey) -> Result<String, StoreError>;
 
     /// Hashes of the client secrets currently accepted for `client_id`.
-    async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError>;
+    async fn client_secret_hashes(
+        &self,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Vec<SecretHash>, StoreError>;
 
     /// Makes `hash` the only accepted secret of `client_id`.
-    async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError>;
+    async fn set_client_secret(
+        &self,
+        client_id: &str,
+        hash: &SecretHash,
+        now: i64,
+    ) -> Result<(), StoreError>;
 
     /// Records an opaque access token under the SHA-256 digest of its value.
-    async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError>;
+    async fn put_opaque_token(
+        &self,
+        digest: &[u8; 32],
+        claims: &AccessTokenClaims,
+    ) -> Result<(), StoreError>;
 
     /// Looks an opaque access token up by digest (expired ones included; callers check).
-    async fn opaque_token(&self, digest: &[u8; 32]) -> Result<Option<AccessTokenClaims>, StoreError>;
+    async fn opaque_token(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<AccessTokenClaims>, StoreError>;
 
     /// Adds a token id to the revocation list until `expires_at`.
     async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;

@@ -79,15 +79,19 @@ impl SqliteStore {
         .map_err(unavailable)?;
         for (version, sql) in MIGRATIONS {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            let applied: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
             if applied.is_some() {
                 continue;
             }
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(unavailable)?;
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))")
                 .bind(version)
                 .execute(&mut *tx)
@@ -114,7 +118,11 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     async fn object_uid(&self, kind: &str, key: &ObjectKey) -> Result<String, StoreError> {
@@ -140,7 +148,11 @@ impl Store for SqliteStore {
             .map_err(unavailable)
     }
 
-    async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError> {
+    async fn client_secret_hashes(
+        &self,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Vec<SecretHash>, StoreError> {
         let rows = sqlx::query(
             "SELECT secret_hash FROM client_secrets WHERE client_id = ? AND (expires_at IS NULL OR expires_at > ?)
              ORDER BY created_at DESC",
@@ -152,30 +164,44 @@ impl Store for SqliteStore {
         .map_err(unavailable)?;
         rows.iter()
             .map(|row| {
-                let bytes: Vec<u8> = row.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                SecretHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
+                let bytes: Vec<u8> = row
+                    .try_get(0)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                SecretHash::from_slice(&bytes)
+                    .ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
             })
             .collect()
     }
 
-    async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError> {
+    async fn set_client_secret(
+        &self,
+        client_id: &str,
+        hash: &SecretHash,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query("DELETE FROM client_secrets WHERE client_id = ?")
             .bind(client_id)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        sqlx::query("INSERT INTO client_secrets (client_id, secret_hash, created_at) VALUES (?, ?, ?)")
-            .bind(client_id)
-            .bind(&hash.0[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO client_secrets (client_id, secret_hash, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(client_id)
+        .bind(&hash.0[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)
     }
 
-    async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError> {
+    async fn put_opaque_token(
+        &self,
+        digest: &[u8; 32],
+        claims: &AccessTokenClaims,
+    ) -> Result<(), StoreError> {
         let json = serde_json::to_string(claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query("INSERT INTO opaque_tokens (digest, jti, client_id, claims, expires_at) VALUES (?, ?, ?, ?, ?)")
             .bind(&digest[..])
@@ -189,38 +215,49 @@ impl Store for SqliteStore {
             .map_err(unavailable)
     }
 
-    async fn opaque_token(&self, digest: &[u8; 32]) -> Result<Option<AccessTokenClaims>, StoreError> {
-        let json: Option<String> = sqlx::query_scalar("SELECT claims FROM opaque_tokens WHERE digest = ?")
-            .bind(&digest[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
+    async fn opaque_token(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<AccessTokenClaims>, StoreError> {
+        let json: Option<String> =
+            sqlx::query_scalar("SELECT claims FROM opaque_tokens WHERE digest = ?")
+                .bind(&digest[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
         json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()
     }
 
     async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO revocations (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING")
-            .bind(jti)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        sqlx::query(
+            "INSERT INTO revocations (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
     }
 
     async fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
-        let rows = sqlx::query("SELECT seq, jti, expires_at FROM revocations WHERE seq > ? ORDER BY seq LIMIT 10000")
-            .bind(seq)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let rows = sqlx::query(
+            "SELECT seq, jti, expires_at FROM revocations WHERE seq > ? ORDER BY seq LIMIT 10000",
+        )
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
         rows.iter()
             .map(|r| {
                 Ok((
-                    r.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    r.try_get(1).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    r.try_get(2).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get(0)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get(1)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get(2)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 ))
             })
             .collect()
@@ -249,11 +286,20 @@ impl Store for SqliteStore {
 fn new_uid() -> String {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::SystemRandom::new().fill(&mut b).expect("system CSPRNG available");
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("system CSPRNG available");
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -264,12 +310,18 @@ mod tests {
     async fn state_survives_reopen_and_purge_is_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let key = ObjectKey { namespace: "default".into(), name: "app".into() };
+        let key = ObjectKey {
+            namespace: "default".into(),
+            name: "app".into(),
+        };
         let uid = {
             let store = SqliteStore::open(&path).await.unwrap();
             let uid = store.object_uid("InboundApp", &key).await.unwrap();
             assert_eq!(store.object_uid("InboundApp", &key).await.unwrap(), uid);
-            store.set_client_secret(&uid, &SecretHash([7; 32]), 1).await.unwrap();
+            store
+                .set_client_secret(&uid, &SecretHash([7; 32]), 1)
+                .await
+                .unwrap();
             store.revoke("j1", 100).await.unwrap();
             store.revoke("j1", 100).await.unwrap();
             store.revoke("j2", 300).await.unwrap();
@@ -277,9 +329,15 @@ mod tests {
         };
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(store.object_uid("InboundApp", &key).await.unwrap(), uid);
-        assert_eq!(store.client_secret_hashes(&uid, 2).await.unwrap(), vec![SecretHash([7; 32])]);
+        assert_eq!(
+            store.client_secret_hashes(&uid, 2).await.unwrap(),
+            vec![SecretHash([7; 32])]
+        );
         let revs = store.revocations_since(0).await.unwrap();
-        assert_eq!(revs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["j1", "j2"]);
+        assert_eq!(
+            revs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+            ["j1", "j2"]
+        );
         assert_eq!(store.purge_expired(200, 1000).await.unwrap(), 1);
         assert_eq!(store.count("revocations").await.unwrap(), 1);
     }

@@ -13,7 +13,11 @@ pub enum Audience {
 impl Audience {
     /// One value serializes as a string, several as an array.
     pub fn from_list(mut list: Vec<String>) -> Audience {
-        if list.len() == 1 { Audience::One(list.remove(0)) } else { Audience::Many(list) }
+        if list.len() == 1 {
+            Audience::One(list.remove(0))
+        } else {
+            Audience::Many(list)
+        }
     }
 
     pub fn to_list(&self) -> Vec<String> {

@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read or write key file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("key file {path} is invalid: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -75,31 +78,50 @@ impl KeySet {
     /// Loads `path`, or creates it (mode 0600) with a fresh ES256 key and hashing key.
     pub fn load_or_create(path: &Path, now: i64) -> Result<KeySet, KeyError> {
         let display = path.display().to_string();
-        let io = |source| KeyError::Io { path: display.clone(), source };
+        let io = |source| KeyError::Io {
+            path: display.clone(),
+            source,
+        };
         let file = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice::<KeyFile>(&bytes)
-                .map_err(|e| KeyError::Invalid { path: display.clone(), reason: e.to_string() })?,
+            Ok(bytes) => {
+                serde_json::from_slice::<KeyFile>(&bytes).map_err(|e| KeyError::Invalid {
+                    path: display.clone(),
+                    reason: e.to_string(),
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let file = KeyFile {
                     version: 1,
                     secret_hash_key: crate::secrets::random_token(32),
                     signing_keys: vec![generate_key(now)],
                 };
-                write_private(path, &serde_json::to_vec_pretty(&file).expect("key file serializes")).map_err(io)?;
+                write_private(
+                    path,
+                    &serde_json::to_vec_pretty(&file).expect("key file serializes"),
+                )
+                .map_err(io)?;
                 file
             }
             Err(e) => return Err(io(e)),
         };
-        KeySet::from_file(file).map_err(|reason| KeyError::Invalid { path: display, reason })
+        KeySet::from_file(file).map_err(|reason| KeyError::Invalid {
+            path: display,
+            reason,
+        })
     }
 
     fn from_file(file: KeyFile) -> Result<KeySet, String> {
         let mut keys = Vec::new();
         for stored in &file.signing_keys {
             if stored.alg != "ES256" {
-                return Err(format!("key {}: unsupported alg {}", stored.kid, stored.alg));
+                return Err(format!(
+                    "key {}: unsupported alg {}",
+                    stored.kid, stored.alg
+                ));
             }
-            let pkcs8 = STANDARD.decode(&stored.pkcs8).map_err(|e| format!("key {}: {e}", stored.kid))?;
+            let pkcs8 = STANDARD
+                .decode(&stored.pkcs8)
+                .map_err(|e| format!("key {}: {e}", stored.kid))?;
             let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
                 .map_err(|e| format!("key {}: {e}", stored.kid))?;
             keys.push(SigningKey::new(stored.kid.clone(), key_pair));
@@ -118,9 +140,20 @@ impl KeySet {
             .unwrap_or(0);
         let decoding = keys
             .iter()
-            .map(|k| Ok((k.kid.clone(), DecodingKey::from_ec_components(&k.x, &k.y).map_err(|e| e.to_string())?)))
+            .map(|k| {
+                Ok((
+                    k.kid.clone(),
+                    DecodingKey::from_ec_components(&k.x, &k.y).map_err(|e| e.to_string())?,
+                ))
+            })
             .collect::<Result<_, String>>()?;
-        Ok(KeySet { keys, active, decoding, secret_hash_key, rng: SystemRandom::new() })
+        Ok(KeySet {
+            keys,
+            active,
+            decoding,
+            secret_hash_key,
+            rng: SystemRandom::new(),
+        })
     }
 
     pub fn secret_hash_key(&self) -> &[u8] {
@@ -154,7 +187,10 @@ impl KeySet {
         jwt.push_str(&key.at_jwt_header);
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
-        let signature = key.key_pair.sign(&self.rng, jwt.as_bytes()).expect("ECDSA signing cannot fail");
+        let signature = key
+            .key_pair
+            .sign(&self.rng, jwt.as_bytes())
+            .expect("ECDSA signing cannot fail");
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jwt);
         jwt
@@ -182,7 +218,13 @@ impl SigningKey {
         let (x, y) = ec_coordinates(&key_pair);
         let header = serde_json::json!({ "alg": "ES256", "kid": kid, "typ": "at+jwt" });
         let at_jwt_header = URL_SAFE_NO_PAD.encode(header.to_string());
-        SigningKey { kid, key_pair, x, y, at_jwt_header }
+        SigningKey {
+            kid,
+            key_pair,
+            x,
+            y,
+            at_jwt_header,
+        }
     }
 }
 
@@ -190,15 +232,25 @@ impl SigningKey {
 fn ec_coordinates(key_pair: &EcdsaKeyPair) -> (String, String) {
     let point = key_pair.public_key().as_ref();
     debug_assert_eq!(point.len(), 65);
-    (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..65]))
+    (
+        URL_SAFE_NO_PAD.encode(&point[1..33]),
+        URL_SAFE_NO_PAD.encode(&point[33..65]),
+    )
 }
 
 fn generate_key(now: i64) -> StoredKey {
     let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key generation");
-    let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("fresh key parses");
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .expect("key generation");
+    let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+        .expect("fresh key parses");
     let (x, y) = ec_coordinates(&key_pair);
-    StoredKey { kid: jwk_thumbprint(&x, &y), alg: "ES256".into(), pkcs8: STANDARD.encode(pkcs8.as_ref()), created_at: now }
+    StoredKey {
+        kid: jwk_thumbprint(&x, &y),
+        alg: "ES256".into(),
+        pkcs8: STANDARD.encode(pkcs8.as_ref()),
+        created_at: now,
+    }
 }
 
 /// RFC 7638 JWK thumbprint (SHA-256, base64url): a `kid` that names the key itself.
@@ -236,19 +288,33 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let exp = jiff::Timestamp::now().as_second() + 60;
-        let token = keys.sign_access_token(&serde_json::json!({"iss": "https://i", "exp": exp, "sub": "s"}));
+        let token = keys
+            .sign_access_token(&serde_json::json!({"iss": "https://i", "exp": exp, "sub": "s"}));
         let again = KeySet::load_or_create(&path, 2).unwrap();
         assert_eq!(again.active_kid(), keys.active_kid());
         let claims: serde_json::Value = again.verify(&token, "https://i").unwrap();
         assert_eq!(claims["sub"], "s");
-        assert!(again.verify::<serde_json::Value>(&token, "https://other").is_err());
+        assert!(
+            again
+                .verify::<serde_json::Value>(&token, "https://other")
+                .is_err()
+        );
         // Tampering with the payload breaks the signature.
         let mut parts: Vec<&str> = token.split('.').collect();
-        let forged = URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"https://i","exp":{exp},"sub":"admin"}}"#));
+        let forged = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"iss":"https://i","exp":{exp},"sub":"admin"}}"#
+        ));
         parts[1] = &forged;
-        assert!(again.verify::<serde_json::Value>(&parts.join("."), "https://i").is_err());
+        assert!(
+            again
+                .verify::<serde_json::Value>(&parts.join("."), "https://i")
+                .is_err()
+        );
     }
 }

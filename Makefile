@@ -1,0 +1,35 @@
+# The README's commands. Builds are cached under ~/.cache so CI on a fresh clone reuses them.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/inbound/target
+export CARGO_TARGET_DIR
+
+.PHONY: test test-deps lint unit integration crds quickstart bench
+
+## Everything CI runs: install what the tests need, lint, all tests.
+test: test-deps lint
+	cargo test --locked --lib --bins --tests
+
+## Tools the tests use that are not Rust crates (installed from Debian if missing).
+test-deps:
+	bash scripts/test-deps.sh
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+unit:
+	cargo test --locked --lib
+
+integration:
+	cargo test --locked --test integration
+
+## Regenerate crds/ from src/api (a test fails when they drift).
+crds:
+	cargo run --quiet --locked -- crds > crds/inbound.dev.yaml
+
+## The quickstart: serve the bundled example on http://127.0.0.1:8080.
+quickstart:
+	cargo run --release --locked -- serve --config examples/quickstart
+
+## Throughput and latency of the release server (see README "Performance").
+bench:
+	bash benches/bench.sh

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the non-Rust tools the test suite drives, from Debian's packages, if missing.
+set -euo pipefail
+
+need=()
+command -v curl >/dev/null || need+=(curl)
+
+if ((${#need[@]})); then
+  echo "installing: ${need[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi

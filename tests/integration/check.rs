@@ -1,0 +1,89 @@
+//! `inbound check` and `inbound crds`, run as the binary.
+
+use std::process::Command;
+
+fn inbound(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_inbound"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn examples_are_valid() {
+    let (code, stdout, stderr) = inbound(&["check", "examples/quickstart"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "8 object(s) checked, no problems");
+}
+
+#[test]
+fn broken_manifests_get_exact_messages() {
+    let (code, _, stderr) = inbound(&["check", "tests/fixtures/broken"]);
+    assert_eq!(code, 1);
+    let expected = r#"tests/fixtures/broken/apps.yaml: InboundApp default/billing-agent: spec.redirectUris[1]: must be https, or http on a loopback address
+tests/fixtures/broken/apps.yaml: InboundApp default/billing-agent: spec.allowedScopes[1]: no Scope in namespace default declares scope "billing:delete"
+tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.grantTypes[0]: client_credentials requires a confidential client (spec.clientType is public)
+tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.tokenEndpointAuthMethod: a public client has no secret: must be none, got client_secret_basic
+tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.tokens.accessTokenLifetime: must be a duration such as 90s, 15m, 1h30m or 30d, got "1 hour"
+tests/fixtures/broken/apps.yaml: InboundApp default/typo: spec.redirectUri: unknown field
+tests/fixtures/broken/apps.yaml: InboundApp default/bad-enum: spec.grantTypes[0]: unknown variant `password`, expected one of `client_credentials`, `authorization_code`, `refresh_token`
+tests/fixtures/broken/apps.yaml: InboundApp default/billing-agent: metadata.name: duplicate object: already defined in tests/fixtures/broken/apps.yaml (document 1)
+tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.subject.name: InboundApp default/ghost does not exist
+tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.resources[0]: must be an absolute URI: relative URL without a base
+tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.expiresAt: must be an RFC 3339 time such as 2027-01-31T00:00:00Z
+tests/fixtures/broken/grants.yaml: ClientGrant default/needs-cc: spec.subject.name: InboundApp default/billing-agent does not allow the client_credentials grant
+tests/fixtures/broken/grants.yaml: Scope default/no-version: apiVersion: must be inbound.dev/v1alpha1, got ""
+tests/fixtures/broken/grants.yaml: ConsentPolicy default/policy: spec.consent.durations[1]: exceeds spec.consent.maxDuration (90d)
+tests/fixtures/broken/grants.yaml: ConsentPolicy default/policy: spec.consent.defaultDuration: must be one of spec.consent.durations
+15 problem(s)
+"#;
+    assert_eq!(stderr, expected);
+}
+
+#[test]
+fn invalid_yaml_and_missing_paths_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bad.yaml");
+    std::fs::write(&file, "apiVersion: inbound.dev/v1alpha1\nkind: [unclosed\n").unwrap();
+    let (code, _, stderr) = inbound(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with(&format!("{}: document 1: invalid YAML:", file.display())),
+        "{stderr}"
+    );
+    let (code, _, stderr) = inbound(&["check", "no/such/dir"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no/such/dir: document 0: cannot read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn crds_folder_matches_the_types() {
+    let (code, stdout, _) = inbound(&["crds"]);
+    assert_eq!(code, 0);
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/inbound.dev.yaml"
+    ))
+    .unwrap();
+    assert!(
+        committed == stdout,
+        "crds/ drifted from src/api: run `make crds`"
+    );
+    for kind in ["InboundApp", "Scope", "ClientGrant", "ConsentPolicy"] {
+        assert!(stdout.contains(&format!("kind: {kind}\n")), "{kind}");
+    }
+    assert!(stdout.contains("- inbound\n"), "category inbound");
+    assert!(
+        stdout.contains("subresources:\n      status: {}"),
+        "status subresource"
+    );
+}

@@ -1,0 +1,198 @@
+//! Starting a real server on a copy of a manifest folder, and talking to it.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use inbound::serve::{Running, ServeOptions, start};
+use oauth2::reqwest;
+use serde_json::Value;
+
+pub const QUICKSTART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart");
+
+pub struct TestServer {
+    pub running: Running,
+    pub base: String,
+    pub config_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A server on a private copy of `source` (so tests may edit it) and a fresh data dir.
+pub async fn start_server(source: &str) -> TestServer {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_dir = tmp.path().join("config");
+    copy_dir(Path::new(source), &config_dir);
+    let data_dir = tmp.path().join("data");
+    let mut server = start_on(&config_dir, &data_dir, None).await;
+    server._tmp = Some(tmp);
+    server
+}
+
+/// A server on existing folders (for restarts).
+pub async fn start_on(config_dir: &Path, data_dir: &Path, issuer: Option<&str>) -> TestServer {
+    let running = start(ServeOptions {
+        config: vec![config_dir.to_path_buf()],
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        issuer: issuer.map(str::to_string),
+        default_audience: None,
+        access_token_lifetime: Duration::from_secs(900),
+        reload_interval: Duration::from_millis(200),
+    })
+    .await
+    .expect("server starts");
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestServer {
+        running,
+        base,
+        config_dir: config_dir.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
+        http,
+        _tmp: None,
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// An HTTP response, decoded.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Value,
+}
+
+impl Reply {
+    /// Asserts an RFC 6749 §5.2 error: status, code, a description, no-store.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.json);
+        assert_eq!(self.json["error"], code, "{}", self.json);
+        assert!(
+            self.json["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{}",
+            self.json
+        );
+        assert_eq!(self.headers["cache-control"], "no-store");
+        assert_eq!(self.headers["content-type"], "application/json");
+    }
+}
+
+impl TestServer {
+    /// `(client_id, client_secret)` from the app's credentials folder.
+    pub fn creds(&self, app: &str) -> (String, String) {
+        let dir = self
+            .data_dir
+            .join("credentials/default")
+            .join(format!("{app}-credentials"));
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        (read("client_id"), read("client_secret"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a form body as given (so tests can send malformed ones), with optional Basic.
+    pub async fn post(&self, path: &str, basic: Option<(&str, &str)>, body: &str) -> Reply {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        reply(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// POSTs as `app`, authenticating with the method the app is registered for.
+    pub async fn post_as(&self, app: &str, path: &str, body: &str) -> Reply {
+        let (id, secret) = self.creds(app);
+        let method = self
+            .running
+            .state
+            .catalog
+            .load()
+            .client(&id)
+            .map(|c| c.spec.auth_method());
+        if method == Some(inbound::api::AuthMethod::ClientSecretPost) {
+            let auth = form(&[("client_id", &id), ("client_secret", &secret)]);
+            self.post(path, None, &format!("{body}&{auth}")).await
+        } else {
+            self.post(path, Some((&id, &secret)), body).await
+        }
+    }
+
+    /// A client_credentials token for an app.
+    pub async fn token(&self, app: &str, extra: &str) -> Reply {
+        self.post_as(
+            app,
+            "/token",
+            &format!("grant_type=client_credentials{extra}"),
+        )
+        .await
+    }
+
+    pub async fn introspect(&self, caller: &str, token: &str) -> Value {
+        let reply = self
+            .post_as(caller, "/introspect", &form(&[("token", token)]))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.json);
+        reply.json
+    }
+
+    /// Replaces a manifest file and waits until the server has swapped in a new catalog.
+    pub async fn edit(&self, file: &str, content: &str) {
+        let before = std::sync::Arc::as_ptr(&self.running.state.catalog.load_full());
+        std::fs::write(self.config_dir.join(file), content).unwrap();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if std::sync::Arc::as_ptr(&self.running.state.catalog.load_full()) != before {
+                return;
+            }
+        }
+        panic!("edit of {file} was not picked up within 2 s");
+    }
+}
+
+pub async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// Form-encodes pairs.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}

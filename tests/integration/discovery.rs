@@ -1,0 +1,75 @@
+//! Metadata, JWKS, health and metrics.
+
+use crate::common::{QUICKSTART, start_server};
+
+#[tokio::test]
+async fn oidc_discovery_and_rfc8414_metadata_agree() {
+    let server = start_server(QUICKSTART).await;
+    let oidc = server.get("/.well-known/openid-configuration").await;
+    let oauth = server.get("/.well-known/oauth-authorization-server").await;
+    assert_eq!(oidc.status, 200);
+    assert_eq!(oidc.json, oauth.json);
+    let m = &oidc.json;
+    assert_eq!(m["issuer"], server.base.as_str());
+    for (field, path) in [
+        ("token_endpoint", "/token"),
+        ("jwks_uri", "/jwks"),
+        ("introspection_endpoint", "/introspect"),
+        ("revocation_endpoint", "/revoke"),
+    ] {
+        assert_eq!(m[field], format!("{}{path}", server.base), "{field}");
+    }
+    assert_eq!(
+        m["grant_types_supported"],
+        serde_json::json!(["client_credentials"])
+    );
+    assert_eq!(
+        m["scopes_supported"],
+        serde_json::json!(["billing:read", "billing:refund", "reports:export"])
+    );
+
+    let jwks = server.get("/jwks").await;
+    assert_eq!(jwks.headers["content-type"], "application/jwk-set+json");
+    let key = &jwks.json["keys"][0];
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("EC"), Some("P-256"), Some("ES256"))
+    );
+    assert!(key.get("d").is_none(), "never the private part");
+    server.running.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let server = start_server(QUICKSTART).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(server.get("/readyz").await.status, 200);
+    server.token("billing-agent", "").await;
+    server
+        .post(
+            "/token",
+            Some(("nobody", "x")),
+            "grant_type=client_credentials",
+        )
+        .await;
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(r#"inbound_oauth_requests_total{endpoint="token",grant_type="client_credentials",outcome="success"} 1"#), "{text}");
+    assert!(text.contains(r#"inbound_oauth_requests_total{endpoint="token",grant_type="client_credentials",outcome="invalid_client"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"inbound_http_request_duration_seconds_count{endpoint="/token"} 2"#),
+        "{text}"
+    );
+    server.running.stop().await;
+}

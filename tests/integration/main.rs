@@ -1,0 +1,9 @@
+//! Integration tests: one binary, the real server on 127.0.0.1 with a random port, real
+//! SQLite files, the `oauth2` crate as the client, `jsonwebtoken` as an independent verifier.
+
+mod check;
+mod client_credentials;
+mod common;
+mod discovery;
+mod introspection;
+mod lifecycle;
