@@ -22,13 +22,13 @@ pub struct OAuthLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub endpoint: String,
+    pub endpoint: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
-    pub endpoint: String,
+    pub endpoint: &'static str,
 }
 
 type HistogramFamily = Family<EndpointLabels, Histogram, fn() -> Histogram>;
@@ -77,17 +77,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn observe_http(&self, endpoint: &str, status: u16, elapsed: Duration) {
+    pub fn observe_http(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
         self.http_requests
-            .get_or_create(&HttpLabels {
-                endpoint: endpoint.to_string(),
-                status,
-            })
+            .get_or_create(&HttpLabels { endpoint, status })
             .inc();
         self.http_latency
-            .get_or_create(&EndpointLabels {
-                endpoint: endpoint.to_string(),
-            })
+            .get_or_create(&EndpointLabels { endpoint })
             .observe(elapsed.as_secs_f64());
     }
 

@@ -49,6 +49,19 @@ pub mod paths {
     pub const TOKEN: &str = "/token";
     pub const INTROSPECT: &str = "/introspect";
     pub const REVOKE: &str = "/revoke";
+
+    /// Every routed path, as metric label values.
+    pub const ALL: &[&str] = &[
+        OIDC_DISCOVERY,
+        OAUTH_METADATA,
+        JWKS,
+        TOKEN,
+        INTROSPECT,
+        REVOKE,
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -79,11 +92,13 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Request count and latency per endpoint (the route pattern, never the raw path, so that
 /// scanners cannot blow up label cardinality).
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let endpoint = request
+    let matched = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+        .map(|p| p.as_str());
+    let endpoint: &'static str = matched
+        .and_then(|m| paths::ALL.iter().copied().find(|p| *p == m))
+        .unwrap_or("unmatched");
     let started = Instant::now();
     let response = next.run(request).await;
     state

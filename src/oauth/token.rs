@@ -14,7 +14,7 @@ use crate::api::TokenFormat;
 use crate::catalog::{Catalog, Client};
 use crate::secrets::{SecretHasher, random_token, token_digest};
 use crate::store::{Store, StoreError};
-use crate::tokens::{AccessTokenClaims, Audience, KeySet, RevocationList};
+use crate::tokens::{AccessTokenClaims, Audience, KeySet, RevocationList, VerifiedTokens};
 
 /// What every endpoint of the core needs besides the catalog snapshot: who we are, how we
 /// sign, where runtime state lives.
@@ -27,6 +27,8 @@ pub struct AuthorizationServer {
     pub hasher: SecretHasher,
     pub store: Arc<dyn Store>,
     pub revocations: Arc<RevocationList>,
+    /// JWTs whose signature already verified (introspection hot path).
+    pub verified: VerifiedTokens,
 }
 
 /// Successful token response (RFC 6749 §5.1).
@@ -153,9 +155,19 @@ impl AuthorizationServer {
         now: i64,
     ) -> Result<Option<AccessTokenClaims>, OAuthError> {
         let claims = if token.bytes().filter(|b| *b == b'.').count() == 2 {
-            match self.keys.verify::<AccessTokenClaims>(token, &self.issuer) {
-                Ok(claims) => claims,
-                Err(_) => return Ok(None),
+            if token.len() > 8192 {
+                return Ok(None);
+            }
+            let digest = token_digest(token);
+            match self.verified.get(&digest) {
+                Some(claims) => (*claims).clone(),
+                None => match self.keys.verify::<AccessTokenClaims>(token, &self.issuer) {
+                    Ok(claims) => {
+                        self.verified.insert(digest, Arc::new(claims.clone()));
+                        claims
+                    }
+                    Err(_) => return Ok(None),
+                },
             }
         } else {
             if token.len() > 512 {

@@ -129,6 +129,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             hasher,
             store: store.clone(),
             revocations: revocations.clone(),
+            verified: Default::default(),
         },
         catalog: catalog.clone(),
         metrics: Metrics::default(),

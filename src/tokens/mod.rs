@@ -3,7 +3,9 @@
 pub mod claims;
 pub mod keys;
 pub mod revocation;
+pub mod verified;
 
 pub use claims::{AccessTokenClaims, Audience};
 pub use keys::{KeyError, KeySet, VerifyError};
 pub use revocation::RevocationList;
+pub use verified::VerifiedTokens;
