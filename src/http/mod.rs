@@ -103,7 +103,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let response = next.run(request).await;
     state
         .metrics
-        .observe_http(&endpoint, response.status().as_u16(), started.elapsed());
+        .observe_http(endpoint, response.status().as_u16(), started.elapsed());
     response
 }
 
