@@ -11,3 +11,6 @@ if ((${#need[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 fi
+
+# A real kube-apiserver + etcd (built once, cached under ~/.cache/inbound/k8s).
+bash "$(dirname "$0")/k8s-test-env.sh"

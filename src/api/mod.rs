@@ -38,12 +38,36 @@ pub const API_VERSION: &str = "inbound.dev/v1alpha1";
 
 /// The four CustomResourceDefinitions, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         InboundApp::crd(),
         Scope::crd(),
         ClientGrant::crd(),
         ConsentPolicy::crd(),
     ]
+    .into_iter()
+    .map(without_null_enum_values)
+    .collect()
+}
+
+/// schemars renders an optional enum as `enum: [..., null]` plus `nullable: true`; the API
+/// server's OpenAPI validation rejects the `null` item ("unknown object type nil"), and
+/// `nullable` already says it. Drop it.
+fn without_null_enum_values(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(items)) = map.get_mut("enum") {
+                    items.retain(|item| !item.is_null());
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(&crd).expect("CRD serializes");
+    walk(&mut json);
+    serde_json::from_value(json).expect("CRD deserializes")
 }
 
 /// The CRDs as one multi-document YAML stream: the content of `crds/inbound.dev.yaml`.

@@ -22,7 +22,7 @@ pub struct Condition {
     pub last_transition_time: String,
     /// CamelCase reason, e.g. `Valid`, `InvalidSpec`, `SecretConflict`.
     pub reason: String,
-    /// Human-readable message; names the offending field when the spec is invalid.
-    #[serde(default)]
+    /// Human-readable message (may be empty); names the offending field when the spec is
+    /// invalid.
     pub message: String,
 }

@@ -87,6 +87,8 @@ impl fmt::Display for Problem {
         write!(f, "{}: ", self.source.file)?;
         match &self.object {
             Some(object) => write!(f, "{object}: ")?,
+            // Document 0: the problem concerns the whole file (it cannot be read).
+            None if self.source.document == 0 => {}
             None => write!(f, "document {}: ", self.source.document)?,
         }
         if let Some(field) = &self.field {

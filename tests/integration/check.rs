@@ -59,10 +59,7 @@ fn invalid_yaml_and_missing_paths_are_reported() {
     );
     let (code, _, stderr) = inbound(&["check", "no/such/dir"]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("no/such/dir: document 0: cannot read"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("no/such/dir: cannot read: "), "{stderr}");
 }
 
 #[test]

@@ -6,4 +6,5 @@ mod client_credentials;
 mod common;
 mod discovery;
 mod introspection;
+mod kubernetes;
 mod lifecycle;
