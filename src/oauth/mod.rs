@@ -9,6 +9,8 @@ pub mod client_credentials;
 pub mod error;
 pub mod introspection;
 pub mod params;
+pub mod pkce;
+pub mod redirect;
 pub mod scope;
 pub mod token;
 
