@@ -89,11 +89,29 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = listener.local_addr()?;
-    let issuer = options
-        .issuer
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
-    let issuer = issuer.trim_end_matches('/').to_string();
+    let issuer = match &options.issuer {
+        Some(issuer) => {
+            let url = url::Url::parse(issuer)
+                .with_context(|| format!("--issuer {issuer:?} is not a URL"))?;
+            // RFC 8414 §2: https, no query or fragment (http is tolerated for development).
+            anyhow::ensure!(
+                matches!(url.scheme(), "https" | "http")
+                    && url.query().is_none()
+                    && url.fragment().is_none(),
+                "--issuer must be an http(s) URL without query or fragment"
+            );
+            issuer.trim_end_matches('/').to_string()
+        }
+        None if addr.ip().is_unspecified() => {
+            // 0.0.0.0 is not an address clients can reach: name the issuer explicitly.
+            tracing::warn!(
+                "listening on all interfaces without --issuer; tokens name http://127.0.0.1:{} as issuer",
+                addr.port()
+            );
+            format!("http://127.0.0.1:{}", addr.port())
+        }
+        None => format!("http://{addr}"),
+    };
 
     let keys = Arc::new(KeySet::load_or_create(
         &options.data_dir.join("keys.json"),
