@@ -20,6 +20,7 @@ fn main() {
         client_id: "bc810102-2429-44b7-9048-fa94d06ea4d0".into(),
         scope: Some("billing:read billing:refund".into()),
         tenant: Some("acme".into()),
+        roles: None,
     };
     // Warm up, then measure for 3 s.
     for _ in 0..1000 {
@@ -33,8 +34,5 @@ fn main() {
         }
         n += 100;
     }
-    println!(
-        "sign_rate {:.0}",
-        n as f64 / started.elapsed().as_secs_f64()
-    );
+    println!("sign_rate {:.0}", n as f64 / started.elapsed().as_secs_f64());
 }

@@ -8,6 +8,7 @@
 //! - [`oauth`]: the HTTP-agnostic OAuth core: client authentication, grant decisions,
 //!   introspection, revocation, RFC error codes.
 //! - [`tokens`]: signing keys, JWKS, JWT access tokens.
+//! - [`identity`]: end-user authentication sources (static development users).
 //! - [`secrets`]: client secret generation and keyed hashing.
 //! - [`store`]: runtime state (opaque tokens, revocations, provisioned credentials) behind
 //!   a trait; SQLite backend.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod catalog;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod oauth;
 pub mod secrets;

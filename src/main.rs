@@ -10,11 +10,7 @@ use inbound::{
 };
 
 #[derive(Parser)]
-#[command(
-    name = "inbound",
-    version,
-    about = "Kubernetes-native OAuth 2.1 / OpenID Connect provider for inbound apps"
-)]
+#[command(name = "inbound", version, about = "Kubernetes-native OAuth 2.1 / OpenID Connect provider for inbound apps")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +38,12 @@ enum Command {
         /// Access token lifetime when the app does not set one.
         #[arg(long, env = "INBOUND_ACCESS_TOKEN_LIFETIME", default_value = "15m")]
         access_token_lifetime: String,
+        /// Folder of templates overriding the built-in login, consent, error and account pages.
+        #[arg(long, env = "INBOUND_TEMPLATES")]
+        templates: Option<PathBuf>,
     },
+    /// Read a password from standard input and print its argon2 hash (for DevelopmentUser).
+    HashPassword,
     /// Validate manifests offline; exits non-zero on any problem.
     Check {
         /// Files or folders of manifests.
@@ -61,14 +62,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { paths } => check(&paths),
-        Command::Serve {
-            config,
-            data_dir,
-            listen,
-            issuer,
-            default_audience,
-            access_token_lifetime,
-        } => {
+        Command::HashPassword => {
+            let mut password = String::new();
+            if std::io::stdin().read_line(&mut password).is_err() || password.trim_end_matches(['\r', '\n']).is_empty()
+            {
+                eprintln!("error: type the password on standard input");
+                return ExitCode::from(2);
+            }
+            println!("{}", inbound::identity::hash_password(password.trim_end_matches(['\r', '\n'])));
+            ExitCode::SUCCESS
+        }
+        Command::Serve { config, data_dir, listen, issuer, default_audience, access_token_lifetime, templates } => {
             init_tracing();
             let lifetime = match DurationString(access_token_lifetime).parse() {
                 Ok(d) => d,
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
                 default_audience,
                 access_token_lifetime: lifetime,
                 reload_interval: Duration::from_secs(1),
+                templates,
             };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             match runtime.block_on(serve(options)) {
@@ -117,11 +122,7 @@ fn check(paths: &[PathBuf]) -> ExitCode {
 fn init_tracing() {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_env("INBOUND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 async fn serve(options: ServeOptions) -> anyhow::Result<()> {
@@ -133,8 +134,7 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         #[cfg(unix)]
         {
             let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]
@@ -152,31 +152,46 @@ fn print_banner(running: &Running, config: &str) {
     println!("inbound is serving {config} (edits are picked up live)");
     println!("  issuer    {issuer}");
     println!("  discovery {issuer}/.well-known/openid-configuration");
-    println!(
-        "  data dir  {} (state.db, keys.json, credentials/)",
-        running.data_dir.display()
-    );
+    println!("  data dir  {} (state.db, keys.json, credentials/)", running.data_dir.display());
     println!();
     println!("apps:");
     for app in &running.apps {
-        let kind = if app.confidential {
-            "confidential"
-        } else {
-            "public"
-        };
-        println!(
-            "  {:<32} {kind:<12} client_id {}",
-            app.key.to_string(),
-            app.client_id
-        );
+        let kind = if app.confidential { "confidential" } else { "public" };
+        println!("  {:<32} {kind:<12} client_id {}", app.key.to_string(), app.client_id);
         println!("  {:<32} credentials in {}/", "", app.dir.display());
     }
     let catalog = running.state.catalog.load();
     let m2m = running.apps.iter().find(|a| {
+        catalog.client(&a.client_id).is_some_and(|c| c.allows_grant(inbound::api::GrantType::ClientCredentials))
+    });
+    let cli = running.apps.iter().find(|a| {
         catalog
             .client(&a.client_id)
-            .is_some_and(|c| c.allows_grant(inbound::api::GrantType::ClientCredentials))
+            .is_some_and(|c| !c.is_confidential() && c.allows_grant(inbound::api::GrantType::AuthorizationCode))
     });
+    if let Some(app) = cli {
+        // A fresh PKCE pair for this run: the verifier stays in the printed command.
+        let verifier = inbound::secrets::random_token(32);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+        let challenge = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest.as_ref());
+        let redirect = "http://127.0.0.1:9999/callback";
+        let url = format!(
+            "{issuer}/authorize?response_type=code&client_id={}&redirect_uri={}&scope={}&state=quickstart&code_challenge={challenge}&code_challenge_method=S256",
+            app.client_id,
+            url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>(),
+            url::form_urlencoded::byte_serialize(b"openid profile email billing:read billing:refund")
+                .collect::<String>(),
+        );
+        println!();
+        println!("sign in as a user ({}, authorization code + PKCE; alice/wonderland or bob/builder):", app.key);
+        println!("  open {url}");
+        println!("  after consent the browser lands on {redirect}?code=...; exchange the code:");
+        println!(
+            "  curl -s -d grant_type=authorization_code -d client_id={} -d redirect_uri={redirect} -d code_verifier={verifier} -d code=PASTE_CODE {issuer}/token",
+            app.client_id
+        );
+        println!("  connected apps and revocation: {issuer}/account/apps");
+    }
     if let Some(app) = m2m {
         let dir = app.dir.display();
         println!();

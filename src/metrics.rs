@@ -57,55 +57,26 @@ impl Default for Metrics {
             "OAuth requests by endpoint, grant type and outcome (success or error code)",
             oauth_requests.clone(),
         );
-        registry.register(
-            "http_requests",
-            "HTTP requests by endpoint and status",
-            http_requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by endpoint",
-            http_latency.clone(),
-        );
-        Metrics {
-            registry,
-            oauth_requests,
-            http_requests,
-            http_latency,
-        }
+        registry.register("http_requests", "HTTP requests by endpoint and status", http_requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by endpoint", http_latency.clone());
+        Metrics { registry, oauth_requests, http_requests, http_latency }
     }
 }
 
 impl Metrics {
     pub fn observe_http(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
-        self.http_requests
-            .get_or_create(&HttpLabels { endpoint, status })
-            .inc();
-        self.http_latency
-            .get_or_create(&EndpointLabels { endpoint })
-            .observe(elapsed.as_secs_f64());
+        self.http_requests.get_or_create(&HttpLabels { endpoint, status }).inc();
+        self.http_latency.get_or_create(&EndpointLabels { endpoint }).observe(elapsed.as_secs_f64());
     }
 
-    pub fn observe_oauth(
-        &self,
-        endpoint: &'static str,
-        grant_type: &'static str,
-        outcome: &'static str,
-    ) {
-        self.oauth_requests
-            .get_or_create(&OAuthLabels {
-                endpoint,
-                grant_type,
-                outcome,
-            })
-            .inc();
+    pub fn observe_oauth(&self, endpoint: &'static str, grant_type: &'static str, outcome: &'static str) {
+        self.oauth_requests.get_or_create(&OAuthLabels { endpoint, grant_type, outcome }).inc();
     }
 
     /// OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
         out
     }
 }

@@ -61,9 +61,7 @@ pub struct SecretHasher {
 
 impl SecretHasher {
     pub fn new(key_bytes: &[u8]) -> SecretHasher {
-        SecretHasher {
-            key: hmac::Key::new(hmac::HMAC_SHA256, key_bytes),
-        }
+        SecretHasher { key: hmac::Key::new(hmac::HMAC_SHA256, key_bytes) }
     }
 
     pub fn hash(&self, secret: &str) -> SecretHash {
@@ -88,9 +86,7 @@ impl SecretHasher {
 /// `n` random bytes from the system CSPRNG, base64url without padding.
 pub fn random_token(n: usize) -> String {
     let mut bytes = vec![0u8; n];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("system CSPRNG available");
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).expect("system CSPRNG available");
     URL_SAFE_NO_PAD.encode(bytes)
 }
 

@@ -18,18 +18,10 @@ use super::{Condition, DurationString};
     shortname = "iapp",
     category = "inbound",
     doc = "An OAuth client (inbound app) of the inbound authorization server.",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Client ID", type_ = "string", json_path = ".status.clientId"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
         name = "Message",
         type_ = "string",
@@ -74,6 +66,10 @@ pub struct InboundAppSpec {
     /// Token lifetimes and format.
     #[serde(default)]
     pub tokens: TokenSettings,
+    /// A first-party app: users are not asked to consent, but the consent is still recorded
+    /// (and can be revoked like any other).
+    #[serde(default)]
+    pub first_party: bool,
     /// Where the credentials are written: a Secret (operator) or a folder under the data
     /// directory (`inbound serve`). Defaults to `<app name>-credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +148,23 @@ pub struct TokenSettings {
     /// `jwt` (default) or `opaque`.
     #[serde(default)]
     pub format: TokenFormat,
+    /// Lifetime of refresh tokens (each rotation starts a new one); default `30d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_lifetime: Option<DurationString>,
+    /// Lifetime of ID tokens; default `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_lifetime: Option<DurationString>,
+    /// ID token signing algorithm: `RS256` (default, as OpenID Connect requires) or `ES256`.
+    #[serde(default)]
+    pub id_token_signing_alg: IdTokenAlg,
+}
+
+/// ID token signing algorithms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum IdTokenAlg {
+    #[default]
+    RS256,
+    ES256,
 }
 
 /// Reference to the Secret holding an app's credentials.
@@ -191,10 +204,9 @@ pub struct InboundAppStatus {
 impl InboundAppSpec {
     /// The effective token endpoint auth method (explicit, or the client type's default).
     pub fn auth_method(&self) -> AuthMethod {
-        self.token_endpoint_auth_method
-            .unwrap_or(match self.client_type {
-                ClientType::Confidential => AuthMethod::ClientSecretBasic,
-                ClientType::Public => AuthMethod::None,
-            })
+        self.token_endpoint_auth_method.unwrap_or(match self.client_type {
+            ClientType::Confidential => AuthMethod::ClientSecretBasic,
+            ClientType::Public => AuthMethod::None,
+        })
     }
 }

@@ -76,10 +76,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
             return Err(syntax());
         }
         let n: u64 = digits.parse().map_err(|_| syntax())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(syntax)?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(syntax)?;
         digits.clear();
     }
     if !digits.is_empty() {
@@ -105,16 +102,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        for bad in [
-            "",
-            "15",
-            "m",
-            "1.5h",
-            "-1h",
-            "1w",
-            "1h 30m",
-            "99999999999999999999d",
-        ] {
+        for bad in ["", "15", "m", "1.5h", "-1h", "1w", "1h 30m", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} must not parse");
         }
         assert_eq!(parse_duration("0s"), Err(DurationError::Zero));

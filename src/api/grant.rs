@@ -19,18 +19,10 @@ use super::Condition;
     shortname = "igrant",
     category = "inbound",
     doc = "What an app or ServiceAccount may obtain from inbound without a user.",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Subject", type_ = "string", json_path = ".spec.subject.name"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".spec.expiresAt"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
         name = "Message",
         type_ = "string",

@@ -36,10 +36,7 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
         if entry.file_type()?.is_dir() {
             collect(&path, files)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
             files.push(path);
         }
     }
@@ -53,10 +50,7 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Manifest>, Vec<Problem>> {
     let files = manifest_files(paths).map_err(|e| {
         vec![Problem {
-            source: Source {
-                file: paths_display(paths),
-                document: 0,
-            },
+            source: Source { file: paths_display(paths), document: 0 },
             object: None,
             field: None,
             message: format!("cannot read: {e}"),
@@ -73,10 +67,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Manifest>, Vec<Problem>> {
                 problems.extend(p);
             }
             Err(e) => problems.push(Problem {
-                source: Source {
-                    file: name,
-                    document: 0,
-                },
+                source: Source { file: name, document: 0 },
                 object: None,
                 field: None,
                 message: format!("cannot read: {e}"),
@@ -86,22 +77,12 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Manifest>, Vec<Problem>> {
     problems.extend(validate(&manifests));
     // Report in file and document order; the sort is stable, so field order within a
     // document is kept.
-    problems.sort_by(|a, b| {
-        (&a.source.file, a.source.document).cmp(&(&b.source.file, b.source.document))
-    });
-    if problems.is_empty() {
-        Ok(manifests)
-    } else {
-        Err(problems)
-    }
+    problems.sort_by(|a, b| (&a.source.file, a.source.document).cmp(&(&b.source.file, b.source.document)));
+    if problems.is_empty() { Ok(manifests) } else { Err(problems) }
 }
 
 fn paths_display(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// A cheap fingerprint of the manifest files (names, sizes, modification times), polled to

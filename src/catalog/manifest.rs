@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{API_VERSION, ClientGrant, ConsentPolicy, InboundApp, Scope};
+use crate::api::{API_VERSION, ClientGrant, ConsentPolicy, DevelopmentUser, InboundApp, Scope};
 
 /// A parsed custom resource of one of the four kinds.
 #[derive(Clone, Debug)]
@@ -17,6 +17,8 @@ pub enum Object {
     Scope(Box<Scope>),
     Grant(Box<ClientGrant>),
     Policy(Box<ConsentPolicy>),
+    /// Folder mode only: a static end user.
+    User(Box<DevelopmentUser>),
 }
 
 impl Object {
@@ -26,6 +28,7 @@ impl Object {
             Object::Scope(_) => "Scope",
             Object::Grant(_) => "ClientGrant",
             Object::Policy(_) => "ConsentPolicy",
+            Object::User(_) => "DevelopmentUser",
         }
     }
 
@@ -35,18 +38,14 @@ impl Object {
             Object::Scope(o) => &o.metadata,
             Object::Grant(o) => &o.metadata,
             Object::Policy(o) => &o.metadata,
+            Object::User(o) => &o.metadata,
         }
     }
 
     /// `Kind namespace/name`, the way problems name an object.
     pub fn display_name(&self) -> String {
         let meta = self.metadata();
-        format!(
-            "{} {}/{}",
-            self.kind(),
-            namespace_of(meta),
-            meta.name.as_deref().unwrap_or("")
-        )
+        format!("{} {}/{}", self.kind(), namespace_of(meta), meta.name.as_deref().unwrap_or(""))
     }
 }
 
@@ -103,20 +102,12 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Manifest>, Vec<Problem>) {
     let mut manifests = Vec::new();
     let mut problems = Vec::new();
     for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let source = Source {
-            file: file.to_string(),
-            document: index + 1,
-        };
+        let source = Source { file: file.to_string(), document: index + 1 };
         let value = match serde_json::Value::deserialize(document) {
             Ok(serde_json::Value::Null) => continue, // empty document, e.g. a trailing `---`
             Ok(value) => value,
             Err(e) => {
-                problems.push(Problem {
-                    source,
-                    object: None,
-                    field: None,
-                    message: format!("invalid YAML: {e}"),
-                });
+                problems.push(Problem { source, object: None, field: None, message: format!("invalid YAML: {e}") });
                 // The YAML stream cannot be resynchronised after a syntax error.
                 break;
             }
@@ -145,44 +136,23 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Manifest>, Vec<Problem>) {
 
 fn parse_object(value: serde_json::Value) -> Result<(Object, Vec<String>), Problem> {
     let problem = |object: Option<String>, field: Option<&str>, message: String| Problem {
-        source: Source {
-            file: String::new(),
-            document: 0,
-        },
+        source: Source { file: String::new(), document: 0 },
         object,
         field: field.map(str::to_string),
         message,
     };
     let serde_json::Value::Object(map) = &value else {
-        return Err(problem(
-            None,
-            None,
-            "must be a mapping with apiVersion, kind, metadata and spec".into(),
-        ));
+        return Err(problem(None, None, "must be a mapping with apiVersion, kind, metadata and spec".into()));
     };
-    let kind = map
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let kind = map.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
     let meta = map.get("metadata");
     let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str());
-    let namespace = meta
-        .and_then(|m| m.get("namespace"))
-        .and_then(|n| n.as_str())
-        .unwrap_or("default");
+    let namespace = meta.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()).unwrap_or("default");
     let object_name = name.map(|n| format!("{kind} {namespace}/{n}"));
 
-    let api_version = map
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
+    let api_version = map.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
     if api_version != API_VERSION {
-        return Err(problem(
-            object_name,
-            Some("apiVersion"),
-            format!("must be {API_VERSION}, got {api_version:?}"),
-        ));
+        return Err(problem(object_name, Some("apiVersion"), format!("must be {API_VERSION}, got {api_version:?}")));
     }
     if name.is_none_or(str::is_empty) {
         return Err(problem(None, Some("metadata.name"), "is required".into()));
@@ -191,16 +161,13 @@ fn parse_object(value: serde_json::Value) -> Result<(Object, Vec<String>), Probl
         "InboundApp" => typed::<InboundApp>(value).map(|(o, u)| (Object::App(Box::new(o)), u)),
         "Scope" => typed::<Scope>(value).map(|(o, u)| (Object::Scope(Box::new(o)), u)),
         "ClientGrant" => typed::<ClientGrant>(value).map(|(o, u)| (Object::Grant(Box::new(o)), u)),
-        "ConsentPolicy" => {
-            typed::<ConsentPolicy>(value).map(|(o, u)| (Object::Policy(Box::new(o)), u))
-        }
+        "ConsentPolicy" => typed::<ConsentPolicy>(value).map(|(o, u)| (Object::Policy(Box::new(o)), u)),
+        "DevelopmentUser" => typed::<DevelopmentUser>(value).map(|(o, u)| (Object::User(Box::new(o)), u)),
         other => {
             return Err(problem(
                 object_name,
                 Some("kind"),
-                format!(
-                    "must be one of InboundApp, Scope, ClientGrant, ConsentPolicy, got {other:?}"
-                ),
+                format!("must be one of InboundApp, Scope, ClientGrant, ConsentPolicy, DevelopmentUser, got {other:?}"),
             ));
         }
     };
@@ -208,9 +175,7 @@ fn parse_object(value: serde_json::Value) -> Result<(Object, Vec<String>), Probl
 }
 
 /// Deserializes with the failing field's path and collects every unknown field.
-fn typed<T: DeserializeOwned>(
-    value: serde_json::Value,
-) -> Result<(T, Vec<String>), (String, String)> {
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<(T, Vec<String>), (String, String)> {
     let mut unknown = Vec::new();
     let mut record = |path: serde_ignored::Path<'_>| {
         let path = format_ignored(&path);
@@ -225,11 +190,7 @@ fn typed<T: DeserializeOwned>(
         Ok(object) => Ok((object, unknown)),
         Err(e) => {
             let path = e.path().to_string();
-            let path = if path == "." {
-                String::from("(root)")
-            } else {
-                path
-            };
+            let path = if path == "." { String::from("(root)") } else { path };
             Err((path, e.into_inner().to_string()))
         }
     }
@@ -243,14 +204,10 @@ fn format_ignored(path: &serde_ignored::Path<'_>) -> String {
         Path::Seq { parent, index } => format!("{}[{index}]", format_ignored(parent)),
         Path::Map { parent, key } => {
             let parent = format_ignored(parent);
-            if parent.is_empty() {
-                key.to_string()
-            } else {
-                format!("{parent}.{key}")
-            }
+            if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
         }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => format_ignored(parent),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            format_ignored(parent)
+        }
     }
 }

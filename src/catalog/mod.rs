@@ -48,6 +48,8 @@ pub struct Client {
     pub labels: BTreeMap<String, String>,
     pub secret_hashes: Vec<SecretHash>,
     pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    pub id_token_lifetime: Duration,
 }
 
 impl Client {
@@ -81,6 +83,30 @@ impl GrantRule {
 #[derive(Clone, Debug)]
 pub struct Defaults {
     pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    pub id_token_lifetime: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            access_token_lifetime: Duration::from_secs(15 * 60),
+            refresh_token_lifetime: Duration::from_secs(30 * 86_400),
+            id_token_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A static end user (folder mode), resolved for serving.
+#[derive(Debug)]
+pub struct User {
+    /// Stable, opaque subject identifier (`sub`), never the username.
+    pub subject: String,
+    pub username: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub tenant: Option<String>,
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// One immutable configuration snapshot.
@@ -92,6 +118,8 @@ pub struct Catalog {
     app_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
     service_account_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
     policies: Vec<ConsentPolicy>,
+    users_by_name: HashMap<String, Arc<User>>,
+    users_by_subject: HashMap<String, Arc<User>>,
 }
 
 impl Catalog {
@@ -100,54 +128,46 @@ impl Catalog {
     pub fn build(
         manifests: &[Manifest],
         records: &HashMap<ObjectKey, ClientRecord>,
+        subjects: &HashMap<ObjectKey, String>,
         defaults: &Defaults,
     ) -> Catalog {
         let mut catalog = Catalog::default();
         for m in manifests {
             let meta = m.object.metadata();
-            let key = ObjectKey {
-                namespace: namespace_of(meta).to_string(),
-                name: meta.name.clone().unwrap_or_default(),
-            };
+            let key =
+                ObjectKey { namespace: namespace_of(meta).to_string(), name: meta.name.clone().unwrap_or_default() };
             match &m.object {
                 Object::App(app) => {
                     let Some(record) = records.get(&key) else {
                         continue;
                     };
-                    let lifetime = app
-                        .spec
-                        .tokens
-                        .access_token_lifetime
-                        .as_ref()
-                        .and_then(|d| d.parse().ok())
-                        .unwrap_or(defaults.access_token_lifetime);
+                    let lifetime = |d: &Option<crate::api::DurationString>, default| {
+                        d.as_ref().and_then(|d| d.parse().ok()).unwrap_or(default)
+                    };
+                    let tokens = &app.spec.tokens;
                     let client = Client {
                         key: key.clone(),
                         client_id: record.client_id.clone(),
                         spec: app.spec.clone(),
                         labels: meta.labels.clone().unwrap_or_default(),
                         secret_hashes: record.secret_hashes.clone(),
-                        access_token_lifetime: lifetime,
+                        access_token_lifetime: lifetime(&tokens.access_token_lifetime, defaults.access_token_lifetime),
+                        refresh_token_lifetime: lifetime(
+                            &tokens.refresh_token_lifetime,
+                            defaults.refresh_token_lifetime,
+                        ),
+                        id_token_lifetime: lifetime(&tokens.id_token_lifetime, defaults.id_token_lifetime),
                     };
                     catalog.client_ids.insert(key, record.client_id.clone());
-                    catalog
-                        .clients
-                        .insert(record.client_id.clone(), Arc::new(client));
+                    catalog.clients.insert(record.client_id.clone(), Arc::new(client));
                 }
                 Object::Scope(scope) => {
-                    catalog.scopes.insert(
-                        (key.namespace.clone(), scope.spec.scope.clone()),
-                        scope.spec.clone(),
-                    );
+                    catalog.scopes.insert((key.namespace.clone(), scope.spec.scope.clone()), scope.spec.clone());
                 }
                 Object::Grant(grant) => {
                     let spec = &grant.spec;
                     let subject = ObjectKey {
-                        namespace: spec
-                            .subject
-                            .namespace
-                            .clone()
-                            .unwrap_or_else(|| key.namespace.clone()),
+                        namespace: spec.subject.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
                         name: spec.subject.name.clone(),
                     };
                     let rule = Arc::new(GrantRule {
@@ -168,6 +188,20 @@ impl Catalog {
                     index.entry(subject).or_default().push(rule);
                 }
                 Object::Policy(policy) => catalog.policies.push((**policy).clone()),
+                Object::User(user) => {
+                    let Some(subject) = subjects.get(&key) else { continue };
+                    let spec = &user.spec;
+                    let user = Arc::new(User {
+                        subject: subject.clone(),
+                        username: spec.username.clone(),
+                        password_hash: spec.password_hash.clone(),
+                        roles: spec.roles.clone(),
+                        tenant: spec.tenant.clone(),
+                        attributes: spec.attributes.clone(),
+                    });
+                    catalog.users_by_name.insert(spec.username.clone(), user.clone());
+                    catalog.users_by_subject.insert(subject.clone(), user);
+                }
             }
         }
         catalog
@@ -179,23 +213,15 @@ impl Catalog {
 
     /// Apps in (namespace, name) order.
     pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
-        self.client_ids
-            .values()
-            .filter_map(|id| self.clients.get(id))
+        self.client_ids.values().filter_map(|id| self.clients.get(id))
     }
 
     pub fn grants_for_app(&self, app: &ObjectKey) -> &[Arc<GrantRule>] {
-        self.app_grants
-            .get(app)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        self.app_grants.get(app).map(Vec::as_slice).unwrap_or_default()
     }
 
     pub fn grants_for_service_account(&self, sa: &ObjectKey) -> &[Arc<GrantRule>] {
-        self.service_account_grants
-            .get(sa)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        self.service_account_grants.get(sa).map(Vec::as_slice).unwrap_or_default()
     }
 
     pub fn scope(&self, namespace: &str, scope: &str) -> Option<&ScopeSpec> {
@@ -212,5 +238,31 @@ impl Catalog {
 
     pub fn policies(&self) -> &[ConsentPolicy] {
         &self.policies
+    }
+
+    /// The ConsentPolicy governing `client`: the first (by name) in its namespace whose
+    /// selector matches it. An empty selector matches every app of the namespace.
+    pub fn policy_for(&self, client: &Client) -> Option<&ConsentPolicy> {
+        let mut candidates: Vec<&ConsentPolicy> = self
+            .policies
+            .iter()
+            .filter(|p| manifest::namespace_of(&p.metadata) == client.key.namespace)
+            .filter(|p| {
+                let selector = &p.spec.app_selector;
+                let by_name = selector.names.is_empty() || selector.names.contains(&client.key.name);
+                let by_label = selector.match_labels.iter().all(|(k, v)| client.labels.get(k) == Some(v));
+                by_name && by_label
+            })
+            .collect();
+        candidates.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        candidates.into_iter().next()
+    }
+
+    pub fn user_by_name(&self, username: &str) -> Option<&Arc<User>> {
+        self.users_by_name.get(username)
+    }
+
+    pub fn user(&self, subject: &str) -> Option<&Arc<User>> {
+        self.users_by_subject.get(subject)
     }
 }

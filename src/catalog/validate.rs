@@ -9,8 +9,7 @@ use url::Url;
 
 use super::manifest::{Manifest, Object, Problem, namespace_of};
 use crate::api::{
-    ClientGrant, ClientType, ConsentPolicy, DurationString, GrantType, InboundApp, Scope,
-    ScopeKind, SubjectKind,
+    ClientGrant, ClientType, ConsentPolicy, DurationString, GrantType, InboundApp, Scope, ScopeKind, SubjectKind,
 };
 use crate::oauth::scope::is_valid_scope_token;
 
@@ -19,15 +18,13 @@ pub fn validate(manifests: &[Manifest]) -> Vec<Problem> {
     let mut problems = Vec::new();
     let index = Index::new(manifests, &mut problems);
     for m in manifests {
-        let mut at = At {
-            manifest: m,
-            problems: &mut problems,
-        };
+        let mut at = At { manifest: m, problems: &mut problems };
         match &m.object {
             Object::App(app) => check_app(&mut at, app, &index),
             Object::Scope(scope) => check_scope(&mut at, scope),
             Object::Grant(grant) => check_grant(&mut at, grant, &index),
             Object::Policy(policy) => check_policy(&mut at, policy, &index),
+            Object::User(user) => check_user(&mut at, user, &index),
         }
     }
     problems
@@ -37,6 +34,8 @@ pub fn validate(manifests: &[Manifest]) -> Vec<Problem> {
 struct Index<'a> {
     apps: HashMap<(&'a str, &'a str), &'a InboundApp>,
     scopes: HashSet<(&'a str, &'a str)>,
+    /// Usernames declared more than once.
+    duplicate_usernames: HashSet<&'a str>,
 }
 
 impl<'a> Index<'a> {
@@ -45,6 +44,8 @@ impl<'a> Index<'a> {
         let mut scope_owner: HashMap<(&str, &str), &Manifest> = HashMap::new();
         let mut apps = HashMap::new();
         let mut scopes = HashSet::new();
+        let mut usernames = HashSet::new();
+        let mut duplicate_usernames = HashSet::new();
         for m in manifests {
             let meta = m.object.metadata();
             let ns = namespace_of(meta);
@@ -80,24 +81,23 @@ impl<'a> Index<'a> {
                     }
                     scopes.insert(key);
                 }
+                Object::User(user) if !usernames.insert(user.spec.username.as_str()) => {
+                    duplicate_usernames.insert(user.spec.username.as_str());
+                }
                 _ => {}
             }
         }
-        Index { apps, scopes }
+        Index { apps, scopes, duplicate_usernames }
     }
 
+    /// `openid` is built in (OpenID Connect); every other scope must be declared.
     fn has_scope(&self, ns: &str, scope: &str) -> bool {
-        self.scopes.contains(&(ns, scope))
+        scope == crate::oauth::scope::OPENID || self.scopes.contains(&(ns, scope))
     }
 }
 
 fn problem(m: &Manifest, field: &str, message: String) -> Problem {
-    Problem {
-        source: m.source.clone(),
-        object: Some(m.object.display_name()),
-        field: Some(field.to_string()),
-        message,
-    }
+    Problem { source: m.source.clone(), object: Some(m.object.display_name()), field: Some(field.to_string()), message }
 }
 
 /// Collects problems about one manifest.
@@ -109,15 +109,10 @@ struct At<'a, 'p> {
 impl At<'_, '_> {
     fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         let field: String = field.into();
-        self.problems
-            .push(problem(self.manifest, &field, message.into()));
+        self.problems.push(problem(self.manifest, &field, message.into()));
     }
 
-    fn duration(
-        &mut self,
-        field: &str,
-        value: Option<&DurationString>,
-    ) -> Option<std::time::Duration> {
+    fn duration(&mut self, field: &str, value: Option<&DurationString>) -> Option<std::time::Duration> {
         let value = value?;
         match value.parse() {
             Ok(d) => Some(d),
@@ -131,10 +126,7 @@ impl At<'_, '_> {
     fn scope_refs(&mut self, field: &str, ns: &str, scopes: &[String], index: &Index<'_>) {
         for (i, scope) in scopes.iter().enumerate() {
             if !index.has_scope(ns, scope) {
-                self.push(
-                    format!("{field}[{i}]"),
-                    format!("no Scope in namespace {ns} declares scope {scope:?}"),
-                );
+                self.push(format!("{field}[{i}]"), format!("no Scope in namespace {ns} declares scope {scope:?}"));
             }
         }
     }
@@ -150,10 +142,7 @@ impl At<'_, '_> {
 
 fn check_name(at: &mut At<'_, '_>, name: &str) {
     if !is_dns_subdomain(name) {
-        at.push(
-            "metadata.name",
-            "must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.'), at most 253 characters",
-        );
+        at.push("metadata.name", "must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.'), at most 253 characters");
     }
 }
 
@@ -170,10 +159,7 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     let mut seen = HashSet::new();
     for (i, grant_type) in spec.grant_types.iter().enumerate() {
         if !seen.insert(grant_type) {
-            at.push(
-                format!("spec.grantTypes[{i}]"),
-                format!("{} is listed twice", grant_type.as_str()),
-            );
+            at.push(format!("spec.grantTypes[{i}]"), format!("{} is listed twice", grant_type.as_str()));
         }
         if *grant_type == GrantType::ClientCredentials && spec.client_type == ClientType::Public {
             at.push(
@@ -185,10 +171,7 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     match (spec.client_type, spec.token_endpoint_auth_method) {
         (ClientType::Public, Some(m)) if m != crate::api::AuthMethod::None => at.push(
             "spec.tokenEndpointAuthMethod",
-            format!(
-                "a public client has no secret: must be none, got {}",
-                m.as_str()
-            ),
+            format!("a public client has no secret: must be none, got {}", m.as_str()),
         ),
         (ClientType::Confidential, Some(crate::api::AuthMethod::None)) => at.push(
             "spec.tokenEndpointAuthMethod",
@@ -197,10 +180,7 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
         _ => {}
     }
     if spec.grant_types.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
-        at.push(
-            "spec.redirectUris",
-            "the authorization_code grant needs at least one redirect URI",
-        );
+        at.push("spec.redirectUris", "the authorization_code grant needs at least one redirect URI");
     }
     for (i, uri) in spec.redirect_uris.iter().enumerate() {
         if let Err(message) = check_redirect_uri(uri) {
@@ -215,17 +195,11 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     }
     at.scope_refs("spec.allowedScopes", ns, &spec.allowed_scopes, index);
     at.resource_uris("spec.allowedResources", &spec.allowed_resources);
-    at.duration(
-        "spec.tokens.accessTokenLifetime",
-        spec.tokens.access_token_lifetime.as_ref(),
-    );
+    at.duration("spec.tokens.accessTokenLifetime", spec.tokens.access_token_lifetime.as_ref());
     if let Some(secret) = &spec.credentials_secret
         && !is_dns_subdomain(&secret.name)
     {
-        at.push(
-            "spec.credentialsSecret.name",
-            "must be a valid Secret name (lowercase RFC 1123 subdomain)",
-        );
+        at.push("spec.credentialsSecret.name", "must be a valid Secret name (lowercase RFC 1123 subdomain)");
     }
 }
 
@@ -239,20 +213,15 @@ fn check_scope(at: &mut At<'_, '_>, scope: &Scope) {
         );
     }
     if spec.description.trim().is_empty() {
-        at.push(
-            "spec.description",
-            "must not be empty: it is shown on the consent screen",
-        );
+        at.push("spec.description", "must not be empty: it is shown on the consent screen");
     }
     match (spec.kind, &spec.user_attribute) {
-        (ScopeKind::UserInfo, None) => at.push(
-            "spec.userAttribute",
-            "a userInfo scope must name the user attribute it releases",
-        ),
-        (ScopeKind::Permission, Some(_)) => at.push(
-            "spec.userAttribute",
-            "only userInfo scopes release a user attribute",
-        ),
+        (ScopeKind::UserInfo, None) => {
+            at.push("spec.userAttribute", "a userInfo scope must name the user attribute it releases")
+        }
+        (ScopeKind::Permission, Some(_)) => {
+            at.push("spec.userAttribute", "only userInfo scopes release a user attribute")
+        }
         _ => {}
     }
     if let Some(resource) = &spec.resource
@@ -271,30 +240,16 @@ fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
     match spec.subject.kind {
         SubjectKind::InboundApp => {
             if subject_ns != ns {
-                at.push(
-                    "spec.subject.namespace",
-                    "an InboundApp subject must be in the grant's namespace",
-                );
+                at.push("spec.subject.namespace", "an InboundApp subject must be in the grant's namespace");
             } else {
                 match index.apps.get(&(ns, spec.subject.name.as_str())) {
-                    None => at.push(
-                        "spec.subject.name",
-                        format!("InboundApp {ns}/{} does not exist", spec.subject.name),
-                    ),
-                    Some(found)
-                        if !found
-                            .spec
-                            .grant_types
-                            .contains(&GrantType::ClientCredentials) =>
-                    {
-                        at.push(
-                            "spec.subject.name",
-                            format!(
-                                "InboundApp {ns}/{} does not allow the client_credentials grant",
-                                spec.subject.name
-                            ),
-                        )
+                    None => {
+                        at.push("spec.subject.name", format!("InboundApp {ns}/{} does not exist", spec.subject.name))
                     }
+                    Some(found) if !found.spec.grant_types.contains(&GrantType::ClientCredentials) => at.push(
+                        "spec.subject.name",
+                        format!("InboundApp {ns}/{} does not allow the client_credentials grant", spec.subject.name),
+                    ),
                     Some(found) => app = Some(*found),
                 }
             }
@@ -311,39 +266,27 @@ fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
         if !app.spec.allowed_resources.is_empty() {
             for (i, resource) in spec.resources.iter().enumerate() {
                 if !app.spec.allowed_resources.contains(resource) {
-                    at.push(
-                        format!("spec.resources[{i}]"),
-                        "is not in the app's spec.allowedResources",
-                    );
+                    at.push(format!("spec.resources[{i}]"), "is not in the app's spec.allowedResources");
                 }
             }
         }
         if !app.spec.allowed_tenants.is_empty() {
             for (i, tenant) in spec.tenants.iter().enumerate() {
                 if !app.spec.allowed_tenants.contains(tenant) {
-                    at.push(
-                        format!("spec.tenants[{i}]"),
-                        "is not in the app's spec.allowedTenants",
-                    );
+                    at.push(format!("spec.tenants[{i}]"), "is not in the app's spec.allowedTenants");
                 }
             }
         }
     }
     for (i, tenant) in spec.tenants.iter().enumerate() {
         if tenant.is_empty() || tenant.chars().any(|c| c.is_control() || c == ' ') {
-            at.push(
-                format!("spec.tenants[{i}]"),
-                "must be a non-empty identifier without spaces",
-            );
+            at.push(format!("spec.tenants[{i}]"), "must be a non-empty identifier without spaces");
         }
     }
     if let Some(expires_at) = &spec.expires_at
         && expires_at.parse::<jiff::Timestamp>().is_err()
     {
-        at.push(
-            "spec.expiresAt",
-            "must be an RFC 3339 time such as 2027-01-31T00:00:00Z",
-        );
+        at.push("spec.expiresAt", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z");
     }
 }
 
@@ -353,26 +296,12 @@ fn check_policy(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index<'_>) 
     check_name(at, policy.metadata.name.as_deref().unwrap_or(""));
     for (i, name) in spec.app_selector.names.iter().enumerate() {
         if !index.apps.contains_key(&(ns, name.as_str())) {
-            at.push(
-                format!("spec.appSelector.names[{i}]"),
-                format!("InboundApp {ns}/{name} does not exist"),
-            );
+            at.push(format!("spec.appSelector.names[{i}]"), format!("InboundApp {ns}/{name} does not exist"));
         }
     }
-    at.scope_refs(
-        "spec.consent.mandatoryScopes",
-        ns,
-        &spec.consent.mandatory_scopes,
-        index,
-    );
-    let max = at.duration(
-        "spec.consent.maxDuration",
-        spec.consent.max_duration.as_ref(),
-    );
-    let default = at.duration(
-        "spec.consent.defaultDuration",
-        spec.consent.default_duration.as_ref(),
-    );
+    at.scope_refs("spec.consent.mandatoryScopes", ns, &spec.consent.mandatory_scopes, index);
+    let max = at.duration("spec.consent.maxDuration", spec.consent.max_duration.as_ref());
+    let default = at.duration("spec.consent.defaultDuration", spec.consent.default_duration.as_ref());
     for (i, d) in spec.consent.durations.iter().enumerate() {
         let field = format!("spec.consent.durations[{i}]");
         if let (Some(d), Some(max)) = (at.duration(&field, Some(d)), max)
@@ -382,33 +311,36 @@ fn check_policy(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index<'_>) 
                 field,
                 format!(
                     "exceeds spec.consent.maxDuration ({})",
-                    spec.consent
-                        .max_duration
-                        .as_ref()
-                        .map(|m| m.0.as_str())
-                        .unwrap_or("")
+                    spec.consent.max_duration.as_ref().map(|m| m.0.as_str()).unwrap_or("")
                 ),
             );
         }
     }
     if let Some(default) = default {
         if max.is_some_and(|max| default > max) {
-            at.push(
-                "spec.consent.defaultDuration",
-                "exceeds spec.consent.maxDuration",
-            );
+            at.push("spec.consent.defaultDuration", "exceeds spec.consent.maxDuration");
         }
-        let listed = spec
-            .consent
-            .durations
-            .iter()
-            .any(|d| d.parse().ok() == Some(default));
+        let listed = spec.consent.durations.iter().any(|d| d.parse().ok() == Some(default));
         if !spec.consent.durations.is_empty() && !listed {
-            at.push(
-                "spec.consent.defaultDuration",
-                "must be one of spec.consent.durations",
-            );
+            at.push("spec.consent.defaultDuration", "must be one of spec.consent.durations");
         }
+    }
+}
+
+fn check_user(at: &mut At<'_, '_>, user: &crate::api::DevelopmentUser, index: &Index<'_>) {
+    check_name(at, user.metadata.name.as_deref().unwrap_or(""));
+    let spec = &user.spec;
+    if spec.username.trim().is_empty() {
+        at.push("spec.username", "must not be empty");
+    } else if index.duplicate_usernames.contains(spec.username.as_str()) {
+        at.push("spec.username", format!("username {:?} is used by more than one DevelopmentUser", spec.username));
+    }
+    match argon2::PasswordHash::new(&spec.password_hash) {
+        Ok(hash) if hash.algorithm.as_str().starts_with("argon2") => {}
+        _ => at.push(
+            "spec.passwordHash",
+            "must be an argon2 PHC string ($argon2id$...); `inbound hash-password` prints one",
+        ),
     }
 }
 
@@ -424,10 +356,7 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
         "http" if is_loopback_host(&url) => Ok(()),
         "http" => Err("must be https, or http on a loopback address".into()),
         scheme if scheme.contains('.') => Ok(()),
-        _ => Err(
-            "must be https, http on a loopback address, or a reverse-domain private-use scheme"
-                .into(),
-        ),
+        _ => Err("must be https, http on a loopback address, or a reverse-domain private-use scheme".into()),
     }
 }
 
@@ -457,9 +386,7 @@ fn is_dns_subdomain(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

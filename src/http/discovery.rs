@@ -14,18 +14,31 @@ use super::{AppState, paths};
 /// One document served at both well-known paths, so the two can never disagree.
 pub fn metadata_document(state: &AppState) -> serde_json::Value {
     let issuer = &state.server.issuer;
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    let mut scopes = state.catalog.load().scope_names();
+    scopes.insert(0, crate::oauth::scope::OPENID.to_string());
     serde_json::json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}{}", paths::TOKEN),
         "jwks_uri": format!("{issuer}{}", paths::JWKS),
         "introspection_endpoint": format!("{issuer}{}", paths::INTROSPECT),
         "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
-        "grant_types_supported": ["client_credentials"],
+        "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
+        "userinfo_endpoint": format!("{issuer}{}", paths::USERINFO),
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        // RFC 9207: every authorization response carries `iss`.
+        "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
-        "scopes_supported": state.catalog.load().scope_names(),
+        "scopes_supported": scopes,
         // RFC 9068 access tokens and RFC 8707 resource indicators.
         "access_token_signing_alg_values_supported": ["ES256"],
         "resource_indicators_supported": true,
@@ -33,10 +46,7 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
 }
 
 fn cacheable(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     response
 }
 
@@ -46,9 +56,6 @@ pub async fn metadata(State(state): State<Arc<AppState>>) -> Response {
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let mut response = cacheable(Json(state.server.keys.jwks()).into_response());
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/jwk-set+json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
     response
 }

@@ -20,23 +20,16 @@ fn authorization(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
             .to_str()
             .map(Some)
             .map_err(|_| OAuthError::invalid_request("the Authorization header is not valid text")),
-        _ => Err(OAuthError::invalid_request(
-            "more than one Authorization header",
-        )),
+        _ => Err(OAuthError::invalid_request("more than one Authorization header")),
     }
 }
 
 /// Parses an `application/x-www-form-urlencoded` body (RFC 6749 §3.2).
 fn form(headers: &HeaderMap, body: &[u8]) -> Result<Params, OAuthError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
+        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
     }
     Params::parse(body)
 }
@@ -66,9 +59,7 @@ fn finish<T>(
             ok(value)
         }
         Err(error) => {
-            state
-                .metrics
-                .observe_oauth(endpoint, grant, error.code.as_str());
+            state.metrics.observe_oauth(endpoint, grant, error.code.as_str());
             // Descriptions are written to be safe to show; they never hold a secret or token.
             tracing::info!(endpoint, grant_type = grant, client_id, error = error.code.as_str(), description = %error.description, "request refused");
             response::oauth_error(&error)
@@ -81,81 +72,39 @@ fn claimed_client(params: Option<&Params>) -> Option<&str> {
     params.and_then(|p| p.get("client_id"))
 }
 
-pub async fn token(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let params = form(&headers, &body);
     let grant = grant_label(params.as_ref().ok());
     let result = match (&params, authorization(&headers)) {
-        (Ok(params), Ok(auth)) => {
-            state
-                .server
-                .token(&state.catalog.load(), auth, params, now())
-                .await
-        }
+        (Ok(params), Ok(auth)) => state.server.token(&state.catalog.load(), auth, params, now()).await,
         (Err(e), _) => Err(e.clone()),
         (_, Err(e)) => Err(e),
     };
-    finish(
-        &state,
-        "token",
-        grant,
-        claimed_client(params.as_ref().ok()),
-        result,
-        |body| response::no_store_json(StatusCode::OK, &body),
-    )
+    finish(&state, "token", grant, claimed_client(params.as_ref().ok()), result, |body| {
+        response::no_store_json(StatusCode::OK, &body)
+    })
 }
 
-pub async fn introspect(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let params = form(&headers, &body);
     let result = match (&params, authorization(&headers)) {
-        (Ok(params), Ok(auth)) => {
-            state
-                .server
-                .introspect(&state.catalog.load(), auth, params, now())
-                .await
-        }
+        (Ok(params), Ok(auth)) => state.server.introspect(&state.catalog.load(), auth, params, now()).await,
         (Err(e), _) => Err(e.clone()),
         (_, Err(e)) => Err(e),
     };
-    finish(
-        &state,
-        "introspect",
-        "none",
-        claimed_client(params.as_ref().ok()),
-        result,
-        |body| response::no_store_json(StatusCode::OK, &body),
-    )
+    finish(&state, "introspect", "none", claimed_client(params.as_ref().ok()), result, |body| {
+        response::no_store_json(StatusCode::OK, &body)
+    })
 }
 
-pub async fn revoke(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let params = form(&headers, &body);
     let result = match (&params, authorization(&headers)) {
-        (Ok(params), Ok(auth)) => {
-            state
-                .server
-                .revoke(&state.catalog.load(), auth, params, now())
-                .await
-        }
+        (Ok(params), Ok(auth)) => state.server.revoke(&state.catalog.load(), auth, params, now()).await,
         (Err(e), _) => Err(e.clone()),
         (_, Err(e)) => Err(e),
     };
-    finish(
-        &state,
-        "revoke",
-        "none",
-        claimed_client(params.as_ref().ok()),
-        result,
-        |()| response::no_store_json(StatusCode::OK, &serde_json::json!({})),
-    )
+    finish(&state, "revoke", "none", claimed_client(params.as_ref().ok()), result, |()| {
+        response::no_store_json(StatusCode::OK, &serde_json::json!({}))
+    })
 }

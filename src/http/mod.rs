@@ -1,8 +1,10 @@
 //! HTTP: the axum router and thin handlers over the OAuth core.
 
+mod authorize;
 mod discovery;
 mod endpoints;
 mod health;
+pub mod pages;
 mod response;
 pub mod server;
 
@@ -20,9 +22,7 @@ use axum::{
     response::Response,
     routing::{get, post},
 };
-use tower_http::{
-    catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
-};
+use tower_http::{catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
@@ -37,6 +37,9 @@ pub struct AppState {
     /// The current configuration snapshot, swapped atomically on reload.
     pub catalog: Arc<ArcSwap<Catalog>>,
     pub metrics: Metrics,
+    pub pages: pages::Pages,
+    /// Who end users are (login).
+    pub identity: Arc<dyn crate::identity::IdentitySource>,
     /// Set once the first configuration is loaded and the store answers.
     pub ready: AtomicBool,
 }
@@ -49,6 +52,14 @@ pub mod paths {
     pub const TOKEN: &str = "/token";
     pub const INTROSPECT: &str = "/introspect";
     pub const REVOKE: &str = "/revoke";
+    pub const AUTHORIZE: &str = "/authorize";
+    pub const USERINFO: &str = "/userinfo";
+    pub const LOGIN: &str = "/login";
+    pub const CONSENT: &str = "/consent";
+    pub const ACCOUNT: &str = "/account/apps";
+    pub const ACCOUNT_REVOKE: &str = "/account/apps/{id}/revoke";
+    pub const ACCOUNT_API: &str = "/account/api/apps";
+    pub const ACCOUNT_API_ONE: &str = "/account/api/apps/{id}";
 
     /// Every routed path, as metric label values.
     pub const ALL: &[&str] = &[
@@ -58,6 +69,14 @@ pub mod paths {
         TOKEN,
         INTROSPECT,
         REVOKE,
+        AUTHORIZE,
+        USERINFO,
+        LOGIN,
+        CONSENT,
+        ACCOUNT,
+        ACCOUNT_REVOKE,
+        ACCOUNT_API,
+        ACCOUNT_API_ONE,
         "/healthz",
         "/readyz",
         "/metrics",
@@ -72,6 +91,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::TOKEN, post(endpoints::token))
         .route(paths::INTROSPECT, post(endpoints::introspect))
         .route(paths::REVOKE, post(endpoints::revoke))
+        .route(paths::AUTHORIZE, get(authorize::authorize_get).post(authorize::authorize_post))
+        .route(paths::LOGIN, post(authorize::login))
+        .route(paths::CONSENT, post(authorize::consent))
+        .route(paths::USERINFO, get(authorize::userinfo).post(authorize::userinfo))
+        .route(paths::ACCOUNT, get(authorize::account))
+        .route(paths::ACCOUNT_REVOKE, post(authorize::account_revoke))
+        .route(paths::ACCOUNT_API, get(authorize::account_api_list))
+        .route(paths::ACCOUNT_API_ONE, axum::routing::delete(authorize::account_api_revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -81,10 +108,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             HeaderName::from_static("x-content-type-options"),
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(response::panic_response))
         .with_state(state)
 }
@@ -92,18 +116,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Request count and latency per endpoint (the route pattern, never the raw path, so that
 /// scanners cannot blow up label cardinality).
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let matched = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str());
-    let endpoint: &'static str = matched
-        .and_then(|m| paths::ALL.iter().copied().find(|p| *p == m))
-        .unwrap_or("unmatched");
+    let matched = request.extensions().get::<MatchedPath>().map(|p| p.as_str());
+    let endpoint: &'static str =
+        matched.and_then(|m| paths::ALL.iter().copied().find(|p| *p == m)).unwrap_or("unmatched");
     let started = Instant::now();
     let response = next.run(request).await;
-    state
-        .metrics
-        .observe_http(endpoint, response.status().as_u16(), started.elapsed());
+    state.metrics.observe_http(endpoint, response.status().as_u16(), started.elapsed());
     response
 }
 

@@ -13,10 +13,7 @@ pub fn no_store_json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     let bytes = serde_json::to_vec(body).expect("response serializes");
     let mut response = (status, bytes).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
@@ -32,18 +29,12 @@ struct ErrorBody<'a> {
 /// requires and as §5.2 demands when the client used HTTP Basic.
 pub fn oauth_error(error: &OAuthError) -> Response {
     let status = StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut response = no_store_json(
-        status,
-        &ErrorBody {
-            error: error.code.as_str(),
-            error_description: &error.description,
-        },
-    );
+    let mut response =
+        no_store_json(status, &ErrorBody { error: error.code.as_str(), error_description: &error.description });
     if error.code == ErrorCode::InvalidClient {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"inbound\", charset=\"UTF-8\""),
-        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"inbound\", charset=\"UTF-8\""));
     }
     response
 }

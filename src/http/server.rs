@@ -51,10 +51,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after 10 s; closing");
     }
 }

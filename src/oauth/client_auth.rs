@@ -30,18 +30,13 @@ pub struct PresentedClient {
 }
 
 /// Extracts the client's claimed identity from the `Authorization` header and the body.
-pub fn presented_client(
-    authorization: Option<&str>,
-    params: &Params,
-) -> Result<PresentedClient, OAuthError> {
+pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<PresentedClient, OAuthError> {
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
     if let Some(header) = authorization {
         let (scheme, credentials) = header.trim().split_once(' ').unwrap_or((header, ""));
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(OAuthError::invalid_client(
-                "unsupported authentication scheme; use HTTP Basic",
-            ));
+            return Err(OAuthError::invalid_client("unsupported authentication scheme; use HTTP Basic"));
         }
         // RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
         if body_secret.is_some() {
@@ -51,9 +46,7 @@ pub fn presented_client(
         }
         let (id, secret) = decode_basic(credentials.trim())?;
         if body_id.is_some_and(|b| b != id) {
-            return Err(OAuthError::invalid_request(
-                "client_id does not match the Authorization header",
-            ));
+            return Err(OAuthError::invalid_request("client_id does not match the Authorization header"));
         }
         return Ok(PresentedClient {
             client_id: id,
@@ -62,18 +55,12 @@ pub fn presented_client(
         });
     }
     let Some(client_id) = body_id else {
-        return Err(OAuthError::invalid_client(
-            "client authentication is required",
-        ));
+        return Err(OAuthError::invalid_client("client authentication is required"));
     };
     Ok(PresentedClient {
         client_id: client_id.to_string(),
         secret: body_secret.map(|s| ClientSecret::from_presented(s.to_string())),
-        method: if body_secret.is_some() {
-            Presented::Post
-        } else {
-            Presented::IdOnly
-        },
+        method: if body_secret.is_some() { Presented::Post } else { Presented::IdOnly },
     })
 }
 
@@ -93,10 +80,7 @@ fn decode_basic(credentials: &str) -> Result<(String, String), OAuthError> {
 
 fn form_decode(s: &str) -> Option<String> {
     let plus_decoded = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus_decoded)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
+    percent_encoding::percent_decode_str(&plus_decoded).decode_utf8().ok().map(|c| c.into_owned())
 }
 
 /// The one description for every failed authentication, so that responses do not tell
@@ -110,9 +94,7 @@ pub fn authenticate(
     hasher: &SecretHasher,
     presented: &PresentedClient,
 ) -> Result<Arc<Client>, OAuthError> {
-    let client = catalog
-        .client(&presented.client_id)
-        .ok_or_else(|| OAuthError::invalid_client(AUTH_FAILED))?;
+    let client = catalog.client(&presented.client_id).ok_or_else(|| OAuthError::invalid_client(AUTH_FAILED))?;
     let registered = client.spec.auth_method();
     let used = match presented.method {
         Presented::Basic => AuthMethod::ClientSecretBasic,
@@ -128,10 +110,7 @@ pub fn authenticate(
     if registered == AuthMethod::None {
         return Ok(client.clone());
     }
-    let secret = presented
-        .secret
-        .as_ref()
-        .ok_or_else(|| OAuthError::invalid_client(AUTH_FAILED))?;
+    let secret = presented.secret.as_ref().ok_or_else(|| OAuthError::invalid_client(AUTH_FAILED))?;
     if hasher.verify(secret.expose(), &client.secret_hashes) {
         Ok(client.clone())
     } else {

@@ -37,27 +37,14 @@ pub struct Entitlement {
 /// - `scope`: requested ∩ granted (RFC 6749 §3.3 lets the server narrow the request); a
 ///   scope no Scope declares, or a request of which nothing is granted, is `invalid_scope`.
 ///   Without it, every granted scope.
-pub fn decide(
-    catalog: &Catalog,
-    client: &Client,
-    request: &Request<'_>,
-    now: i64,
-) -> Result<Entitlement, OAuthError> {
+pub fn decide(catalog: &Catalog, client: &Client, request: &Request<'_>, now: i64) -> Result<Entitlement, OAuthError> {
     if !client.is_confidential() || !client.allows_grant(GrantType::ClientCredentials) {
-        return Err(OAuthError::unauthorized_client(
-            "this client is not allowed to use the client_credentials grant",
-        ));
+        return Err(OAuthError::unauthorized_client("this client is not allowed to use the client_credentials grant"));
     }
-    let active: Vec<&GrantRule> = catalog
-        .grants_for_app(&client.key)
-        .iter()
-        .map(|g| g.as_ref())
-        .filter(|g| g.is_active(now))
-        .collect();
+    let active: Vec<&GrantRule> =
+        catalog.grants_for_app(&client.key).iter().map(|g| g.as_ref()).filter(|g| g.is_active(now)).collect();
     if active.is_empty() {
-        return Err(OAuthError::unauthorized_client(
-            "no active ClientGrant authorizes this client",
-        ));
+        return Err(OAuthError::unauthorized_client("no active ClientGrant authorizes this client"));
     }
 
     let (grants, tenant) = select_tenant(active, request.tenant)?;
@@ -69,15 +56,10 @@ pub fn decide(
     } else {
         for resource in request.resources {
             if !grants.iter().any(|g| g.resources.contains(resource)) {
-                return Err(OAuthError::invalid_target(format!(
-                    "resource {resource} is not granted to this client"
-                )));
+                return Err(OAuthError::invalid_target(format!("resource {resource} is not granted to this client")));
             }
         }
-        let grants = grants
-            .into_iter()
-            .filter(|g| g.resources.iter().any(|r| request.resources.contains(r)))
-            .collect();
+        let grants = grants.into_iter().filter(|g| g.resources.iter().any(|r| request.resources.contains(r))).collect();
         let mut audience: Vec<String> = Vec::new();
         for r in request.resources {
             if !audience.contains(r) {
@@ -87,39 +69,22 @@ pub fn decide(
         (grants, audience)
     };
 
-    let granted: BTreeSet<&str> = grants
-        .iter()
-        .flat_map(|g| g.scopes.iter().map(String::as_str))
-        .collect();
+    let granted: BTreeSet<&str> = grants.iter().flat_map(|g| g.scopes.iter().map(String::as_str)).collect();
     let scopes = match request.scope {
         None => granted.into_iter().map(str::to_string).collect(),
         Some(scope) => {
             let requested = parse_scope(scope)?;
-            if let Some(unknown) = requested
-                .iter()
-                .find(|s| catalog.scope(&client.key.namespace, s).is_none())
-            {
-                return Err(OAuthError::invalid_scope(format!(
-                    "unknown scope {unknown}"
-                )));
+            if let Some(unknown) = requested.iter().find(|s| catalog.scope(&client.key.namespace, s).is_none()) {
+                return Err(OAuthError::invalid_scope(format!("unknown scope {unknown}")));
             }
-            let scopes: Vec<String> = requested
-                .into_iter()
-                .filter(|s| granted.contains(s.as_str()))
-                .collect();
+            let scopes: Vec<String> = requested.into_iter().filter(|s| granted.contains(s.as_str())).collect();
             if scopes.is_empty() {
-                return Err(OAuthError::invalid_scope(
-                    "none of the requested scopes is granted to this client",
-                ));
+                return Err(OAuthError::invalid_scope("none of the requested scopes is granted to this client"));
             }
             scopes
         }
     };
-    Ok(Entitlement {
-        scopes,
-        audience,
-        tenant,
-    })
+    Ok(Entitlement { scopes, audience, tenant })
 }
 
 fn select_tenant<'a>(
@@ -127,22 +92,13 @@ fn select_tenant<'a>(
     tenant: Option<&str>,
 ) -> Result<(Vec<&'a GrantRule>, Option<String>), OAuthError> {
     if let Some(tenant) = tenant {
-        let grants: Vec<_> = active
-            .into_iter()
-            .filter(|g| g.tenants.iter().any(|t| t == tenant))
-            .collect();
+        let grants: Vec<_> = active.into_iter().filter(|g| g.tenants.iter().any(|t| t == tenant)).collect();
         if grants.is_empty() {
-            return Err(OAuthError::invalid_request(format!(
-                "tenant {tenant} is not granted to this client"
-            )));
+            return Err(OAuthError::invalid_request(format!("tenant {tenant} is not granted to this client")));
         }
         return Ok((grants, Some(tenant.to_string())));
     }
-    let untenanted: Vec<_> = active
-        .iter()
-        .copied()
-        .filter(|g| g.tenants.is_empty())
-        .collect();
+    let untenanted: Vec<_> = active.iter().copied().filter(|g| g.tenants.is_empty()).collect();
     if !untenanted.is_empty() {
         return Ok((untenanted, None));
     }
@@ -217,24 +173,12 @@ spec:
             .into_iter()
             .map(|n| {
                 (
-                    ObjectKey {
-                        namespace: "default".into(),
-                        name: n.into(),
-                    },
-                    ClientRecord {
-                        client_id: n.into(),
-                        secret_hashes: vec![],
-                    },
+                    ObjectKey { namespace: "default".into(), name: n.into() },
+                    ClientRecord { client_id: n.into(), secret_hashes: vec![] },
                 )
             })
             .collect();
-        Catalog::build(
-            &manifests,
-            &records,
-            &Defaults {
-                access_token_lifetime: std::time::Duration::from_secs(60),
-            },
-        )
+        Catalog::build(&manifests, &records, &HashMap::new(), &Defaults::default())
     }
 
     fn decide_for(client: &str, request: Request<'_>) -> Result<Entitlement, OAuthError> {
@@ -247,89 +191,37 @@ spec:
     fn requested_intersect_granted() {
         let e = decide_for(
             "agent",
-            Request {
-                scope: Some("billing:read crm:read"),
-                tenant: Some("acme"),
-                ..Default::default()
-            },
+            Request { scope: Some("billing:read crm:read"), tenant: Some("acme"), ..Default::default() },
         )
         .unwrap();
-        assert_eq!(
-            e.scopes,
-            ["billing:read"],
-            "crm:read comes from an expired grant"
-        );
+        assert_eq!(e.scopes, ["billing:read"], "crm:read comes from an expired grant");
         assert_eq!(e.audience, ["https://billing.example.com"]);
         assert_eq!(e.tenant.as_deref(), Some("acme"));
     }
 
     #[test]
     fn no_scope_means_all_granted() {
-        let e = decide_for(
-            "agent",
-            Request {
-                tenant: Some("globex"),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let e = decide_for("agent", Request { tenant: Some("globex"), ..Default::default() }).unwrap();
         assert_eq!(e.scopes, ["billing:read", "billing:write"]);
     }
 
     #[test]
     fn errors() {
         let code = |client, r| decide_for(client, r).unwrap_err().code;
+        assert_eq!(code("cli", Request::default()), ErrorCode::UnauthorizedClient);
+        assert_eq!(code("agent", Request::default()), ErrorCode::InvalidRequest, "two tenants, none chosen");
+        assert_eq!(code("agent", Request { tenant: Some("initech"), ..Default::default() }), ErrorCode::InvalidRequest);
         assert_eq!(
-            code("cli", Request::default()),
-            ErrorCode::UnauthorizedClient
-        );
-        assert_eq!(
-            code("agent", Request::default()),
-            ErrorCode::InvalidRequest,
-            "two tenants, none chosen"
-        );
-        assert_eq!(
-            code(
-                "agent",
-                Request {
-                    tenant: Some("initech"),
-                    ..Default::default()
-                }
-            ),
-            ErrorCode::InvalidRequest
-        );
-        assert_eq!(
-            code(
-                "agent",
-                Request {
-                    tenant: Some("acme"),
-                    scope: Some("nope"),
-                    ..Default::default()
-                }
-            ),
+            code("agent", Request { tenant: Some("acme"), scope: Some("nope"), ..Default::default() }),
             ErrorCode::InvalidScope
         );
         assert_eq!(
-            code(
-                "agent",
-                Request {
-                    tenant: Some("acme"),
-                    scope: Some("crm:read"),
-                    ..Default::default()
-                }
-            ),
+            code("agent", Request { tenant: Some("acme"), scope: Some("crm:read"), ..Default::default() }),
             ErrorCode::InvalidScope
         );
         let other = ["https://other.example.com".to_string()];
         assert_eq!(
-            code(
-                "agent",
-                Request {
-                    tenant: Some("acme"),
-                    resources: &other,
-                    ..Default::default()
-                }
-            ),
+            code("agent", Request { tenant: Some("acme"), resources: &other, ..Default::default() }),
             ErrorCode::InvalidTarget
         );
     }

@@ -17,6 +17,15 @@ pub enum ErrorCode {
     UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 6749 §4.1.2.1 authorization errors.
+    AccessDenied,
+    UnsupportedResponseType,
+    /// OpenID Connect Core §3.1.2.6 (`prompt=none`).
+    LoginRequired,
+    ConsentRequired,
+    /// RFC 6750 §3.1 (protected resources such as /userinfo).
+    InvalidToken,
+    InsufficientScope,
 }
 
 impl ErrorCode {
@@ -32,6 +41,12 @@ impl ErrorCode {
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
         }
     }
 
@@ -39,7 +54,8 @@ impl ErrorCode {
     /// trouble is 500/503 so that clients and load balancers retry correctly.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::InvalidClient => 401,
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
+            ErrorCode::InsufficientScope => 403,
             ErrorCode::ServerError => 500,
             ErrorCode::TemporarilyUnavailable => 503,
             _ => 400,
@@ -64,10 +80,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> OAuthError {
-        OAuthError {
-            code,
-            description: description.into(),
-        }
+        OAuthError { code, description: description.into() }
     }
     pub fn invalid_request(d: impl Into<String>) -> OAuthError {
         OAuthError::new(ErrorCode::InvalidRequest, d)
@@ -81,6 +94,12 @@ impl OAuthError {
     pub fn invalid_scope(d: impl Into<String>) -> OAuthError {
         OAuthError::new(ErrorCode::InvalidScope, d)
     }
+    pub fn invalid_grant(d: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidGrant, d)
+    }
+    pub fn access_denied(d: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::AccessDenied, d)
+    }
     pub fn invalid_target(d: impl Into<String>) -> OAuthError {
         OAuthError::new(ErrorCode::InvalidTarget, d)
     }
@@ -89,9 +108,6 @@ impl OAuthError {
         OAuthError::new(ErrorCode::ServerError, "internal error; see server logs")
     }
     pub fn temporarily_unavailable() -> OAuthError {
-        OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "storage is unavailable; retry later",
-        )
+        OAuthError::new(ErrorCode::TemporarilyUnavailable, "storage is unavailable; retry later")
     }
 }

@@ -34,6 +34,8 @@ pub struct ActiveClaims {
     pub jti: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
 }
 
 impl From<AccessTokenClaims> for ActiveClaims {
@@ -49,6 +51,7 @@ impl From<AccessTokenClaims> for ActiveClaims {
             iss: c.iss,
             jti: c.jti,
             tenant: c.tenant,
+            roles: c.roles,
         }
     }
 }
@@ -62,23 +65,14 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<Introspection, OAuthError> {
-        let caller = authenticate(
-            catalog,
-            &self.hasher,
-            &presented_client(authorization, params)?,
-        )?;
+        let caller = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
         if !caller.is_confidential() {
-            return Err(OAuthError::invalid_client(
-                "introspection requires a confidential client",
-            ));
+            return Err(OAuthError::invalid_client("introspection requires a confidential client"));
         }
         let token = params.require("token")?;
         // token_type_hint is only a hint (RFC 7662 §2.1); every token type is searched.
         Ok(match self.active_claims(catalog, token, now).await? {
-            Some(claims) => Introspection {
-                active: true,
-                claims: Some(claims.into()),
-            },
+            Some(claims) => Introspection { active: true, claims: Some(claims.into()) },
             None => Introspection::default(),
         })
     }
@@ -92,25 +86,16 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<(), OAuthError> {
-        let caller = authenticate(
-            catalog,
-            &self.hasher,
-            &presented_client(authorization, params)?,
-        )?;
+        let caller = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
         let token = params.require("token")?;
         let Some(claims) = self.active_claims(catalog, token, now).await? else {
             return Ok(());
         };
         if claims.client_id != caller.client_id {
-            return Err(OAuthError::unauthorized_client(
-                "the token was not issued to this client",
-            ));
+            return Err(OAuthError::unauthorized_client("the token was not issued to this client"));
         }
         // Durable first: a revocation that only lived in memory would be lost on restart.
-        self.store
-            .revoke(&claims.jti, claims.exp)
-            .await
-            .map_err(store_error)?;
+        self.store.revoke(&claims.jti, claims.exp).await.map_err(store_error)?;
         self.revocations.insert(claims.jti, claims.exp);
         Ok(())
     }

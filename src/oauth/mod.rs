@@ -4,8 +4,10 @@
 //! [`params::Params`] and header strings, call in here with a catalog snapshot, the store
 //! and the current time, and render the result.
 
+pub mod authorize;
 pub mod client_auth;
 pub mod client_credentials;
+pub mod consent;
 pub mod error;
 pub mod introspection;
 pub mod params;

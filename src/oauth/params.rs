@@ -26,14 +26,8 @@ impl Params {
                 params.resources.push(value.into_owned());
                 continue;
             }
-            if params
-                .single
-                .insert(name.to_string(), value.into_owned())
-                .is_some()
-            {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {name} is included more than once"
-                )));
+            if params.single.insert(name.to_string(), value.into_owned()).is_some() {
+                return Err(OAuthError::invalid_request(format!("parameter {name} is included more than once")));
             }
         }
         Ok(params)
@@ -44,9 +38,7 @@ impl Params {
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name).ok_or_else(|| {
-            OAuthError::invalid_request(format!("missing required parameter {name}"))
-        })
+        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("missing required parameter {name}")))
     }
 
     /// RFC 8707 `resource` values, in request order.

@@ -12,9 +12,7 @@ pub fn check_challenge(challenge: &str, method: Option<&str>) -> Result<(), OAut
         Some("S256") => {}
         None => {
             // RFC 7636 §4.3 defaults a missing method to `plain`, which this server refuses.
-            return Err(OAuthError::invalid_request(
-                "code_challenge_method must be S256",
-            ));
+            return Err(OAuthError::invalid_request("code_challenge_method must be S256"));
         }
         Some(other) => {
             return Err(OAuthError::invalid_request(format!(
@@ -24,9 +22,7 @@ pub fn check_challenge(challenge: &str, method: Option<&str>) -> Result<(), OAut
     }
     // BASE64URL(SHA-256(verifier)) without padding is exactly 43 characters.
     if challenge.len() != 43 || URL_SAFE_NO_PAD.decode(challenge).is_err() {
-        return Err(OAuthError::invalid_request(
-            "code_challenge must be a base64url SHA-256 hash (43 characters)",
-        ));
+        return Err(OAuthError::invalid_request("code_challenge must be a base64url SHA-256 hash (43 characters)"));
     }
     Ok(())
 }
@@ -34,28 +30,21 @@ pub fn check_challenge(challenge: &str, method: Option<&str>) -> Result<(), OAut
 /// RFC 7636 §4.1: `code-verifier = 43*128unreserved`.
 fn is_valid_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// Checks a `code_verifier` at the token endpoint against the stored S256 challenge
 /// (RFC 7636 §4.6); a mismatch is `invalid_grant`.
 pub fn verify(verifier: &str, challenge: &str) -> Result<(), OAuthError> {
     if !is_valid_verifier(verifier) {
-        return Err(OAuthError::invalid_request(
-            "code_verifier must be 43 to 128 unreserved characters",
-        ));
+        return Err(OAuthError::invalid_request("code_verifier must be 43 to 128 unreserved characters"));
     }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
     if bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
         Ok(())
     } else {
-        Err(OAuthError::new(
-            super::ErrorCode::InvalidGrant,
-            "code_verifier does not match the code_challenge",
-        ))
+        Err(OAuthError::new(super::ErrorCode::InvalidGrant, "code_verifier does not match the code_challenge"))
     }
 }
 
@@ -76,14 +65,8 @@ mod tests {
 
     #[test]
     fn plain_and_malformed_are_refused() {
-        assert_eq!(
-            check_challenge(CHALLENGE, None).unwrap_err().code,
-            ErrorCode::InvalidRequest
-        );
-        assert_eq!(
-            check_challenge(CHALLENGE, Some("plain")).unwrap_err().code,
-            ErrorCode::InvalidRequest
-        );
+        assert_eq!(check_challenge(CHALLENGE, None).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(check_challenge(CHALLENGE, Some("plain")).unwrap_err().code, ErrorCode::InvalidRequest);
         assert!(check_challenge("short", Some("S256")).is_err());
         assert!(check_challenge(&"*".repeat(43), Some("S256")).is_err());
     }
@@ -91,21 +74,9 @@ mod tests {
     #[test]
     fn wrong_or_malformed_verifier() {
         let wrong = "eBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert_eq!(
-            verify(wrong, CHALLENGE).unwrap_err().code,
-            ErrorCode::InvalidGrant
-        );
-        assert_eq!(
-            verify("too-short", CHALLENGE).unwrap_err().code,
-            ErrorCode::InvalidRequest
-        );
-        assert_eq!(
-            verify(&"a".repeat(129), CHALLENGE).unwrap_err().code,
-            ErrorCode::InvalidRequest
-        );
-        assert_eq!(
-            verify(&format!("{VERIFIER}!"), CHALLENGE).unwrap_err().code,
-            ErrorCode::InvalidRequest
-        );
+        assert_eq!(verify(wrong, CHALLENGE).unwrap_err().code, ErrorCode::InvalidGrant);
+        assert_eq!(verify("too-short", CHALLENGE).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(verify(&"a".repeat(129), CHALLENGE).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(verify(&format!("{VERIFIER}!"), CHALLENGE).unwrap_err().code, ErrorCode::InvalidRequest);
     }
 }

@@ -6,16 +6,13 @@ use url::{Host, Url};
 
 /// True when `requested` may be used given the app's `registered` redirect URIs.
 pub fn is_registered(registered: &[String], requested: &str) -> bool {
-    registered
-        .iter()
-        .any(|r| r == requested || loopback_port_agnostic_match(r, requested))
+    registered.iter().any(|r| r == requested || loopback_port_agnostic_match(r, requested))
 }
 
 /// Same URI except the port, both `http` on a loopback IP literal (127.0.0.1 or [::1]).
 /// `localhost` does not qualify (RFC 8252 §8.3: it may resolve elsewhere).
 fn loopback_port_agnostic_match(registered: &str, requested: &str) -> bool {
-    let (Ok(mut registered), Ok(mut requested)) = (Url::parse(registered), Url::parse(requested))
-    else {
+    let (Ok(mut registered), Ok(mut requested)) = (Url::parse(registered), Url::parse(requested)) else {
         return false;
     };
     let loopback_ip = |u: &Url| match u.host() {
@@ -68,15 +65,9 @@ mod tests {
         assert!(is_registered(&r, "http://127.0.0.1/callback"));
         assert!(is_registered(&r, "http://[::1]:1/cb"));
         assert!(!is_registered(&r, "http://127.0.0.1:53412/other"));
-        assert!(
-            !is_registered(&r, "http://[::1]:53412/callback"),
-            "host must match too"
-        );
+        assert!(!is_registered(&r, "http://[::1]:53412/callback"), "host must match too");
         assert!(!is_registered(&r, "https://127.0.0.1:53412/callback"));
         let localhost = reg(&["http://localhost/cb"]);
-        assert!(
-            !is_registered(&localhost, "http://localhost:9999/cb"),
-            "localhost is not port-agnostic"
-        );
+        assert!(!is_registered(&localhost, "http://localhost:9999/cb"), "localhost is not port-agnostic");
     }
 }

@@ -2,12 +2,12 @@
 
 use super::OAuthError;
 
+/// The OpenID Connect scope: built in, never declared by a Scope.
+pub const OPENID: &str = "openid";
+
 /// `scope-token = 1*NQCHAR`, `NQCHAR = %x21 / %x23-5B / %x5D-7E`.
 pub fn is_valid_scope_token(token: &str) -> bool {
-    !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 /// Splits a `scope` parameter into unique tokens, keeping the request order.
@@ -15,9 +15,7 @@ pub fn parse_scope(scope: &str) -> Result<Vec<String>, OAuthError> {
     let mut out: Vec<String> = Vec::new();
     for token in scope.split(' ').filter(|t| !t.is_empty()) {
         if !is_valid_scope_token(token) {
-            return Err(OAuthError::invalid_scope(format!(
-                "malformed scope token {token:?}"
-            )));
+            return Err(OAuthError::invalid_scope(format!("malformed scope token {token:?}")));
         }
         if !out.iter().any(|t| t == token) {
             out.push(token.to_string());

@@ -4,17 +4,21 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
 use super::{
     OAuthError,
     client_auth::{authenticate, presented_client},
     client_credentials,
     params::Params,
+    pkce,
+    scope::OPENID,
 };
-use crate::api::TokenFormat;
+use crate::api::{GrantType, TokenFormat};
 use crate::catalog::{Catalog, Client};
 use crate::secrets::{SecretHasher, random_token, token_digest};
-use crate::store::{Store, StoreError};
-use crate::tokens::{AccessTokenClaims, Audience, KeySet, RevocationList, VerifiedTokens};
+use crate::store::{CodeRedemption, RefreshToken, Rotation, Store, StoreError};
+use crate::tokens::{AccessTokenClaims, Audience, IdTokenClaims, KeySet, RevocationList, VerifiedTokens};
 
 /// What every endpoint of the core needs besides the catalog snapshot: who we are, how we
 /// sign, where runtime state lives.
@@ -40,6 +44,10 @@ pub struct TokenResponse {
     /// Always present, so clients learn when the server narrowed the request (RFC 6749 §3.3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// Storage failures become `temporarily_unavailable` (retry) or `server_error`.
@@ -56,6 +64,18 @@ pub fn store_error(e: StoreError) -> OAuthError {
     }
 }
 
+/// What an access token is issued for.
+pub struct Issue {
+    pub sub: String,
+    pub audience: Vec<String>,
+    pub scopes: Vec<String>,
+    pub tenant: Option<String>,
+    pub roles: Option<Vec<String>>,
+}
+
+/// Seconds an authorization code lives (OAuth 2.1 §4.1.2: short; ≤ 60 s here).
+pub const CODE_LIFETIME: i64 = 60;
+
 impl AuthorizationServer {
     /// Handles one token request. `authorization` is the raw `Authorization` header.
     pub async fn token(
@@ -68,34 +88,26 @@ impl AuthorizationServer {
         let grant_type = params.require("grant_type")?;
         match grant_type {
             "client_credentials" => {
-                let client = authenticate(
-                    catalog,
-                    &self.hasher,
-                    &presented_client(authorization, params)?,
-                )?;
+                let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
                 let request = client_credentials::Request {
                     scope: params.get("scope"),
                     resources: params.resources(),
                     tenant: params.get("tenant"),
                 };
                 let entitlement = client_credentials::decide(catalog, &client, &request, now)?;
-                let audience = if entitlement.audience.is_empty() {
-                    vec![self.default_audience.clone()]
-                } else {
-                    entitlement.audience
-                };
                 // RFC 9068 §2.2: with no resource owner, `sub` identifies the client.
-                let sub = client.client_id.clone();
-                self.mint(
-                    &client,
-                    sub,
-                    audience,
-                    entitlement.scopes,
-                    entitlement.tenant,
-                    now,
-                )
-                .await
+                let issue = Issue {
+                    sub: client.client_id.clone(),
+                    audience: entitlement.audience,
+                    scopes: entitlement.scopes,
+                    tenant: entitlement.tenant,
+                    roles: None,
+                };
+                let (response, _) = self.mint(&client, issue, now).await?;
+                Ok(response)
             }
+            "authorization_code" => self.authorization_code(catalog, authorization, params, now).await,
+            "refresh_token" => self.refresh_token(catalog, authorization, params, now).await,
             other => Err(OAuthError::new(
                 super::ErrorCode::UnsupportedGrantType,
                 format!("grant type {other:?} is not supported by this server"),
@@ -103,47 +115,234 @@ impl AuthorizationServer {
         }
     }
 
+    /// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5) and the replay rule of §4.1.2.
+    async fn authorization_code(
+        &self,
+        catalog: &Catalog,
+        authorization: Option<&str>,
+        params: &Params,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
+        if !client.allows_grant(GrantType::AuthorizationCode) {
+            return Err(OAuthError::unauthorized_client(
+                "this client is not allowed to use the authorization_code grant",
+            ));
+        }
+        let code = params.require("code")?;
+        let redirect_uri = params.require("redirect_uri")?;
+        let verifier = params.require("code_verifier")?;
+        let digest = token_digest(code);
+        let code = match self.store.redeem_code(&digest, now).await.map_err(store_error)? {
+            CodeRedemption::Fresh(code) => code,
+            CodeRedemption::Unknown => {
+                return Err(OAuthError::invalid_grant("the authorization code is invalid or expired"));
+            }
+            CodeRedemption::Replayed { family_id, access_token } => {
+                // RFC 6749 §4.1.2: a code used twice revokes what it issued.
+                tracing::warn!(client_id = %client.client_id, "authorization code replayed; revoking its tokens");
+                if let Some(family_id) = family_id {
+                    self.store.revoke_family(&family_id).await.map_err(store_error)?;
+                }
+                if let Some((jti, exp)) = access_token {
+                    self.store.revoke(&jti, exp).await.map_err(store_error)?;
+                    self.revocations.insert(jti, exp);
+                }
+                return Err(OAuthError::invalid_grant(
+                    "the authorization code was already used; tokens issued from it are revoked",
+                ));
+            }
+        };
+        if code.client_id != client.client_id {
+            return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+        }
+        if code.redirect_uri != redirect_uri {
+            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        }
+        pkce::verify(verifier, &code.code_challenge)?;
+        let consent = self.store.consent(&code.consent_id, now).await.map_err(store_error)?;
+        let user = catalog.user(&code.subject);
+        let (Some(consent), Some(user)) = (consent, user) else {
+            return Err(OAuthError::invalid_grant("the consent or the user behind this code no longer exists"));
+        };
+        let family_id = client.allows_grant(GrantType::RefreshToken).then(|| random_token(16));
+        let refresh = family_id.as_ref().map(|family_id| RefreshToken {
+            family_id: family_id.clone(),
+            client_id: client.client_id.clone(),
+            subject: user.subject.clone(),
+            consent_id: consent.id.clone(),
+            scopes: code.scopes.clone(),
+            resources: code.resources.clone(),
+            tenant: code.tenant.clone(),
+            auth_time: code.auth_time,
+            expires_at: now + client.refresh_token_lifetime.as_secs() as i64,
+        });
+        let issue = self.user_issue(&user.subject, &user.roles, &code.scopes, &code.resources, code.tenant.clone());
+        let (mut response, claims) = self.mint(&client, issue, now).await?;
+        if let Some(refresh) = refresh {
+            let value = random_token(32);
+            self.store.put_refresh_token(&token_digest(&value), &refresh).await.map_err(store_error)?;
+            response.refresh_token = Some(value);
+        }
+        self.store
+            .bind_code_issuance(&digest, family_id.as_deref(), (&claims.jti, claims.exp))
+            .await
+            .map_err(store_error)?;
+        if code.scopes.iter().any(|s| s == OPENID) {
+            response.id_token =
+                Some(self.id_token(&client, &user.subject, code.auth_time, code.nonce, &response.access_token, now));
+        }
+        Ok(response)
+    }
+
+    /// RFC 6749 §6 with rotation and reuse detection (OAuth 2.1 §4.3.1).
+    async fn refresh_token(
+        &self,
+        catalog: &Catalog,
+        authorization: Option<&str>,
+        params: &Params,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        // Public clients present only client_id; confidential ones must authenticate.
+        let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
+        if !client.allows_grant(GrantType::RefreshToken) {
+            return Err(OAuthError::unauthorized_client("this client is not allowed to use the refresh_token grant"));
+        }
+        let presented = params.require("refresh_token")?;
+        let requested = params.get("scope").map(super::scope::parse_scope).transpose()?;
+        let next = random_token(32);
+        let expires_at = now + client.refresh_token_lifetime.as_secs() as i64;
+        let old = match self
+            .store
+            .rotate_refresh_token(&token_digest(presented), &token_digest(&next), expires_at, now)
+            .await
+            .map_err(store_error)?
+        {
+            Rotation::Rotated(old) => old,
+            Rotation::Invalid => {
+                return Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked"));
+            }
+            Rotation::Reused { .. } => {
+                tracing::warn!(client_id = %client.client_id, "refresh token reused; its family is revoked");
+                return Err(OAuthError::invalid_grant(
+                    "the refresh token was already used; all tokens of its grant are revoked",
+                ));
+            }
+        };
+        if old.client_id != client.client_id {
+            // A token presented by another client was stolen: end the family.
+            self.store.revoke_family(&old.family_id).await.map_err(store_error)?;
+            return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+        }
+        let consent = self.store.consent(&old.consent_id, now).await.map_err(store_error)?;
+        let user = catalog.user(&old.subject);
+        let (Some(consent), Some(user)) = (consent, user) else {
+            self.store.revoke_family(&old.family_id).await.map_err(store_error)?;
+            return Err(OAuthError::invalid_grant("the consent behind this refresh token has expired or was revoked"));
+        };
+        // Scopes never exceed the original grant nor the (possibly narrowed) consent.
+        let allowed: Vec<String> =
+            old.scopes.iter().filter(|s| *s == OPENID || consent.scopes.contains(s)).cloned().collect();
+        let scopes = match requested {
+            None => allowed,
+            Some(requested) => {
+                if let Some(extra) = requested.iter().find(|s| !allowed.contains(s)) {
+                    return Err(OAuthError::invalid_scope(format!("scope {extra} exceeds the original grant")));
+                }
+                requested
+            }
+        };
+        let issue = self.user_issue(&user.subject, &user.roles, &scopes, &old.resources, old.tenant.clone());
+        let (mut response, _) = self.mint(&client, issue, now).await?;
+        response.refresh_token = Some(next);
+        if scopes.iter().any(|s| s == OPENID) {
+            response.id_token =
+                Some(self.id_token(&client, &user.subject, old.auth_time, None, &response.access_token, now));
+        }
+        Ok(response)
+    }
+
+    fn user_issue(
+        &self,
+        subject: &str,
+        roles: &[String],
+        scopes: &[String],
+        resources: &[String],
+        tenant: Option<String>,
+    ) -> Issue {
+        Issue {
+            sub: subject.to_string(),
+            audience: resources.to_vec(),
+            scopes: scopes.to_vec(),
+            tenant,
+            roles: Some(roles.to_vec()),
+        }
+    }
+
+    /// OpenID Connect Core §2 ID token, with `at_hash` (§3.1.3.6) for the access token.
+    fn id_token(
+        &self,
+        client: &Client,
+        subject: &str,
+        auth_time: i64,
+        nonce: Option<String>,
+        access_token: &str,
+        now: i64,
+    ) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());
+        let claims = IdTokenClaims {
+            iss: self.issuer.clone(),
+            sub: subject.to_string(),
+            aud: client.client_id.clone(),
+            exp: now + client.id_token_lifetime.as_secs() as i64,
+            iat: now,
+            auth_time,
+            nonce,
+            at_hash: URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]),
+        };
+        self.keys.sign_id_token(&claims, client.spec.tokens.id_token_signing_alg)
+    }
+
     /// Issues an access token in the client's format: a signed JWT, or an opaque reference
     /// whose claims are durably stored before the token is returned.
     pub async fn mint(
         &self,
         client: &Client,
-        sub: String,
-        audience: Vec<String>,
-        scopes: Vec<String>,
-        tenant: Option<String>,
+        issue: Issue,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<(TokenResponse, AccessTokenClaims), OAuthError> {
         let lifetime = client.access_token_lifetime.as_secs();
-        let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
+        let scope = (!issue.scopes.is_empty()).then(|| issue.scopes.join(" "));
+        let audience = if issue.audience.is_empty() { vec![self.default_audience.clone()] } else { issue.audience };
         let claims = AccessTokenClaims {
             iss: self.issuer.clone(),
-            sub,
+            sub: issue.sub,
             aud: Audience::from_list(audience),
             exp: now + lifetime as i64,
             iat: now,
             jti: random_token(16),
             client_id: client.client_id.clone(),
             scope: scope.clone(),
-            tenant,
+            tenant: issue.tenant,
+            roles: issue.roles,
         };
         let access_token = match client.spec.tokens.format {
             TokenFormat::Jwt => self.keys.sign_access_token(&claims),
             TokenFormat::Opaque => {
                 let token = random_token(32);
-                self.store
-                    .put_opaque_token(&token_digest(&token), &claims)
-                    .await
-                    .map_err(store_error)?;
+                self.store.put_opaque_token(&token_digest(&token), &claims).await.map_err(store_error)?;
                 token
             }
         };
-        Ok(TokenResponse {
+        let response = TokenResponse {
             access_token,
             token_type: "Bearer",
             expires_in: lifetime,
             scope,
-        })
+            refresh_token: None,
+            id_token: None,
+        };
+        Ok((response, claims))
     }
 
     /// Finds the claims of an access token this server issued, whatever its format, if it
@@ -173,12 +372,7 @@ impl AuthorizationServer {
             if token.len() > 512 {
                 return Ok(None);
             }
-            match self
-                .store
-                .opaque_token(&token_digest(token))
-                .await
-                .map_err(store_error)?
-            {
+            match self.store.opaque_token(&token_digest(token)).await.map_err(store_error)? {
                 Some(claims) => claims,
                 None => return Ok(None),
             }

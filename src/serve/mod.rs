@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub access_token_lifetime: Duration,
     /// How often the folder is checked for edits.
     pub reload_interval: Duration,
+    /// Folder of templates overriding the built-in pages (same file names).
+    pub templates: Option<PathBuf>,
 }
 
 /// A started server.
@@ -68,36 +70,30 @@ impl Running {
 /// Loads the configuration, provisions credentials, binds and starts serving.
 /// Fails (before binding) if the configuration is invalid.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&options.data_dir).with_context(|| {
-        format!(
-            "cannot create data directory {}",
-            options.data_dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
     #[cfg(unix)]
     {
         // Keys, state and credentials: readable by the server's user only.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&options.data_dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    // Taken before reading, so an edit made while starting is still noticed.
+    let loaded_fingerprint = folder::fingerprint(&options.config);
     let manifests = folder::load(&options.config).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         anyhow::anyhow!("the configuration is invalid:\n  {}", lines.join("\n  "))
     })?;
 
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let listener =
+        TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = listener.local_addr()?;
     let issuer = match &options.issuer {
         Some(issuer) => {
-            let url = url::Url::parse(issuer)
-                .with_context(|| format!("--issuer {issuer:?} is not a URL"))?;
+            let url = url::Url::parse(issuer).with_context(|| format!("--issuer {issuer:?} is not a URL"))?;
             // RFC 8414 §2: https, no query or fragment (http is tolerated for development).
             anyhow::ensure!(
-                matches!(url.scheme(), "https" | "http")
-                    && url.query().is_none()
-                    && url.fragment().is_none(),
+                matches!(url.scheme(), "https" | "http") && url.query().is_none() && url.fragment().is_none(),
                 "--issuer must be an http(s) URL without query or fragment"
             );
             issuer.trim_end_matches('/').to_string()
@@ -113,12 +109,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         None => format!("http://{addr}"),
     };
 
-    let keys = Arc::new(KeySet::load_or_create(
-        &options.data_dir.join("keys.json"),
-        now(),
-    )?);
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&options.data_dir.join("state.db")).await?);
+    let keys = Arc::new(KeySet::load_or_create(&options.data_dir.join("keys.json"), now())?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options.data_dir.join("state.db")).await?);
     let revocations = Arc::new(RevocationList::default());
     revocations.merge(store.revocations_since(0).await?);
     let hasher = SecretHasher::new(keys.secret_hash_key());
@@ -128,20 +120,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         data_dir: options.data_dir.clone(),
         issuer: issuer.clone(),
     };
-    let defaults = Defaults {
-        access_token_lifetime: options.access_token_lifetime,
-    };
-    let (records, apps) = provisioner.provision(&manifests).await?;
-    let catalog = Arc::new(ArcSwap::from_pointee(Catalog::build(
-        &manifests, &records, &defaults,
-    )));
+    let defaults = Defaults { access_token_lifetime: options.access_token_lifetime, ..Defaults::default() };
+    let provisioned = provisioner.provision(&manifests).await?;
+    let apps = provisioned.apps.clone();
+    let catalog = Arc::new(ArcSwap::from_pointee(provisioned.catalog(&manifests, &defaults)));
 
     let state = Arc::new(AppState {
         server: AuthorizationServer {
-            default_audience: options
-                .default_audience
-                .clone()
-                .unwrap_or_else(|| issuer.clone()),
+            default_audience: options.default_audience.clone().unwrap_or_else(|| issuer.clone()),
             issuer: issuer.clone(),
             keys,
             hasher,
@@ -151,6 +137,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         },
         catalog: catalog.clone(),
         metrics: Metrics::default(),
+        pages: crate::http::pages::Pages::new(options.templates.clone(), !is_loopback_http(&issuer))?,
+        identity: Arc::new(crate::identity::StaticUsers),
         ready: Default::default(),
     });
     state.ready.store(true, Ordering::Relaxed);
@@ -160,13 +148,10 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let tasks = vec![
-        tokio::spawn(server::serve(
-            listener,
-            router(state.clone()),
-            stopped(shutdown_rx.clone()),
-        )),
+        tokio::spawn(server::serve(listener, router(state.clone()), stopped(shutdown_rx.clone()))),
         tokio::spawn(watch_folder(
             options.config.clone(),
+            loaded_fingerprint,
             options.reload_interval,
             provisioner,
             defaults,
@@ -176,21 +161,19 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         tokio::spawn(maintain(store, revocations, stopped(shutdown_rx))),
     ];
 
-    Ok(Running {
-        addr,
-        issuer,
-        data_dir: options.data_dir,
-        apps,
-        state,
-        shutdown,
-        tasks,
-    })
+    Ok(Running { addr, issuer, data_dir: options.data_dir, apps, state, shutdown, tasks })
+}
+
+/// Plain http on a loopback address: the only case where cookies may lack `Secure`.
+fn is_loopback_http(issuer: &str) -> bool {
+    url::Url::parse(issuer).is_ok_and(|u| u.scheme() == "http" && crate::catalog::validate::is_loopback_host(&u))
 }
 
 /// Polls the folder; on a change, validates and swaps in a new snapshot. An invalid edit is
 /// logged exactly as `inbound check` prints it and the last good snapshot keeps serving.
 async fn watch_folder(
     paths: Vec<PathBuf>,
+    loaded_fingerprint: u64,
     interval: Duration,
     provisioner: provision::Provisioner,
     defaults: Defaults,
@@ -198,7 +181,7 @@ async fn watch_folder(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let mut last = folder::fingerprint(&paths);
+    let mut last = loaded_fingerprint;
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
@@ -223,8 +206,8 @@ async fn watch_folder(
             }
         };
         match provisioner.provision(&manifests).await {
-            Ok((records, _)) => {
-                let next = Catalog::build(&manifests, &records, &defaults);
+            Ok(provisioned) => {
+                let next = provisioned.catalog(&manifests, &defaults);
                 tracing::info!(apps = next.clients().count(), "configuration reloaded");
                 catalog.store(Arc::new(next));
             }

@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use crate::api::ClientType;
 use crate::catalog::{
-    ClientRecord, ObjectKey,
+    Catalog, ClientRecord, Defaults, ObjectKey,
     manifest::{Manifest, Object, namespace_of},
 };
 use crate::http::{now, paths};
@@ -29,6 +29,20 @@ pub struct AppCredentials {
     pub dir: PathBuf,
 }
 
+/// Everything provisioning produced for one configuration.
+pub struct Provisioned {
+    pub records: HashMap<ObjectKey, ClientRecord>,
+    /// Subject identifiers of DevelopmentUsers.
+    pub subjects: HashMap<ObjectKey, String>,
+    pub apps: Vec<AppCredentials>,
+}
+
+impl Provisioned {
+    pub fn catalog(&self, manifests: &[Manifest], defaults: &Defaults) -> Catalog {
+        Catalog::build(manifests, &self.records, &self.subjects, defaults)
+    }
+}
+
 pub struct Provisioner {
     pub store: Arc<dyn Store>,
     pub hasher: SecretHasher,
@@ -44,34 +58,33 @@ pub fn credentials_dir(
     app_name: &str,
     secret_name: Option<&str>,
 ) -> PathBuf {
-    let secret = secret_name
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{app_name}-credentials"));
-    data_dir
-        .join("credentials")
-        .join(manifest_namespace)
-        .join(secret)
+    let secret = secret_name.map(str::to_string).unwrap_or_else(|| format!("{app_name}-credentials"));
+    data_dir.join("credentials").join(manifest_namespace).join(secret)
 }
 
 impl Provisioner {
     /// Ensures every app has a client id and, if confidential, a secret whose plaintext is
     /// in its credentials folder and whose hash is in the store.
-    pub async fn provision(
-        &self,
-        manifests: &[Manifest],
-    ) -> anyhow::Result<(HashMap<ObjectKey, ClientRecord>, Vec<AppCredentials>)> {
+    pub async fn provision(&self, manifests: &[Manifest]) -> anyhow::Result<Provisioned> {
         let mut records = HashMap::new();
+        let mut subjects = HashMap::new();
         let mut apps = Vec::new();
         for m in manifests {
+            if let Object::User(user) = &m.object {
+                let key = ObjectKey {
+                    namespace: namespace_of(&user.metadata).to_string(),
+                    name: user.metadata.name.clone().unwrap_or_default(),
+                };
+                let subject = self.store.object_uid("DevelopmentUser", &key).await?;
+                subjects.insert(key, subject);
+                continue;
+            }
             let Object::App(app) = &m.object else {
                 continue;
             };
             let ns = namespace_of(&app.metadata);
             let name = app.metadata.name.clone().unwrap_or_default();
-            let key = ObjectKey {
-                namespace: ns.to_string(),
-                name: name.clone(),
-            };
+            let key = ObjectKey { namespace: ns.to_string(), name: name.clone() };
             let client_id = match &app.metadata.uid {
                 Some(uid) => uid.clone(),
                 None => self.store.object_uid("InboundApp", &key).await?,
@@ -80,39 +93,19 @@ impl Provisioner {
                 &self.data_dir,
                 ns,
                 &name,
-                app.spec
-                    .credentials_secret
-                    .as_ref()
-                    .map(|s| s.name.as_str()),
+                app.spec.credentials_secret.as_ref().map(|s| s.name.as_str()),
             );
             let confidential = app.spec.client_type == ClientType::Confidential;
-            let secret_hashes = if confidential {
-                self.ensure_secret(&key, &client_id, &dir).await?
-            } else {
-                Vec::new()
-            };
+            let secret_hashes =
+                if confidential { self.ensure_secret(&key, &client_id, &dir).await? } else { Vec::new() };
             write_file(&dir.join("client_id"), &client_id)?;
             write_file(&dir.join("issuer"), &self.issuer)?;
-            write_file(
-                &dir.join("token_url"),
-                &format!("{}{}", self.issuer, paths::TOKEN),
-            )?;
-            records.insert(
-                key.clone(),
-                ClientRecord {
-                    client_id: client_id.clone(),
-                    secret_hashes,
-                },
-            );
-            apps.push(AppCredentials {
-                key,
-                client_id,
-                confidential,
-                dir,
-            });
+            write_file(&dir.join("token_url"), &format!("{}{}", self.issuer, paths::TOKEN))?;
+            records.insert(key.clone(), ClientRecord { client_id: client_id.clone(), secret_hashes });
+            apps.push(AppCredentials { key, client_id, confidential, dir });
         }
         apps.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok((records, apps))
+        Ok(Provisioned { records, subjects, apps })
     }
 
     async fn ensure_secret(
@@ -130,9 +123,7 @@ impl Provisioner {
             }
             if stored.is_empty() {
                 // The state database was reset but the credentials file is ours: keep it.
-                self.store
-                    .set_client_secret(client_id, &hash, now())
-                    .await?;
+                self.store.set_client_secret(client_id, &hash, now()).await?;
                 tracing::info!(app = %key, "adopted the existing client secret");
                 return Ok(vec![hash]);
             }
@@ -142,9 +133,7 @@ impl Provisioner {
         let hash = self.hasher.hash(secret.expose());
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         write_file(&dir.join("client_secret"), secret.expose())?;
-        self.store
-            .set_client_secret(client_id, &hash, now())
-            .await?;
+        self.store.set_client_secret(client_id, &hash, now()).await?;
         if on_disk.is_some() || !stored.is_empty() {
             tracing::warn!(app = %key, "client secret replaced: the credentials file was missing or did not match");
         } else {
@@ -157,8 +146,7 @@ impl Provisioner {
 /// Writes one credentials file (0600), creating its folder (0700).
 fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -168,6 +156,5 @@ fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|current| current == content) {
         return Ok(());
     }
-    write_private(path, content.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
+    write_private(path, content.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -25,6 +25,84 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// An authorization code's binding (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3): everything the
+/// token request must match, and what the tokens will carry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthorizationCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// S256 PKCE challenge.
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub tenant: Option<String>,
+    pub subject: String,
+    pub auth_time: i64,
+    pub consent_id: String,
+    pub expires_at: i64,
+}
+
+/// What redeeming a code found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First use: the code is now spent.
+    Fresh(AuthorizationCode),
+    /// Already used: the caller must revoke what the first redemption issued.
+    Replayed {
+        family_id: Option<String>,
+        access_token: Option<(String, i64)>,
+    },
+    Unknown,
+}
+
+/// A consent: which scopes a user granted an app, in a tenant, until when.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Consent {
+    pub id: String,
+    pub client_id: String,
+    pub subject: String,
+    pub tenant: Option<String>,
+    /// Who granted it (the user, or an administrator acting for the tenant).
+    pub granted_by: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A refresh token's state. Rotation issues a new token in the same family; presenting a
+/// rotated token again revokes the family (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefreshToken {
+    pub family_id: String,
+    pub client_id: String,
+    pub subject: String,
+    pub consent_id: String,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub tenant: Option<String>,
+    pub auth_time: i64,
+    pub expires_at: i64,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Valid: it is now spent and its successor stored.
+    Rotated(RefreshToken),
+    /// Already rotated: the whole family has just been revoked.
+    Reused { family_id: String },
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// A login session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub subject: String,
+    pub auth_time: i64,
+}
+
 /// A revoked token id as stored: `(sequence number, jti, expires_at)`.
 pub type Revocation = (i64, String, i64);
 
@@ -38,38 +116,80 @@ pub trait Store: Send + Sync + 'static {
     async fn object_uid(&self, kind: &str, key: &ObjectKey) -> Result<String, StoreError>;
 
     /// Hashes of the client secrets currently accepted for `client_id`.
-    async fn client_secret_hashes(
-        &self,
-        client_id: &str,
-        now: i64,
-    ) -> Result<Vec<SecretHash>, StoreError>;
+    async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError>;
 
     /// Makes `hash` the only accepted secret of `client_id`.
-    async fn set_client_secret(
-        &self,
-        client_id: &str,
-        hash: &SecretHash,
-        now: i64,
-    ) -> Result<(), StoreError>;
+    async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError>;
 
     /// Records an opaque access token under the SHA-256 digest of its value.
-    async fn put_opaque_token(
-        &self,
-        digest: &[u8; 32],
-        claims: &AccessTokenClaims,
-    ) -> Result<(), StoreError>;
+    async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError>;
 
     /// Looks an opaque access token up by digest (expired ones included; callers check).
-    async fn opaque_token(
-        &self,
-        digest: &[u8; 32],
-    ) -> Result<Option<AccessTokenClaims>, StoreError>;
+    async fn opaque_token(&self, digest: &[u8; 32]) -> Result<Option<AccessTokenClaims>, StoreError>;
 
     /// Adds a token id to the revocation list until `expires_at`.
     async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError>;
 
     /// Revocations with a sequence number above `seq`, in order.
     async fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Stores a fresh authorization code under the digest of its value.
+    async fn put_code(&self, digest: &[u8; 32], code: &AuthorizationCode) -> Result<(), StoreError>;
+
+    /// Spends a code, atomically: of concurrent redemptions exactly one sees `Fresh`.
+    async fn redeem_code(&self, digest: &[u8; 32], now: i64) -> Result<CodeRedemption, StoreError>;
+
+    /// Records what a code's redemption issued, so a replay can revoke it.
+    async fn bind_code_issuance(
+        &self,
+        digest: &[u8; 32],
+        family_id: Option<&str>,
+        access_token: (&str, i64),
+    ) -> Result<(), StoreError>;
+
+    /// The active consent of `subject` for `client_id` in `tenant`.
+    async fn active_consent(
+        &self,
+        client_id: &str,
+        subject: &str,
+        tenant: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Consent>, StoreError>;
+
+    /// Creates the consent, or replaces scopes and expiry of the active one (same id).
+    async fn save_consent(&self, consent: &Consent) -> Result<(), StoreError>;
+
+    async fn consent(&self, id: &str, now: i64) -> Result<Option<Consent>, StoreError>;
+
+    /// Active consents of a user, newest first.
+    async fn consents_of(&self, subject: &str, now: i64) -> Result<Vec<Consent>, StoreError>;
+
+    /// Revokes a user's consent and every refresh token family issued under it.
+    /// Returns false if the user has no such active consent.
+    async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Stores a refresh token (its family is created on first use).
+    async fn put_refresh_token(&self, digest: &[u8; 32], token: &RefreshToken) -> Result<(), StoreError>;
+
+    /// Spends `old` and stores `new_digest` with `new_expires_at` in the same family.
+    async fn rotate_refresh_token(
+        &self,
+        old: &[u8; 32],
+        new_digest: &[u8; 32],
+        new_expires_at: i64,
+        now: i64,
+    ) -> Result<Rotation, StoreError>;
+
+    async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError>;
+
+    async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError>;
+    async fn session(&self, digest: &[u8; 32], now: i64) -> Result<Option<Session>, StoreError>;
+    async fn delete_session(&self, digest: &[u8; 32]) -> Result<(), StoreError>;
+
+    /// A pending authorization request between the login and consent steps.
+    async fn put_pending(&self, id: &str, request: &str, expires_at: i64) -> Result<(), StoreError>;
+    async fn pending(&self, id: &str, now: i64) -> Result<Option<String>, StoreError>;
+    async fn delete_pending(&self, id: &str) -> Result<(), StoreError>;
 
     /// Deletes at most `batch` expired rows per table; returns how many went.
     async fn purge_expired(&self, now: i64, batch: u32) -> Result<u64, StoreError>;

@@ -8,15 +8,18 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{Revocation, Store, StoreError};
+use super::{
+    AuthorizationCode, CodeRedemption, Consent, RefreshToken, Revocation, Rotation, Session, Store, StoreError,
+};
 use crate::catalog::ObjectKey;
 use crate::secrets::SecretHash;
 use crate::tokens::AccessTokenClaims;
 
 /// Schema versions, applied in order, each once, inside a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE objects (
         kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
         uid TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL,
@@ -37,7 +40,41 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE INDEX revocations_by_expiry ON revocations (expires_at);
     "#,
-)];
+    ),
+    (
+        2,
+        r#"
+    CREATE TABLE authorization_codes (
+        digest BLOB PRIMARY KEY, code TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0,
+        family_id TEXT, access_jti TEXT, access_exp INTEGER, expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
+    CREATE TABLE consents (
+        id TEXT PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL, tenant TEXT NOT NULL,
+        consent TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE INDEX consents_by_user ON consents (subject, client_id, tenant);
+    CREATE TABLE refresh_families (
+        family_id TEXT PRIMARY KEY, consent_id TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX refresh_families_by_consent ON refresh_families (consent_id);
+    CREATE TABLE refresh_tokens (
+        digest BLOB PRIMARY KEY, family_id TEXT NOT NULL, token TEXT NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
+    CREATE TABLE sessions (
+        digest BLOB PRIMARY KEY, subject TEXT NOT NULL, auth_time INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE pending_requests (
+        id TEXT PRIMARY KEY, request TEXT NOT NULL, expires_at INTEGER NOT NULL
+    );
+    "#,
+    ),
+];
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -45,6 +82,18 @@ pub struct SqliteStore {
 
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(corrupt)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(corrupt)
 }
 
 impl SqliteStore {
@@ -60,11 +109,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(unavailable)?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(unavailable)?;
         let store = SqliteStore { pool };
         store.migrate().await?;
         Ok(store)
@@ -79,19 +124,15 @@ impl SqliteStore {
         .map_err(unavailable)?;
         for (version, sql) in MIGRATIONS {
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            let applied: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+            let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             if applied.is_some() {
                 continue;
             }
-            sqlx::raw_sql(*sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(unavailable)?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))")
                 .bind(version)
                 .execute(&mut *tx)
@@ -118,11 +159,7 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
     }
 
     async fn object_uid(&self, kind: &str, key: &ObjectKey) -> Result<String, StoreError> {
@@ -148,11 +185,7 @@ impl Store for SqliteStore {
             .map_err(unavailable)
     }
 
-    async fn client_secret_hashes(
-        &self,
-        client_id: &str,
-        now: i64,
-    ) -> Result<Vec<SecretHash>, StoreError> {
+    async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError> {
         let rows = sqlx::query(
             "SELECT secret_hash FROM client_secrets WHERE client_id = ? AND (expires_at IS NULL OR expires_at > ?)
              ORDER BY created_at DESC",
@@ -164,44 +197,30 @@ impl Store for SqliteStore {
         .map_err(unavailable)?;
         rows.iter()
             .map(|row| {
-                let bytes: Vec<u8> = row
-                    .try_get(0)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                SecretHash::from_slice(&bytes)
-                    .ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
+                let bytes: Vec<u8> = row.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                SecretHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
             })
             .collect()
     }
 
-    async fn set_client_secret(
-        &self,
-        client_id: &str,
-        hash: &SecretHash,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query("DELETE FROM client_secrets WHERE client_id = ?")
             .bind(client_id)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO client_secrets (client_id, secret_hash, created_at) VALUES (?, ?, ?)",
-        )
-        .bind(client_id)
-        .bind(&hash.0[..])
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        sqlx::query("INSERT INTO client_secrets (client_id, secret_hash, created_at) VALUES (?, ?, ?)")
+            .bind(client_id)
+            .bind(&hash.0[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)
     }
 
-    async fn put_opaque_token(
-        &self,
-        digest: &[u8; 32],
-        claims: &AccessTokenClaims,
-    ) -> Result<(), StoreError> {
+    async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError> {
         let json = serde_json::to_string(claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query("INSERT INTO opaque_tokens (digest, jti, client_id, claims, expires_at) VALUES (?, ?, ?, ?, ?)")
             .bind(&digest[..])
@@ -215,68 +234,356 @@ impl Store for SqliteStore {
             .map_err(unavailable)
     }
 
-    async fn opaque_token(
-        &self,
-        digest: &[u8; 32],
-    ) -> Result<Option<AccessTokenClaims>, StoreError> {
-        let json: Option<String> =
-            sqlx::query_scalar("SELECT claims FROM opaque_tokens WHERE digest = ?")
+    async fn opaque_token(&self, digest: &[u8; 32]) -> Result<Option<AccessTokenClaims>, StoreError> {
+        let json: Option<String> = sqlx::query_scalar("SELECT claims FROM opaque_tokens WHERE digest = ?")
+            .bind(&digest[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    }
+
+    async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO revocations (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query("SELECT seq, jti, expires_at FROM revocations WHERE seq > ? ORDER BY seq LIMIT 10000")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get(1).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get(2).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn put_code(&self, digest: &[u8; 32], code: &AuthorizationCode) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO authorization_codes (digest, code, expires_at) VALUES (?, ?, ?)")
+            .bind(&digest[..])
+            .bind(to_json(code)?)
+            .bind(code.expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn redeem_code(&self, digest: &[u8; 32], now: i64) -> Result<CodeRedemption, StoreError> {
+        // The UPDATE is the single point of truth: only one redemption can flip `used`.
+        let spent = sqlx::query(
+            "UPDATE authorization_codes SET used = 1 WHERE digest = ? AND used = 0 AND expires_at > ? RETURNING code",
+        )
+        .bind(&digest[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if let Some(row) = spent {
+            let json: String = row.try_get(0).map_err(corrupt)?;
+            return Ok(CodeRedemption::Fresh(from_json(&json)?));
+        }
+        let row =
+            sqlx::query("SELECT used, family_id, access_jti, access_exp FROM authorization_codes WHERE digest = ?")
                 .bind(&digest[..])
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
-        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        Ok(match row {
+            Some(row) if row.try_get::<i64, _>(0).map_err(corrupt)? == 1 => {
+                let jti: Option<String> = row.try_get(2).map_err(corrupt)?;
+                let exp: Option<i64> = row.try_get(3).map_err(corrupt)?;
+                CodeRedemption::Replayed { family_id: row.try_get(1).map_err(corrupt)?, access_token: jti.zip(exp) }
+            }
+            _ => CodeRedemption::Unknown,
+        })
     }
 
-    async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO revocations (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+    async fn bind_code_issuance(
+        &self,
+        digest: &[u8; 32],
+        family_id: Option<&str>,
+        access_token: (&str, i64),
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE authorization_codes SET family_id = ?, access_jti = ?, access_exp = ?, expires_at = MAX(expires_at, ?) WHERE digest = ?")
+            .bind(family_id)
+            .bind(access_token.0)
+            .bind(access_token.1)
+            // Keep the row as long as the access token lives, so a late replay still revokes it.
+            .bind(access_token.1)
+            .bind(&digest[..])
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn active_consent(
+        &self,
+        client_id: &str,
+        subject: &str,
+        tenant: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Consent>, StoreError> {
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT consent FROM consents WHERE client_id = ? AND subject = ? AND tenant = ?
+             AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
         )
-        .bind(jti)
-        .bind(expires_at)
+        .bind(client_id)
+        .bind(subject)
+        .bind(tenant.unwrap_or(""))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        json.map(|j| from_json(&j)).transpose()
+    }
+
+    async fn save_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO consents (id, client_id, subject, tenant, consent, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET consent = excluded.consent, expires_at = excluded.expires_at",
+        )
+        .bind(&consent.id)
+        .bind(&consent.client_id)
+        .bind(&consent.subject)
+        .bind(consent.tenant.as_deref().unwrap_or(""))
+        .bind(to_json(consent)?)
+        .bind(consent.created_at)
+        .bind(consent.expires_at)
         .execute(&self.pool)
         .await
         .map(|_| ())
         .map_err(unavailable)
     }
 
-    async fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, jti, expires_at FROM revocations WHERE seq > ? ORDER BY seq LIMIT 10000",
+    async fn consent(&self, id: &str, now: i64) -> Result<Option<Consent>, StoreError> {
+        let json: Option<String> =
+            sqlx::query_scalar("SELECT consent FROM consents WHERE id = ? AND revoked_at IS NULL AND expires_at > ?")
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        json.map(|j| from_json(&j)).transpose()
+    }
+
+    async fn consents_of(&self, subject: &str, now: i64) -> Result<Vec<Consent>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT consent FROM consents WHERE subject = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC",
         )
-        .bind(seq)
+        .bind(subject)
+        .bind(now)
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    r.try_get(1)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    r.try_get(2)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                ))
-            })
-            .collect()
+        rows.iter().map(|j| from_json(j)).collect()
+    }
+
+    async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let revoked =
+            sqlx::query("UPDATE consents SET revoked_at = ? WHERE id = ? AND subject = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .bind(subject)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+        sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE consent_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(revoked > 0)
+    }
+
+    async fn put_refresh_token(&self, digest: &[u8; 32], token: &RefreshToken) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO refresh_families (family_id, consent_id, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (family_id) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
+        )
+        .bind(&token.family_id)
+        .bind(&token.consent_id)
+        .bind(token.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query("INSERT INTO refresh_tokens (digest, family_id, token, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(&digest[..])
+            .bind(&token.family_id)
+            .bind(to_json(token)?)
+            .bind(token.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old: &[u8; 32],
+        new_digest: &[u8; 32],
+        new_expires_at: i64,
+        now: i64,
+    ) -> Result<Rotation, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Spend first: the UPDATE serializes concurrent rotations of the same token.
+        let spent = sqlx::query(
+            "UPDATE refresh_tokens SET used = 1 WHERE digest = ? AND used = 0 AND expires_at > ?
+             AND family_id IN (SELECT family_id FROM refresh_families WHERE revoked = 0) RETURNING token",
+        )
+        .bind(&old[..])
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let outcome = match spent {
+            Some(row) => {
+                let json: String = row.try_get(0).map_err(corrupt)?;
+                let old_token: RefreshToken = from_json(&json)?;
+                let mut next = old_token.clone();
+                next.expires_at = new_expires_at;
+                sqlx::query("INSERT INTO refresh_tokens (digest, family_id, token, expires_at) VALUES (?, ?, ?, ?)")
+                    .bind(&new_digest[..])
+                    .bind(&next.family_id)
+                    .bind(to_json(&next)?)
+                    .bind(next.expires_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                sqlx::query("UPDATE refresh_families SET expires_at = MAX(expires_at, ?) WHERE family_id = ?")
+                    .bind(new_expires_at)
+                    .bind(&next.family_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                Rotation::Rotated(old_token)
+            }
+            None => {
+                let row = sqlx::query("SELECT used, family_id FROM refresh_tokens WHERE digest = ?")
+                    .bind(&old[..])
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                match row {
+                    Some(row) if row.try_get::<i64, _>(0).map_err(corrupt)? == 1 => {
+                        let family_id: String = row.try_get(1).map_err(corrupt)?;
+                        sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE family_id = ?")
+                            .bind(&family_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(unavailable)?;
+                        Rotation::Reused { family_id }
+                    }
+                    _ => Rotation::Invalid,
+                }
+            }
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
+    }
+
+    async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE family_id = ?")
+            .bind(family_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (digest, subject, auth_time, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(&digest[..])
+            .bind(&session.subject)
+            .bind(session.auth_time)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn session(&self, digest: &[u8; 32], now: i64) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query("SELECT subject, auth_time FROM sessions WHERE digest = ? AND expires_at > ?")
+            .bind(&digest[..])
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| Ok(Session { subject: r.try_get(0).map_err(corrupt)?, auth_time: r.try_get(1).map_err(corrupt)? }))
+            .transpose()
+    }
+
+    async fn delete_session(&self, digest: &[u8; 32]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE digest = ?")
+            .bind(&digest[..])
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn put_pending(&self, id: &str, request: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO pending_requests (id, request, expires_at) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(request)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn pending(&self, id: &str, now: i64) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT request FROM pending_requests WHERE id = ? AND expires_at > ?")
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_pending(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pending_requests WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     async fn purge_expired(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
         let mut purged = 0;
         for sql in [
+            "DELETE FROM authorization_codes WHERE rowid IN (SELECT rowid FROM authorization_codes WHERE expires_at <= ? LIMIT ?)",
+            "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens WHERE expires_at <= ? LIMIT ?)",
+            "DELETE FROM refresh_families WHERE rowid IN (SELECT rowid FROM refresh_families WHERE expires_at <= ? LIMIT ?)",
+            "DELETE FROM consents WHERE rowid IN (SELECT rowid FROM consents WHERE expires_at <= ? LIMIT ?)",
+            "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at <= ? LIMIT ?)",
+            "DELETE FROM pending_requests WHERE rowid IN (SELECT rowid FROM pending_requests WHERE expires_at <= ? LIMIT ?)",
             "DELETE FROM opaque_tokens WHERE rowid IN (SELECT rowid FROM opaque_tokens WHERE expires_at <= ? LIMIT ?)",
             "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE expires_at <= ? LIMIT ?)",
             "DELETE FROM client_secrets WHERE rowid IN (SELECT rowid FROM client_secrets WHERE expires_at <= ? LIMIT ?)",
         ] {
-            purged += sqlx::query(sql)
-                .bind(now)
-                .bind(batch)
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?
-                .rows_affected();
+            purged +=
+                sqlx::query(sql).bind(now).bind(batch).execute(&self.pool).await.map_err(unavailable)?.rows_affected();
         }
         Ok(purged)
     }
@@ -286,20 +593,11 @@ impl Store for SqliteStore {
 fn new_uid() -> String {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut b)
-        .expect("system CSPRNG available");
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut b).expect("system CSPRNG available");
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 #[cfg(test)]
@@ -310,18 +608,12 @@ mod tests {
     async fn state_survives_reopen_and_purge_is_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let key = ObjectKey {
-            namespace: "default".into(),
-            name: "app".into(),
-        };
+        let key = ObjectKey { namespace: "default".into(), name: "app".into() };
         let uid = {
             let store = SqliteStore::open(&path).await.unwrap();
             let uid = store.object_uid("InboundApp", &key).await.unwrap();
             assert_eq!(store.object_uid("InboundApp", &key).await.unwrap(), uid);
-            store
-                .set_client_secret(&uid, &SecretHash([7; 32]), 1)
-                .await
-                .unwrap();
+            store.set_client_secret(&uid, &SecretHash([7; 32]), 1).await.unwrap();
             store.revoke("j1", 100).await.unwrap();
             store.revoke("j1", 100).await.unwrap();
             store.revoke("j2", 300).await.unwrap();
@@ -329,15 +621,9 @@ mod tests {
         };
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(store.object_uid("InboundApp", &key).await.unwrap(), uid);
-        assert_eq!(
-            store.client_secret_hashes(&uid, 2).await.unwrap(),
-            vec![SecretHash([7; 32])]
-        );
+        assert_eq!(store.client_secret_hashes(&uid, 2).await.unwrap(), vec![SecretHash([7; 32])]);
         let revs = store.revocations_since(0).await.unwrap();
-        assert_eq!(
-            revs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
-            ["j1", "j2"]
-        );
+        assert_eq!(revs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["j1", "j2"]);
         assert_eq!(store.purge_expired(200, 1000).await.unwrap(), 1);
         assert_eq!(store.count("revocations").await.unwrap(), 1);
     }

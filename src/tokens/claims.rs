@@ -13,11 +13,7 @@ pub enum Audience {
 impl Audience {
     /// One value serializes as a string, several as an array.
     pub fn from_list(mut list: Vec<String>) -> Audience {
-        if list.len() == 1 {
-            Audience::One(list.remove(0))
-        } else {
-            Audience::Many(list)
-        }
+        if list.len() == 1 { Audience::One(list.remove(0)) } else { Audience::Many(list) }
     }
 
     pub fn to_list(&self) -> Vec<String> {
@@ -46,4 +42,22 @@ pub struct AccessTokenClaims {
     /// The tenant the token acts in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The user's roles (user-delegated tokens only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+/// Claims of an OpenID Connect ID token (Core §2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Left half of SHA-256 of the access token, base64url (Core §3.1.3.6).
+    pub at_hash: String,
 }

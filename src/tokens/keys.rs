@@ -17,10 +17,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read or write key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("key file {path} is invalid: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -43,6 +40,9 @@ struct KeyFile {
     /// Key of the HMAC used to hash client secrets (base64).
     secret_hash_key: String,
     signing_keys: Vec<StoredKey>,
+    /// RS256 keys for ID tokens (OpenID Connect Core §15.1 requires RS256 support).
+    #[serde(default)]
+    rsa_keys: Vec<StoredKey>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -64,8 +64,16 @@ struct SigningKey {
     at_jwt_header: String,
 }
 
+struct RsaSigningKey {
+    kid: String,
+    key_pair: aws_lc_rs::rsa::KeyPair,
+    n: String,
+    e: String,
+}
+
 /// The server's signing keys and the secret-hashing key.
 pub struct KeySet {
+    rsa: RsaSigningKey,
     keys: Vec<SigningKey>,
     /// Index of the key that signs new tokens.
     active: usize,
@@ -78,50 +86,32 @@ impl KeySet {
     /// Loads `path`, or creates it (mode 0600) with a fresh ES256 key and hashing key.
     pub fn load_or_create(path: &Path, now: i64) -> Result<KeySet, KeyError> {
         let display = path.display().to_string();
-        let io = |source| KeyError::Io {
-            path: display.clone(),
-            source,
-        };
+        let io = |source| KeyError::Io { path: display.clone(), source };
         let file = match std::fs::read(path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<KeyFile>(&bytes).map_err(|e| KeyError::Invalid {
-                    path: display.clone(),
-                    reason: e.to_string(),
-                })?
-            }
+            Ok(bytes) => serde_json::from_slice::<KeyFile>(&bytes)
+                .map_err(|e| KeyError::Invalid { path: display.clone(), reason: e.to_string() })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let file = KeyFile {
                     version: 1,
                     secret_hash_key: crate::secrets::random_token(32),
                     signing_keys: vec![generate_key(now)],
+                    rsa_keys: vec![generate_rsa_key(now)],
                 };
-                write_private(
-                    path,
-                    &serde_json::to_vec_pretty(&file).expect("key file serializes"),
-                )
-                .map_err(io)?;
+                write_private(path, &serde_json::to_vec_pretty(&file).expect("key file serializes")).map_err(io)?;
                 file
             }
             Err(e) => return Err(io(e)),
         };
-        KeySet::from_file(file).map_err(|reason| KeyError::Invalid {
-            path: display,
-            reason,
-        })
+        KeySet::from_file(file).map_err(|reason| KeyError::Invalid { path: display, reason })
     }
 
     fn from_file(file: KeyFile) -> Result<KeySet, String> {
         let mut keys = Vec::new();
         for stored in &file.signing_keys {
             if stored.alg != "ES256" {
-                return Err(format!(
-                    "key {}: unsupported alg {}",
-                    stored.kid, stored.alg
-                ));
+                return Err(format!("key {}: unsupported alg {}", stored.kid, stored.alg));
             }
-            let pkcs8 = STANDARD
-                .decode(&stored.pkcs8)
-                .map_err(|e| format!("key {}: {e}", stored.kid))?;
+            let pkcs8 = STANDARD.decode(&stored.pkcs8).map_err(|e| format!("key {}: {e}", stored.kid))?;
             let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
                 .map_err(|e| format!("key {}: {e}", stored.kid))?;
             keys.push(SigningKey::new(stored.kid.clone(), key_pair));
@@ -131,29 +121,15 @@ impl KeySet {
         }
         let secret_hash_key = file.secret_hash_key.into_bytes();
         // The newest key signs; older ones stay published so their tokens still verify.
-        let active = file
-            .signing_keys
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, k)| k.created_at)
-            .map(|(i, _)| i)
-            .unwrap_or(0);
+        let active =
+            file.signing_keys.iter().enumerate().max_by_key(|(_, k)| k.created_at).map(|(i, _)| i).unwrap_or(0);
         let decoding = keys
             .iter()
-            .map(|k| {
-                Ok((
-                    k.kid.clone(),
-                    DecodingKey::from_ec_components(&k.x, &k.y).map_err(|e| e.to_string())?,
-                ))
-            })
+            .map(|k| Ok((k.kid.clone(), DecodingKey::from_ec_components(&k.x, &k.y).map_err(|e| e.to_string())?)))
             .collect::<Result<_, String>>()?;
-        Ok(KeySet {
-            keys,
-            active,
-            decoding,
-            secret_hash_key,
-            rng: SystemRandom::new(),
-        })
+        let stored_rsa = file.rsa_keys.iter().max_by_key(|k| k.created_at).ok_or("no RSA key")?;
+        let rsa = RsaSigningKey::from_stored(stored_rsa)?;
+        Ok(KeySet { rsa, keys, active, decoding, secret_hash_key, rng: SystemRandom::new() })
     }
 
     pub fn secret_hash_key(&self) -> &[u8] {
@@ -166,15 +142,16 @@ impl KeySet {
 
     /// The public JWK Set (RFC 7517) with every published key.
     pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> = self
-            .keys
-            .iter()
-            .map(|k| {
+        let rsa = serde_json::json!({
+            "kty": "RSA", "n": self.rsa.n, "e": self.rsa.e, "kid": self.rsa.kid, "alg": "RS256", "use": "sig",
+        });
+        let keys: Vec<_> = std::iter::once(rsa)
+            .chain(self.keys.iter().map(|k| {
                 serde_json::json!({
                     "kty": "EC", "crv": "P-256", "x": k.x, "y": k.y,
                     "kid": k.kid, "alg": "ES256", "use": "sig",
                 })
-            })
+            }))
             .collect();
         serde_json::json!({ "keys": keys })
     }
@@ -187,13 +164,42 @@ impl KeySet {
         jwt.push_str(&key.at_jwt_header);
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
-        let signature = key
-            .key_pair
-            .sign(&self.rng, jwt.as_bytes())
-            .expect("ECDSA signing cannot fail");
+        let signature = key.key_pair.sign(&self.rng, jwt.as_bytes()).expect("ECDSA signing cannot fail");
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jwt);
         jwt
+    }
+
+    /// Signs an OpenID Connect ID token (`typ: JWT`) with RS256 or ES256.
+    pub fn sign_id_token<T: Serialize>(&self, claims: &T, alg: crate::api::IdTokenAlg) -> String {
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        match alg {
+            crate::api::IdTokenAlg::ES256 => {
+                let key = &self.keys[self.active];
+                let header = serde_json::json!({ "alg": "ES256", "kid": key.kid, "typ": "JWT" });
+                let mut jwt = URL_SAFE_NO_PAD.encode(header.to_string());
+                jwt.push('.');
+                URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
+                let signature = key.key_pair.sign(&self.rng, jwt.as_bytes()).expect("ECDSA signing cannot fail");
+                jwt.push('.');
+                URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jwt);
+                jwt
+            }
+            crate::api::IdTokenAlg::RS256 => {
+                let header = serde_json::json!({ "alg": "RS256", "kid": self.rsa.kid, "typ": "JWT" });
+                let mut jwt = URL_SAFE_NO_PAD.encode(header.to_string());
+                jwt.push('.');
+                URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
+                let mut signature = vec![0u8; self.rsa.key_pair.public_modulus_len()];
+                self.rsa
+                    .key_pair
+                    .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &self.rng, jwt.as_bytes(), &mut signature)
+                    .expect("RSA signing cannot fail");
+                jwt.push('.');
+                URL_SAFE_NO_PAD.encode_string(&signature, &mut jwt);
+                jwt
+            }
+        }
     }
 
     /// Verifies signature, `iss` and `exp` (no leeway: a token is inactive the second it
@@ -218,13 +224,41 @@ impl SigningKey {
         let (x, y) = ec_coordinates(&key_pair);
         let header = serde_json::json!({ "alg": "ES256", "kid": kid, "typ": "at+jwt" });
         let at_jwt_header = URL_SAFE_NO_PAD.encode(header.to_string());
-        SigningKey {
-            kid,
+        SigningKey { kid, key_pair, x, y, at_jwt_header }
+    }
+}
+
+impl RsaSigningKey {
+    fn from_stored(stored: &StoredKey) -> Result<RsaSigningKey, String> {
+        let der = STANDARD.decode(&stored.pkcs8).map_err(|e| format!("key {}: {e}", stored.kid))?;
+        let key_pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).map_err(|e| format!("key {}: {e}", stored.kid))?;
+        let components = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(key_pair.public_key());
+        Ok(RsaSigningKey {
+            kid: stored.kid.clone(),
+            n: URL_SAFE_NO_PAD.encode(&components.n),
+            e: URL_SAFE_NO_PAD.encode(&components.e),
             key_pair,
-            x,
-            y,
-            at_jwt_header,
-        }
+        })
+    }
+}
+
+fn generate_rsa_key(now: i64) -> StoredKey {
+    use aws_lc_rs::encoding::AsDer;
+    let key_pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA key generation");
+    let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&key_pair).expect("RSA key encodes");
+    let components = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(key_pair.public_key());
+    // RFC 7638 thumbprint of {"e","kty","n"}.
+    let canonical = format!(
+        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(&components.e),
+        URL_SAFE_NO_PAD.encode(&components.n)
+    );
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+    StoredKey {
+        kid: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+        alg: "RS256".into(),
+        pkcs8: STANDARD.encode(der.as_ref()),
+        created_at: now,
     }
 }
 
@@ -232,18 +266,14 @@ impl SigningKey {
 fn ec_coordinates(key_pair: &EcdsaKeyPair) -> (String, String) {
     let point = key_pair.public_key().as_ref();
     debug_assert_eq!(point.len(), 65);
-    (
-        URL_SAFE_NO_PAD.encode(&point[1..33]),
-        URL_SAFE_NO_PAD.encode(&point[33..65]),
-    )
+    (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..65]))
 }
 
 fn generate_key(now: i64) -> StoredKey {
     let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-        .expect("key generation");
-    let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-        .expect("fresh key parses");
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key generation");
+    let key_pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("fresh key parses");
     let (x, y) = ec_coordinates(&key_pair);
     StoredKey {
         kid: jwk_thumbprint(&x, &y),
@@ -288,33 +318,19 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let exp = jiff::Timestamp::now().as_second() + 60;
-        let token = keys
-            .sign_access_token(&serde_json::json!({"iss": "https://i", "exp": exp, "sub": "s"}));
+        let token = keys.sign_access_token(&serde_json::json!({"iss": "https://i", "exp": exp, "sub": "s"}));
         let again = KeySet::load_or_create(&path, 2).unwrap();
         assert_eq!(again.active_kid(), keys.active_kid());
         let claims: serde_json::Value = again.verify(&token, "https://i").unwrap();
         assert_eq!(claims["sub"], "s");
-        assert!(
-            again
-                .verify::<serde_json::Value>(&token, "https://other")
-                .is_err()
-        );
+        assert!(again.verify::<serde_json::Value>(&token, "https://other").is_err());
         // Tampering with the payload breaks the signature.
         let mut parts: Vec<&str> = token.split('.').collect();
-        let forged = URL_SAFE_NO_PAD.encode(format!(
-            r#"{{"iss":"https://i","exp":{exp},"sub":"admin"}}"#
-        ));
+        let forged = URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"https://i","exp":{exp},"sub":"admin"}}"#));
         parts[1] = &forged;
-        assert!(
-            again
-                .verify::<serde_json::Value>(&parts.join("."), "https://i")
-                .is_err()
-        );
+        assert!(again.verify::<serde_json::Value>(&parts.join("."), "https://i").is_err());
     }
 }

@@ -5,7 +5,7 @@ pub mod keys;
 pub mod revocation;
 pub mod verified;
 
-pub use claims::{AccessTokenClaims, Audience};
+pub use claims::{AccessTokenClaims, Audience, IdTokenClaims};
 pub use keys::{KeyError, KeySet, VerifyError};
 pub use revocation::RevocationList;
 pub use verified::VerifiedTokens;

@@ -23,11 +23,7 @@ impl RevocationList {
     }
 
     pub fn insert(&self, jti: String, expires_at: i64) {
-        self.inner
-            .write()
-            .expect("lock")
-            .revoked
-            .insert(jti, expires_at);
+        self.inner.write().expect("lock").revoked.insert(jti, expires_at);
     }
 
     pub fn last_seq(&self) -> i64 {
@@ -45,11 +41,7 @@ impl RevocationList {
 
     /// Forgets entries whose tokens have expired.
     pub fn purge(&self, now: i64) {
-        self.inner
-            .write()
-            .expect("lock")
-            .revoked
-            .retain(|_, exp| *exp > now);
+        self.inner.write().expect("lock").revoked.retain(|_, exp| *exp > now);
     }
 
     pub fn len(&self) -> usize {

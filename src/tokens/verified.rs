@@ -20,10 +20,7 @@ pub struct VerifiedTokens {
 
 impl VerifiedTokens {
     pub fn new(capacity: usize) -> VerifiedTokens {
-        VerifiedTokens {
-            entries: RwLock::new(HashMap::new()),
-            capacity,
-        }
+        VerifiedTokens { entries: RwLock::new(HashMap::new()), capacity }
     }
 
     pub fn get(&self, digest: &[u8; 32]) -> Option<Arc<AccessTokenClaims>> {

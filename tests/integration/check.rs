@@ -8,18 +8,14 @@ fn inbound(args: &[&str]) -> (i32, String, String) {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
 #[test]
 fn examples_are_valid() {
     let (code, stdout, stderr) = inbound(&["check", "examples/quickstart"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout.trim(), "8 object(s) checked, no problems");
+    assert_eq!(stdout.trim(), "14 object(s) checked, no problems");
 }
 
 #[test]
@@ -53,10 +49,7 @@ fn invalid_yaml_and_missing_paths_are_reported() {
     std::fs::write(&file, "apiVersion: inbound.dev/v1alpha1\nkind: [unclosed\n").unwrap();
     let (code, _, stderr) = inbound(&["check", file.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.starts_with(&format!("{}: document 1: invalid YAML:", file.display())),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with(&format!("{}: document 1: invalid YAML:", file.display())), "{stderr}");
     let (code, _, stderr) = inbound(&["check", "no/such/dir"]);
     assert_eq!(code, 1);
     assert!(stderr.starts_with("no/such/dir: cannot read: "), "{stderr}");
@@ -66,21 +59,11 @@ fn invalid_yaml_and_missing_paths_are_reported() {
 fn crds_folder_matches_the_types() {
     let (code, stdout, _) = inbound(&["crds"]);
     assert_eq!(code, 0);
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/inbound.dev.yaml"
-    ))
-    .unwrap();
-    assert!(
-        committed == stdout,
-        "crds/ drifted from src/api: run `make crds`"
-    );
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/inbound.dev.yaml")).unwrap();
+    assert!(committed == stdout, "crds/ drifted from src/api: run `make crds`");
     for kind in ["InboundApp", "Scope", "ClientGrant", "ConsentPolicy"] {
         assert!(stdout.contains(&format!("kind: {kind}\n")), "{kind}");
     }
     assert!(stdout.contains("- inbound\n"), "category inbound");
-    assert!(
-        stdout.contains("subresources:\n      status: {}"),
-        "status subresource"
-    );
+    assert!(stdout.contains("subresources:\n      status: {}"), "status subresource");
 }

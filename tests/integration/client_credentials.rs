@@ -2,8 +2,8 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use oauth2::{
-    AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl,
-    basic::BasicClient, basic::BasicErrorResponseType,
+    AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl, basic::BasicClient,
+    basic::BasicErrorResponseType,
 };
 use serde_json::Value;
 
@@ -38,16 +38,12 @@ pub async fn verify_jwt(server: &TestServer, token: &str, audience: &str) -> Val
     assert_eq!(header.alg, Algorithm::ES256);
     assert_eq!(header.typ.as_deref(), Some("at+jwt"), "RFC 9068 §2.1");
     let jwks: JwkSet = serde_json::from_value(server.get("/jwks").await.json).unwrap();
-    let jwk = jwks
-        .find(header.kid.as_deref().unwrap())
-        .expect("signing key published in the JWKS");
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("signing key published in the JWKS");
     let mut validation = Validation::new(Algorithm::ES256);
     validation.set_audience(&[audience]);
     validation.set_issuer(&[&server.base]);
     validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
-    jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
-        .unwrap()
-        .claims
+    jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap().claims
 }
 
 #[tokio::test]
@@ -61,29 +57,14 @@ async fn basic_auth_gets_a_verifiable_rfc9068_jwt() {
         .await
         .expect("token issued");
     assert_eq!(token.scopes().unwrap()[0].as_str(), "billing:read");
-    assert_eq!(
-        token.expires_in().unwrap().as_secs(),
-        600,
-        "app's accessTokenLifetime"
-    );
-    let claims = verify_jwt(
-        &server,
-        token.access_token().secret(),
-        "https://billing.example.com",
-    )
-    .await;
+    assert_eq!(token.expires_in().unwrap().as_secs(), 600, "app's accessTokenLifetime");
+    let claims = verify_jwt(&server, token.access_token().secret(), "https://billing.example.com").await;
     let (client_id, _) = server.creds("billing-agent");
     assert_eq!(claims["sub"], client_id.as_str());
     assert_eq!(claims["client_id"], client_id.as_str());
     assert_eq!(claims["scope"], "billing:read");
-    assert_eq!(
-        claims["tenant"], "acme",
-        "the grant's only tenant is implied"
-    );
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        600
-    );
+    assert_eq!(claims["tenant"], "acme", "the grant's only tenant is implied");
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
     assert!(claims["jti"].as_str().unwrap().len() >= 16);
     server.running.stop().await;
 }
@@ -91,22 +72,12 @@ async fn basic_auth_gets_a_verifiable_rfc9068_jwt() {
 #[tokio::test]
 async fn no_scope_means_every_granted_scope_and_resource_sets_audience() {
     let server = start_server(QUICKSTART).await;
-    let reply = server
-        .token(
-            "billing-agent",
-            "&resource=https%3A%2F%2Fbilling.example.com&tenant=acme",
-        )
-        .await;
+    let reply = server.token("billing-agent", "&resource=https%3A%2F%2Fbilling.example.com&tenant=acme").await;
     assert_eq!(reply.status, 200, "{}", reply.json);
     assert_eq!(reply.json["scope"], "billing:read billing:refund");
     assert_eq!(reply.json["token_type"], "Bearer");
     assert_eq!(reply.headers["cache-control"], "no-store");
-    let claims = verify_jwt(
-        &server,
-        reply.json["access_token"].as_str().unwrap(),
-        "https://billing.example.com",
-    )
-    .await;
+    let claims = verify_jwt(&server, reply.json["access_token"].as_str().unwrap(), "https://billing.example.com").await;
     assert_eq!(claims["aud"], "https://billing.example.com");
     server.running.stop().await;
 }
@@ -115,21 +86,13 @@ async fn no_scope_means_every_granted_scope_and_resource_sets_audience() {
 async fn post_auth_gets_an_opaque_token_readable_by_introspection() {
     let server = start_server(QUICKSTART).await;
     let client = oauth2_client(&server, "reporting-job", AuthType::RequestBody);
-    let token = client
-        .exchange_client_credentials()
-        .request_async(&server.http)
-        .await
-        .expect("token issued");
+    let token = client.exchange_client_credentials().request_async(&server.http).await.expect("token issued");
     let access_token = token.access_token().secret();
     assert!(!access_token.contains('.'), "opaque, not a JWT");
     let info = server.introspect("reporting-job", access_token).await;
     assert_eq!(info["active"], true);
     assert_eq!(info["scope"], "reports:export");
-    assert_eq!(
-        info["aud"],
-        server.base.as_str(),
-        "no resource granted: the default audience"
-    );
+    assert_eq!(info["aud"], server.base.as_str(), "no resource granted: the default audience");
     server.running.stop().await;
 }
 
@@ -138,11 +101,7 @@ async fn oauth2_crate_sees_rfc_error_codes() {
     let server = start_server(QUICKSTART).await;
     // billing-agent is registered for client_secret_basic: the body method is refused.
     let client = oauth2_client(&server, "billing-agent", AuthType::RequestBody);
-    match client
-        .exchange_client_credentials()
-        .request_async(&server.http)
-        .await
-    {
+    match client.exchange_client_credentials().request_async(&server.http).await {
         Err(RequestTokenError::ServerResponse(e)) => {
             assert_eq!(*e.error(), BasicErrorResponseType::InvalidClient)
         }
@@ -170,88 +129,41 @@ async fn every_token_endpoint_error() {
     let basic = Some((id.as_str(), secret.as_str()));
     let cc = "grant_type=client_credentials";
 
+    server.post("/token", basic, "").await.assert_error(400, "invalid_request");
+    server.post("/token", basic, &format!("{cc}&{cc}")).await.assert_error(400, "invalid_request");
     server
-        .post("/token", basic, "")
-        .await
-        .assert_error(400, "invalid_request");
-    server
-        .post("/token", basic, &format!("{cc}&{cc}"))
-        .await
-        .assert_error(400, "invalid_request");
-    server
-        .post(
-            "/token",
-            basic,
-            &format!("{cc}&scope=billing:read&scope=billing:read"),
-        )
+        .post("/token", basic, &format!("{cc}&scope=billing:read&scope=billing:read"))
         .await
         .assert_error(400, "invalid_request");
     server
         .post("/token", basic, "grant_type=password&username=a&password=b")
         .await
         .assert_error(400, "unsupported_grant_type");
+    server.post("/token", basic, &format!("{cc}&scope=billing:nope")).await.assert_error(400, "invalid_scope");
+    server.post("/token", basic, &format!("{cc}&scope=reports:export")).await.assert_error(400, "invalid_scope");
+    server.post("/token", basic, &format!("{cc}&scope=bad%22scope")).await.assert_error(400, "invalid_scope");
     server
-        .post("/token", basic, &format!("{cc}&scope=billing:nope"))
-        .await
-        .assert_error(400, "invalid_scope");
-    server
-        .post("/token", basic, &format!("{cc}&scope=reports:export"))
-        .await
-        .assert_error(400, "invalid_scope");
-    server
-        .post("/token", basic, &format!("{cc}&scope=bad%22scope"))
-        .await
-        .assert_error(400, "invalid_scope");
-    server
-        .post(
-            "/token",
-            basic,
-            &format!("{cc}&{}", form(&[("resource", "https://crm.example.com")])),
-        )
+        .post("/token", basic, &format!("{cc}&{}", form(&[("resource", "https://crm.example.com")])))
         .await
         .assert_error(400, "invalid_target");
-    server
-        .post("/token", basic, &format!("{cc}&tenant=globex"))
-        .await
-        .assert_error(400, "invalid_request");
+    server.post("/token", basic, &format!("{cc}&tenant=globex")).await.assert_error(400, "invalid_request");
 
     // Client authentication failures: 401 with a challenge, one description for all.
     for reply in [
         server.post("/token", Some((&id, "wrong")), cc).await,
-        server
-            .post("/token", Some(("no-such-client", "x")), cc)
-            .await,
+        server.post("/token", Some(("no-such-client", "x")), cc).await,
         server.post("/token", None, cc).await,
-        server
-            .post(
-                "/token",
-                None,
-                &format!("{cc}&client_id={id}&client_secret=wrong"),
-            )
-            .await,
+        server.post("/token", None, &format!("{cc}&client_id={id}&client_secret=wrong")).await,
     ] {
         reply.assert_error(401, "invalid_client");
-        assert!(
-            reply.headers["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .starts_with("Basic")
-        );
+        assert!(reply.headers["www-authenticate"].to_str().unwrap().starts_with("Basic"));
     }
     let wrong = server.post("/token", Some((&id, "wrong")), cc).await;
-    let unknown = server
-        .post("/token", Some(("no-such-client", "x")), cc)
-        .await;
-    assert_eq!(
-        wrong.json["error_description"], unknown.json["error_description"],
-        "no client enumeration"
-    );
+    let unknown = server.post("/token", Some(("no-such-client", "x")), cc).await;
+    assert_eq!(wrong.json["error_description"], unknown.json["error_description"], "no client enumeration");
 
     // Two authentication methods at once (RFC 6749 §2.3).
-    server
-        .post("/token", basic, &format!("{cc}&client_secret={secret}"))
-        .await
-        .assert_error(400, "invalid_request");
+    server.post("/token", basic, &format!("{cc}&client_secret={secret}")).await.assert_error(400, "invalid_request");
 
     // Not a form.
     let reply = crate::common::reply(
@@ -275,25 +187,11 @@ async fn oversized_requests_are_refused_and_garbage_never_breaks_the_server() {
     let server = start_server(QUICKSTART).await;
     let big_body = format!("grant_type=client_credentials&x={}", "a".repeat(100 * 1024));
     assert_eq!(server.post("/token", None, &big_body).await.status, 413);
-    let response = server
-        .http
-        .get(server.url("/healthz"))
-        .header("x-big", "b".repeat(20 * 1024))
-        .send()
-        .await;
-    assert!(
-        response.is_err() || response.unwrap().status().as_u16() == 431,
-        "oversized header refused"
-    );
+    let response = server.http.get(server.url("/healthz")).header("x-big", "b".repeat(20 * 1024)).send().await;
+    assert!(response.is_err() || response.unwrap().status().as_u16() == 431, "oversized header refused");
 
-    let garbage: [&[u8]; 6] = [
-        b"%%%",
-        b"\xff\xfe\x00",
-        b"grant_type",
-        b"=&=&=",
-        b"grant_type=client_credentials&resource=%ZZ",
-        b"a=%00",
-    ];
+    let garbage: [&[u8]; 6] =
+        [b"%%%", b"\xff\xfe\x00", b"grant_type", b"=&=&=", b"grant_type=client_credentials&resource=%ZZ", b"a=%00"];
     for body in garbage {
         let status = server
             .http

@@ -41,14 +41,12 @@ pub async fn start_on(config_dir: &Path, data_dir: &Path, issuer: Option<&str>) 
         default_audience: None,
         access_token_lifetime: Duration::from_secs(900),
         reload_interval: Duration::from_millis(200),
+        templates: None,
     })
     .await
     .expect("server starts");
     let base = format!("http://{}", running.addr);
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     TestServer {
         running,
         base,
@@ -82,13 +80,7 @@ impl Reply {
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "{}", self.json);
         assert_eq!(self.json["error"], code, "{}", self.json);
-        assert!(
-            self.json["error_description"]
-                .as_str()
-                .is_some_and(|d| !d.is_empty()),
-            "{}",
-            self.json
-        );
+        assert!(self.json["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{}", self.json);
         assert_eq!(self.headers["cache-control"], "no-store");
         assert_eq!(self.headers["content-type"], "application/json");
     }
@@ -97,10 +89,7 @@ impl Reply {
 impl TestServer {
     /// `(client_id, client_secret)` from the app's credentials folder.
     pub fn creds(&self, app: &str) -> (String, String) {
-        let dir = self
-            .data_dir
-            .join("credentials/default")
-            .join(format!("{app}-credentials"));
+        let dir = self.data_dir.join("credentials/default").join(format!("{app}-credentials"));
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         (read("client_id"), read("client_secret"))
     }
@@ -129,13 +118,7 @@ impl TestServer {
     /// POSTs as `app`, authenticating with the method the app is registered for.
     pub async fn post_as(&self, app: &str, path: &str, body: &str) -> Reply {
         let (id, secret) = self.creds(app);
-        let method = self
-            .running
-            .state
-            .catalog
-            .load()
-            .client(&id)
-            .map(|c| c.spec.auth_method());
+        let method = self.running.state.catalog.load().client(&id).map(|c| c.spec.auth_method());
         if method == Some(inbound::api::AuthMethod::ClientSecretPost) {
             let auth = form(&[("client_id", &id), ("client_secret", &secret)]);
             self.post(path, None, &format!("{body}&{auth}")).await
@@ -146,18 +129,11 @@ impl TestServer {
 
     /// A client_credentials token for an app.
     pub async fn token(&self, app: &str, extra: &str) -> Reply {
-        self.post_as(
-            app,
-            "/token",
-            &format!("grant_type=client_credentials{extra}"),
-        )
-        .await
+        self.post_as(app, "/token", &format!("grant_type=client_credentials{extra}")).await
     }
 
     pub async fn introspect(&self, caller: &str, token: &str) -> Value {
-        let reply = self
-            .post_as(caller, "/introspect", &form(&[("token", token)]))
-            .await;
+        let reply = self.post_as(caller, "/introspect", &form(&[("token", token)])).await;
         assert_eq!(reply.status, 200, "{}", reply.json);
         reply.json
     }
@@ -181,11 +157,7 @@ pub async fn reply(response: reqwest::Response) -> Reply {
     let headers = response.headers().clone();
     let bytes = response.bytes().await.unwrap();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        json,
-    }
+    Reply { status, headers, json }
 }
 
 /// Form-encodes pairs.

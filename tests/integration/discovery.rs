@@ -21,25 +21,30 @@ async fn oidc_discovery_and_rfc8414_metadata_agree() {
     }
     assert_eq!(
         m["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
     );
     assert_eq!(
         m["scopes_supported"],
-        serde_json::json!(["billing:read", "billing:refund", "reports:export"])
+        serde_json::json!(["openid", "billing:read", "billing:refund", "email", "profile", "reports:export"])
     );
+    assert_eq!(m["authorization_endpoint"], format!("{}/authorize", server.base));
+    assert_eq!(m["userinfo_endpoint"], format!("{}/userinfo", server.base));
+    assert_eq!(m["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(m["id_token_signing_alg_values_supported"], serde_json::json!(["RS256", "ES256"]));
 
     let jwks = server.get("/jwks").await;
     assert_eq!(jwks.headers["content-type"], "application/jwk-set+json");
-    let key = &jwks.json["keys"][0];
-    assert_eq!(
-        (
-            key["kty"].as_str(),
-            key["crv"].as_str(),
-            key["alg"].as_str()
-        ),
-        (Some("EC"), Some("P-256"), Some("ES256"))
-    );
-    assert!(key.get("d").is_none(), "never the private part");
+    let keys = jwks.json["keys"].as_array().unwrap();
+    let rsa = keys.iter().find(|k| k["kty"] == "RSA").expect("an RS256 key for ID tokens");
+    assert_eq!(rsa["alg"], "RS256");
+    let ec = keys.iter().find(|k| k["kty"] == "EC").expect("an ES256 key for access tokens");
+    assert_eq!((ec["crv"].as_str(), ec["alg"].as_str()), (Some("P-256"), Some("ES256")));
+    for key in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(key.get(private).is_none(), "never the private part");
+        }
+    }
     server.running.stop().await;
 }
 
@@ -49,27 +54,15 @@ async fn health_readiness_and_metrics() {
     assert_eq!(server.get("/healthz").await.status, 200);
     assert_eq!(server.get("/readyz").await.status, 200);
     server.token("billing-agent", "").await;
-    server
-        .post(
-            "/token",
-            Some(("nobody", "x")),
-            "grant_type=client_credentials",
-        )
-        .await;
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(text.contains(r#"inbound_oauth_requests_total{endpoint="token",grant_type="client_credentials",outcome="success"} 1"#), "{text}");
-    assert!(text.contains(r#"inbound_oauth_requests_total{endpoint="token",grant_type="client_credentials",outcome="invalid_client"} 1"#), "{text}");
+    server.post("/token", Some(("nobody", "x")), "grant_type=client_credentials").await;
+    let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
-        text.contains(r#"inbound_http_request_duration_seconds_count{endpoint="/token"} 2"#),
+        text.contains(
+            r#"inbound_oauth_requests_total{endpoint="token",grant_type="client_credentials",outcome="success"} 1"#
+        ),
         "{text}"
     );
+    assert!(text.contains(r#"inbound_oauth_requests_total{endpoint="token",grant_type="client_credentials",outcome="invalid_client"} 1"#), "{text}");
+    assert!(text.contains(r#"inbound_http_request_duration_seconds_count{endpoint="/token"} 2"#), "{text}");
     server.running.stop().await;
 }

@@ -5,28 +5,15 @@ use crate::common::{QUICKSTART, form, start_server};
 #[tokio::test]
 async fn introspection_requires_client_auth_and_hides_inactive_tokens() {
     let server = start_server(QUICKSTART).await;
-    let token = server.token("billing-agent", "").await.json["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = server.token("billing-agent", "").await.json["access_token"].as_str().unwrap().to_string();
     let (id, secret) = server.creds("billing-agent");
 
+    server.post("/introspect", None, &form(&[("token", &token)])).await.assert_error(401, "invalid_client");
     server
-        .post("/introspect", None, &form(&[("token", &token)]))
+        .post("/introspect", Some((&id, "wrong")), &form(&[("token", &token)]))
         .await
         .assert_error(401, "invalid_client");
-    server
-        .post(
-            "/introspect",
-            Some((&id, "wrong")),
-            &form(&[("token", &token)]),
-        )
-        .await
-        .assert_error(401, "invalid_client");
-    server
-        .post("/introspect", Some((&id, &secret)), "")
-        .await
-        .assert_error(400, "invalid_request");
+    server.post("/introspect", Some((&id, &secret)), "").await.assert_error(400, "invalid_request");
 
     // Another confidential client (a resource server) may introspect.
     let info = server.introspect("reporting-job", &token).await;
@@ -45,21 +32,14 @@ async fn introspection_requires_client_auth_and_hides_inactive_tokens() {
 #[tokio::test]
 async fn revocation_of_jwt_and_opaque_tokens() {
     let server = start_server(QUICKSTART).await;
-    let jwt = server.token("billing-agent", "").await.json["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let jwt = server.token("billing-agent", "").await.json["access_token"].as_str().unwrap().to_string();
     let (id, secret) = server.creds("billing-agent");
     let (rid, rsecret) = server.creds("reporting-job");
     let opaque = server
         .post(
             "/token",
             None,
-            &form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &rid),
-                ("client_secret", &rsecret),
-            ]),
+            &form(&[("grant_type", "client_credentials"), ("client_id", &rid), ("client_secret", &rsecret)]),
         )
         .await
         .json["access_token"]
@@ -68,69 +48,27 @@ async fn revocation_of_jwt_and_opaque_tokens() {
         .to_string();
 
     // Only the client a token was issued to may revoke it.
-    let other = server
-        .post(
-            "/revoke",
-            None,
-            &form(&[
-                ("token", &jwt),
-                ("client_id", &rid),
-                ("client_secret", &rsecret),
-            ]),
-        )
-        .await;
+    let other =
+        server.post("/revoke", None, &form(&[("token", &jwt), ("client_id", &rid), ("client_secret", &rsecret)])).await;
     other.assert_error(400, "unauthorized_client");
-    assert_eq!(
-        server.introspect("billing-agent", &jwt).await["active"],
-        true
-    );
+    assert_eq!(server.introspect("billing-agent", &jwt).await["active"], true);
 
     let revoked = server
-        .post(
-            "/revoke",
-            Some((&id, &secret)),
-            &form(&[("token", &jwt), ("token_type_hint", "access_token")]),
-        )
+        .post("/revoke", Some((&id, &secret)), &form(&[("token", &jwt), ("token_type_hint", "access_token")]))
         .await;
     assert_eq!(revoked.status, 200);
     assert_eq!(revoked.headers["cache-control"], "no-store");
-    assert_eq!(
-        server.introspect("billing-agent", &jwt).await["active"],
-        false
-    );
+    assert_eq!(server.introspect("billing-agent", &jwt).await["active"], false);
 
     let revoked = server
-        .post(
-            "/revoke",
-            None,
-            &form(&[
-                ("token", &opaque),
-                ("client_id", &rid),
-                ("client_secret", &rsecret),
-            ]),
-        )
+        .post("/revoke", None, &form(&[("token", &opaque), ("client_id", &rid), ("client_secret", &rsecret)]))
         .await;
     assert_eq!(revoked.status, 200);
-    assert_eq!(
-        server.introspect("billing-agent", &opaque).await["active"],
-        false
-    );
+    assert_eq!(server.introspect("billing-agent", &opaque).await["active"], false);
 
     // Unknown tokens: nothing to do, still 200 (RFC 7009 §2.2). Unauthenticated: 401.
-    assert_eq!(
-        server
-            .post("/revoke", Some((&id, &secret)), "token=nonsense")
-            .await
-            .status,
-        200
-    );
-    server
-        .post("/revoke", None, "token=nonsense")
-        .await
-        .assert_error(401, "invalid_client");
-    server
-        .post("/revoke", Some((&id, &secret)), "")
-        .await
-        .assert_error(400, "invalid_request");
+    assert_eq!(server.post("/revoke", Some((&id, &secret)), "token=nonsense").await.status, 200);
+    server.post("/revoke", None, "token=nonsense").await.assert_error(401, "invalid_client");
+    server.post("/revoke", Some((&id, &secret)), "").await.assert_error(400, "invalid_request");
     server.running.stop().await;
 }

@@ -18,11 +18,7 @@ pub struct ApiServer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn k8s_dir() -> PathBuf {
@@ -44,11 +40,7 @@ impl ApiServer {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
-        std::fs::write(
-            d.join("tokens.csv"),
-            format!("{TOKEN},admin,admin,system:masters\n"),
-        )
-        .unwrap();
+        std::fs::write(d.join("tokens.csv"), format!("{TOKEN},admin,admin,system:masters\n")).unwrap();
         let ok = Command::new("openssl")
             .args(["genrsa", "-out"])
             .arg(d.join("sa.key"))
@@ -71,16 +63,8 @@ impl ApiServer {
         let etcd = Command::new(bin.join("etcd"))
             .arg("--data-dir")
             .arg(d.join("etcd"))
-            .args([
-                "--listen-client-urls",
-                &etcd_url,
-                "--advertise-client-urls",
-                &etcd_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &format!("http://127.0.0.1:{peer_port}"),
-            ])
+            .args(["--listen-client-urls", &etcd_url, "--advertise-client-urls", &etcd_url])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
             .stdout(log("etcd.log"))
             .stderr(log("etcd.err"))
             .spawn()
@@ -98,33 +82,21 @@ impl ApiServer {
             .arg(d.join("sa.pub"))
             .arg("--service-account-signing-key-file")
             .arg(d.join("sa.key"))
-            .args([
-                "--service-cluster-ip-range",
-                "10.0.0.0/24",
-                "--advertise-address",
-                "127.0.0.1",
-            ])
+            .args(["--service-cluster-ip-range", "10.0.0.0/24", "--advertise-address", "127.0.0.1"])
             .args(["--disable-admission-plugins", "ServiceAccount"])
             .stdout(log("apiserver.log"))
             .stderr(log("apiserver.err"))
             .spawn()
             .unwrap();
-        let server = ApiServer {
-            url: format!("https://127.0.0.1:{api_port}"),
-            children: vec![etcd, apiserver],
-            _dir: dir,
-        };
+        let server =
+            ApiServer { url: format!("https://127.0.0.1:{api_port}"), children: vec![etcd, apiserver], _dir: dir };
         let started = Instant::now();
         loop {
             let out = server.kubectl(&["get", "--raw", "/readyz"]);
             if out.0 && out.1.trim() == "ok" {
                 break;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "kube-apiserver not ready: {}",
-                out.2
-            );
+            assert!(started.elapsed() < Duration::from_secs(60), "kube-apiserver not ready: {}", out.2);
             std::thread::sleep(Duration::from_millis(250));
         }
         server
@@ -133,13 +105,7 @@ impl ApiServer {
     /// Runs kubectl against this server: (success, stdout, stderr).
     pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new("kubectl")
-            .args([
-                "--server",
-                &self.url,
-                "--token",
-                TOKEN,
-                "--insecure-skip-tls-verify",
-            ])
+            .args(["--server", &self.url, "--token", TOKEN, "--insecure-skip-tls-verify"])
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
@@ -182,33 +148,30 @@ fn crds_install_and_examples_apply_to_a_real_api_server() {
             &format!("crd/{crd}.inbound.dev"),
         ]);
     }
-    // The quickstart folder is ordinary Kubernetes manifests.
+    // The quickstart's resources are ordinary Kubernetes manifests (users.yaml holds
+    // DevelopmentUsers, which exist only for `inbound serve`).
     let applied = api.kubectl_ok(&[
         "apply",
         "--server-side",
         "--field-manager",
         "test",
         "-f",
-        "examples/quickstart/",
+        "examples/quickstart/apps.yaml",
+        "-f",
+        "examples/quickstart/scopes.yaml",
+        "-f",
+        "examples/quickstart/grants.yaml",
+        "-f",
+        "examples/quickstart/policy.yaml",
     ]);
-    assert!(
-        applied.contains("inboundapp.inbound.dev/billing-agent serverside-applied"),
-        "{applied}"
-    );
+    assert!(applied.contains("inboundapp.inbound.dev/billing-agent serverside-applied"), "{applied}");
 
     // Category, short name and printer columns.
     let all = api.kubectl_ok(&["get", "inbound", "-n", "default"]);
-    for name in [
-        "billing-agent",
-        "reporting-job",
-        "billing-read",
-        "billing-agent-billing",
-        "consentpolicy.inbound.dev/default",
-    ] {
-        assert!(
-            all.contains(name),
-            "{name} missing from `kubectl get inbound`:\n{all}"
-        );
+    for name in
+        ["billing-agent", "reporting-job", "billing-read", "billing-agent-billing", "consentpolicy.inbound.dev/default"]
+    {
+        assert!(all.contains(name), "{name} missing from `kubectl get inbound`:\n{all}");
     }
     let apps = api.kubectl_ok(&["get", "iapp", "-n", "default", "-o", "wide"]);
     let header = apps.lines().next().unwrap();
@@ -216,10 +179,7 @@ fn crds_install_and_examples_apply_to_a_real_api_server() {
         assert!(header.contains(column), "{column} missing from {header}");
     }
     let explain = api.kubectl_ok(&["explain", "inboundapp.spec.tokenEndpointAuthMethod"]);
-    assert!(
-        explain.contains("How the app authenticates at the token endpoint"),
-        "{explain}"
-    );
+    assert!(explain.contains("How the app authenticates at the token endpoint"), "{explain}");
 
     // The schema is enforced by the API server, not only by `inbound check`.
     let bad = "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: bad, namespace: default}\nspec: {displayName: Bad, grantTypes: [password]}\n";
@@ -227,8 +187,5 @@ fn crds_install_and_examples_apply_to_a_real_api_server() {
     std::fs::write(&path, bad).unwrap();
     let (ok, _, stderr) = api.kubectl(&["apply", "-f", path.to_str().unwrap()]);
     std::fs::remove_file(&path).unwrap();
-    assert!(
-        !ok && stderr.contains("grantTypes"),
-        "invalid enum accepted: {stderr}"
-    );
+    assert!(!ok && stderr.contains("grantTypes"), "invalid enum accepted: {stderr}");
 }

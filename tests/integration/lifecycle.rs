@@ -22,20 +22,11 @@ spec:
 #[tokio::test]
 async fn edits_are_live_and_invalid_edits_keep_the_last_good_catalog() {
     let server = start_server(QUICKSTART).await;
-    assert_eq!(
-        server.token("billing-agent", "").await.json["scope"],
-        "billing:read billing:refund"
-    );
+    assert_eq!(server.token("billing-agent", "").await.json["scope"], "billing:read billing:refund");
 
     server.edit("grants.yaml", GRANTS_WITHOUT_REFUND).await;
-    assert_eq!(
-        server.token("billing-agent", "").await.json["scope"],
-        "billing:read"
-    );
-    server
-        .token("reporting-job", "")
-        .await
-        .assert_error(400, "unauthorized_client");
+    assert_eq!(server.token("billing-agent", "").await.json["scope"], "billing:read");
+    server.token("reporting-job", "").await.assert_error(400, "unauthorized_client");
 
     // An invalid edit: a grant naming an app that does not exist. Nothing changes.
     let before = server.running.state.catalog.load_full();
@@ -45,59 +36,34 @@ async fn edits_are_live_and_invalid_edits_keep_the_last_good_catalog() {
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(
-        std::sync::Arc::ptr_eq(&before, &server.running.state.catalog.load_full()),
-        "last good catalog kept"
-    );
-    assert_eq!(
-        server.token("billing-agent", "").await.json["scope"],
-        "billing:read"
-    );
+    assert!(std::sync::Arc::ptr_eq(&before, &server.running.state.catalog.load_full()), "last good catalog kept");
+    assert_eq!(server.token("billing-agent", "").await.json["scope"], "billing:read");
     server.running.stop().await;
 }
 
 #[tokio::test]
 async fn expired_or_deleted_grants_and_deleted_apps_stop_at_once() {
     let server = start_server(QUICKSTART).await;
-    let token = server.token("billing-agent", "").await.json["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = server.token("billing-agent", "").await.json["access_token"].as_str().unwrap().to_string();
 
     server
         .edit(
             "grants.yaml",
-            &GRANTS_WITHOUT_REFUND.replace(
-                "tenants: [acme]",
-                "tenants: [acme]\n  expiresAt: \"2020-01-01T00:00:00Z\"",
-            ),
+            &GRANTS_WITHOUT_REFUND.replace("tenants: [acme]", "tenants: [acme]\n  expiresAt: \"2020-01-01T00:00:00Z\""),
         )
         .await;
-    server
-        .token("billing-agent", "")
-        .await
-        .assert_error(400, "unauthorized_client");
+    server.token("billing-agent", "").await.assert_error(400, "unauthorized_client");
 
     // Delete the app (and its grant): its tokens are no longer issued nor active.
     let apps = std::fs::read_to_string(server.config_dir.join("apps.yaml")).unwrap();
-    let reporting_only = apps
-        .split("\n---\n")
-        .filter(|doc| !doc.contains("name: billing-agent"))
-        .collect::<Vec<_>>()
-        .join("\n---\n");
+    let reporting_only =
+        apps.split("\n---\n").filter(|doc| !doc.contains("name: billing-agent")).collect::<Vec<_>>().join("\n---\n");
     std::fs::write(server.config_dir.join("grants.yaml"), "").unwrap();
     server.edit("apps.yaml", &reporting_only).await;
-    assert_eq!(
-        server.introspect("reporting-job", &token).await["active"],
-        false
-    );
+    assert_eq!(server.introspect("reporting-job", &token).await["active"], false);
     let (id, secret) = server.creds("billing-agent");
     server
-        .post(
-            "/token",
-            Some((&id, &secret)),
-            "grant_type=client_credentials",
-        )
+        .post("/token", Some((&id, &secret)), "grant_type=client_credentials")
         .await
         .assert_error(401, "invalid_client");
     server.running.stop().await;
@@ -110,34 +76,18 @@ async fn state_survives_a_restart() {
     let data_dir = tmp.path().join("data");
     let first = start_on(std::path::Path::new(QUICKSTART), &data_dir, issuer).await;
     let (id, secret) = first.creds("billing-agent");
-    let token = first.token("billing-agent", "").await.json["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let opaque = first.token("reporting-job", "").await.json["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = first.token("billing-agent", "").await.json["access_token"].as_str().unwrap().to_string();
+    let opaque = first.token("reporting-job", "").await.json["access_token"].as_str().unwrap().to_string();
     let jwks = first.get("/jwks").await.json;
     first.running.stop().await;
 
     let second = start_on(std::path::Path::new(QUICKSTART), &data_dir, issuer).await;
-    assert_eq!(
-        second.creds("billing-agent"),
-        (id.clone(), secret.clone()),
-        "same client id and secret"
-    );
+    assert_eq!(second.creds("billing-agent"), (id.clone(), secret.clone()), "same client id and secret");
     assert_eq!(second.get("/jwks").await.json, jwks, "same signing key");
     assert_eq!(second.token("billing-agent", "").await.status, 200);
     // Tokens issued before the restart are still active.
-    assert_eq!(
-        second.introspect("billing-agent", &opaque).await["active"],
-        true
-    );
-    assert_eq!(
-        second.introspect("billing-agent", &token).await["active"],
-        true
-    );
+    assert_eq!(second.introspect("billing-agent", &opaque).await["active"], true);
+    assert_eq!(second.introspect("billing-agent", &token).await["active"], true);
     second.running.stop().await;
 }
 
@@ -149,34 +99,17 @@ async fn a_lost_credentials_file_gets_a_new_secret_and_the_old_one_stops_working
     let keep = tempfile::tempdir().unwrap();
     crate::common::copy_dir(&first.config_dir, keep.path());
     first.running.stop().await;
-    std::fs::remove_file(
-        data_dir.join("credentials/default/billing-agent-credentials/client_secret"),
-    )
-    .unwrap();
+    std::fs::remove_file(data_dir.join("credentials/default/billing-agent-credentials/client_secret")).unwrap();
 
     let second = start_on(keep.path(), &data_dir, None).await;
     let (same_id, new_secret) = second.creds("billing-agent");
     assert_eq!(same_id, id);
     assert_ne!(new_secret, old_secret);
     second
-        .post(
-            "/token",
-            Some((&id, &old_secret)),
-            "grant_type=client_credentials",
-        )
+        .post("/token", Some((&id, &old_secret)), "grant_type=client_credentials")
         .await
         .assert_error(401, "invalid_client");
-    assert_eq!(
-        second
-            .post(
-                "/token",
-                Some((&id, &new_secret)),
-                "grant_type=client_credentials"
-            )
-            .await
-            .status,
-        200
-    );
+    assert_eq!(second.post("/token", Some((&id, &new_secret)), "grant_type=client_credentials").await.status, 200);
     second.running.stop().await;
 }
 
@@ -197,10 +130,7 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
     let mut banner = String::new();
     let started = Instant::now();
     while !banner.contains("/introspect") {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "banner not printed: {banner}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(20), "banner not printed: {banner}");
         let mut line = String::new();
         if stdout.read_line(&mut line).unwrap() == 0 {
             break;
@@ -208,20 +138,13 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
         banner.push_str(&line);
     }
     let command_after = |label: &str| -> String {
-        let pos = banner
-            .find(label)
-            .unwrap_or_else(|| panic!("{label} missing from:\n{banner}"));
+        let pos = banner.find(label).unwrap_or_else(|| panic!("{label} missing from:\n{banner}"));
         banner[pos..].lines().nth(1).unwrap().trim().to_string()
     };
     let get_token = command_after("get a token");
     let introspect = command_after("introspect it:");
     let script = format!("set -e\n{get_token}\necho \"$TOKEN\"\n{introspect}\n");
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
+    let output = Command::new("sh").arg("-c").arg(&script).current_dir(tmp.path()).output().unwrap();
     let stdout_text = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "{script}\n{stdout_text}");
     let mut lines = stdout_text.lines();
@@ -231,12 +154,7 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
     assert_eq!(introspection["active"], true);
 
     // A failed attempt with a wrong secret must not log it either.
-    let issuer = banner
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("issuer"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let issuer = banner.lines().find_map(|l| l.trim().strip_prefix("issuer")).unwrap().trim().to_string();
     let wrong = Command::new("curl")
         .args([
             "-s",
@@ -252,30 +170,14 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
 
     child.kill().unwrap();
     let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
     child.wait().unwrap();
-    let secret_file = tmp
-        .path()
-        .join(".inbound/credentials/default/billing-agent-credentials/client_secret");
+    let secret_file = tmp.path().join(".inbound/credentials/default/billing-agent-credentials/client_secret");
     let secret = std::fs::read_to_string(secret_file).unwrap();
-    assert!(
-        logs.contains("client secret issued"),
-        "logs were captured:\n{logs}"
-    );
+    assert!(logs.contains("client secret issued"), "logs were captured:\n{logs}");
     assert!(!logs.contains("request refused") || logs.contains("invalid_client"));
     for leaked in [secret.as_str(), token.as_str(), "Sup3rS3cretGuess"] {
-        assert!(
-            !logs.contains(leaked),
-            "a secret or token reached the logs:\n{logs}"
-        );
+        assert!(!logs.contains(leaked), "a secret or token reached the logs:\n{logs}");
     }
-    assert!(
-        !banner.contains(&secret),
-        "the banner points to the secret file, never prints it"
-    );
+    assert!(!banner.contains(&secret), "the banner points to the secret file, never prints it");
 }

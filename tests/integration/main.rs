@@ -8,3 +8,5 @@ mod discovery;
 mod introspection;
 mod kubernetes;
 mod lifecycle;
+mod user_agent;
+mod user_flow;

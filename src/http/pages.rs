@@ -1,0 +1,112 @@
+//! Server-rendered pages: templates (embedded defaults, overridable from a folder), the
+//! security headers every page carries, and the session cookie.
+
+use std::path::PathBuf;
+
+use axum::{
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use minijinja::Environment;
+use serde::Serialize;
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("base.html", include_str!("templates/base.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("consent.html", include_str!("templates/consent.html")),
+    ("error.html", include_str!("templates/error.html")),
+    ("account.html", include_str!("templates/account.html")),
+];
+
+/// Name of the login session cookie.
+pub const SESSION_COOKIE: &str = "inbound_session";
+
+/// The page renderer.
+pub struct Pages {
+    env: Environment<'static>,
+    /// `Secure` on cookies: everywhere except plain-http loopback development.
+    secure_cookies: bool,
+}
+
+impl Pages {
+    /// Embedded templates, each replaced by a file of the same name in `overrides` if present.
+    pub fn new(overrides: Option<PathBuf>, secure_cookies: bool) -> anyhow::Result<Pages> {
+        let mut env = Environment::new();
+        // `.html` templates are auto-escaped: app names, descriptions and logo URLs are
+        // data, never markup.
+        for (name, source) in DEFAULTS {
+            let source = match overrides.as_ref().map(|dir| dir.join(name)).filter(|p| p.exists()) {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot read template {}: {e}", path.display()))?,
+                None => source.to_string(),
+            };
+            env.add_template_owned(name.to_string(), source)?;
+        }
+        Ok(Pages { env, secure_cookies })
+    }
+
+    pub fn render<S: Serialize>(&self, status: StatusCode, name: &str, context: S) -> Response {
+        match self.env.get_template(name).and_then(|t| t.render(context)) {
+            Ok(html) => secure(status, Html(html).into_response()),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "template failed to render");
+                secure(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into_response())
+            }
+        }
+    }
+
+    pub fn error(&self, status: StatusCode, error: &crate::oauth::OAuthError) -> Response {
+        self.render(
+            status,
+            "error.html",
+            minijinja::context! { error => error.code.as_str(), description => &error.description },
+        )
+    }
+
+    /// `Set-Cookie` for a new session.
+    pub fn session_cookie(&self, value: &str, max_age: i64) -> HeaderValue {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        ))
+        .expect("cookie is ASCII")
+    }
+}
+
+/// Security headers of every page: no framing, no script, no sniffing, no referrer, no cache.
+pub fn secure(status: StatusCode, mut response: Response) -> Response {
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A 303 redirect (after a POST the browser must GET the target).
+pub fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    secure(StatusCode::SEE_OTHER, response)
+}
+
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie_value(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}

@@ -1,0 +1,169 @@
+//! The authorization endpoint (RFC 6749 §4.1.1, OAuth 2.1 §4.1): request validation and
+//! where each error goes.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ErrorCode, OAuthError, params::Params, pkce, redirect, scope};
+use crate::api::GrantType;
+use crate::catalog::{Catalog, Client};
+
+/// A validated authorization request, carried through login and consent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    /// `prompt` values (OpenID Connect Core §3.1.2.1): `none`, `login`, `consent`.
+    pub prompt: Vec<String>,
+    pub max_age: Option<i64>,
+    pub code_challenge: String,
+    pub resources: Vec<String>,
+    pub tenant: Option<String>,
+}
+
+impl AuthorizationRequest {
+    pub fn prompts(&self, value: &str) -> bool {
+        self.prompt.iter().any(|p| p == value)
+    }
+}
+
+/// Where an authorization error is reported.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// The client or the redirect URI cannot be trusted: shown on a page, NEVER redirected
+    /// (RFC 6749 §4.1.2.1, RFC 9700 §4.1).
+    Page(OAuthError),
+    /// Everything else goes back to the client's redirect URI.
+    Redirect { redirect_uri: String, state: Option<String>, error: OAuthError },
+}
+
+/// Validates an authorization request against the catalog.
+pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, AuthorizationRequest), AuthorizeError> {
+    let page = |e: OAuthError| AuthorizeError::Page(e);
+    let client_id = params.require("client_id").map_err(page)?;
+    let client = catalog
+        .client(client_id)
+        .cloned()
+        .ok_or_else(|| page(OAuthError::invalid_request(format!("unknown client_id {client_id:?}"))))?;
+    // OAuth 2.1 §2.3.2: redirect_uri may be omitted only when exactly one is registered.
+    let redirect_uri = match params.get("redirect_uri") {
+        Some(uri) if redirect::is_registered(&client.spec.redirect_uris, uri) => uri.to_string(),
+        Some(uri) => {
+            return Err(page(OAuthError::invalid_request(format!(
+                "redirect_uri {uri:?} is not registered for this client"
+            ))));
+        }
+        None if client.spec.redirect_uris.len() == 1 => client.spec.redirect_uris[0].clone(),
+        None => return Err(page(OAuthError::invalid_request("redirect_uri is required"))),
+    };
+    let state = params.get("state").map(str::to_string);
+    let fail = |error: OAuthError| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: state.clone(),
+        error,
+    };
+
+    match params.get("response_type") {
+        Some("code") => {}
+        None => return Err(fail(OAuthError::invalid_request("response_type is required"))),
+        Some(other) => {
+            return Err(fail(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                format!("response_type {other:?} is not supported; use code"),
+            )));
+        }
+    }
+    if !client.allows_grant(GrantType::AuthorizationCode) {
+        return Err(fail(OAuthError::unauthorized_client(
+            "this client is not allowed to use the authorization_code grant",
+        )));
+    }
+    // PKCE is required for every client (OAuth 2.1 §4.1.1), S256 only.
+    let code_challenge = params
+        .get("code_challenge")
+        .ok_or_else(|| fail(OAuthError::invalid_request("code_challenge is required (PKCE, S256)")))?;
+    pkce::check_challenge(code_challenge, params.get("code_challenge_method")).map_err(fail)?;
+
+    let scopes = scope::parse_scope(params.get("scope").unwrap_or("")).map_err(fail)?;
+    for s in &scopes {
+        let declared = s == scope::OPENID || catalog.scope(&client.key.namespace, s).is_some();
+        if !declared || !client.spec.allowed_scopes.contains(s) {
+            return Err(fail(OAuthError::invalid_scope(format!("scope {s} is not available to this client"))));
+        }
+    }
+    for resource in params.resources() {
+        if !client.spec.allowed_resources.contains(resource) {
+            return Err(fail(OAuthError::invalid_target(format!(
+                "resource {resource} is not allowed for this client"
+            ))));
+        }
+    }
+    let tenant = params.get("tenant").map(str::to_string);
+    if let Some(t) = &tenant
+        && !client.spec.allowed_tenants.is_empty()
+        && !client.spec.allowed_tenants.contains(t)
+    {
+        return Err(fail(OAuthError::invalid_request(format!("tenant {t} is not allowed for this client"))));
+    }
+    let prompt: Vec<String> =
+        params.get("prompt").unwrap_or("").split(' ').filter(|p| !p.is_empty()).map(str::to_string).collect();
+    for p in &prompt {
+        if !matches!(p.as_str(), "none" | "login" | "consent") {
+            return Err(fail(OAuthError::invalid_request(format!("prompt value {p:?} is not supported"))));
+        }
+    }
+    if prompt.len() > 1 && prompt.iter().any(|p| p == "none") {
+        return Err(fail(OAuthError::invalid_request("prompt=none cannot be combined with other values")));
+    }
+    let max_age = match params.get("max_age") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| fail(OAuthError::invalid_request("max_age must be a non-negative integer")))?,
+        ),
+    };
+    Ok((
+        client.clone(),
+        AuthorizationRequest {
+            client_id: client.client_id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            state: state.clone(),
+            scopes,
+            nonce: params.get("nonce").map(str::to_string),
+            prompt,
+            max_age,
+            code_challenge: code_challenge.to_string(),
+            resources: params.resources().to_vec(),
+            tenant,
+        },
+    ))
+}
+
+/// The redirect back to the client: `redirect_uri` plus parameters, keeping any query the
+/// registered URI has, and always the RFC 9207 `iss`.
+pub fn redirect_url(redirect_uri: &str, issuer: &str, params: &[(&str, &str)]) -> String {
+    let mut url = url::Url::parse(redirect_uri).expect("registered redirect URIs are absolute URLs");
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in params {
+            query.append_pair(k, v);
+        }
+        query.append_pair("iss", issuer);
+    }
+    url.to_string()
+}
+
+/// The error redirect of RFC 6749 §4.1.2.1.
+pub fn error_redirect_url(redirect_uri: &str, issuer: &str, state: Option<&str>, error: &OAuthError) -> String {
+    let mut params = vec![("error", error.code.as_str()), ("error_description", error.description.as_str())];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    redirect_url(redirect_uri, issuer, &params)
+}
