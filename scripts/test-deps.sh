@@ -4,6 +4,9 @@ set -euo pipefail
 
 need=()
 command -v curl >/dev/null || need+=(curl)
+# Headless browser tests (login, consent, account pages).
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"

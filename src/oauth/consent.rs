@@ -49,17 +49,28 @@ pub fn durations(catalog: &Catalog, client: &Client) -> Vec<DurationChoice> {
         .iter()
         .filter_map(|d| Some((d.0.clone(), d.parse().ok()?.as_secs() as i64)))
         .filter(|(_, s)| max.is_none_or(|m| *s <= m))
-        .map(|(label, seconds)| DurationChoice { label, seconds, default: false })
+        .map(|(_, seconds)| DurationChoice { label: human_duration(seconds), seconds, default: false })
         .collect();
     if choices.is_empty() {
         let seconds = default.or(max).unwrap_or(DEFAULT_CONSENT);
-        choices.push(DurationChoice { label: format!("{}d", seconds / 86_400), seconds, default: true });
+        choices.push(DurationChoice { label: human_duration(seconds), seconds, default: true });
     }
     let default = default.filter(|d| choices.iter().any(|c| c.seconds == *d)).unwrap_or(choices[0].seconds);
     for c in &mut choices {
         c.default = c.seconds == default;
     }
     choices
+}
+
+/// `1 day`, `30 days`, `12 hours`, `45 minutes`.
+fn human_duration(seconds: i64) -> String {
+    let (n, unit) = match seconds {
+        s if s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s % 3600 == 0 => (s / 3600, "hour"),
+        s if s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
 /// Plans consent for `scopes` requested by `client` on behalf of `user`.
@@ -146,6 +157,14 @@ mod tests {
 
     fn item(scope: &str, mandatory: bool, grantable: bool) -> ScopeItem {
         ScopeItem { scope: scope.into(), description: String::new(), mandatory, grantable, reason: None }
+    }
+
+    #[test]
+    fn duration_labels() {
+        assert_eq!(human_duration(86_400), "1 day");
+        assert_eq!(human_duration(30 * 86_400), "30 days");
+        assert_eq!(human_duration(7200), "2 hours");
+        assert_eq!(human_duration(90), "90 seconds");
     }
 
     #[test]

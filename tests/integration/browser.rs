@@ -1,0 +1,246 @@
+//! The login, consent and account pages in a real headless Chromium, driven through
+//! chromedriver's W3C WebDriver API (Debian's `chromium` and `chromium-driver`).
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::Engine;
+use oauth2::reqwest;
+use serde_json::{Value, json};
+
+use crate::common::{QUICKSTART, form, start_server};
+use crate::user_flow::pkce;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Browser {
+    driver: Child,
+    url: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver; `make test` installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        while http.get(format!("{url}/status")).send().await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=900,1000",
+        ];
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+        }}});
+        let response = http
+            .post(format!("{url}/session"))
+            .header("content-type", "application/json")
+            .body(capabilities.to_string())
+            .send()
+            .await
+            .unwrap();
+        let response: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        let session =
+            response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response}")).to_string();
+        Browser { driver, url, session, http, _profile: profile }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.url, self.session);
+        let request = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url).header("content-type", "application/json").body(body.to_string()),
+        };
+        let value: Value = serde_json::from_slice(&request.send().await.unwrap().bytes().await.unwrap()).unwrap();
+        assert!(value["value"].get("error").is_none(), "{method} {path}: {value}");
+        value["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call("POST", "/url", json!({ "url": url })).await;
+    }
+
+    async fn current_url(&self) -> String {
+        self.call("GET", "/url", Value::Null).await.as_str().unwrap().to_string()
+    }
+
+    async fn source(&self) -> String {
+        self.call("GET", "/source", Value::Null).await.as_str().unwrap().to_string()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self.call("POST", "/element", json!({"using": "css selector", "value": css})).await;
+        found[ELEMENT].as_str().unwrap_or_else(|| panic!("{css}: {found}")).to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.call("POST", &format!("/element/{id}/click"), json!({})).await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call("POST", &format!("/element/{id}/value"), json!({ "text": text })).await;
+    }
+
+    async fn is_selected(&self, css: &str) -> bool {
+        let id = self.find(css).await;
+        self.call("GET", &format!("/element/{id}/selected"), Value::Null).await.as_bool().unwrap()
+    }
+
+    async fn screenshot(&self, path: &std::path::Path) {
+        let png = self.call("GET", "/screenshot", Value::Null).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// Waits until the current URL starts with `prefix`.
+    async fn wait_for_url(&self, prefix: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let url = self.current_url().await;
+            if url.starts_with(prefix) {
+                return url;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "stuck at {url}, waiting for {prefix}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A page the browser can land on after the redirect: echoes nothing, just answers.
+async fn callback_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().route("/callback", axum::routing::get(|| async { "signed in" }));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://127.0.0.1:{port}/callback"), task)
+}
+
+fn query(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url).unwrap().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+#[tokio::test]
+async fn login_consent_deny_and_revoke_in_a_real_browser() {
+    let server = start_server(QUICKSTART).await;
+    let (redirect, callback) = callback_server().await;
+    let cli =
+        std::fs::read_to_string(server.data_dir.join("credentials/default/billing-cli-credentials/client_id")).unwrap();
+    let authorize = |challenge: &str, extra: &str| {
+        format!(
+            "{}/authorize?{}{extra}",
+            server.base,
+            form(&[
+                ("response_type", "code"),
+                ("client_id", &cli),
+                ("redirect_uri", &redirect),
+                ("scope", "openid profile email billing:read billing:refund"),
+                ("state", "browser"),
+                ("code_challenge", challenge),
+                ("code_challenge_method", "S256"),
+            ])
+        )
+    };
+    let browser = Browser::start().await;
+
+    // Log in.
+    let (challenge, verifier) = pkce();
+    browser.goto(&authorize(&challenge, "")).await;
+    browser.type_into("input[name=username]", "alice").await;
+    browser.type_into("input[name=password]", "wonderland").await;
+    browser.click("button[type=submit]").await;
+
+    // The consent page: app, scopes, mandatory scope locked; keep a screenshot.
+    let page = browser.source().await;
+    assert!(page.contains("Billing CLI") && page.contains("Read invoices and payment history"), "{page}");
+    let artifact = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("consent.png");
+    browser.screenshot(&artifact).await;
+    println!("consent page screenshot: {}", artifact.display());
+    assert!(browser.is_selected("input[name=scope][value=profile]").await);
+    browser.click("input[name=scope][value=profile]").await; // uncheck an optional scope
+    assert!(!browser.is_selected("input[name=scope][value=profile]").await);
+    browser.click("button[value=approve]").await;
+
+    // Landed on the redirect URI with a code; the unchecked scope was not granted.
+    let landed = browser.wait_for_url(&redirect).await;
+    assert_eq!(query(&landed, "state").as_deref(), Some("browser"));
+    assert_eq!(query(&landed, "iss").as_deref(), Some(server.base.as_str()));
+    let code = query(&landed, "code").expect("a code");
+    let tokens = server
+        .post(
+            "/token",
+            None,
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", &cli),
+                ("code", &code),
+                ("redirect_uri", &redirect),
+                ("code_verifier", &verifier),
+            ]),
+        )
+        .await;
+    assert_eq!(tokens.json["scope"], "openid email billing:read billing:refund", "{}", tokens.json);
+
+    // Deny (prompt=consent forces the page although consent exists).
+    let (challenge, _) = pkce();
+    browser.goto(&authorize(&challenge, "&prompt=consent")).await;
+    browser.click("button[value=deny]").await;
+    let denied = browser.wait_for_url(&redirect).await;
+    assert_eq!(query(&denied, "error").as_deref(), Some("access_denied"));
+
+    // Revoke from the account page.
+    browser.goto(&format!("{}/account/apps", server.base)).await;
+    assert!(browser.source().await.contains("Billing CLI"));
+    browser.click("form[action$='/revoke'] button").await;
+    browser.wait_for_url(&format!("{}/account/apps", server.base)).await;
+    let after = browser.source().await;
+    assert!(after.contains("No app has access"), "{after}");
+    let refresh = tokens.json["refresh_token"].as_str().unwrap();
+    server
+        .post(
+            "/token",
+            None,
+            &form(&[("grant_type", "refresh_token"), ("client_id", &cli), ("refresh_token", refresh)]),
+        )
+        .await
+        .assert_error(400, "invalid_grant");
+
+    callback.abort();
+    server.running.stop().await;
+}
