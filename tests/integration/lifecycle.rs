@@ -153,6 +153,24 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
     let introspection: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(introspection["active"], true);
 
+    // The user flow the banner prints: open the URL, log in, consent, exchange the code.
+    let open = banner.lines().find_map(|l| l.trim().strip_prefix("open ")).expect("an authorization URL").to_string();
+    let exchange = command_after("exchange the code:");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let base = open.split("/authorize").next().unwrap().to_string();
+    let code = runtime.block_on(async {
+        let mut agent = crate::user_agent::Agent::new();
+        let login = agent.get(&open).await;
+        let consent = agent.login(&base, &login, "alice", "wonderland").await;
+        let done = agent.approve(&base, &consent, &["profile", "email"]).await;
+        done.redirect_param("code").expect("a code")
+    });
+    let output = Command::new("sh").arg("-c").arg(exchange.replace("PASTE_CODE", &code)).output().unwrap();
+    let tokens: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for field in ["access_token", "id_token", "refresh_token"] {
+        assert!(tokens[field].is_string(), "{field} missing: {tokens}");
+    }
+
     // A failed attempt with a wrong secret must not log it either.
     let issuer = banner.lines().find_map(|l| l.trim().strip_prefix("issuer")).unwrap().trim().to_string();
     let wrong = Command::new("curl")
@@ -176,7 +194,15 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
     let secret = std::fs::read_to_string(secret_file).unwrap();
     assert!(logs.contains("client secret issued"), "logs were captured:\n{logs}");
     assert!(!logs.contains("request refused") || logs.contains("invalid_client"));
-    for leaked in [secret.as_str(), token.as_str(), "Sup3rS3cretGuess"] {
+    for leaked in [
+        secret.as_str(),
+        token.as_str(),
+        "Sup3rS3cretGuess",
+        "wonderland",
+        code.as_str(),
+        tokens["refresh_token"].as_str().unwrap(),
+        tokens["access_token"].as_str().unwrap(),
+    ] {
         assert!(!logs.contains(leaked), "a secret or token reached the logs:\n{logs}");
     }
     assert!(!banner.contains(&secret), "the banner points to the secret file, never prints it");

@@ -446,3 +446,103 @@ async fn wrong_password_and_userinfo_errors() {
     assert_eq!(forbidden.status(), 403);
     server.running.stop().await;
 }
+
+#[tokio::test]
+async fn prompt_login_max_age_userinfo_post_and_es256_id_tokens() {
+    let server = start_server(QUICKSTART).await;
+    // The CLI signs ID tokens with ES256.
+    let apps = std::fs::read_to_string(server.config_dir.join("apps.yaml")).unwrap();
+    server
+        .edit(
+            "apps.yaml",
+            &apps.replace(
+                "    refreshTokenLifetime: 30d\n",
+                "    refreshTokenLifetime: 30d\n    idTokenSigningAlg: ES256\n",
+            ),
+        )
+        .await;
+    let cli = client_id(&server, "billing-cli");
+    let mut agent = Agent::new();
+    let (challenge, verifier) = pkce();
+    let code = code_for(
+        &server,
+        &mut agent,
+        &authorize_url(&server, &cli, "openid email billing:read", &challenge, "&nonce=n-0S6"),
+        ("alice", "wonderland"),
+        &["email"],
+    )
+    .await;
+    let tokens = exchange(&server, &cli, &code, &verifier).await;
+    let id_token = tokens.json["id_token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(server.get("/jwks").await.json).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&[&cli]);
+    validation.set_issuer(&[&server.base]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(id_token, &key, &validation).unwrap().claims;
+    assert_eq!(claims["nonce"], "n-0S6");
+
+    // POST /userinfo with the token in the body; only the granted userInfo claims.
+    let access = tokens.json["access_token"].as_str().unwrap();
+    let info = server.post("/userinfo", None, &form(&[("access_token", access)])).await;
+    assert_eq!(info.status, 200);
+    assert_eq!(info.json["email"], "alice@acme.example");
+    assert!(info.json.get("name").is_none(), "profile was not granted: {}", info.json);
+    assert_eq!(info.json["sub"], claims["sub"]);
+
+    // A session exists: a plain authorize needs no login, prompt=login and max_age=0 force it.
+    let (challenge, _) = pkce();
+    let again = agent.get(&authorize_url(&server, &cli, "openid email billing:read", &challenge, "")).await;
+    assert_eq!(again.status, 303, "session reused, consent covers it");
+    for extra in ["&prompt=login", "&max_age=0"] {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let forced = agent.get(&authorize_url(&server, &cli, "openid email billing:read", &challenge, extra)).await;
+        assert!(forced.body.contains("action=\"/login\""), "{extra}: {}", forced.body);
+    }
+    server.running.stop().await;
+}
+
+#[tokio::test]
+async fn templates_can_be_overridden_from_a_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(std::path::Path::new(QUICKSTART), &tmp.path().join("config"));
+    let templates = tmp.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        templates.join("login.html"),
+        "<p>ACME sign-in for {{ app.name }}</p><input type=\"hidden\" name=\"request_id\" value=\"{{ request_id }}\">",
+    )
+    .unwrap();
+    let running = inbound::serve::start(inbound::serve::ServeOptions {
+        config: vec![tmp.path().join("config")],
+        data_dir: tmp.path().join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        issuer: None,
+        default_audience: None,
+        access_token_lifetime: std::time::Duration::from_secs(900),
+        reload_interval: std::time::Duration::from_secs(1),
+        templates: Some(templates),
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", running.addr);
+    let cli = running.apps.iter().find(|a| a.key.name == "billing-cli").unwrap().client_id.clone();
+    let (challenge, _) = pkce();
+    let url = format!(
+        "{base}/authorize?{}",
+        form(&[
+            ("response_type", "code"),
+            ("client_id", &cli),
+            ("redirect_uri", REDIRECT),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256")
+        ])
+    );
+    let page = Agent::new().get(&url).await;
+    assert!(page.body.contains("ACME sign-in for Billing CLI"), "{}", page.body);
+    assert!(page.headers.contains_key("content-security-policy"), "overridden pages keep the security headers");
+    running.stop().await;
+}
