@@ -108,8 +108,21 @@ async fn current_session(state: &AppState, headers: &HeaderMap) -> Result<Option
     state.server.store.session(&token_digest(value), now()).await.map_err(|e| internal(state, store_error(e)))
 }
 
+/// The redirect URI was validated when the request arrived; the configuration may have
+/// changed while the user was on the login or consent page.
+fn still_registered(state: &AppState, request: &AuthorizationRequest) -> bool {
+    state
+        .catalog
+        .load()
+        .client(&request.client_id)
+        .is_some_and(|c| crate::oauth::redirect::is_registered(&c.spec.redirect_uris, &request.redirect_uri))
+}
+
 fn redirect_error(state: &AppState, request: &AuthorizationRequest, code: ErrorCode, description: &str) -> Response {
     let error = OAuthError::new(code, description);
+    if !still_registered(state, request) {
+        return state.pages.error(StatusCode::BAD_REQUEST, &error);
+    }
     see_other(&error_redirect_url(&request.redirect_uri, &state.server.issuer, request.state.as_deref(), &error))
 }
 
@@ -280,12 +293,19 @@ async fn issue_code(
     auth_time: i64,
     consent: &Consent,
 ) -> Response {
+    if !still_registered(state, request) {
+        return state.pages.error(
+            StatusCode::BAD_REQUEST,
+            &OAuthError::invalid_request("the redirect URI is no longer registered for this app"),
+        );
+    }
     let scopes: Vec<String> =
         request.scopes.iter().filter(|s| *s == OPENID || consent.scopes.contains(s)).cloned().collect();
     let code = random_token(32);
     let record = AuthorizationCode {
         client_id: client.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),
+        redirect_uri_given: request.redirect_uri_given,
         code_challenge: request.code_challenge.clone(),
         nonce: request.nonce.clone(),
         scopes,

@@ -14,6 +14,10 @@ use crate::catalog::{Catalog, Client};
 pub struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,
+    /// Whether the request named the redirect URI (then the token request must repeat it,
+    /// OAuth 2.1 §4.1.3).
+    #[serde(default)]
+    pub redirect_uri_given: bool,
     pub state: Option<String>,
     pub scopes: Vec<String>,
     pub nonce: Option<String>,
@@ -133,6 +137,7 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
         AuthorizationRequest {
             client_id: client.client_id.clone(),
             redirect_uri: redirect_uri.clone(),
+            redirect_uri_given: params.get("redirect_uri").is_some(),
             state: state.clone(),
             scopes,
             nonce: params.get("nonce").map(str::to_string),

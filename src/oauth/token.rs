@@ -130,7 +130,7 @@ impl AuthorizationServer {
             ));
         }
         let code = params.require("code")?;
-        let redirect_uri = params.require("redirect_uri")?;
+        let redirect_uri = params.get("redirect_uri");
         let verifier = params.require("code_verifier")?;
         let digest = token_digest(code);
         let code = match self.store.redeem_code(&digest, now).await.map_err(store_error)? {
@@ -156,8 +156,14 @@ impl AuthorizationServer {
         if code.client_id != client.client_id {
             return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
         }
-        if code.redirect_uri != redirect_uri {
-            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        match redirect_uri {
+            None if code.redirect_uri_given => {
+                return Err(OAuthError::invalid_request("redirect_uri is required: the authorization request had one"));
+            }
+            Some(uri) if uri != code.redirect_uri => {
+                return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+            }
+            _ => {}
         }
         pkce::verify(verifier, &code.code_challenge)?;
         let consent = self.store.consent(&code.consent_id, now).await.map_err(store_error)?;

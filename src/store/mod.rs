@@ -31,6 +31,9 @@ pub enum StoreError {
 pub struct AuthorizationCode {
     pub client_id: String,
     pub redirect_uri: String,
+    /// The authorization request named `redirect_uri`: the token request must repeat it.
+    #[serde(default = "yes")]
+    pub redirect_uri_given: bool,
     /// S256 PKCE challenge.
     pub code_challenge: String,
     pub nonce: Option<String>,
@@ -41,6 +44,10 @@ pub struct AuthorizationCode {
     pub auth_time: i64,
     pub consent_id: String,
     pub expires_at: i64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What redeeming a code found.

@@ -215,6 +215,29 @@ async fn public_client_pkce_consent_reuse_and_refresh_reuse_detection() {
         .await;
     refreshed.assert_error(400, "invalid_grant");
 
+    // The token request must repeat the redirect URI the authorization request named.
+    for (redirect, error) in [(None, "invalid_request"), (Some("http://127.0.0.1:1/callback"), "invalid_grant")] {
+        let (challenge, verifier) = pkce();
+        let code = code_for(
+            &server,
+            &mut agent,
+            &authorize_url(&server, &cli, "openid", &challenge, ""),
+            ("alice", "wonderland"),
+            &[],
+        )
+        .await;
+        let mut fields = vec![
+            ("grant_type", "authorization_code"),
+            ("client_id", cli.as_str()),
+            ("code", code.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ];
+        if let Some(r) = redirect {
+            fields.push(("redirect_uri", r));
+        }
+        server.post("/token", None, &form(&fields)).await.assert_error(400, error);
+    }
+
     // Refresh reuse detection on a fresh grant.
     let (challenge3, verifier3) = pkce();
     let code3 = code_for(
