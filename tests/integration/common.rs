@@ -142,13 +142,14 @@ impl TestServer {
     pub async fn edit(&self, file: &str, content: &str) {
         let before = std::sync::Arc::as_ptr(&self.running.state.catalog.load_full());
         std::fs::write(self.config_dir.join(file), content).unwrap();
-        for _ in 0..100 {
+        // The server polls every 200 ms here; allow for a loaded CI machine.
+        for _ in 0..250 {
             tokio::time::sleep(Duration::from_millis(20)).await;
             if std::sync::Arc::as_ptr(&self.running.state.catalog.load_full()) != before {
                 return;
             }
         }
-        panic!("edit of {file} was not picked up within 2 s");
+        panic!("edit of {file} was not picked up within 5 s");
     }
 }
 

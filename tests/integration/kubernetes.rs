@@ -178,7 +178,16 @@ fn crds_install_and_examples_apply_to_a_real_api_server() {
     for column in ["NAME", "READY", "CLIENT ID", "SECRET", "AGE", "MESSAGE"] {
         assert!(header.contains(column), "{column} missing from {header}");
     }
-    let explain = api.kubectl_ok(&["explain", "inboundapp.spec.tokenEndpointAuthMethod"]);
+    // The API server publishes CRD schemas to its OpenAPI document asynchronously.
+    let started = Instant::now();
+    let explain = loop {
+        let (ok, stdout, stderr) = api.kubectl(&["explain", "inboundapp.spec.tokenEndpointAuthMethod"]);
+        if ok {
+            break stdout;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "kubectl explain: {stderr}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert!(explain.contains("How the app authenticates at the token endpoint"), "{explain}");
 
     // The schema is enforced by the API server, not only by `inbound check`.
