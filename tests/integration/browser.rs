@@ -120,6 +120,20 @@ impl Browser {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// Waits until the page contains `text` (a click that submits a form returns before the
+    /// next page has loaded).
+    async fn wait_for_text(&self, text: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let source = self.source().await;
+            if source.contains(text) {
+                return source;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{text:?} never appeared:\n{source}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the current URL starts with `prefix`.
     async fn wait_for_url(&self, prefix: &str) -> String {
         let started = Instant::now();
@@ -187,8 +201,8 @@ async fn login_consent_deny_and_revoke_in_a_real_browser() {
     browser.click("button[type=submit]").await;
 
     // The consent page: app, scopes, mandatory scope locked; keep a screenshot.
-    let page = browser.source().await;
-    assert!(page.contains("Billing CLI") && page.contains("Read invoices and payment history"), "{page}");
+    let page = browser.wait_for_text("Read invoices and payment history").await;
+    assert!(page.contains("Billing CLI"), "{page}");
     let artifact = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("consent.png");
     browser.screenshot(&artifact).await;
     println!("consent page screenshot: {}", artifact.display());
@@ -228,9 +242,7 @@ async fn login_consent_deny_and_revoke_in_a_real_browser() {
     browser.goto(&format!("{}/account/apps", server.base)).await;
     assert!(browser.source().await.contains("Billing CLI"));
     browser.click("form[action$='/revoke'] button").await;
-    browser.wait_for_url(&format!("{}/account/apps", server.base)).await;
-    let after = browser.source().await;
-    assert!(after.contains("No app has access"), "{after}");
+    browser.wait_for_text("No app has access").await;
     let refresh = tokens.json["refresh_token"].as_str().unwrap();
     server
         .post(
