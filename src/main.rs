@@ -41,6 +41,10 @@ enum Command {
         /// Folder of templates overriding the built-in login, consent, error and account pages.
         #[arg(long, env = "INBOUND_TEMPLATES")]
         templates: Option<PathBuf>,
+        /// Runtime state store: `postgres://user:pass@host/db` (several replicas share it);
+        /// default: embedded SQLite in the data directory.
+        #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
+        store: Option<String>,
     },
     /// Read a password from standard input and print its argon2 hash (for DevelopmentUser).
     HashPassword,
@@ -72,7 +76,16 @@ fn main() -> ExitCode {
             println!("{}", inbound::identity::hash_password(password.trim_end_matches(['\r', '\n'])));
             ExitCode::SUCCESS
         }
-        Command::Serve { config, data_dir, listen, issuer, default_audience, access_token_lifetime, templates } => {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+            issuer,
+            default_audience,
+            access_token_lifetime,
+            templates,
+            store,
+        } => {
             init_tracing();
             let lifetime = match DurationString(access_token_lifetime).parse() {
                 Ok(d) => d,
@@ -90,6 +103,8 @@ fn main() -> ExitCode {
                 access_token_lifetime: lifetime,
                 reload_interval: Duration::from_secs(1),
                 templates,
+                store,
+                maintenance_interval: Duration::from_secs(5),
             };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             match runtime.block_on(serve(options)) {
@@ -151,6 +166,7 @@ fn print_banner(running: &Running, config: &str) {
     let issuer = &running.issuer;
     println!("inbound is serving {config} (edits are picked up live)");
     println!("  issuer    {issuer}");
+    println!("  listening {}", running.addr);
     println!("  discovery {issuer}/.well-known/openid-configuration");
     println!("  data dir  {} (state.db, keys.json, credentials/)", running.data_dir.display());
     println!();

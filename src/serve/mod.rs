@@ -23,7 +23,7 @@ use crate::http::{AppState, now, router, server};
 use crate::metrics::Metrics;
 use crate::oauth::token::AuthorizationServer;
 use crate::secrets::SecretHasher;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use crate::tokens::{KeySet, RevocationList};
 
 pub use provision::{AppCredentials, credentials_dir};
@@ -43,6 +43,10 @@ pub struct ServeOptions {
     pub reload_interval: Duration,
     /// Folder of templates overriding the built-in pages (same file names).
     pub templates: Option<PathBuf>,
+    /// `postgres://...` for a shared PostgreSQL store; None for SQLite in the data dir.
+    pub store: Option<String>,
+    /// How often revocations are synced and expired rows purged.
+    pub maintenance_interval: Duration,
 }
 
 /// A started server.
@@ -110,7 +114,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     };
 
     let keys = Arc::new(KeySet::load_or_create(&options.data_dir.join("keys.json"), now())?);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options.data_dir.join("state.db")).await?);
+    let store: Arc<dyn Store> =
+        crate::store::open(options.store.as_deref(), &options.data_dir.join("state.db")).await?;
     let revocations = Arc::new(RevocationList::default());
     revocations.merge(store.revocations_since(0).await?);
     let hasher = SecretHasher::new(keys.secret_hash_key());
@@ -158,7 +163,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             catalog,
             stopped(shutdown_rx.clone()),
         )),
-        tokio::spawn(maintain(store, revocations, stopped(shutdown_rx))),
+        tokio::spawn(maintain(store, revocations, options.maintenance_interval, stopped(shutdown_rx))),
     ];
 
     Ok(Running { addr, issuer, data_dir: options.data_dir, apps, state, shutdown, tasks })
@@ -225,27 +230,31 @@ async fn watch_folder(
 async fn maintain(
     store: Arc<dyn Store>,
     revocations: Arc<RevocationList>,
+    interval: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let mut tick = 0u64;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = tokio::time::sleep(interval) => {}
             () = &mut stop => return,
         }
-        tick += 1;
         match store.revocations_since(revocations.last_seq()).await {
             Ok(entries) => revocations.merge(entries),
             Err(e) => tracing::warn!(error = %e, "cannot sync revocations"),
         }
-        if tick.is_multiple_of(12) {
-            let now = now();
-            revocations.purge(now);
+        let now = now();
+        revocations.purge(now);
+        // Bounded batches, repeated while there is a backlog, so that one pass never holds
+        // long locks and a burst of expiries is still cleared within a few intervals.
+        for _ in 0..10 {
             match store.purge_expired(now, 1000).await {
-                Ok(0) => {}
+                Ok(0) => break,
                 Ok(n) => tracing::debug!(rows = n, "purged expired state"),
-                Err(e) => tracing::warn!(error = %e, "cannot purge expired state"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot purge expired state");
+                    break;
+                }
             }
         }
     }

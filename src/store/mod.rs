@@ -4,10 +4,12 @@
 //! object UIDs of folder-mode apps, hashes of client secrets, opaque access tokens and the
 //! revocation list. SQLite is the embedded default.
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::catalog::ObjectKey;
@@ -113,8 +115,40 @@ pub struct Session {
 /// A revoked token id as stored: `(sequence number, jti, expires_at)`.
 pub type Revocation = (i64, String, i64);
 
+/// Opens the store named by `url`: `postgres://...` / `postgresql://...` for PostgreSQL,
+/// otherwise SQLite at `sqlite_path` (the embedded default).
+pub async fn open(url: Option<&str>, sqlite_path: &std::path::Path) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    match url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+        }
+        Some(other) => Err(StoreError::Unavailable(format!(
+            "unsupported store {:?}: use postgres://... or omit it for the embedded SQLite store",
+            other.split('@').next_back().unwrap_or("")
+        ))),
+        None => Ok(std::sync::Arc::new(SqliteStore::open(sqlite_path).await?)),
+    }
+}
+
+/// Every table of the schema (both backends).
+pub const TABLES: &[&str] = &[
+    "objects",
+    "client_secrets",
+    "opaque_tokens",
+    "revocations",
+    "authorization_codes",
+    "consents",
+    "refresh_families",
+    "refresh_tokens",
+    "sessions",
+    "pending_requests",
+];
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Rows in `table` (one of [`TABLES`]), for tests and diagnostics.
+    async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
+
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

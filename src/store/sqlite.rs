@@ -142,11 +142,12 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
 
-    /// Row count of a table, for tests and diagnostics.
-    pub async fn count(&self, table: &str) -> Result<i64, StoreError> {
-        const TABLES: &[&str] = &["objects", "client_secrets", "opaque_tokens", "revocations"];
-        if !TABLES.contains(&table) {
+#[async_trait]
+impl Store for SqliteStore {
+    async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
+        if !super::TABLES.contains(&table) {
             return Err(StoreError::Corrupt(format!("no table {table}")));
         }
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
@@ -154,10 +155,7 @@ impl SqliteStore {
             .await
             .map_err(unavailable)
     }
-}
 
-#[async_trait]
-impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
     }
@@ -590,7 +588,7 @@ impl Store for SqliteStore {
 }
 
 /// A random RFC 4122 version-4 UUID, the shape of Kubernetes UIDs.
-fn new_uid() -> String {
+pub(super) fn new_uid() -> String {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; 16];
     aws_lc_rs::rand::SystemRandom::new().fill(&mut b).expect("system CSPRNG available");
@@ -625,6 +623,6 @@ mod tests {
         let revs = store.revocations_since(0).await.unwrap();
         assert_eq!(revs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["j1", "j2"]);
         assert_eq!(store.purge_expired(200, 1000).await.unwrap(), 1);
-        assert_eq!(store.count("revocations").await.unwrap(), 1);
+        assert_eq!(store.count_rows("revocations").await.unwrap(), 1);
     }
 }

@@ -22,17 +22,39 @@ pub struct TestServer {
 
 /// A server on a private copy of `source` (so tests may edit it) and a fresh data dir.
 pub async fn start_server(source: &str) -> TestServer {
+    start_server_with(source, None, Duration::from_secs(5), |_| {}).await
+}
+
+/// Like [`start_server`], with a store URL, a maintenance interval, and a hook to edit the
+/// configuration copy before the server reads it.
+pub async fn start_server_with(
+    source: &str,
+    store: Option<String>,
+    maintenance_interval: Duration,
+    prepare: impl FnOnce(&Path),
+) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let config_dir = tmp.path().join("config");
     copy_dir(Path::new(source), &config_dir);
+    prepare(&config_dir);
     let data_dir = tmp.path().join("data");
-    let mut server = start_on(&config_dir, &data_dir, None).await;
+    let mut server = start_with_options(&config_dir, &data_dir, None, store, maintenance_interval).await;
     server._tmp = Some(tmp);
     server
 }
 
 /// A server on existing folders (for restarts).
 pub async fn start_on(config_dir: &Path, data_dir: &Path, issuer: Option<&str>) -> TestServer {
+    start_with_options(config_dir, data_dir, issuer, None, Duration::from_secs(5)).await
+}
+
+async fn start_with_options(
+    config_dir: &Path,
+    data_dir: &Path,
+    issuer: Option<&str>,
+    store: Option<String>,
+    maintenance_interval: Duration,
+) -> TestServer {
     let running = start(ServeOptions {
         config: vec![config_dir.to_path_buf()],
         data_dir: data_dir.to_path_buf(),
@@ -42,6 +64,8 @@ pub async fn start_on(config_dir: &Path, data_dir: &Path, issuer: Option<&str>) 
         access_token_lifetime: Duration::from_secs(900),
         reload_interval: Duration::from_millis(200),
         templates: None,
+        store,
+        maintenance_interval,
     })
     .await
     .expect("server starts");

@@ -9,5 +9,8 @@ mod discovery;
 mod introspection;
 mod kubernetes;
 mod lifecycle;
+mod postgres;
+mod replicas;
+mod store_suite;
 mod user_agent;
 mod user_flow;

@@ -1,0 +1,610 @@
+//! The PostgreSQL backend: shared state for several replicas.
+//!
+//! Same schema and semantics as the SQLite backend (the same behavioural test suite runs
+//! against both). Single-use and rotation rules rest on `UPDATE ... WHERE used = 0
+//! RETURNING`, which PostgreSQL serializes per row: of concurrent redemptions exactly one
+//! sees the row unspent.
+
+use std::{str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use sqlx::{
+    PgPool, Row,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use super::{
+    AuthorizationCode, CodeRedemption, Consent, RefreshToken, Revocation, Rotation, Session, Store, StoreError,
+};
+use crate::catalog::ObjectKey;
+use crate::secrets::SecretHash;
+use crate::tokens::AccessTokenClaims;
+
+/// Schema versions, applied in order, each once, inside a transaction.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
+    CREATE TABLE objects (
+        kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+        uid TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, namespace, name)
+    );
+    CREATE TABLE client_secrets (
+        client_id TEXT NOT NULL, secret_hash BYTEA NOT NULL,
+        created_at BIGINT NOT NULL, expires_at BIGINT
+    );
+    CREATE INDEX client_secrets_by_client ON client_secrets (client_id);
+    CREATE TABLE opaque_tokens (
+        digest BYTEA PRIMARY KEY, jti TEXT NOT NULL UNIQUE, client_id TEXT NOT NULL,
+        claims TEXT NOT NULL, expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX opaque_tokens_by_expiry ON opaque_tokens (expires_at);
+    CREATE TABLE revocations (
+        seq BIGSERIAL PRIMARY KEY, jti TEXT NOT NULL UNIQUE, expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX revocations_by_expiry ON revocations (expires_at);
+    "#,
+    ),
+    (
+        2,
+        r#"
+    CREATE TABLE authorization_codes (
+        digest BYTEA PRIMARY KEY, code TEXT NOT NULL, used BIGINT NOT NULL DEFAULT 0,
+        family_id TEXT, access_jti TEXT, access_exp BIGINT, expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
+    CREATE TABLE consents (
+        id TEXT PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL, tenant TEXT NOT NULL,
+        consent TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,
+        revoked_at BIGINT
+    );
+    CREATE INDEX consents_by_user ON consents (subject, client_id, tenant);
+    CREATE TABLE refresh_families (
+        family_id TEXT PRIMARY KEY, consent_id TEXT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX refresh_families_by_consent ON refresh_families (consent_id);
+    CREATE TABLE refresh_tokens (
+        digest BYTEA PRIMARY KEY, family_id TEXT NOT NULL, token TEXT NOT NULL,
+        used BIGINT NOT NULL DEFAULT 0, expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
+    CREATE TABLE sessions (
+        digest BYTEA PRIMARY KEY, subject TEXT NOT NULL, auth_time BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE TABLE pending_requests (
+        id TEXT PRIMARY KEY, request TEXT NOT NULL, expires_at BIGINT NOT NULL
+    );
+    "#,
+    ),
+];
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(corrupt)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(corrupt)
+}
+
+impl PostgresStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    /// Connects to `url` (`postgres://user:pass@host:port/db?sslmode=...`) and applies
+    /// pending migrations. Several replicas may start at once: migrations run under an
+    /// advisory lock, in one transaction.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?
+            // A statement that hangs must not hold a request forever.
+            .options([("statement_timeout", "5s"), ("lock_timeout", "5s")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            // Fail fast while the database is down: requests answer 503 instead of queueing.
+            .acquire_timeout(Duration::from_secs(2))
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Serializes concurrent starts; released at commit.
+        sqlx::query("SELECT pg_advisory_xact_lock(7001100)").execute(&mut *tx).await.map_err(unavailable)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        for (version, sql) in MIGRATIONS {
+            let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if applied.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, extract(epoch from now())::bigint)",
+            )
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
+        if !super::TABLES.contains(&table) {
+            return Err(StoreError::Corrupt(format!("no table {table}")));
+        }
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn object_uid(&self, kind: &str, key: &ObjectKey) -> Result<String, StoreError> {
+        let candidate = super::sqlite::new_uid();
+        // Insert-or-keep in one statement, so two concurrent first loads agree on one UID.
+        sqlx::query(
+            "INSERT INTO objects (kind, namespace, name, uid, created_at) VALUES ($1, $2, $3, $4, extract(epoch from now())::bigint)
+             ON CONFLICT (kind, namespace, name) DO NOTHING",
+        )
+        .bind(kind)
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .bind(&candidate)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query_scalar("SELECT uid FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3")
+            .bind(kind)
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT secret_hash FROM client_secrets WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2)
+             ORDER BY created_at DESC",
+        )
+        .bind(client_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let bytes: Vec<u8> = row.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                SecretHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
+            })
+            .collect()
+    }
+
+    async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM client_secrets WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("INSERT INTO client_secrets (client_id, secret_hash, created_at) VALUES ($1, $2, $3)")
+            .bind(client_id)
+            .bind(&hash.0[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError> {
+        let json = serde_json::to_string(claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO opaque_tokens (digest, jti, client_id, claims, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&digest[..])
+        .bind(&claims.jti)
+        .bind(&claims.client_id)
+        .bind(json)
+        .bind(claims.exp)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    async fn opaque_token(&self, digest: &[u8; 32]) -> Result<Option<AccessTokenClaims>, StoreError> {
+        let json: Option<String> = sqlx::query_scalar("SELECT claims FROM opaque_tokens WHERE digest = $1")
+            .bind(&digest[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    }
+
+    async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO revocations (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn revocations_since(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query("SELECT seq, jti, expires_at FROM revocations WHERE seq > $1 ORDER BY seq LIMIT 10000")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get(1).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    r.try_get(2).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn put_code(&self, digest: &[u8; 32], code: &AuthorizationCode) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO authorization_codes (digest, code, expires_at) VALUES ($1, $2, $3)")
+            .bind(&digest[..])
+            .bind(to_json(code)?)
+            .bind(code.expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn redeem_code(&self, digest: &[u8; 32], now: i64) -> Result<CodeRedemption, StoreError> {
+        // The UPDATE is the single point of truth: only one redemption can flip `used`.
+        let spent = sqlx::query(
+            "UPDATE authorization_codes SET used = 1 WHERE digest = $1 AND used = 0 AND expires_at > $2 RETURNING code",
+        )
+        .bind(&digest[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if let Some(row) = spent {
+            let json: String = row.try_get(0).map_err(corrupt)?;
+            return Ok(CodeRedemption::Fresh(from_json(&json)?));
+        }
+        let row =
+            sqlx::query("SELECT used, family_id, access_jti, access_exp FROM authorization_codes WHERE digest = $1")
+                .bind(&digest[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(match row {
+            Some(row) if row.try_get::<i64, _>(0).map_err(corrupt)? == 1 => {
+                let jti: Option<String> = row.try_get(2).map_err(corrupt)?;
+                let exp: Option<i64> = row.try_get(3).map_err(corrupt)?;
+                CodeRedemption::Replayed { family_id: row.try_get(1).map_err(corrupt)?, access_token: jti.zip(exp) }
+            }
+            _ => CodeRedemption::Unknown,
+        })
+    }
+
+    async fn bind_code_issuance(
+        &self,
+        digest: &[u8; 32],
+        family_id: Option<&str>,
+        access_token: (&str, i64),
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE authorization_codes SET family_id = $1, access_jti = $2, access_exp = $3, expires_at = GREATEST(expires_at, $4) WHERE digest = $5")
+            .bind(family_id)
+            .bind(access_token.0)
+            .bind(access_token.1)
+            // Keep the row as long as the access token lives, so a late replay still revokes it.
+            .bind(access_token.1)
+            .bind(&digest[..])
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn active_consent(
+        &self,
+        client_id: &str,
+        subject: &str,
+        tenant: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Consent>, StoreError> {
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT consent FROM consents WHERE client_id = $1 AND subject = $2 AND tenant = $3
+             AND revoked_at IS NULL AND expires_at > $4 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(client_id)
+        .bind(subject)
+        .bind(tenant.unwrap_or(""))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        json.map(|j| from_json(&j)).transpose()
+    }
+
+    async fn save_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO consents (id, client_id, subject, tenant, consent, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET consent = excluded.consent, expires_at = excluded.expires_at",
+        )
+        .bind(&consent.id)
+        .bind(&consent.client_id)
+        .bind(&consent.subject)
+        .bind(consent.tenant.as_deref().unwrap_or(""))
+        .bind(to_json(consent)?)
+        .bind(consent.created_at)
+        .bind(consent.expires_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    async fn consent(&self, id: &str, now: i64) -> Result<Option<Consent>, StoreError> {
+        let json: Option<String> =
+            sqlx::query_scalar("SELECT consent FROM consents WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2")
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        json.map(|j| from_json(&j)).transpose()
+    }
+
+    async fn consents_of(&self, subject: &str, now: i64) -> Result<Vec<Consent>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT consent FROM consents WHERE subject = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC",
+        )
+        .bind(subject)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(|j| from_json(j)).collect()
+    }
+
+    async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let revoked =
+            sqlx::query("UPDATE consents SET revoked_at = $1 WHERE id = $2 AND subject = $3 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .bind(subject)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+        sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE consent_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(revoked > 0)
+    }
+
+    async fn put_refresh_token(&self, digest: &[u8; 32], token: &RefreshToken) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO refresh_families (family_id, consent_id, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (family_id) DO UPDATE SET expires_at = GREATEST(refresh_families.expires_at, excluded.expires_at)",
+        )
+        .bind(&token.family_id)
+        .bind(&token.consent_id)
+        .bind(token.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query("INSERT INTO refresh_tokens (digest, family_id, token, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(&digest[..])
+            .bind(&token.family_id)
+            .bind(to_json(token)?)
+            .bind(token.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old: &[u8; 32],
+        new_digest: &[u8; 32],
+        new_expires_at: i64,
+        now: i64,
+    ) -> Result<Rotation, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Spend first: the UPDATE serializes concurrent rotations of the same token.
+        let spent = sqlx::query(
+            "UPDATE refresh_tokens SET used = 1 WHERE digest = $1 AND used = 0 AND expires_at > $2
+             AND family_id IN (SELECT family_id FROM refresh_families WHERE revoked = 0) RETURNING token",
+        )
+        .bind(&old[..])
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let outcome = match spent {
+            Some(row) => {
+                let json: String = row.try_get(0).map_err(corrupt)?;
+                let old_token: RefreshToken = from_json(&json)?;
+                let mut next = old_token.clone();
+                next.expires_at = new_expires_at;
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (digest, family_id, token, expires_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&new_digest[..])
+                .bind(&next.family_id)
+                .bind(to_json(&next)?)
+                .bind(next.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query("UPDATE refresh_families SET expires_at = GREATEST(expires_at, $1) WHERE family_id = $2")
+                    .bind(new_expires_at)
+                    .bind(&next.family_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                Rotation::Rotated(old_token)
+            }
+            None => {
+                let row = sqlx::query("SELECT used, family_id FROM refresh_tokens WHERE digest = $1")
+                    .bind(&old[..])
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                match row {
+                    Some(row) if row.try_get::<i64, _>(0).map_err(corrupt)? == 1 => {
+                        let family_id: String = row.try_get(1).map_err(corrupt)?;
+                        sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE family_id = $1")
+                            .bind(&family_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(unavailable)?;
+                        Rotation::Reused { family_id }
+                    }
+                    _ => Rotation::Invalid,
+                }
+            }
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
+    }
+
+    async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE family_id = $1")
+            .bind(family_id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (digest, subject, auth_time, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(&digest[..])
+            .bind(&session.subject)
+            .bind(session.auth_time)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn session(&self, digest: &[u8; 32], now: i64) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query("SELECT subject, auth_time FROM sessions WHERE digest = $1 AND expires_at > $2")
+            .bind(&digest[..])
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| Ok(Session { subject: r.try_get(0).map_err(corrupt)?, auth_time: r.try_get(1).map_err(corrupt)? }))
+            .transpose()
+    }
+
+    async fn delete_session(&self, digest: &[u8; 32]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE digest = $1")
+            .bind(&digest[..])
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn put_pending(&self, id: &str, request: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO pending_requests (id, request, expires_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(request)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn pending(&self, id: &str, now: i64) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT request FROM pending_requests WHERE id = $1 AND expires_at > $2")
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_pending(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pending_requests WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn purge_expired(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
+        let mut purged = 0;
+        for sql in [
+            "DELETE FROM authorization_codes WHERE ctid IN (SELECT ctid FROM authorization_codes WHERE expires_at <= $1 LIMIT $2)",
+            "DELETE FROM refresh_tokens WHERE ctid IN (SELECT ctid FROM refresh_tokens WHERE expires_at <= $1 LIMIT $2)",
+            "DELETE FROM refresh_families WHERE ctid IN (SELECT ctid FROM refresh_families WHERE expires_at <= $1 LIMIT $2)",
+            "DELETE FROM consents WHERE ctid IN (SELECT ctid FROM consents WHERE expires_at <= $1 LIMIT $2)",
+            "DELETE FROM sessions WHERE ctid IN (SELECT ctid FROM sessions WHERE expires_at <= $1 LIMIT $2)",
+            "DELETE FROM pending_requests WHERE ctid IN (SELECT ctid FROM pending_requests WHERE expires_at <= $1 LIMIT $2)",
+            "DELETE FROM opaque_tokens WHERE ctid IN (SELECT ctid FROM opaque_tokens WHERE expires_at <= $1 LIMIT $2)",
+            "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE expires_at <= $1 LIMIT $2)",
+            "DELETE FROM client_secrets WHERE ctid IN (SELECT ctid FROM client_secrets WHERE expires_at <= $1 LIMIT $2)",
+        ] {
+            purged += sqlx::query(sql)
+                .bind(now)
+                .bind(i64::from(batch))
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+        }
+        Ok(purged)
+    }
+}

@@ -1,0 +1,199 @@
+//! One behavioural suite, run against both store backends so they cannot drift.
+
+use std::sync::Arc;
+
+use inbound::catalog::ObjectKey;
+use inbound::secrets::SecretHash;
+use inbound::store::{AuthorizationCode, CodeRedemption, Consent, RefreshToken, Rotation, Session, SqliteStore, Store};
+
+use crate::postgres::Postgres;
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn code(expires_at: i64) -> AuthorizationCode {
+    AuthorizationCode {
+        client_id: "c".into(),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        redirect_uri_given: true,
+        code_challenge: "x".repeat(43),
+        nonce: Some("n".into()),
+        scopes: vec!["openid".into()],
+        resources: vec![],
+        tenant: Some("acme".into()),
+        subject: "u".into(),
+        auth_time: now(),
+        consent_id: "consent-1".into(),
+        expires_at,
+    }
+}
+
+fn refresh(family: &str, consent: &str, expires_at: i64) -> RefreshToken {
+    RefreshToken {
+        family_id: family.into(),
+        client_id: "c".into(),
+        subject: "u".into(),
+        consent_id: consent.into(),
+        scopes: vec!["openid".into(), "billing:read".into()],
+        resources: vec![],
+        tenant: None,
+        auth_time: now(),
+        expires_at,
+    }
+}
+
+fn digest(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+async fn suite(store: Arc<dyn Store>) {
+    let now = now();
+
+    // Object UIDs: assigned once, even under concurrent first sight.
+    let key = ObjectKey { namespace: "default".into(), name: "app".into() };
+    let uids = futures_join(10, |_| {
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.object_uid("InboundApp", &key).await.unwrap() }
+    })
+    .await;
+    assert!(uids.iter().all(|u| *u == uids[0]), "{uids:?}");
+
+    // Client secrets.
+    store.set_client_secret("c", &SecretHash([1; 32]), now).await.unwrap();
+    store.set_client_secret("c", &SecretHash([2; 32]), now).await.unwrap();
+    assert_eq!(store.client_secret_hashes("c", now).await.unwrap(), vec![SecretHash([2; 32])]);
+
+    // Revocation list: idempotent, ordered, incremental.
+    store.revoke("j1", now + 60).await.unwrap();
+    store.revoke("j1", now + 60).await.unwrap();
+    store.revoke("j2", now + 60).await.unwrap();
+    let revs = store.revocations_since(0).await.unwrap();
+    assert_eq!(revs.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["j1", "j2"]);
+    assert_eq!(store.revocations_since(revs[0].0).await.unwrap().len(), 1);
+
+    // Authorization codes: single use, even when redeemed concurrently.
+    store.put_code(&digest(1), &code(now + 60)).await.unwrap();
+    let outcomes = futures_join(8, |_| {
+        let store = store.clone();
+        async move { store.redeem_code(&digest(1), jiff::Timestamp::now().as_second()).await.unwrap() }
+    })
+    .await;
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, CodeRedemption::Fresh(_))).count(), 1, "{outcomes:?}");
+    store.bind_code_issuance(&digest(1), Some("fam-code"), ("jti-1", now + 600)).await.unwrap();
+    assert_eq!(
+        store.redeem_code(&digest(1), now).await.unwrap(),
+        CodeRedemption::Replayed {
+            family_id: Some("fam-code".into()),
+            access_token: Some(("jti-1".into(), now + 600))
+        }
+    );
+    store.put_code(&digest(2), &code(now - 1)).await.unwrap();
+    assert_eq!(store.redeem_code(&digest(2), now).await.unwrap(), CodeRedemption::Unknown, "expired");
+    assert_eq!(store.redeem_code(&digest(3), now).await.unwrap(), CodeRedemption::Unknown);
+
+    // Consents: create, extend in place, list, revoke (with its refresh families).
+    let mut consent = Consent {
+        id: "consent-1".into(),
+        client_id: "c".into(),
+        subject: "u".into(),
+        tenant: Some("acme".into()),
+        granted_by: "u".into(),
+        scopes: vec!["billing:read".into()],
+        created_at: now,
+        expires_at: now + 3600,
+    };
+    store.save_consent(&consent).await.unwrap();
+    consent.scopes.push("profile".into());
+    store.save_consent(&consent).await.unwrap();
+    assert_eq!(store.active_consent("c", "u", Some("acme"), now).await.unwrap(), Some(consent.clone()));
+    assert_eq!(store.active_consent("c", "u", None, now).await.unwrap(), None, "tenant is part of the key");
+    assert_eq!(store.consents_of("u", now).await.unwrap().len(), 1);
+    assert_eq!(store.consent("consent-1", now + 7200).await.unwrap(), None, "expired");
+
+    // Refresh rotation and reuse detection, sequential and concurrent.
+    store.put_refresh_token(&digest(10), &refresh("fam-1", "consent-1", now + 3600)).await.unwrap();
+    assert!(matches!(
+        store.rotate_refresh_token(&digest(10), &digest(11), now + 3600, now).await.unwrap(),
+        Rotation::Rotated(_)
+    ));
+    assert_eq!(
+        store.rotate_refresh_token(&digest(10), &digest(12), now + 3600, now).await.unwrap(),
+        Rotation::Reused { family_id: "fam-1".into() }
+    );
+    assert_eq!(
+        store.rotate_refresh_token(&digest(11), &digest(13), now + 3600, now).await.unwrap(),
+        Rotation::Invalid,
+        "family revoked"
+    );
+
+    store.put_refresh_token(&digest(20), &refresh("fam-2", "consent-1", now + 3600)).await.unwrap();
+    let outcomes = futures_join(8, |i| {
+        let store = store.clone();
+        async move { store.rotate_refresh_token(&digest(20), &digest(30 + i as u8), now + 3600, now).await.unwrap() }
+    })
+    .await;
+    assert_eq!(outcomes.iter().filter(|o| matches!(o, Rotation::Rotated(_))).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| matches!(o, Rotation::Reused { .. })), "{outcomes:?}");
+
+    store.put_refresh_token(&digest(40), &refresh("fam-3", "consent-1", now + 3600)).await.unwrap();
+    assert!(store.revoke_consent("consent-1", "u", now).await.unwrap());
+    assert!(!store.revoke_consent("consent-1", "u", now).await.unwrap(), "already revoked");
+    assert_eq!(store.active_consent("c", "u", Some("acme"), now).await.unwrap(), None);
+    assert_eq!(store.rotate_refresh_token(&digest(40), &digest(41), now + 3600, now).await.unwrap(), Rotation::Invalid);
+
+    // Sessions and pending requests.
+    let session = Session { subject: "u".into(), auth_time: now };
+    store.put_session(&digest(50), &session, now + 60).await.unwrap();
+    assert_eq!(store.session(&digest(50), now).await.unwrap(), Some(session));
+    assert_eq!(store.session(&digest(50), now + 61).await.unwrap(), None);
+    store.delete_session(&digest(50)).await.unwrap();
+    assert_eq!(store.session(&digest(50), now).await.unwrap(), None);
+    store.put_pending("p", "{}", now + 60).await.unwrap();
+    assert_eq!(store.pending("p", now).await.unwrap().as_deref(), Some("{}"));
+    store.delete_pending("p").await.unwrap();
+    assert_eq!(store.pending("p", now).await.unwrap(), None);
+
+    // Purge: only expired rows, in bounded batches.
+    for i in 0..5u8 {
+        store.put_code(&digest(100 + i), &code(now - 10)).await.unwrap();
+    }
+    let before = store.count_rows("authorization_codes").await.unwrap();
+    let purged = store.purge_expired(now, 2).await.unwrap();
+    assert!(purged >= 2, "{purged}");
+    assert_eq!(store.count_rows("authorization_codes").await.unwrap(), before - 2, "batch of 2 per table");
+    while store.purge_expired(now, 2).await.unwrap() > 0 {}
+    assert_eq!(
+        store.count_rows("authorization_codes").await.unwrap(),
+        1,
+        "the live code 1 (bound to a 600 s token) stays"
+    );
+    assert!(store.count_rows("no_such_table").await.is_err());
+}
+
+/// Runs `n` copies of a future concurrently, returning their results in order.
+async fn futures_join<F, Fut, T>(n: usize, make: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_behaviour() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_behaviour() {
+    let pg = Postgres::start();
+    suite(inbound::store::open(Some(&pg.url()), std::path::Path::new("unused")).await.unwrap()).await;
+}
