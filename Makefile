@@ -2,7 +2,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/inbound/target
 export CARGO_TARGET_DIR
 
-.PHONY: test test-deps lint unit integration crds quickstart bench
+.PHONY: test test-deps lint unit integration crds quickstart bench bench-postgres
 
 ## Everything CI runs: install what the tests need, lint, all tests.
 test: test-deps lint
@@ -33,3 +33,7 @@ quickstart:
 ## Throughput and latency of the release server (see README "Performance").
 bench:
 	bash benches/bench.sh
+
+## Code exchange and refresh rotation against PostgreSQL (see README "Performance").
+bench-postgres:
+	bash benches/bench-postgres.sh

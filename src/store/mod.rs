@@ -149,6 +149,9 @@ pub trait Store: Send + Sync + 'static {
     /// Rows in `table` (one of [`TABLES`]), for tests and diagnostics.
     async fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
 
+    /// Bytes on disk of `tables` with their indexes (benchmarks and capacity planning).
+    async fn storage_bytes(&self, tables: &[&str]) -> Result<i64, StoreError>;
+
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -212,7 +215,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a refresh token (its family is created on first use).
     async fn put_refresh_token(&self, digest: &[u8; 32], token: &RefreshToken) -> Result<(), StoreError>;
 
-    /// Spends `old` and stores `new_digest` with `new_expires_at` in the same family.
+    /// Spends `old` and stores `new_digest` with `new_expires_at` in the same family. Only a
+    /// token whose family is live and whose consent is active (not revoked, not expired) can
+    /// be spent: checked in the same atomic step, so a revocation elsewhere wins at once.
     async fn rotate_refresh_token(
         &self,
         old: &[u8; 32],

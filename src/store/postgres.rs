@@ -159,6 +159,23 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn storage_bytes(&self, tables: &[&str]) -> Result<i64, StoreError> {
+        let mut total = 0;
+        for table in tables {
+            if !super::TABLES.contains(table) {
+                return Err(StoreError::Corrupt(format!("no table {table}")));
+            }
+            // Checkpoint-independent: heap + indexes + TOAST.
+            let bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size($1::regclass)")
+                .bind(*table)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            total += bytes;
+        }
+        Ok(total)
+    }
+
     async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
         if !super::TABLES.contains(&table) {
             return Err(StoreError::Corrupt(format!("no table {table}")));
@@ -426,26 +443,23 @@ impl Store for PostgresStore {
     }
 
     async fn put_refresh_token(&self, digest: &[u8; 32], token: &RefreshToken) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // One statement (one round trip, atomic): the family row, then the token.
         sqlx::query(
-            "INSERT INTO refresh_families (family_id, consent_id, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (family_id) DO UPDATE SET expires_at = GREATEST(refresh_families.expires_at, excluded.expires_at)",
+            "WITH family AS (
+                 INSERT INTO refresh_families (family_id, consent_id, expires_at) VALUES ($2, $3, $5)
+                 ON CONFLICT (family_id) DO UPDATE SET expires_at = GREATEST(refresh_families.expires_at, excluded.expires_at)
+             )
+             INSERT INTO refresh_tokens (digest, family_id, token, expires_at) VALUES ($1, $2, $4, $5)",
         )
+        .bind(&digest[..])
         .bind(&token.family_id)
         .bind(&token.consent_id)
+        .bind(to_json(token)?)
         .bind(token.expires_at)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
-        .map_err(unavailable)?;
-        sqlx::query("INSERT INTO refresh_tokens (digest, family_id, token, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(&digest[..])
-            .bind(&token.family_id)
-            .bind(to_json(token)?)
-            .bind(token.expires_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)
+        .map(|_| ())
+        .map_err(unavailable)
     }
 
     async fn rotate_refresh_token(
@@ -455,63 +469,50 @@ impl Store for PostgresStore {
         new_expires_at: i64,
         now: i64,
     ) -> Result<Rotation, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // Spend first: the UPDATE serializes concurrent rotations of the same token.
+        // The hot path in one statement: spend the presented token (the UPDATE serializes
+        // concurrent rotations of the same row), store its successor, extend the family.
         let spent = sqlx::query(
-            "UPDATE refresh_tokens SET used = 1 WHERE digest = $1 AND used = 0 AND expires_at > $2
-             AND family_id IN (SELECT family_id FROM refresh_families WHERE revoked = 0) RETURNING token",
+            "WITH spent AS (
+                 UPDATE refresh_tokens SET used = 1
+                 WHERE digest = $1 AND used = 0 AND expires_at > $2
+                   AND family_id IN (
+                       SELECT f.family_id FROM refresh_families f JOIN consents c ON c.id = f.consent_id
+                       WHERE f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2)
+                 RETURNING family_id, token
+             ), successor AS (
+                 INSERT INTO refresh_tokens (digest, family_id, token, expires_at)
+                 SELECT $3, family_id, jsonb_set(token::jsonb, '{expires_at}', to_jsonb($4::bigint))::text, $4 FROM spent
+             ), family AS (
+                 UPDATE refresh_families SET expires_at = GREATEST(expires_at, $4)
+                 WHERE family_id IN (SELECT family_id FROM spent)
+             )
+             SELECT token FROM spent",
         )
         .bind(&old[..])
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .bind(&new_digest[..])
+        .bind(new_expires_at)
+        .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        let outcome = match spent {
-            Some(row) => {
-                let json: String = row.try_get(0).map_err(corrupt)?;
-                let old_token: RefreshToken = from_json(&json)?;
-                let mut next = old_token.clone();
-                next.expires_at = new_expires_at;
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (digest, family_id, token, expires_at) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&new_digest[..])
-                .bind(&next.family_id)
-                .bind(to_json(&next)?)
-                .bind(next.expires_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                sqlx::query("UPDATE refresh_families SET expires_at = GREATEST(expires_at, $1) WHERE family_id = $2")
-                    .bind(new_expires_at)
-                    .bind(&next.family_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                Rotation::Rotated(old_token)
-            }
-            None => {
-                let row = sqlx::query("SELECT used, family_id FROM refresh_tokens WHERE digest = $1")
-                    .bind(&old[..])
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                match row {
-                    Some(row) if row.try_get::<i64, _>(0).map_err(corrupt)? == 1 => {
-                        let family_id: String = row.try_get(1).map_err(corrupt)?;
-                        sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE family_id = $1")
-                            .bind(&family_id)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(unavailable)?;
-                        Rotation::Reused { family_id }
-                    }
-                    _ => Rotation::Invalid,
-                }
-            }
-        };
-        tx.commit().await.map_err(unavailable)?;
-        Ok(outcome)
+        if let Some(row) = spent {
+            let json: String = row.try_get(0).map_err(corrupt)?;
+            return Ok(Rotation::Rotated(from_json(&json)?));
+        }
+        // Not spendable: a reuse of a rotated token revokes its family; anything else is invalid.
+        let reused: Option<String> = sqlx::query_scalar(
+            "UPDATE refresh_families SET revoked = 1
+             WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE digest = $1 AND used = 1)
+             RETURNING family_id",
+        )
+        .bind(&old[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(match reused {
+            Some(family_id) => Rotation::Reused { family_id },
+            None => Rotation::Invalid,
+        })
     }
 
     async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError> {

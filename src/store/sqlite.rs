@@ -146,6 +146,25 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn storage_bytes(&self, tables: &[&str]) -> Result<i64, StoreError> {
+        let mut total = 0;
+        for table in tables {
+            if !super::TABLES.contains(table) {
+                return Err(StoreError::Corrupt(format!("no table {table}")));
+            }
+            // dbstat covers the table and every index on it.
+            let bytes: Option<i64> = sqlx::query_scalar(
+                "SELECT SUM(pgsize) FROM dbstat WHERE name = ?1 OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1)",
+            )
+            .bind(*table)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            total += bytes.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
         if !super::TABLES.contains(&table) {
             return Err(StoreError::Corrupt(format!("no table {table}")));
@@ -444,7 +463,10 @@ impl Store for SqliteStore {
         // Spend first: the UPDATE serializes concurrent rotations of the same token.
         let spent = sqlx::query(
             "UPDATE refresh_tokens SET used = 1 WHERE digest = ? AND used = 0 AND expires_at > ?
-             AND family_id IN (SELECT family_id FROM refresh_families WHERE revoked = 0) RETURNING token",
+             AND family_id IN (
+                 SELECT f.family_id FROM refresh_families f JOIN consents c ON c.id = f.consent_id
+                 WHERE f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > ?2)
+             RETURNING token",
         )
         .bind(&old[..])
         .bind(now)

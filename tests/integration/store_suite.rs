@@ -136,6 +136,13 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(outcomes.iter().filter(|o| matches!(o, Rotation::Rotated(_))).count(), 1, "{outcomes:?}");
     assert!(outcomes.iter().any(|o| matches!(o, Rotation::Reused { .. })), "{outcomes:?}");
 
+    // An expired consent stops rotation at once, even for an unexpired token.
+    store.put_refresh_token(&digest(60), &refresh("fam-4", "consent-1", now + 86_400)).await.unwrap();
+    assert_eq!(
+        store.rotate_refresh_token(&digest(60), &digest(61), now + 90_000, now + 7200).await.unwrap(),
+        Rotation::Invalid
+    );
+
     store.put_refresh_token(&digest(40), &refresh("fam-3", "consent-1", now + 3600)).await.unwrap();
     assert!(store.revoke_consent("consent-1", "u", now).await.unwrap());
     assert!(!store.revoke_consent("consent-1", "u", now).await.unwrap(), "already revoked");
