@@ -7,6 +7,8 @@ command -v curl >/dev/null || need+=(curl)
 # Headless browser tests (login, consent, account pages).
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+# PostgreSQL server binaries: the tests start throwaway clusters from them.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
