@@ -159,47 +159,46 @@ impl KeySet {
     /// Signs `claims` as a JWT with `typ: at+jwt` (RFC 9068 §2.1) under the active key.
     pub fn sign_access_token<T: Serialize>(&self, claims: &T) -> String {
         let key = &self.keys[self.active];
-        let payload = serde_json::to_vec(claims).expect("claims serialize");
-        let mut jwt = String::with_capacity(key.at_jwt_header.len() + payload.len() * 4 / 3 + 100);
-        jwt.push_str(&key.at_jwt_header);
-        jwt.push('.');
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
-        let signature = key.key_pair.sign(&self.rng, jwt.as_bytes()).expect("ECDSA signing cannot fail");
-        jwt.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jwt);
-        jwt
+        self.sign_jws(&key.at_jwt_header, claims, |input| {
+            key.key_pair.sign(&self.rng, input).expect("ECDSA signing cannot fail").as_ref().to_vec()
+        })
     }
 
     /// Signs an OpenID Connect ID token (`typ: JWT`) with RS256 or ES256.
     pub fn sign_id_token<T: Serialize>(&self, claims: &T, alg: crate::api::IdTokenAlg) -> String {
-        let payload = serde_json::to_vec(claims).expect("claims serialize");
         match alg {
             crate::api::IdTokenAlg::ES256 => {
                 let key = &self.keys[self.active];
                 let header = serde_json::json!({ "alg": "ES256", "kid": key.kid, "typ": "JWT" });
-                let mut jwt = URL_SAFE_NO_PAD.encode(header.to_string());
-                jwt.push('.');
-                URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
-                let signature = key.key_pair.sign(&self.rng, jwt.as_bytes()).expect("ECDSA signing cannot fail");
-                jwt.push('.');
-                URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jwt);
-                jwt
+                self.sign_jws(&URL_SAFE_NO_PAD.encode(header.to_string()), claims, |input| {
+                    key.key_pair.sign(&self.rng, input).expect("ECDSA signing cannot fail").as_ref().to_vec()
+                })
             }
             crate::api::IdTokenAlg::RS256 => {
                 let header = serde_json::json!({ "alg": "RS256", "kid": self.rsa.kid, "typ": "JWT" });
-                let mut jwt = URL_SAFE_NO_PAD.encode(header.to_string());
-                jwt.push('.');
-                URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
-                let mut signature = vec![0u8; self.rsa.key_pair.public_modulus_len()];
-                self.rsa
-                    .key_pair
-                    .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &self.rng, jwt.as_bytes(), &mut signature)
-                    .expect("RSA signing cannot fail");
-                jwt.push('.');
-                URL_SAFE_NO_PAD.encode_string(&signature, &mut jwt);
-                jwt
+                self.sign_jws(&URL_SAFE_NO_PAD.encode(header.to_string()), claims, |input| {
+                    let mut signature = vec![0u8; self.rsa.key_pair.public_modulus_len()];
+                    self.rsa
+                        .key_pair
+                        .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &self.rng, input, &mut signature)
+                        .expect("RSA signing cannot fail");
+                    signature
+                })
             }
         }
+    }
+
+    /// JWS compact serialization: `header.payload.signature`, each base64url.
+    fn sign_jws<T: Serialize>(&self, header_b64: &str, claims: &T, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        let mut jwt = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 400);
+        jwt.push_str(header_b64);
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
+        let signature = sign(jwt.as_bytes());
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut jwt);
+        jwt
     }
 
     /// Verifies signature, `iss` and `exp` (no leeway: a token is inactive the second it
