@@ -28,7 +28,20 @@ fn k8s_dir() -> PathBuf {
 }
 
 impl ApiServer {
+    /// Starts etcd + kube-apiserver, retrying on fresh ports: a port picked as free can be
+    /// taken by a concurrently starting test before our process binds it.
     pub fn start() -> ApiServer {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match ApiServer::try_start() {
+                Ok(server) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("kube-apiserver did not start: {last}");
+    }
+
+    fn try_start() -> Result<ApiServer, String> {
         let bin = k8s_dir();
         for b in ["etcd", "kube-apiserver"] {
             assert!(
@@ -88,18 +101,23 @@ impl ApiServer {
             .stderr(log("apiserver.err"))
             .spawn()
             .unwrap();
-        let server =
+        let mut server =
             ApiServer { url: format!("https://127.0.0.1:{api_port}"), children: vec![etcd, apiserver], _dir: dir };
         let started = Instant::now();
         loop {
             let out = server.kubectl(&["get", "--raw", "/readyz"]);
             if out.0 && out.1.trim() == "ok" {
-                break;
+                return Ok(server);
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "kube-apiserver not ready: {}", out.2);
+            // A child that exited (e.g. its port was taken) will never become ready.
+            if server.children.iter_mut().any(|c| c.try_wait().ok().flatten().is_some()) {
+                return Err("etcd or kube-apiserver exited".into());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(format!("not ready after 60 s: {}", out.2));
+            }
             std::thread::sleep(Duration::from_millis(250));
         }
-        server
     }
 
     /// Runs kubectl against this server: (success, stdout, stderr).

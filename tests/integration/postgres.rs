@@ -34,10 +34,17 @@ impl Postgres {
             assert!(Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status().unwrap().success());
         }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let pg = Postgres { dir, port, bin, as_root };
+        let mut pg = Postgres { dir, port, bin, as_root };
         let data = pg.data_dir();
         pg.run("initdb", &["-D", data.to_str().unwrap(), "-U", "inbound", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        pg.start_server();
+        // A port picked as free can be taken by a concurrently starting test: retry on another.
+        for attempt in 0.. {
+            match pg.try_start_server() {
+                Ok(()) => break,
+                Err(e) if attempt >= 2 => panic!("postgres did not start: {e}"),
+                Err(_) => pg.port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+            }
+        }
         pg
     }
 
@@ -46,6 +53,12 @@ impl Postgres {
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
+        if let Err(e) = self.try_run(tool, args) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
         let program = self.bin.join(tool);
         let mut command = if self.as_root {
             let mut c = Command::new("runuser");
@@ -55,38 +68,39 @@ impl Postgres {
             Command::new(&program)
         };
         let out = command.args(args).stdin(Stdio::null()).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{tool} {args:?} failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     }
 
     /// (Re)starts the server on the same port and data.
     pub fn start_server(&self) {
+        if let Err(e) = self.try_start_server() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_start_server(&self) -> Result<(), String> {
         let options = format!("-p {} -c listen_addresses=127.0.0.1 -k {}", self.port, self.dir.path().display());
         let log = self.dir.path().join("postgres.log");
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data_dir().to_str().unwrap(),
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        );
+        let data = self.data_dir();
+        let args =
+            ["-D", data.to_str().unwrap(), "-o", &options, "-l", log.to_str().unwrap(), "-w", "-t", "30", "start"];
+        self.try_run("pg_ctl", &args)?;
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "postgres did not listen");
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err("postgres did not listen".into());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     /// Stops the server (fast shutdown: committed transactions are on disk).
