@@ -116,29 +116,38 @@ impl Provisioner {
     ) -> anyhow::Result<Vec<crate::secrets::SecretHash>> {
         let stored = self.store.client_secret_hashes(client_id, now()).await?;
         let on_disk = std::fs::read_to_string(dir.join("client_secret")).ok();
-        if let Some(secret) = &on_disk {
-            let hash = self.hasher.hash(secret.trim_end());
-            if stored.contains(&hash) {
-                return Ok(stored);
-            }
-            if stored.is_empty() {
+        let on_disk_hash = on_disk.as_deref().map(|secret| self.hasher.hash(secret.trim_end()));
+        if let Some(hash) = on_disk_hash
+            && stored.contains(&hash)
+        {
+            return Ok(stored);
+        }
+        if stored.is_empty() {
+            // First issuance. Another replica sharing the store may be doing the same: one
+            // wins, the others take its hash (and its file, in a shared data directory).
+            let (secret, hash) = match (on_disk, on_disk_hash) {
                 // The state database was reset but the credentials file is ours: keep it.
-                self.store.set_client_secret(client_id, &hash, now()).await?;
-                tracing::info!(app = %key, "adopted the existing client secret");
+                (Some(secret), Some(hash)) => (ClientSecret::from_presented(secret.trim_end().to_string()), hash),
+                _ => {
+                    let secret = ClientSecret::generate();
+                    let hash = self.hasher.hash(secret.expose());
+                    (secret, hash)
+                }
+            };
+            if self.store.add_first_client_secret(client_id, &hash, now()).await? {
+                write_file(&dir.join("client_secret"), secret.expose())?;
+                tracing::info!(app = %key, "client secret issued");
                 return Ok(vec![hash]);
             }
+            tracing::info!(app = %key, "client secret issued by another replica");
+            return Ok(self.store.client_secret_hashes(client_id, now()).await?);
         }
-        // No secret yet, or the file no longer matches: issue a new one.
+        // The credentials file is missing or no longer matches: issue a new secret.
         let secret = ClientSecret::generate();
         let hash = self.hasher.hash(secret.expose());
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         write_file(&dir.join("client_secret"), secret.expose())?;
         self.store.set_client_secret(client_id, &hash, now()).await?;
-        if on_disk.is_some() || !stored.is_empty() {
-            tracing::warn!(app = %key, "client secret replaced: the credentials file was missing or did not match");
-        } else {
-            tracing::info!(app = %key, "client secret issued");
-        }
+        tracing::warn!(app = %key, "client secret replaced: the credentials file was missing or did not match");
         Ok(vec![hash])
     }
 }

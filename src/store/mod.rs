@@ -162,6 +162,10 @@ pub trait Store: Send + Sync + 'static {
     /// Hashes of the client secrets currently accepted for `client_id`.
     async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError>;
 
+    /// Records `hash` as the secret of `client_id` unless it already has one; true when this
+    /// call won. Replicas provisioning the same app at once agree on one secret.
+    async fn add_first_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<bool, StoreError>;
+
     /// Makes `hash` the only accepted secret of `client_id`.
     async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError>;
 

@@ -231,6 +231,29 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn add_first_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // NOT EXISTS alone races under READ COMMITTED: serialize per client id.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let inserted = sqlx::query(
+            "INSERT INTO client_secrets (client_id, secret_hash, created_at)
+             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM client_secrets WHERE client_id = $1)",
+        )
+        .bind(client_id)
+        .bind(&hash.0[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        tx.commit().await.map_err(unavailable)?;
+        Ok(inserted == 1)
+    }
+
     async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query("DELETE FROM client_secrets WHERE client_id = $1")

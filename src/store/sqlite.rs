@@ -220,6 +220,22 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn add_first_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<bool, StoreError> {
+        // One statement runs under SQLite's single write lock: check and insert are atomic.
+        let inserted = sqlx::query(
+            "INSERT INTO client_secrets (client_id, secret_hash, created_at)
+             SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM client_secrets WHERE client_id = ?1)",
+        )
+        .bind(client_id)
+        .bind(&hash.0[..])
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
     async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query("DELETE FROM client_secrets WHERE client_id = ?")

@@ -97,8 +97,16 @@ impl KeySet {
                     signing_keys: vec![generate_key(now)],
                     rsa_keys: vec![generate_rsa_key(now)],
                 };
-                write_private(path, &serde_json::to_vec_pretty(&file).expect("key file serializes")).map_err(io)?;
-                file
+                let bytes = serde_json::to_vec_pretty(&file).expect("key file serializes");
+                if create_private(path, &bytes).map_err(io)? {
+                    file
+                } else {
+                    // Another process sharing the data directory created it first: every
+                    // replica must sign with the same keys, so use theirs.
+                    let bytes = std::fs::read(path).map_err(io)?;
+                    serde_json::from_slice::<KeyFile>(&bytes)
+                        .map_err(|e| KeyError::Invalid { path: display.clone(), reason: e.to_string() })?
+                }
             }
             Err(e) => return Err(io(e)),
         };
@@ -289,12 +297,35 @@ fn jwk_thumbprint(x: &str, y: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
+/// Creates `path` (0600) with `bytes` unless it exists; false when another process won.
+/// The content appears atomically: readers never see a partial file.
+pub fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let tmp = write_temp(path, bytes)?;
+    // link(2) fails if the target exists: an atomic create-if-absent.
+    let created = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::remove_file(&tmp)?;
+    Ok(created)
+}
+
 /// Writes a file readable only by its owner (0600), atomically (temp file + rename).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = write_temp(path, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A synced 0600 temporary file beside `path`, with a name no other process uses.
+fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), crate::secrets::random_token(6)));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -302,7 +333,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    Ok(tmp)
 }
 
 #[cfg(test)]

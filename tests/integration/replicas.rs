@@ -79,12 +79,31 @@ fn authorize_url(base: &str, client_id: &str, challenge: &str) -> String {
 async fn two_replicas_share_codes_refresh_families_and_consents() {
     let pg = Postgres::start();
     let data = tempfile::tempdir().unwrap();
-    // Replicas start one after the other, as a rolling Deployment does.
-    let a = replica(data.path(), &pg.url());
-    let b = replica(data.path(), &pg.url());
+    // Both replicas start at the same moment on an empty database: they must agree on
+    // object UIDs and on one client secret per app.
+    let url = pg.url();
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| replica(data.path(), &url));
+        let b = scope.spawn(|| replica(data.path(), &url));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let secret_dir = data.path().join("credentials/default/billing-agent-credentials");
+    let id = std::fs::read_to_string(secret_dir.join("client_id")).unwrap();
+    let secret = std::fs::read_to_string(secret_dir.join("client_secret")).unwrap();
     let cli =
         std::fs::read_to_string(data.path().join("credentials/default/billing-cli-credentials/client_id")).unwrap();
     let http = oauth2::reqwest::Client::new();
+    for replica in [&a, &b] {
+        let response = http
+            .post(format!("{}/token", replica.base))
+            .basic_auth(&id, Some(&secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "the one secret works at {}", replica.base);
+    }
     let mut agent = Agent::new();
 
     let exchange = |base: &str, code: &str, verifier: &str| {

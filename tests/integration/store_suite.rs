@@ -59,7 +59,14 @@ async fn suite(store: Arc<dyn Store>) {
     .await;
     assert!(uids.iter().all(|u| *u == uids[0]), "{uids:?}");
 
-    // Client secrets.
+    // Client secrets: of concurrent first issuances exactly one wins.
+    let wins = futures_join(8, |i| {
+        let store = store.clone();
+        async move { store.add_first_client_secret("first", &SecretHash([i as u8; 32]), now).await.unwrap() }
+    })
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+    assert_eq!(store.client_secret_hashes("first", now).await.unwrap().len(), 1);
     store.set_client_secret("c", &SecretHash([1; 32]), now).await.unwrap();
     store.set_client_secret("c", &SecretHash([2; 32]), now).await.unwrap();
     assert_eq!(store.client_secret_hashes("c", now).await.unwrap(), vec![SecretHash([2; 32])]);
