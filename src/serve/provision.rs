@@ -17,7 +17,7 @@ use crate::catalog::{
 use crate::http::{now, paths};
 use crate::secrets::{ClientSecret, SecretHasher};
 use crate::store::Store;
-use crate::tokens::keys::write_private;
+use crate::tokens::keys::{create_private, write_private};
 
 /// What the startup banner tells about one app.
 #[derive(Clone, Debug)]
@@ -123,24 +123,35 @@ impl Provisioner {
             return Ok(stored);
         }
         if stored.is_empty() {
-            // First issuance. Another replica sharing the store may be doing the same: one
-            // wins, the others take its hash (and its file, in a shared data directory).
-            let (secret, hash) = match (on_disk, on_disk_hash) {
-                // The state database was reset but the credentials file is ours: keep it.
-                (Some(secret), Some(hash)) => (ClientSecret::from_presented(secret.trim_end().to_string()), hash),
-                _ => {
-                    let secret = ClientSecret::generate();
-                    let hash = self.hasher.hash(secret.expose());
-                    (secret, hash)
+            // First issuance. Replicas sharing this data directory and the store may be
+            // doing the same right now: the credentials file is the arbiter (created only
+            // if absent, before the store learns the hash), so everyone ends up with the
+            // plaintext and the hash of one secret.
+            let secret = match on_disk {
+                Some(secret) => secret.trim_end().to_string(),
+                None => {
+                    let candidate = ClientSecret::generate();
+                    let path = dir.join("client_secret");
+                    ensure_private_dir(dir)?;
+                    if create_private(&path, candidate.expose().as_bytes())
+                        .with_context(|| format!("cannot write {}", path.display()))?
+                    {
+                        candidate.expose().to_string()
+                    } else {
+                        std::fs::read_to_string(&path)?.trim_end().to_string()
+                    }
                 }
             };
+            let hash = self.hasher.hash(&secret);
             if self.store.add_first_client_secret(client_id, &hash, now()).await? {
-                write_file(&dir.join("client_secret"), secret.expose())?;
                 tracing::info!(app = %key, "client secret issued");
                 return Ok(vec![hash]);
             }
-            tracing::info!(app = %key, "client secret issued by another replica");
-            return Ok(self.store.client_secret_hashes(client_id, now()).await?);
+            let stored = self.store.client_secret_hashes(client_id, now()).await?;
+            if !stored.contains(&hash) {
+                tracing::warn!(app = %key, "another process issued a different secret; this data directory's credentials file does not match it");
+            }
+            return Ok(stored);
         }
         // The credentials file is missing or no longer matches: issue a new secret.
         let secret = ClientSecret::generate();
@@ -152,15 +163,21 @@ impl Provisioner {
     }
 }
 
+/// Creates a credentials folder readable only by the server's user (0700).
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// Writes one credentials file (0600), creating its folder (0700).
 fn write_file(path: &Path, content: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
-        }
+        ensure_private_dir(parent)?;
     }
     if std::fs::read_to_string(path).is_ok_and(|current| current == content) {
         return Ok(());
