@@ -148,6 +148,13 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Ends the browser session (closing Chromium) before the driver goes.
+    async fn quit(&self) {
+        let _ = self.http.delete(format!("{}/session/{}", self.url, self.session)).send().await;
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
@@ -253,6 +260,7 @@ async fn login_consent_deny_and_revoke_in_a_real_browser() {
         .await
         .assert_error(400, "invalid_grant");
 
+    browser.quit().await;
     callback.abort();
     server.running.stop().await;
 }
