@@ -106,7 +106,7 @@ fn main() -> ExitCode {
                 store,
                 maintenance_interval: Duration::from_secs(5),
             };
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            let runtime = runtime();
             match runtime.block_on(serve(options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -116,6 +116,21 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The async runtime. `INBOUND_WORKER_THREADS=1` gives a single-threaded runtime (one core,
+/// no work stealing: the cheapest when the process is pinned to one CPU); otherwise a
+/// multi-threaded runtime with that many workers (default: one per CPU).
+fn runtime() -> tokio::runtime::Runtime {
+    let workers = std::env::var("INBOUND_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok());
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = workers.filter(|n| *n > 1) {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().expect("tokio runtime")
 }
 
 fn check(paths: &[PathBuf]) -> ExitCode {
