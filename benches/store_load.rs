@@ -52,6 +52,21 @@ async fn post(http: &reqwest::Client, url: &str, body: String) -> Option<serde_j
     serde_json::from_slice(&response.bytes().await.ok()?).ok()
 }
 
+/// A refresh token opening a new family, valid for a day.
+fn new_family(client_id: &str, subject: &str, consent_id: &str) -> RefreshToken {
+    RefreshToken {
+        family_id: random_token(16),
+        client_id: client_id.to_string(),
+        subject: subject.to_string(),
+        consent_id: consent_id.to_string(),
+        scopes: vec!["billing:read".into()],
+        resources: vec![],
+        tenant: Some("acme".into()),
+        auth_time: now(),
+        expires_at: now() + 86_400,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let base = env("INBOUND_BENCH_BASE", None);
@@ -146,17 +161,7 @@ async fn main() {
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let first = random_token(32);
-        let token = RefreshToken {
-            family_id: random_token(16),
-            client_id: client_id.clone(),
-            subject: subject.clone(),
-            consent_id: consent.id.clone(),
-            scopes: vec!["billing:read".into()],
-            resources: vec![],
-            tenant: Some("acme".into()),
-            auth_time: now(),
-            expires_at: now() + 86_400,
-        };
+        let token = new_family(&client_id, &subject, &consent.id);
         store.put_refresh_token(&token_digest(&first), &token).await.unwrap();
         let (http, url, client_id) = (http.clone(), token_url.clone(), client_id.clone());
         tasks.push(tokio::spawn(async move {
@@ -204,17 +209,7 @@ async fn main() {
             (store.clone(), client_id.clone(), subject.clone(), consent.id.clone());
         tasks.push(tokio::spawn(async move {
             for _ in (w..n).step_by(16) {
-                let token = RefreshToken {
-                    family_id: random_token(16),
-                    client_id: client_id.clone(),
-                    subject: subject.clone(),
-                    consent_id: consent_id.clone(),
-                    scopes: vec!["billing:read".into()],
-                    resources: vec![],
-                    tenant: Some("acme".into()),
-                    auth_time: now(),
-                    expires_at: now() + 86_400,
-                };
+                let token = new_family(&client_id, &subject, &consent_id);
                 store.put_refresh_token(&token_digest(&random_token(32)), &token).await.unwrap();
             }
         }));

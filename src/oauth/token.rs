@@ -123,12 +123,7 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
-        if !client.allows_grant(GrantType::AuthorizationCode) {
-            return Err(OAuthError::unauthorized_client(
-                "this client is not allowed to use the authorization_code grant",
-            ));
-        }
+        let client = self.authenticate_for(catalog, authorization, params, GrantType::AuthorizationCode)?;
         let code = params.require("code")?;
         let redirect_uri = params.get("redirect_uri");
         let verifier = params.require("code_verifier")?;
@@ -210,10 +205,7 @@ impl AuthorizationServer {
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
         // Public clients present only client_id; confidential ones must authenticate.
-        let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
-        if !client.allows_grant(GrantType::RefreshToken) {
-            return Err(OAuthError::unauthorized_client("this client is not allowed to use the refresh_token grant"));
-        }
+        let client = self.authenticate_for(catalog, authorization, params, GrantType::RefreshToken)?;
         let presented = params.require("refresh_token")?;
         let requested = params.get("scope").map(super::scope::parse_scope).transpose()?;
         let next = random_token(32);
@@ -265,6 +257,25 @@ impl AuthorizationServer {
                 Some(self.id_token(&client, &user.subject, old.auth_time, None, &response.access_token, now));
         }
         Ok(response)
+    }
+
+    /// Authenticates the client (public clients by `client_id` alone) and checks it may
+    /// use `grant`.
+    fn authenticate_for(
+        &self,
+        catalog: &Catalog,
+        authorization: Option<&str>,
+        params: &Params,
+        grant: GrantType,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
+        if !client.allows_grant(grant) {
+            return Err(OAuthError::unauthorized_client(format!(
+                "this client is not allowed to use the {} grant",
+                grant.as_str()
+            )));
+        }
+        Ok(client)
     }
 
     fn user_issue(
