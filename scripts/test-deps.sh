@@ -9,6 +9,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 # PostgreSQL server binaries: the tests start throwaway clusters from them.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+command -v lua5.4 >/dev/null || need+=(lua5.4)
 
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
