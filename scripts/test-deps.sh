@@ -20,3 +20,6 @@ fi
 
 # A real kube-apiserver + etcd (built once, cached under ~/.cache/inbound/k8s).
 bash "$(dirname "$0")/k8s-test-env.sh"
+
+# Helm's template engine in a venv (~/.cache/inbound/helm-venv), for the chart tests.
+bash "$(dirname "$0")/helm-env.sh"

@@ -7,6 +7,7 @@ mod check;
 mod client_credentials;
 mod common;
 mod discovery;
+mod helm;
 mod introspection;
 mod kubernetes;
 mod lifecycle;
