@@ -25,6 +25,7 @@ integration:
 ## Regenerate crds/ from src/api (a test fails when they drift).
 crds:
 	cargo run --quiet --locked -- crds > crds/inbound.dev.yaml
+	cp crds/inbound.dev.yaml charts/inbound/files/crds.yaml
 
 ## The quickstart: serve the bundled example on http://127.0.0.1:8080.
 quickstart:

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod controller;
 pub mod http;
 pub mod identity;
 pub mod metrics;

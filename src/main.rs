@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use inbound::{
     api::{DurationString, crds_yaml},
     catalog::folder,
+    controller::OperatorOptions,
     serve::{Running, ServeOptions, start},
 };
 
@@ -46,6 +47,9 @@ enum Command {
         #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
         store: Option<String>,
     },
+    /// Run in a Kubernetes cluster: watch the custom resources, serve OAuth from them, and
+    /// (on the elected leader) write credentials Secrets, signing keys, status and events.
+    Operator(OperatorArgs),
     /// Read a password from standard input and print its argon2 hash (for DevelopmentUser).
     HashPassword,
     /// Validate manifests offline; exits non-zero on any problem.
@@ -56,6 +60,134 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions.
     Crds,
+}
+
+#[derive(clap::Args)]
+struct OperatorArgs {
+    /// Address to listen on (OAuth endpoints, /healthz, /readyz, /metrics).
+    #[arg(long, env = "INBOUND_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Public issuer URL, as clients reach the Service (e.g. https://auth.example.com).
+    #[arg(long, env = "INBOUND_ISSUER")]
+    issuer: String,
+    /// The operator's namespace (holds the leader Lease and the signing-keys Secret);
+    /// default: the namespace of the Pod's ServiceAccount.
+    #[arg(long, env = "INBOUND_NAMESPACE")]
+    namespace: Option<String>,
+    /// Namespaces to watch, comma-separated; empty: all namespaces.
+    #[arg(long, env = "INBOUND_WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    watch_namespaces: Vec<String>,
+    /// Where the embedded SQLite store lives (a volume) when --store is not set.
+    #[arg(long, env = "INBOUND_DATA_DIR", default_value = "/var/lib/inbound")]
+    data_dir: PathBuf,
+    /// Runtime state store: `postgres://...` (required for more than one replica).
+    #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// Name of the Secret holding the signing keys, in the operator's namespace.
+    #[arg(long, env = "INBOUND_SIGNING_KEYS_SECRET", default_value = "inbound-signing-keys")]
+    signing_keys_secret: String,
+    /// Name of the leader-election Lease, in the operator's namespace.
+    #[arg(long, env = "INBOUND_LEASE_NAME", default_value = "inbound-leader")]
+    lease_name: String,
+    /// This replica's identity in the Lease (default: the host name, i.e. the Pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// How long a leader holds the Lease without renewing it.
+    #[arg(long, env = "INBOUND_LEASE_DURATION", default_value = "15s")]
+    lease_duration: String,
+    /// How long a signing key signs before its successor takes over.
+    #[arg(long, env = "INBOUND_KEY_ROTATION_INTERVAL", default_value = "30d")]
+    key_rotation_interval: String,
+    /// How long a successor key is published before it signs (> the JWKS cache lifetime of
+    /// verifiers).
+    #[arg(long, env = "INBOUND_KEY_PUBLISH_AHEAD", default_value = "24h")]
+    key_publish_ahead: String,
+    /// After a client secret rotation, how long the previous secret still works (apps can
+    /// override it with spec.secretRotationOverlap).
+    #[arg(long, env = "INBOUND_SECRET_ROTATION_OVERLAP", default_value = "24h")]
+    secret_rotation_overlap: String,
+    /// Audience of tokens whose grant names no resource (default: the issuer).
+    #[arg(long, env = "INBOUND_DEFAULT_AUDIENCE")]
+    default_audience: Option<String>,
+    /// Access token lifetime when the app does not set one.
+    #[arg(long, env = "INBOUND_ACCESS_TOKEN_LIFETIME", default_value = "15m")]
+    access_token_lifetime: String,
+    /// Full re-check of every resource even without changes.
+    #[arg(long, env = "INBOUND_RESYNC_INTERVAL", default_value = "30s")]
+    resync_interval: String,
+    /// Folder of templates overriding the built-in pages.
+    #[arg(long, env = "INBOUND_TEMPLATES")]
+    templates: Option<PathBuf>,
+}
+
+fn duration_arg(flag: &str, value: &str) -> Result<Duration, String> {
+    DurationString(value.to_string()).parse().map_err(|e| format!("--{flag} {e}"))
+}
+
+impl OperatorArgs {
+    fn options(self) -> Result<OperatorOptions, String> {
+        const SA_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+        let namespace = match self.namespace.filter(|n| !n.is_empty()) {
+            Some(ns) => ns,
+            None => std::fs::read_to_string(SA_NAMESPACE)
+                .map(|s| s.trim().to_string())
+                .map_err(|_| "--namespace is required outside a Pod (no ServiceAccount namespace file)".to_string())?,
+        };
+        let identity = match self.identity.filter(|n| !n.is_empty()) {
+            Some(id) => id,
+            None => std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_string())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| format!("inbound-{}", std::process::id())),
+        };
+        Ok(OperatorOptions {
+            listen: self.listen,
+            issuer: self.issuer,
+            namespace,
+            watch_namespaces: self
+                .watch_namespaces
+                .into_iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            data_dir: self.data_dir,
+            store: self.store.filter(|s| !s.is_empty()),
+            signing_keys_secret: self.signing_keys_secret,
+            lease_name: self.lease_name,
+            identity,
+            lease_duration: duration_arg("lease-duration", &self.lease_duration)?,
+            key_rotation_interval: duration_arg("key-rotation-interval", &self.key_rotation_interval)?,
+            key_publish_ahead: duration_arg("key-publish-ahead", &self.key_publish_ahead)?,
+            default_audience: self.default_audience,
+            access_token_lifetime: duration_arg("access-token-lifetime", &self.access_token_lifetime)?,
+            secret_rotation_overlap: duration_arg("secret-rotation-overlap", &self.secret_rotation_overlap)?,
+            resync_interval: duration_arg("resync-interval", &self.resync_interval)?,
+            maintenance_interval: Duration::from_secs(5),
+            templates: self.templates,
+        })
+    }
+}
+
+async fn operator(options: OperatorOptions) -> anyhow::Result<()> {
+    let running = inbound::controller::start(options).await?;
+    tracing::info!(listening = %running.addr, issuer = %running.state.server.issuer, "operator started");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 fn main() -> ExitCode {
@@ -75,6 +207,23 @@ fn main() -> ExitCode {
             }
             println!("{}", inbound::identity::hash_password(password.trim_end_matches(['\r', '\n'])));
             ExitCode::SUCCESS
+        }
+        Command::Operator(args) => {
+            init_tracing();
+            let options = match args.options() {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime().block_on(operator(options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve {
             config,
@@ -159,18 +308,7 @@ async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let config = options.config[0].display().to_string();
     let running = start(options).await?;
     print_banner(&running, &config);
-    let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-    };
-    shutdown.await;
+    shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;
     Ok(())

@@ -74,6 +74,10 @@ pub struct InboundAppSpec {
     /// directory (`inbound serve`). Defaults to `<app name>-credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<CredentialsSecretRef>,
+    /// After a secret rotation (set the annotation `inbound.dev/rotate-secret` to a new
+    /// value), how long the previous client secret keeps working. Default `24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_rotation_overlap: Option<DurationString>,
 }
 
 /// Confidential or public client (RFC 6749 §2.1).
@@ -193,6 +197,9 @@ pub struct InboundAppStatus {
     /// OpenID discovery document URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery_url: Option<String>,
+    /// Authorization endpoint URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
     /// Token endpoint URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,

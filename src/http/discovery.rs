@@ -55,7 +55,7 @@ pub async fn metadata(State(state): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = cacheable(Json(state.server.keys.jwks()).into_response());
+    let mut response = cacheable(Json(state.server.keys.load().jwks()).into_response());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
     response
 }

@@ -27,12 +27,13 @@ pub struct AuthorizationServer {
     pub issuer: String,
     /// Audience of tokens whose grants name no resource.
     pub default_audience: String,
-    pub keys: Arc<KeySet>,
+    /// Swapped when the key document changes (rotation in operator mode).
+    pub keys: Arc<arc_swap::ArcSwap<KeySet>>,
     pub hasher: SecretHasher,
     pub store: Arc<dyn Store>,
     pub revocations: Arc<RevocationList>,
     /// JWTs whose signature already verified (introspection hot path).
-    pub verified: VerifiedTokens,
+    pub verified: Arc<VerifiedTokens>,
 }
 
 /// Successful token response (RFC 6749 §5.1).
@@ -316,7 +317,7 @@ impl AuthorizationServer {
             nonce,
             at_hash: URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]),
         };
-        self.keys.sign_id_token(&claims, client.spec.tokens.id_token_signing_alg)
+        self.keys.load().sign_id_token(&claims, client.spec.tokens.id_token_signing_alg)
     }
 
     /// Issues an access token in the client's format: a signed JWT, or an opaque reference
@@ -343,7 +344,7 @@ impl AuthorizationServer {
             roles: issue.roles,
         };
         let access_token = match client.spec.tokens.format {
-            TokenFormat::Jwt => self.keys.sign_access_token(&claims),
+            TokenFormat::Jwt => self.keys.load().sign_access_token(&claims),
             TokenFormat::Opaque => {
                 let token = random_token(32);
                 self.store.put_opaque_token(&token_digest(&token), &claims).await.map_err(store_error)?;
@@ -376,7 +377,7 @@ impl AuthorizationServer {
             let digest = token_digest(token);
             match self.verified.get(&digest) {
                 Some(claims) => (*claims).clone(),
-                None => match self.keys.verify::<AccessTokenClaims>(token, &self.issuer) {
+                None => match self.keys.load().verify::<AccessTokenClaims>(token, &self.issuer) {
                     Ok(claims) => {
                         self.verified.insert(digest, Arc::new(claims.clone()));
                         claims

@@ -113,12 +113,12 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         None => format!("http://{addr}"),
     };
 
-    let keys = Arc::new(KeySet::load_or_create(&options.data_dir.join("keys.json"), now())?);
+    let keys = Arc::new(ArcSwap::from_pointee(KeySet::load_or_create(&options.data_dir.join("keys.json"), now())?));
     let store: Arc<dyn Store> =
         crate::store::open(options.store.as_deref(), &options.data_dir.join("state.db")).await?;
     let revocations = Arc::new(RevocationList::default());
     revocations.merge(store.revocations_since(0).await?);
-    let hasher = SecretHasher::new(keys.secret_hash_key());
+    let hasher = SecretHasher::new(keys.load().secret_hash_key());
     let provisioner = provision::Provisioner {
         store: store.clone(),
         hasher: hasher.clone(),
@@ -227,7 +227,7 @@ async fn watch_folder(
 
 /// Background upkeep: pull revocations written by other processes, purge expired rows in
 /// bounded batches.
-async fn maintain(
+pub(crate) async fn maintain(
     store: Arc<dyn Store>,
     revocations: Arc<RevocationList>,
     interval: Duration,

@@ -169,6 +169,20 @@ pub trait Store: Send + Sync + 'static {
     /// Makes `hash` the only accepted secret of `client_id`.
     async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError>;
 
+    /// Rotation: `hash` becomes the current secret of `client_id`; secrets accepted until now
+    /// stay accepted until `previous_expires_at` (the overlap), never longer than before.
+    async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        hash: &SecretHash,
+        now: i64,
+        previous_expires_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The client is gone (its InboundApp was deleted): revokes every consent and refresh
+    /// token family granted to it and forgets its secrets. Returns the consents revoked.
+    async fn forget_client(&self, client_id: &str, now: i64) -> Result<u64, StoreError>;
+
     /// Records an opaque access token under the SHA-256 digest of its value.
     async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError>;
 

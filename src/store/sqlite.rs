@@ -253,6 +253,60 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(unavailable)
     }
 
+    async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        hash: &SecretHash,
+        now: i64,
+        previous_expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query(
+            "UPDATE client_secrets SET expires_at = MIN(COALESCE(expires_at, ?2), ?2)
+             WHERE client_id = ?1 AND (expires_at IS NULL OR expires_at > ?3)",
+        )
+        .bind(client_id)
+        .bind(previous_expires_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query("INSERT INTO client_secrets (client_id, secret_hash, created_at) VALUES (?1, ?2, ?3)")
+            .bind(client_id)
+            .bind(&hash.0[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn forget_client(&self, client_id: &str, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query(
+            "UPDATE refresh_families SET revoked = 1
+             WHERE consent_id IN (SELECT id FROM consents WHERE client_id = ?1)",
+        )
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let revoked = sqlx::query("UPDATE consents SET revoked_at = ?2 WHERE client_id = ?1 AND revoked_at IS NULL")
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        sqlx::query("DELETE FROM client_secrets WHERE client_id = ?1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(revoked)
+    }
+
     async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError> {
         let json = serde_json::to_string(claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query("INSERT INTO opaque_tokens (digest, jti, client_id, claims, expires_at) VALUES (?, ?, ?, ?, ?)")

@@ -33,9 +33,13 @@ pub enum VerifyError {
     Invalid(String),
 }
 
-#[derive(Serialize, Deserialize)]
+/// The persisted key material: `keys.json` in a data directory (`inbound serve`) or the
+/// `keys.json` entry of the signing-keys Secret (operator). Every replica signs with the
+/// keys of one document, so there is exactly one writer: the process that created the file,
+/// or the operator's leader.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct KeyFile {
+pub struct KeyDocument {
     version: u32,
     /// Key of the HMAC used to hash client secrets (base64).
     secret_hash_key: String,
@@ -43,9 +47,15 @@ struct KeyFile {
     /// RS256 keys for ID tokens (OpenID Connect Core §15.1 requires RS256 support).
     #[serde(default)]
     rsa_keys: Vec<StoredKey>,
+    /// kid of the ES256 key that signs; the newest key when absent (documents written
+    /// before rotation existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    active_kid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    active_rsa_kid: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StoredKey {
     kid: String,
@@ -53,6 +63,108 @@ struct StoredKey {
     /// PKCS#8 v1 document (base64).
     pkcs8: String,
     created_at: i64,
+    /// When the key started signing (its creation time when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    activated_at: Option<i64>,
+    /// When the key stopped signing; published until every token it signed has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retired_at: Option<i64>,
+}
+
+/// When keys change. Times in seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct RotationPolicy {
+    /// How long a key signs before its successor takes over.
+    pub interval: i64,
+    /// How long a successor is published in the JWKS before it signs, so that verifiers
+    /// caching the JWKS already know it (must exceed their cache lifetime).
+    pub publish_ahead: i64,
+    /// How long a retired key stays published: the longest lifetime of a token it signed.
+    pub retain: i64,
+}
+
+impl KeyDocument {
+    /// A fresh document: one ES256 key, one RSA key, a new secret-hashing key.
+    pub fn generate(now: i64) -> KeyDocument {
+        KeyDocument {
+            version: 1,
+            secret_hash_key: crate::secrets::random_token(32),
+            signing_keys: vec![generate_key(now)],
+            rsa_keys: vec![generate_rsa_key(now)],
+            active_kid: None,
+            active_rsa_kid: None,
+        }
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<KeyDocument, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("key document serializes")
+    }
+
+    /// kids of every published ES256 key (for tests and logs).
+    pub fn published_kids(&self) -> Vec<String> {
+        self.signing_keys.iter().map(|k| k.kid.clone()).collect()
+    }
+
+    /// Applies the schedule at `now`; true when the document changed and must be written.
+    ///
+    /// Per list: a successor is generated `publish_ahead` before the active key is due,
+    /// takes over once due (and published for at least `publish_ahead`), and the retired
+    /// key is dropped `retain` after it stopped signing.
+    pub fn rotate(&mut self, now: i64, policy: &RotationPolicy) -> bool {
+        let es = rotate_list(&mut self.signing_keys, &mut self.active_kid, now, policy, generate_key);
+        let rsa = rotate_list(&mut self.rsa_keys, &mut self.active_rsa_kid, now, policy, generate_rsa_key);
+        es || rsa
+    }
+}
+
+/// Index of the signing key of a list: the named one, else the newest.
+fn active_index(keys: &[StoredKey], active: Option<&str>) -> Option<usize> {
+    active
+        .and_then(|kid| keys.iter().position(|k| k.kid == kid))
+        .or_else(|| keys.iter().enumerate().max_by_key(|(_, k)| k.created_at).map(|(i, _)| i))
+}
+
+fn rotate_list(
+    keys: &mut Vec<StoredKey>,
+    active_kid: &mut Option<String>,
+    now: i64,
+    policy: &RotationPolicy,
+    generate: fn(i64) -> StoredKey,
+) -> bool {
+    let mut changed = false;
+    let Some(active) = active_index(keys, active_kid.as_deref()) else {
+        keys.push(generate(now));
+        *active_kid = Some(keys[0].kid.clone());
+        return true;
+    };
+    if active_kid.is_none() {
+        // Pin the signer explicitly before a successor (newer) key appears.
+        *active_kid = Some(keys[active].kid.clone());
+        changed = true;
+    }
+    let activated_at = keys[active].activated_at.unwrap_or(keys[active].created_at);
+    let due = activated_at + policy.interval;
+    let successor = keys.iter().position(|k| k.retired_at.is_none() && k.created_at > keys[active].created_at);
+    match successor {
+        None if now >= due - policy.publish_ahead => {
+            keys.push(generate(now));
+            changed = true;
+        }
+        Some(next) if now >= due && now >= keys[next].created_at + policy.publish_ahead => {
+            keys[active].retired_at = Some(now);
+            keys[next].activated_at = Some(now);
+            *active_kid = Some(keys[next].kid.clone());
+            changed = true;
+        }
+        _ => {}
+    }
+    let before = keys.len();
+    keys.retain(|k| k.retired_at.is_none_or(|retired| now < retired + policy.retain));
+    changed || keys.len() != before
 }
 
 struct SigningKey {
@@ -73,7 +185,8 @@ struct RsaSigningKey {
 
 /// The server's signing keys and the secret-hashing key.
 pub struct KeySet {
-    rsa: RsaSigningKey,
+    rsa: Vec<RsaSigningKey>,
+    active_rsa: usize,
     keys: Vec<SigningKey>,
     /// Index of the key that signs new tokens.
     active: usize,
@@ -88,32 +201,28 @@ impl KeySet {
         let display = path.display().to_string();
         let io = |source| KeyError::Io { path: display.clone(), source };
         let file = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice::<KeyFile>(&bytes)
-                .map_err(|e| KeyError::Invalid { path: display.clone(), reason: e.to_string() })?,
+            Ok(bytes) => {
+                KeyDocument::from_json(&bytes).map_err(|reason| KeyError::Invalid { path: display.clone(), reason })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let file = KeyFile {
-                    version: 1,
-                    secret_hash_key: crate::secrets::random_token(32),
-                    signing_keys: vec![generate_key(now)],
-                    rsa_keys: vec![generate_rsa_key(now)],
-                };
-                let bytes = serde_json::to_vec_pretty(&file).expect("key file serializes");
-                if create_private(path, &bytes).map_err(io)? {
+                let file = KeyDocument::generate(now);
+                if create_private(path, &file.to_json()).map_err(io)? {
                     file
                 } else {
                     // Another process sharing the data directory created it first: every
                     // replica must sign with the same keys, so use theirs.
                     let bytes = std::fs::read(path).map_err(io)?;
-                    serde_json::from_slice::<KeyFile>(&bytes)
-                        .map_err(|e| KeyError::Invalid { path: display.clone(), reason: e.to_string() })?
+                    KeyDocument::from_json(&bytes)
+                        .map_err(|reason| KeyError::Invalid { path: display.clone(), reason })?
                 }
             }
             Err(e) => return Err(io(e)),
         };
-        KeySet::from_file(file).map_err(|reason| KeyError::Invalid { path: display, reason })
+        KeySet::from_document(&file).map_err(|reason| KeyError::Invalid { path: display, reason })
     }
 
-    fn from_file(file: KeyFile) -> Result<KeySet, String> {
+    /// Parses every key of a document; the active ones sign, all are published.
+    pub fn from_document(file: &KeyDocument) -> Result<KeySet, String> {
         let mut keys = Vec::new();
         for stored in &file.signing_keys {
             if stored.alg != "ES256" {
@@ -127,17 +236,17 @@ impl KeySet {
         if keys.is_empty() {
             return Err("no signing key".into());
         }
-        let secret_hash_key = file.secret_hash_key.into_bytes();
-        // The newest key signs; older ones stay published so their tokens still verify.
-        let active =
-            file.signing_keys.iter().enumerate().max_by_key(|(_, k)| k.created_at).map(|(i, _)| i).unwrap_or(0);
+        let secret_hash_key = file.secret_hash_key.clone().into_bytes();
+        // Keys other than the active one stay published: a successor so that verifiers
+        // learn it before it signs, predecessors so that their tokens still verify.
+        let active = active_index(&file.signing_keys, file.active_kid.as_deref()).unwrap_or(0);
         let decoding = keys
             .iter()
             .map(|k| Ok((k.kid.clone(), DecodingKey::from_ec_components(&k.x, &k.y).map_err(|e| e.to_string())?)))
             .collect::<Result<_, String>>()?;
-        let stored_rsa = file.rsa_keys.iter().max_by_key(|k| k.created_at).ok_or("no RSA key")?;
-        let rsa = RsaSigningKey::from_stored(stored_rsa)?;
-        Ok(KeySet { rsa, keys, active, decoding, secret_hash_key, rng: SystemRandom::new() })
+        let rsa = file.rsa_keys.iter().map(RsaSigningKey::from_stored).collect::<Result<Vec<_>, _>>()?;
+        let active_rsa = active_index(&file.rsa_keys, file.active_rsa_kid.as_deref()).ok_or("no RSA key")?;
+        Ok(KeySet { rsa, active_rsa, keys, active, decoding, secret_hash_key, rng: SystemRandom::new() })
     }
 
     pub fn secret_hash_key(&self) -> &[u8] {
@@ -150,10 +259,10 @@ impl KeySet {
 
     /// The public JWK Set (RFC 7517) with every published key.
     pub fn jwks(&self) -> serde_json::Value {
-        let rsa = serde_json::json!({
-            "kty": "RSA", "n": self.rsa.n, "e": self.rsa.e, "kid": self.rsa.kid, "alg": "RS256", "use": "sig",
-        });
-        let keys: Vec<_> = std::iter::once(rsa)
+        let rsa = self.rsa.iter().map(
+            |k| serde_json::json!({ "kty": "RSA", "n": k.n, "e": k.e, "kid": k.kid, "alg": "RS256", "use": "sig" }),
+        );
+        let keys: Vec<_> = rsa
             .chain(self.keys.iter().map(|k| {
                 serde_json::json!({
                     "kty": "EC", "crv": "P-256", "x": k.x, "y": k.y,
@@ -183,11 +292,11 @@ impl KeySet {
                 })
             }
             crate::api::IdTokenAlg::RS256 => {
-                let header = serde_json::json!({ "alg": "RS256", "kid": self.rsa.kid, "typ": "JWT" });
+                let rsa = &self.rsa[self.active_rsa];
+                let header = serde_json::json!({ "alg": "RS256", "kid": rsa.kid, "typ": "JWT" });
                 self.sign_jws(&URL_SAFE_NO_PAD.encode(header.to_string()), claims, |input| {
-                    let mut signature = vec![0u8; self.rsa.key_pair.public_modulus_len()];
-                    self.rsa
-                        .key_pair
+                    let mut signature = vec![0u8; rsa.key_pair.public_modulus_len()];
+                    rsa.key_pair
                         .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &self.rng, input, &mut signature)
                         .expect("RSA signing cannot fail");
                     signature
@@ -266,6 +375,8 @@ fn generate_rsa_key(now: i64) -> StoredKey {
         alg: "RS256".into(),
         pkcs8: STANDARD.encode(der.as_ref()),
         created_at: now,
+        activated_at: None,
+        retired_at: None,
     }
 }
 
@@ -287,6 +398,8 @@ fn generate_key(now: i64) -> StoredKey {
         alg: "ES256".into(),
         pkcs8: STANDARD.encode(pkcs8.as_ref()),
         created_at: now,
+        activated_at: None,
+        retired_at: None,
     }
 }
 
@@ -362,5 +475,41 @@ mod tests {
         let forged = URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"https://i","exp":{exp},"sub":"admin"}}"#));
         parts[1] = &forged;
         assert!(again.verify::<serde_json::Value>(&parts.join("."), "https://i").is_err());
+    }
+
+    #[test]
+    fn rotation_publishes_ahead_then_switches_then_retires() {
+        let policy = RotationPolicy { interval: 100, publish_ahead: 10, retain: 30 };
+        let mut doc = KeyDocument::generate(0);
+        let first = KeySet::from_document(&doc).unwrap().active_kid().to_string();
+        assert!(doc.rotate(1, &policy), "pins the active kid");
+        assert!(!doc.rotate(50, &policy), "nothing due yet");
+        // 10 s before due: a successor is published but does not sign.
+        assert!(doc.rotate(90, &policy));
+        assert_eq!(doc.published_kids().len(), 2);
+        let keys = KeySet::from_document(&doc).unwrap();
+        assert_eq!(keys.active_kid(), first);
+        let successor = doc.published_kids().into_iter().find(|k| *k != first).unwrap();
+        assert!(keys.jwks()["keys"].as_array().unwrap().iter().any(|k| k["kid"] == successor.as_str()));
+        assert!(!doc.rotate(95, &policy));
+        // Due: the successor signs, the predecessor stays published to verify its tokens.
+        assert!(doc.rotate(100, &policy));
+        let keys = KeySet::from_document(&doc).unwrap();
+        assert_eq!(keys.active_kid(), successor);
+        let old_token = KeySet::from_document(&doc).unwrap();
+        assert!(old_token.decoding.contains_key(&first));
+        // Retired for `retain`: dropped.
+        assert!(!doc.rotate(129, &policy));
+        assert!(doc.rotate(130, &policy));
+        assert_eq!(doc.published_kids(), vec![successor.clone()]);
+        // RSA keys follow the same schedule.
+        assert_eq!(doc.rsa_keys.len(), 1);
+        assert_ne!(doc.active_rsa_kid, None);
+        // A successor appears late: it is not activated before being published `publish_ahead`.
+        let mut late = doc.clone();
+        assert!(late.rotate(300, &policy), "successor generated");
+        assert!(!late.rotate(305, &policy), "not published long enough");
+        assert!(late.rotate(310, &policy));
+        assert_ne!(KeySet::from_document(&late).unwrap().active_kid(), successor);
     }
 }

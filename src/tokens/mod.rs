@@ -6,6 +6,6 @@ pub mod revocation;
 pub mod verified;
 
 pub use claims::{AccessTokenClaims, Audience, IdTokenClaims};
-pub use keys::{KeyError, KeySet, VerifyError};
+pub use keys::{KeyDocument, KeyError, KeySet, RotationPolicy, VerifyError};
 pub use revocation::RevocationList;
 pub use verified::VerifiedTokens;

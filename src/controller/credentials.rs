@@ -1,0 +1,257 @@
+//! The credentials Secret of a confidential InboundApp: what it must contain, and what to do
+//! about the one that exists. Pure: the reconciler fetches, this decides, the reconciler
+//! applies.
+//!
+//! The store holds the hashes of the secrets that authenticate (the source of truth); the
+//! Secret carries the plaintext to workloads. A Secret whose `client_secret` is not the
+//! current secret (edited, emptied, deleted) therefore never authenticates anyone: a new
+//! secret is issued and written back.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
+
+use crate::api::{API_VERSION, InboundApp};
+use crate::secrets::{SecretHash, SecretHasher};
+
+/// Label on every Secret inbound writes; the operator watches Secrets by it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "inbound";
+/// Label naming the InboundApp a Secret belongs to.
+pub const APP_LABEL: &str = "inbound.dev/app";
+/// Set on an InboundApp (any new value) to rotate its client secret.
+pub const ROTATE_ANNOTATION: &str = "inbound.dev/rotate-secret";
+/// Set on the Secret: the rotation request last honoured.
+pub const ROTATED_FOR_ANNOTATION: &str = "inbound.dev/rotated-for";
+
+/// The Secret name of an app: `spec.credentialsSecret.name`, else `<app>-credentials`.
+pub fn secret_name(app: &InboundApp) -> String {
+    app.spec
+        .credentials_secret
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| format!("{}-credentials", app.metadata.name.as_deref().unwrap_or_default()))
+}
+
+/// True when `secret` is controlled by the app with this UID.
+pub fn owned_by(secret: &Secret, app_uid: &str) -> bool {
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == app_uid && r.kind == "InboundApp" && r.controller == Some(true))
+}
+
+/// Why a new secret is issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IssueReason {
+    /// The app never had one.
+    First,
+    /// The user asked (annotation value).
+    Rotation,
+    /// The Secret is gone or no longer holds the current secret.
+    Lost(String),
+}
+
+/// What to do about an app's credentials Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// The Secret exists and belongs to someone else: never adopted.
+    Conflict(String),
+    /// Everything is as it should be.
+    Keep,
+    /// The secret is current but other fields drifted: write it again, same secret.
+    Repair,
+    /// Issue a new secret.
+    Issue(IssueReason),
+}
+
+/// The connection information written beside the secret.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub issuer: String,
+    pub token_url: String,
+}
+
+/// Decides, given the app, the Secret found under its name (if any) and the newest secret
+/// hash the store accepts for it (if any).
+pub fn plan(
+    app: &InboundApp,
+    existing: Option<&Secret>,
+    current_hash: Option<&SecretHash>,
+    hasher: &SecretHasher,
+    endpoints: &Endpoints,
+) -> Plan {
+    let uid = app.metadata.uid.as_deref().unwrap_or_default();
+    let Some(secret) = existing else {
+        return Plan::Issue(match current_hash {
+            None => IssueReason::First,
+            Some(_) => IssueReason::Lost("the Secret was deleted".into()),
+        });
+    };
+    if !owned_by(secret, uid) {
+        let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        return Plan::Conflict(format!(
+            "Secret {ns}/{name} exists and is not owned by this InboundApp; delete it or set spec.credentialsSecret.name"
+        ));
+    }
+    let plaintext = data(secret, "client_secret");
+    match (plaintext, current_hash) {
+        (_, None) => return Plan::Issue(IssueReason::First),
+        (Some(p), Some(current)) if !p.is_empty() && hasher.hash(&p) == *current => {}
+        (None, Some(_)) => return Plan::Issue(IssueReason::Lost("client_secret was removed from the Secret".into())),
+        (Some(_), Some(_)) => {
+            return Plan::Issue(IssueReason::Lost("client_secret in the Secret was changed".into()));
+        }
+    }
+    if rotation_requested(app, secret).is_some() {
+        return Plan::Issue(IssueReason::Rotation);
+    }
+    let plaintext = data(secret, "client_secret").unwrap_or_default();
+    let desired = desired_secret(app, &plaintext, endpoints, rotated_for(secret).as_deref());
+    if drifted(secret, &desired) { Plan::Repair } else { Plan::Keep }
+}
+
+/// The rotation request not yet honoured, if any.
+pub fn rotation_requested(app: &InboundApp, secret: &Secret) -> Option<String> {
+    let requested = app.metadata.annotations.as_ref()?.get(ROTATE_ANNOTATION)?.trim();
+    (!requested.is_empty() && rotated_for(secret).as_deref() != Some(requested)).then(|| requested.to_string())
+}
+
+/// The rotation request the Secret records as honoured.
+pub fn rotated_for(secret: &Secret) -> Option<String> {
+    secret.metadata.annotations.as_ref()?.get(ROTATED_FOR_ANNOTATION).cloned()
+}
+
+/// The app's current rotation request (recorded when a secret is issued, so that issuing
+/// the first secret of an annotated app does not immediately rotate it).
+pub fn rotation_request(app: &InboundApp) -> Option<String> {
+    let value = app.metadata.annotations.as_ref()?.get(ROTATE_ANNOTATION)?.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// A UTF-8 entry of a Secret.
+pub fn data(secret: &Secret, key: &str) -> Option<String> {
+    secret.data.as_ref()?.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok())
+}
+
+/// The Secret as inbound writes it (server-side apply: exactly the fields it owns).
+pub fn desired_secret(app: &InboundApp, plaintext: &str, endpoints: &Endpoints, rotated_for: Option<&str>) -> Secret {
+    let app_name = app.metadata.name.clone().unwrap_or_default();
+    let client_id = app.metadata.uid.clone().unwrap_or_default();
+    let entries = [
+        ("client_id", client_id.as_str()),
+        ("client_secret", plaintext),
+        ("issuer", endpoints.issuer.as_str()),
+        ("token_url", endpoints.token_url.as_str()),
+    ];
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name(app)),
+            namespace: app.metadata.namespace.clone(),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+                (APP_LABEL.to_string(), app_name.clone()),
+            ])),
+            annotations: rotated_for.map(|v| BTreeMap::from([(ROTATED_FOR_ANNOTATION.to_string(), v.to_string())])),
+            owner_references: Some(vec![OwnerReference {
+                api_version: API_VERSION.to_string(),
+                kind: "InboundApp".to_string(),
+                name: app_name,
+                uid: client_id.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".to_string()),
+        data: Some(entries.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+        ..Default::default()
+    }
+}
+
+/// True when `existing` lacks something `desired` sets (extra keys or labels added by
+/// others are left alone).
+fn drifted(existing: &Secret, desired: &Secret) -> bool {
+    let contains = |have: &Option<BTreeMap<String, String>>, want: &Option<BTreeMap<String, String>>| {
+        want.iter().flatten().all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    let data_ok = desired.data.iter().flatten().all(|(k, v)| existing.data.as_ref().and_then(|d| d.get(k)) == Some(v));
+    !(data_ok
+        && contains(&existing.metadata.labels, &desired.metadata.labels)
+        && contains(&existing.metadata.annotations, &desired.metadata.annotations)
+        && existing.metadata.owner_references == desired.metadata.owner_references)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(annotations: &[(&str, &str)]) -> InboundApp {
+        let mut app: InboundApp = serde_json::from_value(serde_json::json!({
+            "apiVersion": "inbound.dev/v1alpha1", "kind": "InboundApp",
+            "metadata": {"name": "agent", "namespace": "ns", "uid": "uid-1"},
+            "spec": {"displayName": "Agent", "grantTypes": ["client_credentials"]}
+        }))
+        .unwrap();
+        app.metadata.annotations = Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        app
+    }
+
+    fn endpoints() -> Endpoints {
+        Endpoints { issuer: "https://auth".into(), token_url: "https://auth/token".into() }
+    }
+
+    #[test]
+    fn decisions() {
+        let hasher = SecretHasher::new(b"k");
+        let a = app(&[]);
+        let current = hasher.hash("s3cret");
+        assert_eq!(plan(&a, None, None, &hasher, &endpoints()), Plan::Issue(IssueReason::First));
+        assert!(matches!(plan(&a, None, Some(&current), &hasher, &endpoints()), Plan::Issue(IssueReason::Lost(_))));
+
+        let ours = desired_secret(&a, "s3cret", &endpoints(), None);
+        assert_eq!(secret_name(&a), "agent-credentials");
+        assert_eq!(plan(&a, Some(&ours), Some(&current), &hasher, &endpoints()), Plan::Keep);
+
+        // Someone else's Secret under the same name is never adopted.
+        let mut foreign = ours.clone();
+        foreign.metadata.owner_references = None;
+        assert!(matches!(plan(&a, Some(&foreign), Some(&current), &hasher, &endpoints()), Plan::Conflict(_)));
+
+        // Drift in a non-secret field: repaired with the same secret.
+        let mut edited = ours.clone();
+        edited.data.as_mut().unwrap().insert("client_id".into(), ByteString(b"other".to_vec()));
+        assert_eq!(plan(&a, Some(&edited), Some(&current), &hasher, &endpoints()), Plan::Repair);
+        let mut relabelled = ours.clone();
+        relabelled.metadata.labels = None;
+        assert_eq!(plan(&a, Some(&relabelled), Some(&current), &hasher, &endpoints()), Plan::Repair);
+        // Extra keys someone added are not drift.
+        let mut extra = ours.clone();
+        extra.data.as_mut().unwrap().insert("note".into(), ByteString(b"x".to_vec()));
+        assert_eq!(plan(&a, Some(&extra), Some(&current), &hasher, &endpoints()), Plan::Keep);
+
+        // A changed secret never authenticates: a new one is issued.
+        let mut changed = ours.clone();
+        changed.data.as_mut().unwrap().insert("client_secret".into(), ByteString(b"guess".to_vec()));
+        assert!(matches!(
+            plan(&a, Some(&changed), Some(&current), &hasher, &endpoints()),
+            Plan::Issue(IssueReason::Lost(_))
+        ));
+
+        // Rotation: requested once per annotation value.
+        let rotate = app(&[(ROTATE_ANNOTATION, "2026-11-23")]);
+        assert_eq!(
+            plan(&rotate, Some(&ours), Some(&current), &hasher, &endpoints()),
+            Plan::Issue(IssueReason::Rotation)
+        );
+        let honoured = desired_secret(&rotate, "s3cret", &endpoints(), Some("2026-11-23"));
+        assert_eq!(plan(&rotate, Some(&honoured), Some(&current), &hasher, &endpoints()), Plan::Keep);
+    }
+}

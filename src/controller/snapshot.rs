@@ -1,0 +1,153 @@
+//! Validation of the watched objects: the same rules as `inbound check`, applied so that one
+//! invalid resource never blocks the others.
+//!
+//! An invalid object is left out of the served catalog. Leaving it out can make objects that
+//! refer to it invalid in turn (a ClientGrant whose InboundApp is invalid), so validation is
+//! repeated on the remaining objects until nothing more is removed.
+
+use std::collections::BTreeMap;
+
+use crate::api::{ClientGrant, ConsentPolicy, InboundApp, Scope};
+use crate::catalog::manifest::{Manifest, Object, Problem, Source};
+use crate::catalog::validate::validate;
+
+/// The objects of the four kinds, as the watch caches hold them.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    pub apps: Vec<InboundApp>,
+    pub scopes: Vec<Scope>,
+    pub grants: Vec<ClientGrant>,
+    pub policies: Vec<ConsentPolicy>,
+}
+
+/// The result of validating a set of objects.
+#[derive(Debug, Default)]
+pub struct Validated {
+    /// Objects to serve (valid and not being deleted).
+    pub manifests: Vec<Manifest>,
+    /// Problems by `Kind namespace/name`.
+    pub problems: BTreeMap<String, Vec<Problem>>,
+}
+
+impl Validated {
+    /// The status message for an invalid object: its problems as `field: message`, joined.
+    pub fn message(&self, object: &str) -> Option<String> {
+        let problems = self.problems.get(object)?;
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| match &p.field {
+                Some(field) => format!("{field}: {}", p.message),
+                None => p.message.clone(),
+            })
+            .collect();
+        Some(lines.join("; "))
+    }
+}
+
+pub fn validate_objects(objects: &Objects) -> Validated {
+    let source = |kind: &str| Source { file: format!("kubernetes {kind}"), document: 1 };
+    let mut manifests: Vec<Manifest> = Vec::new();
+    // Objects being deleted are no longer served, whatever their spec says.
+    let live = |meta: &kube::core::ObjectMeta| meta.deletion_timestamp.is_none();
+    for app in objects.apps.iter().filter(|o| live(&o.metadata)) {
+        manifests.push(Manifest { source: source("InboundApp"), object: Object::App(Box::new(app.clone())) });
+    }
+    for scope in objects.scopes.iter().filter(|o| live(&o.metadata)) {
+        manifests.push(Manifest { source: source("Scope"), object: Object::Scope(Box::new(scope.clone())) });
+    }
+    for grant in objects.grants.iter().filter(|o| live(&o.metadata)) {
+        manifests.push(Manifest { source: source("ClientGrant"), object: Object::Grant(Box::new(grant.clone())) });
+    }
+    for policy in objects.policies.iter().filter(|o| live(&o.metadata)) {
+        manifests.push(Manifest { source: source("ConsentPolicy"), object: Object::Policy(Box::new(policy.clone())) });
+    }
+    // Stable order: problems and the catalog do not depend on watch event order.
+    manifests.sort_by_key(|m| m.object.display_name());
+
+    let mut problems: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
+    // Each round removes at least one object, so this ends; the bound is a safety net.
+    for _ in 0..=manifests.len() {
+        let found = validate(&manifests);
+        if found.is_empty() {
+            break;
+        }
+        for problem in found {
+            let object = problem.object.clone().unwrap_or_default();
+            problems.entry(object).or_default().push(problem);
+        }
+        manifests.retain(|m| !problems.contains_key(&m.object.display_name()));
+    }
+    Validated { manifests, problems }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::manifest::parse_file;
+
+    fn objects(yaml: &str) -> Objects {
+        let (manifests, problems) = parse_file("test.yaml", yaml);
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut objects = Objects::default();
+        for m in manifests {
+            match m.object {
+                Object::App(o) => objects.apps.push(*o),
+                Object::Scope(o) => objects.scopes.push(*o),
+                Object::Grant(o) => objects.grants.push(*o),
+                Object::Policy(o) => objects.policies.push(*o),
+                Object::User(_) => unreachable!(),
+            }
+        }
+        objects
+    }
+
+    const VALID: &str = "
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: read, namespace: ns}
+spec: {scope: 'billing:read', description: Read invoices}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: good, namespace: ns}
+spec: {displayName: Good, grantTypes: [client_credentials], allowedScopes: ['billing:read']}
+";
+
+    #[test]
+    fn an_invalid_object_is_left_out_and_named_with_its_field() {
+        let mut yaml = VALID.to_string();
+        yaml.push_str(
+            "---
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: bad, namespace: ns}
+spec: {displayName: Bad, grantTypes: [authorization_code], redirectUris: ['http://evil.example/cb']}
+",
+        );
+        let validated = validate_objects(&objects(&yaml));
+        let served: Vec<String> = validated.manifests.iter().map(|m| m.object.display_name()).collect();
+        assert_eq!(served, ["InboundApp ns/good", "Scope ns/read"]);
+        let message = validated.message("InboundApp ns/bad").unwrap();
+        assert!(message.starts_with("spec.redirectUris[0]: "), "{message}");
+        assert_eq!(validated.message("InboundApp ns/good"), None);
+    }
+
+    #[test]
+    fn objects_referring_to_an_invalid_object_are_left_out_too() {
+        let yaml = "
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: bad, namespace: ns}
+spec: {displayName: Bad, grantTypes: [client_credentials], allowedScopes: ['not declared']}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: g, namespace: ns}
+spec: {subject: {kind: InboundApp, name: bad}, scopes: []}
+";
+        let validated = validate_objects(&objects(yaml));
+        assert!(validated.manifests.is_empty(), "{:?}", validated.manifests);
+        assert!(validated.problems.contains_key("InboundApp ns/bad"));
+        assert!(validated.problems.contains_key("ClientGrant ns/g"), "{:?}", validated.problems);
+    }
+}
