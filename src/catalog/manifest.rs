@@ -112,6 +112,11 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Manifest>, Vec<Problem>) {
                 break;
             }
         };
+        if is_foreign(&value) {
+            // A Deployment, Pod, Secret... beside inbound's resources (a GitOps folder holds
+            // both): not ours to check or serve.
+            continue;
+        }
         match parse_object(value) {
             Ok((object, unknown)) => {
                 let name = object.display_name();
@@ -132,6 +137,13 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Manifest>, Vec<Problem>) {
         }
     }
     (manifests, problems)
+}
+
+/// An object of another API group. A missing apiVersion is not foreign: it is an error.
+fn is_foreign(value: &serde_json::Value) -> bool {
+    let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+    let group = api_version.rsplit_once('/').map(|(group, _)| group).unwrap_or("");
+    !api_version.is_empty() && group != crate::api::GROUP
 }
 
 fn parse_object(value: serde_json::Value) -> Result<(Object, Vec<String>), Problem> {

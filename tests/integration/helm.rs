@@ -44,7 +44,7 @@ fn helm(args: &[&str]) -> (bool, String, String) {
 
 /// The chart rendered with these values (and extra helm.py flags): the YAML stream, or the
 /// engine's error.
-fn render_with(values: &Value, extra: &[&str]) -> Result<String, String> {
+pub(crate) fn render_with(values: &Value, extra: &[&str]) -> Result<String, String> {
     let values = values.to_string();
     let mut args = vec!["render", CHART, "--set-json", &values, "--name", RELEASE, "--namespace", NAMESPACE];
     args.extend_from_slice(extra);

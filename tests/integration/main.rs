@@ -11,6 +11,7 @@ mod helm;
 mod introspection;
 mod kubernetes;
 mod lifecycle;
+mod operator;
 mod postgres;
 mod replicas;
 mod store_suite;

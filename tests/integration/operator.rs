@@ -1,0 +1,492 @@
+//! `inbound operator` against a real kube-apiserver + etcd, run as a user runs it: the
+//! binary, with the ServiceAccount and least-privilege RBAC of the Helm chart (rendered by
+//! Helm's engine), the CRDs from `crds/`, and `examples/cluster/` applied with kubectl.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use oauth2::reqwest;
+use serde_json::{Value, json};
+
+use crate::common::{Reply, form, reply};
+use crate::kubernetes::ApiServer;
+
+const NS: &str = "inbound-system";
+const APPS_NS: &str = "default";
+
+/// One `inbound operator` process.
+struct Operator {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(kubeconfig: &Path, data_dir: &Path, identity: &str, log_dir: &Path) -> Operator {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let log = log_dir.join(format!("{identity}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_inbound"))
+            .arg("operator")
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--issuer", &base, "--namespace", NS])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--identity", identity, "--lease-duration", "3s", "--resync-interval", "1s"])
+            .args(["--signing-keys-secret", "inbound-signing-keys", "--lease-name", "inbound-leader"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("INBOUND_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Operator { child, base, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("operator exited ({status}):\n{}", self.log());
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "operator not ready:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn post(&self, path: &str, basic: Option<(&str, &str)>, body: &str) -> Reply {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    async fn token(&self, creds: &(String, String)) -> Reply {
+        self.post("/token", Some((&creds.0, &creds.1)), "grant_type=client_credentials&scope=inventory%3Aread").await
+    }
+
+    async fn jwks(&self) -> Value {
+        reply(reqwest::get(format!("{}/jwks", self.base)).await.unwrap()).await.json
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` until it returns Some, or fails with `what` after `timeout`.
+async fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn get_json(api: &ApiServer, args: &[&str]) -> Option<Value> {
+    let (ok, stdout, _) = api.kubectl(&[&["get"], args, &["-o", "json"]].concat());
+    if ok { serde_json::from_str(&stdout).ok() } else { None }
+}
+
+fn ready_condition(object: &Value) -> Option<&Value> {
+    object["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")
+}
+
+/// The app's credentials Secret as `(client_id, client_secret)` plus the whole object.
+fn secret(api: &ApiServer, name: &str) -> Option<(Value, (String, String))> {
+    let secret = get_json(api, &["secret", name, "-n", APPS_NS])?;
+    let field = |k: &str| {
+        use base64::Engine;
+        let b64 = secret["data"][k].as_str()?;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok()
+    };
+    let creds = (field("client_id")?, field("client_secret")?);
+    Some((secret, creds))
+}
+
+fn events(api: &ApiServer, object: &str) -> String {
+    api.kubectl(&["get", "events", "-n", APPS_NS, "--field-selector", &format!("involvedObject.name={object}")]).1
+}
+
+/// Applies a manifest given as text.
+fn apply(api: &ApiServer, yaml: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), yaml).unwrap();
+    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", file.path().to_str().unwrap()]);
+}
+
+/// The chart's ServiceAccount, RBAC and namespace in the API server; a kubeconfig that
+/// authenticates as that ServiceAccount (so the operator runs with exactly the chart's
+/// permissions).
+fn install_chart_identity(api: &ApiServer, dir: &Path) -> PathBuf {
+    let values = json!({ "issuer": "https://auth.example.com", "crds": { "install": false } });
+    let stream = crate::helm::render_with(&values, &[]).unwrap_or_else(|e| panic!("chart render failed:\n{e}"));
+    let rendered = dir.join("chart.yaml");
+    std::fs::write(&rendered, stream).unwrap();
+    api.kubectl_ok(&["create", "namespace", NS]);
+    api.kubectl_ok(&["apply", "--server-side", "-f", rendered.to_str().unwrap()]);
+    let token = api.kubectl_ok(&["create", "token", "inbound", "-n", NS, "--duration", "1h"]);
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"{}\", insecure-skip-tls-verify: true}}\nusers:\n- name: inbound\n  user: {{token: \"{}\"}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: inbound, namespace: {NS}}}\ncurrent-context: test\n",
+            api.url,
+            token.trim()
+        ),
+    )
+    .unwrap();
+    kubeconfig
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_reconciles_serves_and_fails_over() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.kubectl_ok(&["apply", "-f", "crds/inbound.dev.yaml"]);
+    for crd in ["inboundapps", "scopes", "clientgrants", "consentpolicies"] {
+        api.kubectl_ok(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout",
+            "30s",
+            &format!("crd/{crd}.inbound.dev"),
+        ]);
+    }
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    // Two replicas share one store (a SQLite file here; PostgreSQL in production).
+    let data_dir = dir.path().join("data");
+    let mut a = Operator::start(&kubeconfig, &data_dir, "replica-a", dir.path());
+    a.wait_ready().await;
+    let mut b = Operator::start(&kubeconfig, &data_dir, "replica-b", dir.path());
+    b.wait_ready().await;
+
+    // The user's step: kubectl apply -f examples/cluster/
+    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
+
+    // Every resource becomes Ready, with the generation it observed.
+    for (kind, name) in [
+        ("inboundapp", "inventory-sync"),
+        ("scope", "inventory-read"),
+        ("scope", "inventory-write"),
+        ("clientgrant", "inventory-sync"),
+        ("consentpolicy", "default"),
+    ] {
+        eventually(&format!("{kind}/{name} Ready"), Duration::from_secs(20), || {
+            let object = get_json(&api, &[kind, name, "-n", APPS_NS])?;
+            let ready = ready_condition(&object)?;
+            (ready["status"] == "True" && ready["observedGeneration"] == object["metadata"]["generation"]).then_some(())
+        })
+        .await;
+    }
+    let listing = api.kubectl_ok(&["get", "inbound", "-n", APPS_NS]);
+    assert!(listing.contains("inventory-sync-credentials"), "{listing}");
+
+    // Status carries the connection information; the Secret the credentials.
+    let app = get_json(&api, &["inboundapp", "inventory-sync", "-n", APPS_NS]).unwrap();
+    let uid = app["metadata"]["uid"].as_str().unwrap().to_string();
+    let status = &app["status"];
+    assert_eq!(status["clientId"], uid.as_str(), "client id is the UID: {status}");
+    assert_eq!(status["secretName"], "inventory-sync-credentials");
+    assert_eq!(status["tokenUrl"], format!("{}/token", a.base));
+    assert_eq!(status["authorizeUrl"], format!("{}/authorize", a.base));
+    assert_eq!(status["discoveryUrl"], format!("{}/.well-known/openid-configuration", a.base));
+    assert!(
+        app["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|f| f == "inbound.dev/cleanup")),
+        "{app:#}\n{}",
+        a.log()
+    );
+    let (object, creds) =
+        eventually("the credentials Secret", Duration::from_secs(10), || secret(&api, "inventory-sync-credentials"))
+            .await;
+    assert_eq!(creds.0, uid);
+    assert!(creds.1.len() >= 32, "a high-entropy secret");
+    assert_eq!(object["metadata"]["labels"]["app.kubernetes.io/managed-by"], "inbound");
+    let owner = &object["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["uid"].as_str(), owner["controller"].as_bool()),
+        (Some("InboundApp"), Some(uid.as_str()), Some(true))
+    );
+    let with_fields =
+        get_json(&api, &["secret", "inventory-sync-credentials", "-n", APPS_NS, "--show-managed-fields"]).unwrap();
+    let managers: Vec<&str> = with_fields["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert_eq!(managers, ["inbound"], "one field manager, server-side apply");
+    assert!(events(&api, "inventory-sync").contains("CredentialsIssued"));
+
+    // A workload: the Pod of examples/cluster/workload.yaml runs its command with the Secret
+    // mounted as files. Here the same command runs with the Secret's keys in a folder.
+    let mounted = dir.path().join("credentials");
+    std::fs::create_dir_all(&mounted).unwrap();
+    for key in ["client_id", "client_secret", "issuer", "token_url"] {
+        let value = api.kubectl_ok(&[
+            "get",
+            "secret",
+            "inventory-sync-credentials",
+            "-n",
+            APPS_NS,
+            "-o",
+            &format!("go-template={{{{index .data \"{key}\" | base64decode}}}}"),
+        ]);
+        std::fs::write(mounted.join(key), value).unwrap();
+    }
+    let pod: Value =
+        serde_norway::from_str(&std::fs::read_to_string("examples/cluster/workload.yaml").unwrap()).unwrap();
+    let command = pod["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap()
+        .replace("/credentials/", &format!("{}/", mounted.display()));
+    let out = Command::new("sh").args(["-c", &command]).output().unwrap();
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("workload got no token: {out:?}"));
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "inventory:read");
+
+    // Both replicas serve the watched catalog (b is not the leader and wrote nothing).
+    for replica in [&a, &b] {
+        let reply = replica.token(&creds).await;
+        assert_eq!(reply.status, 200, "{}", reply.json);
+    }
+
+    // A change is live on every replica within 2 s: a new scope added to the grant.
+    apply(
+        &api,
+        "apiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {name: inventory-audit}\nspec: {scope: 'inventory:audit', description: Read the audit log}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: inventory-sync}\nspec:\n  subject: {kind: InboundApp, name: inventory-sync}\n  scopes: ['inventory:read', 'inventory:write', 'inventory:audit']\n  resources: ['https://inventory.example.com']\n",
+    );
+    let changed = Instant::now();
+    for replica in [&a, &b] {
+        loop {
+            let reply = replica
+                .post("/token", Some((&creds.0, &creds.1)), "grant_type=client_credentials&scope=inventory%3Aaudit")
+                .await;
+            if reply.status == 200 {
+                break;
+            }
+            assert!(changed.elapsed() < Duration::from_secs(2), "change not live within 2 s: {}", reply.json);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Drift is repaired: an edited field is restored (same secret), a deleted Secret is
+    // recreated (a new secret; the old one keeps working for the overlap).
+    api.kubectl_ok(&[
+        "patch",
+        "secret",
+        "inventory-sync-credentials",
+        "-n",
+        APPS_NS,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"client_id":"b3RoZXI="}}"#,
+    ]);
+    eventually("client_id restored", Duration::from_secs(10), || {
+        secret(&api, "inventory-sync-credentials").filter(|(_, c)| c.0 == uid && c.1 == creds.1)
+    })
+    .await;
+    assert!(events(&api, "inventory-sync").contains("SecretRestored"));
+    api.kubectl_ok(&["delete", "secret", "inventory-sync-credentials", "-n", APPS_NS]);
+    let recreated = eventually("Secret recreated", Duration::from_secs(10), || {
+        secret(&api, "inventory-sync-credentials").filter(|(_, c)| c.1 != creds.1)
+    })
+    .await
+    .1;
+    eventually("the new secret works", Duration::from_secs(5), || Some(())).await;
+    let mut ok = false;
+    for _ in 0..25 {
+        if a.token(&recreated).await.status == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ok, "the recreated Secret's secret does not authenticate");
+    assert_eq!(a.token(&creds).await.status, 200, "the previous secret works during the overlap");
+
+    // Rotation by annotation, with a short overlap: the previous secret stops afterwards.
+    api.kubectl_ok(&[
+        "patch",
+        "inboundapp",
+        "inventory-sync",
+        "-n",
+        APPS_NS,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"secretRotationOverlap":"3s"}}"#,
+    ]);
+    api.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "inboundapp",
+        "inventory-sync",
+        "-n",
+        APPS_NS,
+        "inbound.dev/rotate-secret=second",
+    ]);
+    let rotated = eventually("rotated secret", Duration::from_secs(10), || {
+        secret(&api, "inventory-sync-credentials").filter(|(_, c)| c.1 != recreated.1).map(|(_, c)| c)
+    })
+    .await;
+    let rotated_at = Instant::now();
+    let mut new_ok = false;
+    for _ in 0..25 {
+        if b.token(&rotated).await.status == 200 {
+            new_ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(new_ok, "rotated secret does not authenticate");
+    if rotated_at.elapsed() < Duration::from_secs(2) {
+        assert_eq!(b.token(&recreated).await.status, 200, "previous secret works during the overlap");
+    }
+    let mut stopped = false;
+    for _ in 0..50 {
+        if b.token(&recreated).await.status == 401 && a.token(&recreated).await.status == 401 {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(stopped, "the previous secret still works after the overlap");
+    assert!(events(&api, "inventory-sync").contains("SecretRotated"));
+
+    // An invalid resource: Ready=False naming the field, a Warning event, others unaffected.
+    apply(
+        &api,
+        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: broken}\nspec: {displayName: Broken, grantTypes: [authorization_code], clientType: public, redirectUris: ['http://evil.example/cb']}\n",
+    );
+    let message = eventually("broken app Ready=False", Duration::from_secs(10), || {
+        let object = get_json(&api, &["inboundapp", "broken", "-n", APPS_NS])?;
+        let ready = ready_condition(&object)?;
+        (ready["status"] == "False")
+            .then(|| (ready["reason"].clone(), ready["message"].as_str().unwrap_or_default().to_string()))
+    })
+    .await;
+    assert_eq!(message.0, "InvalidSpec");
+    assert!(message.1.starts_with("spec.redirectUris[0]"), "{}", message.1);
+    assert!(events(&api, "broken").contains("InvalidSpec"));
+    let healthy = get_json(&api, &["inboundapp", "inventory-sync", "-n", APPS_NS]).unwrap();
+    assert_eq!(ready_condition(&healthy).unwrap()["status"], "True");
+
+    // A Secret someone else owns is never adopted.
+    api.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "taken-credentials",
+        "-n",
+        APPS_NS,
+        "--from-literal=client_secret=mine",
+    ]);
+    apply(
+        &api,
+        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: taken}\nspec: {displayName: Taken, grantTypes: [client_credentials]}\n",
+    );
+    eventually("SecretConflict", Duration::from_secs(10), || {
+        let object = get_json(&api, &["inboundapp", "taken", "-n", APPS_NS])?;
+        (ready_condition(&object)?["reason"] == "SecretConflict").then_some(())
+    })
+    .await;
+    let foreign = secret(&api, "taken-credentials");
+    assert!(foreign.is_none(), "the foreign Secret was changed: {foreign:?}");
+
+    // Same keys on both replicas.
+    let jwks = a.jwks().await;
+    assert_eq!(jwks, b.jwks().await);
+
+    // Leader failover: kill the leader; the other takes over within a lease duration (3 s)
+    // and reconciles (a new app gets its Secret).
+    let lease = get_json(&api, &["lease", "inbound-leader", "-n", NS]).unwrap();
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap().to_string();
+    let (mut leader, survivor) = if holder == "replica-a" { (a, b) } else { (b, a) };
+    let token = survivor.token(&rotated).await.json["access_token"].as_str().unwrap().to_string();
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    let killed = Instant::now();
+    apply(
+        &api,
+        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: after-failover}\nspec: {displayName: After, grantTypes: [client_credentials]}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: after-failover}\nspec:\n  subject: {kind: InboundApp, name: after-failover}\n  scopes: ['inventory:read']\n",
+    );
+    eventually("the survivor leads and reconciles", Duration::from_secs(15), || {
+        secret(&api, "after-failover-credentials").map(|_| ())
+    })
+    .await;
+    assert!(killed.elapsed() < Duration::from_secs(12), "takeover took {:?}", killed.elapsed());
+    let lease = get_json(&api, &["lease", "inbound-leader", "-n", NS]).unwrap();
+    assert_ne!(lease["spec"]["holderIdentity"].as_str(), Some(holder.as_str()));
+    assert_eq!(survivor.jwks().await, jwks, "the new leader did not mint different keys");
+
+    // Deleting the app: its Secret goes, its tokens are no longer issued nor introspected.
+    let introspect = |t: &str| form(&[("token", t)]);
+    let before = survivor.post("/introspect", Some((&rotated.0, &rotated.1)), &introspect(&token)).await;
+    assert_eq!(before.json["active"], true, "{}", before.json);
+    let after_creds = secret(&api, "after-failover-credentials").unwrap().1;
+    api.kubectl_ok(&["delete", "inboundapp", "inventory-sync", "-n", APPS_NS, "--wait=false"]);
+    eventually("app and Secret deleted", Duration::from_secs(15), || {
+        (get_json(&api, &["inboundapp", "inventory-sync", "-n", APPS_NS]).is_none()
+            && secret(&api, "inventory-sync-credentials").is_none())
+        .then_some(())
+    })
+    .await;
+    let mut refused = false;
+    for _ in 0..25 {
+        let reply = survivor.token(&rotated).await;
+        if reply.status == 401 {
+            reply.assert_error(401, "invalid_client");
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(refused, "tokens still issued to a deleted app");
+    // Another app asks about the old token: inactive (its client no longer exists).
+    let mut after_ok = false;
+    for _ in 0..25 {
+        let reply = survivor.post("/introspect", Some((&after_creds.0, &after_creds.1)), &introspect(&token)).await;
+        if reply.status == 200 {
+            assert_eq!(reply.json, json!({"active": false}));
+            after_ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(after_ok, "the other app could not introspect");
+
+    // The API server goes away: the survivor keeps serving from its caches.
+    drop(api);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reply = survivor.token(&after_creds).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let log = survivor.log();
+    for secret in [&creds.1, &recreated.1, &rotated.1, &after_creds.1] {
+        assert!(!log.contains(secret.as_str()), "a client secret was logged");
+    }
+}
