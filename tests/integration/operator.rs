@@ -26,6 +26,10 @@ struct Operator {
 
 impl Operator {
     fn start(kubeconfig: &Path, data_dir: &Path, identity: &str, log_dir: &Path) -> Operator {
+        Operator::start_with(kubeconfig, data_dir, identity, log_dir, &[])
+    }
+
+    fn start_with(kubeconfig: &Path, data_dir: &Path, identity: &str, log_dir: &Path, extra: &[&str]) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
         let log = log_dir.join(format!("{identity}.log"));
@@ -36,6 +40,7 @@ impl Operator {
             .arg(data_dir)
             .args(["--identity", identity, "--lease-duration", "3s", "--resync-interval", "1s"])
             .args(["--signing-keys-secret", "inbound-signing-keys", "--lease-name", "inbound-leader"])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("INBOUND_LOG", "info")
             .stdout(Stdio::null())
@@ -489,4 +494,96 @@ async fn operator_reconciles_serves_and_fails_over() {
     for secret in [&creds.1, &recreated.1, &rotated.1, &after_creds.1] {
         assert!(!log.contains(secret.as_str()), "a client secret was logged");
     }
+}
+
+fn kids(jwks: &Value, alg: &str) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["alg"] == alg)
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn token_kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_string()
+}
+
+/// Signing keys rotate on schedule: the successor is in the JWKS before it signs, then
+/// signs, and the predecessor stays published so its tokens still verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_rotate_with_publish_ahead() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.kubectl_ok(&["apply", "-f", "crds/inbound.dev.yaml"]);
+    api.kubectl_ok(&["wait", "--for", "condition=established", "--timeout", "30s", "crd/inboundapps.inbound.dev"]);
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    let rotation = ["--key-rotation-interval", "8s", "--key-publish-ahead", "4s"];
+    let mut op = Operator::start_with(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path(), &rotation);
+    op.wait_ready().await;
+    apply(
+        &api,
+        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: signer}\nspec: {displayName: Signer, grantTypes: [client_credentials]}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: signer}\nspec:\n  subject: {kind: InboundApp, name: signer}\n  scopes: []\n",
+    );
+    let creds = eventually("credentials", Duration::from_secs(15), || secret(&api, "signer-credentials")).await.1;
+    let first_jwks = op.jwks().await;
+    let first = kids(&first_jwks, "ES256");
+    assert_eq!(first.len(), 1, "{first_jwks}");
+    let mut token = String::new();
+    for _ in 0..50 {
+        let reply = op.post("/token", Some((&creds.0, &creds.1)), "grant_type=client_credentials").await;
+        if reply.status == 200 {
+            token = reply.json["access_token"].as_str().unwrap().to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(token_kid(&token), first[0]);
+
+    // Published ahead: two keys, the old one still signing.
+    let started = Instant::now();
+    let successor = loop {
+        let published = kids(&op.jwks().await, "ES256");
+        if published.len() == 2 {
+            let reply = op.post("/token", Some((&creds.0, &creds.1)), "grant_type=client_credentials").await;
+            let signer = token_kid(reply.json["access_token"].as_str().unwrap());
+            if signer == first[0] {
+                break published.into_iter().find(|k| *k != first[0]).unwrap();
+            }
+            // Already switched between the two calls: the successor was still published first.
+            break signer;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no successor key published");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Then it signs, and the predecessor stays published.
+    let started = Instant::now();
+    loop {
+        let reply = op.post("/token", Some((&creds.0, &creds.1)), "grant_type=client_credentials").await;
+        if token_kid(reply.json["access_token"].as_str().unwrap()) == successor {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the successor never signed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(kids(&op.jwks().await, "ES256").contains(&first[0]), "the predecessor was dropped too early");
+    let introspected = op.post("/introspect", Some((&creds.0, &creds.1)), &form(&[("token", &token)])).await;
+    assert_eq!(introspected.json["active"], true, "a token of the retired key no longer verifies");
+    // The Secret is the source: its document names the same keys.
+    let doc = api.kubectl_ok(&[
+        "get",
+        "secret",
+        "inbound-signing-keys",
+        "-n",
+        NS,
+        "-o",
+        "go-template={{index .data \"keys.json\" | base64decode}}",
+    ]);
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(doc["activeKid"], successor.as_str());
 }
