@@ -79,6 +79,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    (
+        3,
+        r#"
+    -- Orders secrets issued within the same second (newest is the current one).
+    ALTER TABLE client_secrets ADD COLUMN seq BIGSERIAL;
+    "#,
+    ),
 ];
 
 pub struct PostgresStore {
@@ -216,7 +223,7 @@ impl Store for PostgresStore {
     async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError> {
         let rows = sqlx::query(
             "SELECT secret_hash FROM client_secrets WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2)
-             ORDER BY created_at DESC",
+             ORDER BY created_at DESC, seq DESC",
         )
         .bind(client_id)
         .bind(now)

@@ -205,7 +205,7 @@ impl Store for SqliteStore {
     async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError> {
         let rows = sqlx::query(
             "SELECT secret_hash FROM client_secrets WHERE client_id = ? AND (expires_at IS NULL OR expires_at > ?)
-             ORDER BY created_at DESC",
+             ORDER BY created_at DESC, rowid DESC",
         )
         .bind(client_id)
         .bind(now)

@@ -70,6 +70,24 @@ async fn suite(store: Arc<dyn Store>) {
     store.set_client_secret("c", &SecretHash([1; 32]), now).await.unwrap();
     store.set_client_secret("c", &SecretHash([2; 32]), now).await.unwrap();
     assert_eq!(store.client_secret_hashes("c", now).await.unwrap(), vec![SecretHash([2; 32])]);
+    // Issued within the same second: the newest is still first.
+    store.rotate_client_secret("same", &SecretHash([5; 32]), now, now).await.unwrap();
+    store.rotate_client_secret("same", &SecretHash([6; 32]), now, now + 10).await.unwrap();
+    assert_eq!(store.client_secret_hashes("same", now).await.unwrap()[0], SecretHash([6; 32]));
+    store.rotate_client_secret("same", &SecretHash([5; 32]), now, now + 10).await.unwrap();
+    assert_eq!(store.client_secret_hashes("same", now).await.unwrap()[0], SecretHash([5; 32]));
+    // Rotation with an overlap: newest first, the previous until the overlap ends, and a
+    // second rotation never extends an earlier overlap.
+    store.rotate_client_secret("c", &SecretHash([3; 32]), now + 1, now + 100).await.unwrap();
+    assert_eq!(store.client_secret_hashes("c", now + 1).await.unwrap(), vec![SecretHash([3; 32]), SecretHash([2; 32])]);
+    store.rotate_client_secret("c", &SecretHash([4; 32]), now + 2, now + 500).await.unwrap();
+    assert_eq!(store.client_secret_hashes("c", now + 99).await.unwrap().len(), 3);
+    assert_eq!(
+        store.client_secret_hashes("c", now + 100).await.unwrap(),
+        vec![SecretHash([4; 32]), SecretHash([3; 32])],
+        "[2] expired at its own overlap end"
+    );
+    assert_eq!(store.client_secret_hashes("c", now + 500).await.unwrap(), vec![SecretHash([4; 32])]);
 
     // Revocation list: idempotent, ordered, incremental.
     store.revoke("j1", now + 60).await.unwrap();
@@ -155,6 +173,28 @@ async fn suite(store: Arc<dyn Store>) {
     assert!(!store.revoke_consent("consent-1", "u", now).await.unwrap(), "already revoked");
     assert_eq!(store.active_consent("c", "u", Some("acme"), now).await.unwrap(), None);
     assert_eq!(store.rotate_refresh_token(&digest(40), &digest(41), now + 3600, now).await.unwrap(), Rotation::Invalid);
+
+    // Forgetting a client (its InboundApp was deleted): consents and refresh families of
+    // that client only are revoked, its secrets dropped.
+    let mut other = consent.clone();
+    other.id = "consent-2".into();
+    let mut gone = consent.clone();
+    gone.id = "consent-3".into();
+    gone.client_id = "gone".into();
+    store.save_consent(&other).await.unwrap();
+    store.save_consent(&gone).await.unwrap();
+    store.put_refresh_token(&digest(70), &refresh("fam-5", "consent-3", now + 3600)).await.unwrap();
+    store.put_refresh_token(&digest(72), &refresh("fam-6", "consent-2", now + 3600)).await.unwrap();
+    store.set_client_secret("gone", &SecretHash([9; 32]), now).await.unwrap();
+    assert_eq!(store.forget_client("gone", now).await.unwrap(), 1);
+    assert_eq!(store.consent("consent-3", now).await.unwrap(), None);
+    assert_eq!(store.rotate_refresh_token(&digest(70), &digest(71), now + 3600, now).await.unwrap(), Rotation::Invalid);
+    assert!(store.client_secret_hashes("gone", now).await.unwrap().is_empty());
+    assert!(store.consent("consent-2", now).await.unwrap().is_some(), "other clients untouched");
+    assert!(matches!(
+        store.rotate_refresh_token(&digest(72), &digest(73), now + 3600, now).await.unwrap(),
+        Rotation::Rotated(_)
+    ));
 
     // Sessions and pending requests.
     let session = Session { subject: "u".into(), auth_time: now };
