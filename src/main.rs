@@ -49,7 +49,7 @@ enum Command {
     },
     /// Run in a Kubernetes cluster: watch the custom resources, serve OAuth from them, and
     /// (on the elected leader) write credentials Secrets, signing keys, status and events.
-    Operator(OperatorArgs),
+    Operator(Box<OperatorArgs>),
     /// Read a password from standard input and print its argon2 hash (for DevelopmentUser).
     HashPassword,
     /// Validate manifests offline; exits non-zero on any problem.
