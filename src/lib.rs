@@ -15,13 +15,16 @@
 //! - [`http`]: the axum router, thin handlers, metrics.
 //! - [`serve`]: `inbound serve`: the standalone server on a folder of manifests.
 
+pub mod admin;
 pub mod api;
 pub mod catalog;
+pub mod cimd;
 pub mod controller;
 pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod oauth;
+pub mod resource_server;
 pub mod secrets;
 pub mod serve;
 pub mod store;

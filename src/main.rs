@@ -50,6 +50,11 @@ enum Command {
     /// Run in a Kubernetes cluster: watch the custom resources, serve OAuth from them, and
     /// (on the elected leader) write credentials Secrets, signing keys, status and events.
     Operator(Box<OperatorArgs>),
+    /// List or delete self-registered clients (Dynamic Client Registration) in the store.
+    Clients {
+        #[command(subcommand)]
+        action: ClientsAction,
+    },
     /// Read a password from standard input and print its argon2 hash (for DevelopmentUser).
     HashPassword,
     /// Validate manifests offline; exits non-zero on any problem.
@@ -60,6 +65,134 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions.
     Crds,
+}
+
+#[derive(Subcommand)]
+enum ClientsAction {
+    /// List registered clients matching the filters (all without filters).
+    List {
+        #[command(flatten)]
+        target: ClientsTarget,
+        /// `table` or `json`.
+        #[arg(long, default_value = "table")]
+        output: String,
+    },
+    /// Delete the registered clients matching the filters, with their consents and tokens.
+    Delete {
+        #[command(flatten)]
+        target: ClientsTarget,
+        /// Only print what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Where the store is and which clients to select.
+#[derive(clap::Args)]
+struct ClientsTarget {
+    /// Data directory of `inbound serve` (its state.db).
+    #[arg(long, env = "INBOUND_DATA_DIR", default_value = ".inbound")]
+    data_dir: PathBuf,
+    /// PostgreSQL store URL (instead of the data directory's SQLite).
+    #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// Client id equals.
+    #[arg(long)]
+    id: Option<String>,
+    /// Client id contains.
+    #[arg(long)]
+    id_contains: Option<String>,
+    /// Client id is one of (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    id_in: Vec<String>,
+    /// Client name equals.
+    #[arg(long)]
+    name: Option<String>,
+    /// Client name contains (case-insensitive).
+    #[arg(long)]
+    name_contains: Option<String>,
+    /// Client name matches a glob (`*`, `?`; case-insensitive).
+    #[arg(long)]
+    name_matches: Option<String>,
+    /// Registered before (RFC 3339, YYYY-MM-DD, or an age such as 30d).
+    #[arg(long)]
+    created_before: Option<String>,
+    #[arg(long)]
+    created_after: Option<String>,
+    /// Last used before (same formats).
+    #[arg(long)]
+    last_used_before: Option<String>,
+    #[arg(long)]
+    last_used_after: Option<String>,
+}
+
+impl ClientsTarget {
+    fn filter(&self) -> Result<inbound::admin::ClientFilter, String> {
+        let now = jiff::Timestamp::now().as_second();
+        let time = |v: &Option<String>| v.as_deref().map(|v| inbound::admin::parse_time(v, now)).transpose();
+        Ok(inbound::admin::ClientFilter {
+            id_equals: self.id.clone(),
+            id_contains: self.id_contains.clone(),
+            id_in: self.id_in.clone(),
+            name_equals: self.name.clone(),
+            name_contains: self.name_contains.clone(),
+            name_matches: self.name_matches.clone(),
+            created_before: time(&self.created_before)?,
+            created_after: time(&self.created_after)?,
+            last_used_before: time(&self.last_used_before)?,
+            last_used_after: time(&self.last_used_after)?,
+        })
+    }
+}
+
+async fn clients(action: ClientsAction) -> anyhow::Result<ExitCode> {
+    let (target, list_output, dry_run, delete) = match &action {
+        ClientsAction::List { target, output } => (target, Some(output.as_str()), false, false),
+        ClientsAction::Delete { target, dry_run } => (target, None, *dry_run, true),
+    };
+    let filter = target.filter().map_err(|e| anyhow::anyhow!(e))?;
+    if delete && filter.is_empty() {
+        anyhow::bail!("refusing to delete every client: give at least one filter (e.g. --last-used-before 30d)");
+    }
+    let db = target.data_dir.join("state.db");
+    if target.store.is_none() && !db.exists() {
+        anyhow::bail!("no store at {} (use --data-dir or --store)", db.display());
+    }
+    let store = inbound::store::open(target.store.as_deref(), &db).await?;
+    let selected: Vec<_> = store.registered_clients().await?.into_iter().filter(|c| filter.matches(c)).collect();
+    let summaries: Vec<inbound::admin::ClientSummary> = selected.iter().map(Into::into).collect();
+    match list_output {
+        Some("json") => println!("{}", serde_json::to_string_pretty(&summaries)?),
+        _ => {
+            println!(
+                "{:<38} {:<28} {:<20} {:<22} {:<22} REDIRECT URIS",
+                "CLIENT ID", "NAME", "AUTH", "CREATED", "LAST USED"
+            );
+            for c in &summaries {
+                println!(
+                    "{:<38} {:<28} {:<20} {:<22} {:<22} {}",
+                    c.client_id,
+                    c.client_name.chars().take(28).collect::<String>(),
+                    c.token_endpoint_auth_method,
+                    c.created_at,
+                    c.last_used_at,
+                    c.redirect_uris.join(",")
+                );
+            }
+        }
+    }
+    if delete {
+        let now = jiff::Timestamp::now().as_second();
+        for c in &selected {
+            if dry_run {
+                println!("would delete {}", c.client_id);
+            } else if store.delete_registered_client(&c.client_id, now).await? {
+                println!("deleted {}", c.client_id);
+            }
+        }
+    }
+    eprintln!("{} client(s)", selected.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -198,6 +331,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { paths } => check(&paths),
+        Command::Clients { action } => match runtime().block_on(clients(action)) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::HashPassword => {
             let mut password = String::new();
             if std::io::stdin().read_line(&mut password).is_err() || password.trim_end_matches(['\r', '\n']).is_empty()

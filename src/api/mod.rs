@@ -21,7 +21,10 @@ pub use app::{
 };
 pub use duration::{DurationError, DurationString};
 pub use grant::{ClientGrant, ClientGrantSpec, ClientGrantStatus, GrantSubject, SubjectKind};
-pub use policy::{AppSelector, ConsentPolicy, ConsentPolicySpec, ConsentPolicyStatus, ConsentSettings};
+pub use policy::{
+    AppSelector, ApprovedScope, ConsentPolicy, ConsentPolicySpec, ConsentPolicyStatus, ConsentSettings, EmptyScope,
+    MetadataDocumentSettings, RegistrationLimits, RegistrationSettings,
+};
 pub use scope::{Scope, ScopeKind, ScopeSpec, ScopeStatus};
 pub use status::Condition;
 pub use user::{DevelopmentUser, DevelopmentUserSpec};

@@ -4,6 +4,7 @@
 //! snapshot on every change and swap it in atomically; requests read one snapshot from start
 //! to end, so a reload never shows a half-applied configuration.
 
+pub mod dynamic;
 pub mod folder;
 pub mod manifest;
 pub mod validate;
@@ -50,6 +51,20 @@ pub struct Client {
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
     pub id_token_lifetime: Duration,
+    pub origin: ClientOrigin,
+    /// The ConsentPolicy that admitted a self-registered client.
+    pub policy: Option<ObjectKey>,
+}
+
+/// Where a client comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientOrigin {
+    /// An InboundApp.
+    Declared,
+    /// Dynamic Client Registration (RFC 7591).
+    Registered,
+    /// A Client ID Metadata Document; `host` is shown on the consent screen.
+    MetadataDocument { host: String },
 }
 
 impl Client {
@@ -120,6 +135,9 @@ pub struct Catalog {
     policies: Vec<ConsentPolicy>,
     users_by_name: HashMap<String, Arc<User>>,
     users_by_subject: HashMap<String, Arc<User>>,
+    /// Self-registered clients resolved by recent requests (shared across snapshots).
+    dynamic: Arc<dynamic::DynamicClients>,
+    defaults: Defaults,
 }
 
 impl Catalog {
@@ -131,7 +149,7 @@ impl Catalog {
         subjects: &HashMap<ObjectKey, String>,
         defaults: &Defaults,
     ) -> Catalog {
-        let mut catalog = Catalog::default();
+        let mut catalog = Catalog { defaults: defaults.clone(), ..Catalog::default() };
         for m in manifests {
             let meta = m.object.metadata();
             let key =
@@ -157,6 +175,8 @@ impl Catalog {
                             defaults.refresh_token_lifetime,
                         ),
                         id_token_lifetime: lifetime(&tokens.id_token_lifetime, defaults.id_token_lifetime),
+                        origin: ClientOrigin::Declared,
+                        policy: None,
                     };
                     catalog.client_ids.insert(key, record.client_id.clone());
                     catalog.clients.insert(record.client_id.clone(), Arc::new(client));
@@ -207,8 +227,37 @@ impl Catalog {
         catalog
     }
 
-    pub fn client(&self, client_id: &str) -> Option<&Arc<Client>> {
-        self.clients.get(client_id)
+    /// Shares the cache of resolved self-registered clients with the previous snapshot.
+    pub fn with_dynamic(mut self, dynamic: Arc<dynamic::DynamicClients>) -> Catalog {
+        self.dynamic = dynamic;
+        self
+    }
+
+    pub fn dynamic(&self) -> &Arc<dynamic::DynamicClients> {
+        &self.dynamic
+    }
+
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
+    /// A declared app, or a self-registered client resolved for this request.
+    pub fn client(&self, client_id: &str) -> Option<Arc<Client>> {
+        self.clients.get(client_id).cloned().or_else(|| self.dynamic.get(client_id))
+    }
+
+    /// True for a declared app (no resolution needed).
+    pub fn is_declared(&self, client_id: &str) -> bool {
+        self.clients.contains_key(client_id)
+    }
+
+    /// The ConsentPolicy enabling self-registration, if any (validation admits one).
+    pub fn registration_policy(&self) -> Option<&ConsentPolicy> {
+        let mut enabling: Vec<&ConsentPolicy> =
+            self.policies.iter().filter(|p| validate::enables_registration(p)).collect();
+        enabling
+            .sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
+        enabling.into_iter().next()
     }
 
     /// Apps in (namespace, name) order.
@@ -243,6 +292,11 @@ impl Catalog {
     /// The ConsentPolicy governing `client`: the first (by name) in its namespace whose
     /// selector matches it. An empty selector matches every app of the namespace.
     pub fn policy_for(&self, client: &Client) -> Option<&ConsentPolicy> {
+        if let Some(key) = &client.policy {
+            return self.policies.iter().find(|p| {
+                manifest::namespace_of(&p.metadata) == key.namespace && p.metadata.name.as_deref() == Some(&key.name)
+            });
+        }
         let mut candidates: Vec<&ConsentPolicy> = self
             .policies
             .iter()

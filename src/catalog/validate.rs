@@ -36,6 +36,8 @@ struct Index<'a> {
     scopes: HashSet<(&'a str, &'a str)>,
     /// Usernames declared more than once.
     duplicate_usernames: HashSet<&'a str>,
+    /// The first ConsentPolicy (in manifest order) enabling self-registration.
+    registration_policy: Option<String>,
 }
 
 impl<'a> Index<'a> {
@@ -46,6 +48,7 @@ impl<'a> Index<'a> {
         let mut scopes = HashSet::new();
         let mut usernames = HashSet::new();
         let mut duplicate_usernames = HashSet::new();
+        let mut registration_policy = None;
         for m in manifests {
             let meta = m.object.metadata();
             let ns = namespace_of(meta);
@@ -84,10 +87,13 @@ impl<'a> Index<'a> {
                 Object::User(user) if !usernames.insert(user.spec.username.as_str()) => {
                     duplicate_usernames.insert(user.spec.username.as_str());
                 }
+                Object::Policy(policy) if registration_policy.is_none() && enables_registration(policy) => {
+                    registration_policy = Some(m.object.display_name());
+                }
                 _ => {}
             }
         }
-        Index { apps, scopes, duplicate_usernames }
+        Index { apps, scopes, duplicate_usernames, registration_policy }
     }
 
     /// `openid` is built in (OpenID Connect); every other scope must be declared.
@@ -324,6 +330,53 @@ fn check_policy(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index<'_>) 
         if !spec.consent.durations.is_empty() && !listed {
             at.push("spec.consent.defaultDuration", "must be one of spec.consent.durations");
         }
+    }
+    check_registration(at, policy, index);
+}
+
+/// True when the policy admits self-registered clients (DCR or metadata documents).
+pub fn enables_registration(policy: &ConsentPolicy) -> bool {
+    policy.spec.registration.as_ref().is_some_and(|r| r.dynamic || r.client_id_metadata_documents.enabled)
+}
+
+fn check_registration(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index<'_>) {
+    let Some(registration) = &policy.spec.registration else { return };
+    let ns = namespace_of(&policy.metadata);
+    if enables_registration(policy)
+        && let Some(first) = &index.registration_policy
+        && *first != format!("ConsentPolicy {ns}/{}", policy.metadata.name.as_deref().unwrap_or(""))
+    {
+        at.push("spec.registration", format!("only one ConsentPolicy may enable self-registration; {first} does"));
+    }
+    let scopes: Vec<String> = registration.approved_scopes.iter().map(|s| s.scope.clone()).collect();
+    at.scope_refs("spec.registration.approvedScopes", ns, &scopes, index);
+    for (i, pattern) in registration.redirect_uri_patterns.iter().enumerate() {
+        if let Err(e) = crate::oauth::pattern::validate_redirect_pattern(pattern) {
+            at.push(format!("spec.registration.redirectUriPatterns[{i}]"), e);
+        }
+    }
+    for (i, resource) in registration.resources.iter().enumerate() {
+        // RFC 8707 §2: an absolute URI without a fragment.
+        match Url::parse(resource) {
+            Ok(url) if url.fragment().is_none() && matches!(url.scheme(), "https" | "http") => {}
+            _ => at.push(
+                format!("spec.registration.resources[{i}]"),
+                "must be an absolute http(s) URL without a fragment",
+            ),
+        }
+    }
+    at.duration("spec.registration.reapAfter", registration.reap_after.as_ref());
+    let cimd = &registration.client_id_metadata_documents;
+    for (i, domain) in cimd.allowed_domains.iter().enumerate() {
+        if let Err(e) = crate::oauth::pattern::validate_domain_pattern(domain) {
+            at.push(format!("spec.registration.clientIdMetadataDocuments.allowedDomains[{i}]"), e);
+        }
+    }
+    if cimd.enabled && cimd.allowed_domains.is_empty() {
+        at.push(
+            "spec.registration.clientIdMetadataDocuments.allowedDomains",
+            "must list at least one domain when metadata documents are enabled",
+        );
     }
 }
 

@@ -149,6 +149,8 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
             store: store.clone(),
             revocations: revocations.clone(),
             verified: verified.clone(),
+            cimd: crate::cimd::CimdFetcher::new()
+                .context("cannot build the HTTP client for client metadata documents")?,
         },
         catalog: catalog.clone(),
         metrics: Metrics::default(),
@@ -192,6 +194,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(crate::serve::maintain(
         store,
         revocations,
+        state.catalog.clone(),
         options.maintenance_interval,
         stopped(shutdown_rx),
     )));
@@ -225,7 +228,8 @@ async fn snapshot_loop(mut l: SnapshotLoop) {
         let validated = snapshot::validate_objects(&objects);
         match records(&validated, l.store.as_ref()).await {
             Ok(records) => {
-                let next = Catalog::build(&validated.manifests, &records, &HashMap::new(), &l.defaults);
+                let next = Catalog::build(&validated.manifests, &records, &HashMap::new(), &l.defaults)
+                    .with_dynamic(l.catalog.load().dynamic().clone());
                 l.catalog.store(Arc::new(next));
                 if !l.state.ready.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     tracing::info!(apps = records.len(), "serving");

@@ -75,6 +75,15 @@ pub async fn authorize_post(State(state): State<Arc<AppState>>, headers: HeaderM
 
 async fn authorize(state: &AppState, headers: &HeaderMap, params: &Params) -> Response {
     let catalog = state.catalog.load_full();
+    if let Some(client_id) = params.get("client_id")
+        && let Err(reason) = state.server.resolve_client(&catalog, client_id).await
+        && reason != "unknown client"
+    {
+        // A metadata document that cannot be used: say why, on a page (never a redirect).
+        let error = OAuthError::invalid_request(reason);
+        tracing::info!(description = %error.description, "authorization request refused (not redirected)");
+        return state.pages.error(StatusCode::BAD_REQUEST, &error);
+    }
     let (client, request) = match validate(&catalog, params) {
         Ok(valid) => valid,
         Err(AuthorizeError::Page(e)) => {
@@ -131,6 +140,9 @@ struct AppView {
     name: String,
     description: Option<String>,
     logo_uri: Option<String>,
+    /// Where a self-registered client comes from, so the user can judge it: the host of its
+    /// metadata document, or that it registered itself.
+    origin: Option<String>,
 }
 
 fn app_view(client: &Client) -> AppView {
@@ -138,6 +150,11 @@ fn app_view(client: &Client) -> AppView {
         name: client.spec.display_name.clone(),
         description: client.spec.description.clone(),
         logo_uri: client.spec.logo_uri.clone(),
+        origin: match &client.origin {
+            crate::catalog::ClientOrigin::Declared => None,
+            crate::catalog::ClientOrigin::Registered => Some("registered itself; not verified by this site".into()),
+            crate::catalog::ClientOrigin::MetadataDocument { host } => Some(format!("from {host}")),
+        },
     }
 }
 
@@ -373,7 +390,10 @@ pub async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Response 
         Err(r) => return r,
     };
     let catalog = state.catalog.load_full();
-    let client = pending.request.as_ref().and_then(|r| catalog.client(&r.client_id).cloned());
+    if let Some(request) = &pending.request {
+        let _ = state.server.resolve_client(&catalog, &request.client_id).await;
+    }
+    let client = pending.request.as_ref().and_then(|r| catalog.client(&r.client_id));
     let username = form.get("username").unwrap_or("").to_string();
     let password = form.get("password").unwrap_or("").to_string();
     let identity = state.identity.clone();
@@ -438,8 +458,8 @@ pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
             .error(StatusCode::BAD_REQUEST, &OAuthError::invalid_request("choose one of the offered durations"));
     };
     let catalog = state.catalog.load_full();
-    let (Some(client), Some(user)) = (catalog.client(&request.client_id).cloned(), catalog.user(&subject).cloned())
-    else {
+    let _ = state.server.resolve_client(&catalog, &request.client_id).await;
+    let (Some(client), Some(user)) = (catalog.client(&request.client_id), catalog.user(&subject).cloned()) else {
         return redirect_error(&state, &request, ErrorCode::AccessDenied, "the app or the user no longer exists");
     };
     let now = now();
@@ -481,6 +501,9 @@ fn rfc3339(t: i64) -> String {
 async fn connected_apps(state: &AppState, subject: &str) -> Result<Vec<ConnectedApp>> {
     let catalog = state.catalog.load();
     let consents = state.server.store.consents_of(subject, now()).await.map_err(|e| internal(state, store_error(e)))?;
+    for c in &consents {
+        let _ = state.server.resolve_client(&catalog, &c.client_id).await;
+    }
     Ok(consents
         .into_iter()
         .map(|c| ConnectedApp {

@@ -15,9 +15,11 @@ use super::{AppState, paths};
 pub fn metadata_document(state: &AppState) -> serde_json::Value {
     let issuer = &state.server.issuer;
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
-    let mut scopes = state.catalog.load().scope_names();
+    let catalog = state.catalog.load();
+    let mut scopes = catalog.scope_names();
     scopes.insert(0, crate::oauth::scope::OPENID.to_string());
-    serde_json::json!({
+    let registration = catalog.registration_policy().and_then(|p| p.spec.registration.clone());
+    let mut document = serde_json::json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}{}", paths::TOKEN),
         "jwks_uri": format!("{issuer}{}", paths::JWKS),
@@ -42,7 +44,17 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         // RFC 9068 access tokens and RFC 8707 resource indicators.
         "access_token_signing_alg_values_supported": ["ES256"],
         "resource_indicators_supported": true,
-    })
+    });
+    // Advertised only when a ConsentPolicy enables them (RFC 7591 §3, CIMD draft §4).
+    if let Some(registration) = registration {
+        if registration.dynamic {
+            document["registration_endpoint"] = serde_json::json!(format!("{issuer}{}", paths::REGISTER));
+        }
+        if registration.client_id_metadata_documents.enabled {
+            document["client_id_metadata_document_supported"] = serde_json::json!(true);
+        }
+    }
+    document
 }
 
 fn cacheable(mut response: Response) -> Response {

@@ -5,6 +5,7 @@ mod discovery;
 mod endpoints;
 mod health;
 pub mod pages;
+mod register;
 mod response;
 pub mod server;
 
@@ -60,6 +61,9 @@ pub mod paths {
     pub const ACCOUNT_REVOKE: &str = "/account/apps/{id}/revoke";
     pub const ACCOUNT_API: &str = "/account/api/apps";
     pub const ACCOUNT_API_ONE: &str = "/account/api/apps/{id}";
+    /// RFC 7591 registration and RFC 7592 management.
+    pub const REGISTER: &str = "/register";
+    pub const REGISTER_ONE: &str = "/register/{client_id}";
 
     /// Every routed path, as metric label values.
     pub const ALL: &[&str] = &[
@@ -77,6 +81,8 @@ pub mod paths {
         ACCOUNT_REVOKE,
         ACCOUNT_API,
         ACCOUNT_API_ONE,
+        REGISTER,
+        REGISTER_ONE,
         "/healthz",
         "/readyz",
         "/metrics",
@@ -84,7 +90,22 @@ pub mod paths {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // An issuer with a path (https://host/tenant): metadata also at the path-suffixed
+    // well-known locations (RFC 8414 §3.1) that MCP clients and OpenID libraries try.
+    let issuer_path =
+        url::Url::parse(&state.server.issuer).map(|u| u.path().trim_end_matches('/').to_string()).unwrap_or_default();
+    let mut routes = Router::new();
+    if !issuer_path.is_empty() {
+        for path in [
+            format!("{}{issuer_path}", paths::OAUTH_METADATA),
+            format!("{}{issuer_path}", paths::OIDC_DISCOVERY),
+            format!("{issuer_path}{}", paths::OIDC_DISCOVERY),
+            format!("{issuer_path}{}", paths::OAUTH_METADATA),
+        ] {
+            routes = routes.route(&path, get(discovery::metadata));
+        }
+    }
+    routes
         .route(paths::OIDC_DISCOVERY, get(discovery::metadata))
         .route(paths::OAUTH_METADATA, get(discovery::metadata))
         .route(paths::JWKS, get(discovery::jwks))
@@ -99,6 +120,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::ACCOUNT_REVOKE, post(authorize::account_revoke))
         .route(paths::ACCOUNT_API, get(authorize::account_api_list))
         .route(paths::ACCOUNT_API_ONE, axum::routing::delete(authorize::account_api_revoke))
+        .route(paths::REGISTER, post(register::register))
+        .route(paths::REGISTER_ONE, get(register::read).put(register::update).delete(register::delete))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -24,7 +24,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
                         // Typically EMFILE: back off instead of spinning.
@@ -41,7 +41,13 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
                     .max_buf_size(MAX_HEAD_BYTES)
                     .max_headers(64)
                     .keep_alive(true);
-                let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+                // Handlers that need the peer address (registration rate limits) read it as
+                // axum's ConnectInfo.
+                let service = tower::ServiceExt::map_request(router.clone(), move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    request
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     let _ = connection.await;

@@ -51,7 +51,6 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
     let client_id = params.require("client_id").map_err(page)?;
     let client = catalog
         .client(client_id)
-        .cloned()
         .ok_or_else(|| page(OAuthError::invalid_request(format!("unknown client_id {client_id:?}"))))?;
     // OAuth 2.1 §2.3.2: redirect_uri may be omitted only when exactly one is registered.
     let redirect_uri = match params.get("redirect_uri") {
@@ -92,7 +91,17 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
         .ok_or_else(|| fail(OAuthError::invalid_request("code_challenge is required (PKCE, S256)")))?;
     pkce::check_challenge(code_challenge, params.get("code_challenge_method")).map_err(fail)?;
 
-    let scopes = scope::parse_scope(params.get("scope").unwrap_or("")).map_err(fail)?;
+    let mut scopes = scope::parse_scope(params.get("scope").unwrap_or("")).map_err(fail)?;
+    // A self-registered client's consent always includes the policy's mandatory scopes.
+    if client.origin != crate::catalog::ClientOrigin::Declared
+        && let Some(registration) = catalog.policy_for(&client).and_then(|p| p.spec.registration.as_ref())
+    {
+        for mandatory in crate::catalog::dynamic::mandatory_scopes(registration) {
+            if !scopes.contains(&mandatory) {
+                scopes.push(mandatory);
+            }
+        }
+    }
     for s in &scopes {
         let declared = s == scope::OPENID || catalog.scope(&client.key.namespace, s).is_some();
         if !declared || !client.spec.allowed_scopes.contains(s) {

@@ -109,8 +109,14 @@ fn ask_or_automatic(catalog: &Catalog, client: &Client, user: &User, scopes: &[S
 
 /// The consent screen's rows.
 pub fn items(catalog: &Catalog, client: &Client, user: &User, scopes: &[String]) -> Vec<ScopeItem> {
-    let policy_mandatory =
-        catalog.policy_for(client).map(|p| p.spec.consent.mandatory_scopes.clone()).unwrap_or_default();
+    let policy = catalog.policy_for(client);
+    let mut policy_mandatory = policy.map(|p| p.spec.consent.mandatory_scopes.clone()).unwrap_or_default();
+    // Self-registered clients: the registration's mandatory scopes cannot be unchecked.
+    if client.origin != crate::catalog::ClientOrigin::Declared
+        && let Some(registration) = policy.and_then(|p| p.spec.registration.as_ref())
+    {
+        policy_mandatory.extend(crate::catalog::dynamic::mandatory_scopes(registration));
+    }
     scopes
         .iter()
         .filter_map(|s| {

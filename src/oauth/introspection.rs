@@ -65,6 +65,7 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<Introspection, OAuthError> {
+        self.resolve_presented(catalog, authorization, params).await;
         let caller = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
         if !caller.is_confidential() {
             return Err(OAuthError::invalid_client("introspection requires a confidential client"));
@@ -86,6 +87,7 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<(), OAuthError> {
+        self.resolve_presented(catalog, authorization, params).await;
         let caller = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
         let token = params.require("token")?;
         let Some(claims) = self.active_claims(catalog, token, now).await? else {

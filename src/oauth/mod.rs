@@ -7,12 +7,15 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod client_credentials;
+pub mod clients;
 pub mod consent;
 pub mod error;
 pub mod introspection;
 pub mod params;
+pub mod pattern;
 pub mod pkce;
 pub mod redirect;
+pub mod register;
 pub mod scope;
 pub mod token;
 

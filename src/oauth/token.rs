@@ -34,6 +34,8 @@ pub struct AuthorizationServer {
     pub revocations: Arc<RevocationList>,
     /// JWTs whose signature already verified (introspection hot path).
     pub verified: Arc<VerifiedTokens>,
+    /// Fetches Client ID Metadata Documents.
+    pub cimd: crate::cimd::CimdFetcher,
 }
 
 /// Successful token response (RFC 6749 §5.1).
@@ -86,6 +88,7 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
+        self.resolve_presented(catalog, authorization, params).await;
         let grant_type = params.require("grant_type")?;
         match grant_type {
             "client_credentials" => {
@@ -179,7 +182,8 @@ impl AuthorizationServer {
             auth_time: code.auth_time,
             expires_at: now + client.refresh_token_lifetime.as_secs() as i64,
         });
-        let issue = self.user_issue(&user.subject, &user.roles, &code.scopes, &code.resources, code.tenant.clone());
+        let audience = narrowed_resources(params.resources(), &code.resources)?;
+        let issue = self.user_issue(&user.subject, &user.roles, &code.scopes, &audience, code.tenant.clone());
         let (mut response, claims) = self.mint(&client, issue, now).await?;
         if let Some(refresh) = refresh {
             let value = random_token(32);
@@ -250,7 +254,10 @@ impl AuthorizationServer {
                 requested
             }
         };
-        let issue = self.user_issue(&user.subject, &user.roles, &scopes, &old.resources, old.tenant.clone());
+        // The refresh token keeps the resources of the grant; an access token may be narrowed
+        // to one of them (RFC 8707 §2.2).
+        let audience = narrowed_resources(params.resources(), &old.resources)?;
+        let issue = self.user_issue(&user.subject, &user.roles, &scopes, &audience, old.tenant.clone());
         let (mut response, _) = self.mint(&client, issue, now).await?;
         response.refresh_token = Some(next);
         if scopes.iter().any(|s| s == OPENID) {
@@ -262,6 +269,13 @@ impl AuthorizationServer {
 
     /// Authenticates the client (public clients by `client_id` alone) and checks it may
     /// use `grant`.
+    /// Resolves the client a request presents (if self-registered) before the pure checks.
+    pub async fn resolve_presented(&self, catalog: &Catalog, authorization: Option<&str>, params: &Params) {
+        if let Ok(presented) = presented_client(authorization, params) {
+            let _ = self.resolve_client(catalog, &presented.client_id).await;
+        }
+    }
+
     fn authenticate_for(
         &self,
         catalog: &Catalog,
@@ -394,9 +408,24 @@ impl AuthorizationServer {
                 None => return Ok(None),
             }
         };
-        let active = claims.exp > now
-            && !self.revocations.is_revoked(&claims.jti)
-            && catalog.client(&claims.client_id).is_some();
+        if claims.exp <= now || self.revocations.is_revoked(&claims.jti) {
+            return Ok(None);
+        }
+        // The client must still exist (declared, or self-registered and not deleted/reaped).
+        let _ = self.resolve_client(catalog, &claims.client_id).await;
+        let active = catalog.client(&claims.client_id).is_some();
         Ok(active.then_some(claims))
     }
+}
+
+/// RFC 8707 §2.2: `resource` at the token endpoint selects among the resources the grant
+/// was authorized for; anything else is `invalid_target`.
+fn narrowed_resources(requested: &[String], granted: &[String]) -> Result<Vec<String>, OAuthError> {
+    if requested.is_empty() {
+        return Ok(granted.to_vec());
+    }
+    if let Some(other) = requested.iter().find(|r| !granted.contains(r)) {
+        return Err(OAuthError::invalid_target(format!("resource {other} was not authorized for this grant")));
+    }
+    Ok(requested.to_vec())
 }

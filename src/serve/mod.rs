@@ -139,6 +139,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             store: store.clone(),
             revocations: revocations.clone(),
             verified: Default::default(),
+            cimd: crate::cimd::CimdFetcher::new()
+                .context("cannot build the HTTP client for client metadata documents")?,
         },
         catalog: catalog.clone(),
         metrics: Metrics::default(),
@@ -152,6 +154,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let catalog_for_upkeep = catalog.clone();
     let tasks = vec![
         tokio::spawn(server::serve(listener, router(state.clone()), stopped(shutdown_rx.clone()))),
         tokio::spawn(watch_folder(
@@ -163,7 +166,13 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             catalog,
             stopped(shutdown_rx.clone()),
         )),
-        tokio::spawn(maintain(store, revocations, options.maintenance_interval, stopped(shutdown_rx))),
+        tokio::spawn(maintain(
+            store,
+            revocations,
+            catalog_for_upkeep,
+            options.maintenance_interval,
+            stopped(shutdown_rx),
+        )),
     ];
 
     Ok(Running { addr, issuer, data_dir: options.data_dir, apps, state, shutdown, tasks })
@@ -212,7 +221,7 @@ async fn watch_folder(
         };
         match provisioner.provision(&manifests).await {
             Ok(provisioned) => {
-                let next = provisioned.catalog(&manifests, &defaults);
+                let next = provisioned.catalog(&manifests, &defaults).with_dynamic(catalog.load().dynamic().clone());
                 tracing::info!(apps = next.clients().count(), "configuration reloaded");
                 catalog.store(Arc::new(next));
             }
@@ -230,6 +239,7 @@ async fn watch_folder(
 pub(crate) async fn maintain(
     store: Arc<dyn Store>,
     revocations: Arc<RevocationList>,
+    catalog: Arc<ArcSwap<Catalog>>,
     interval: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -247,6 +257,7 @@ pub(crate) async fn maintain(
         revocations.purge(now);
         // Bounded batches, repeated while there is a backlog, so that one pass never holds
         // long locks and a burst of expiries is still cleared within a few intervals.
+        reap_registered_clients(store.as_ref(), &catalog.load(), now).await;
         for _ in 0..10 {
             match store.purge_expired(now, 1000).await {
                 Ok(0) => break,
@@ -257,5 +268,32 @@ pub(crate) async fn maintain(
                 }
             }
         }
+    }
+}
+
+/// Deletes self-registered clients unused for the policy's `reapAfter` (default 30 days),
+/// with their consents and tokens; they get `invalid_client` and register again.
+async fn reap_registered_clients(store: &dyn Store, catalog: &Catalog, now: i64) {
+    let Some(policy) = catalog.registration_policy() else { return };
+    let reap_after = policy
+        .spec
+        .registration
+        .as_ref()
+        .and_then(|r| r.reap_after.as_ref())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(Duration::from_secs(30 * 86_400));
+    let key = crate::catalog::ObjectKey {
+        namespace: policy.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: policy.metadata.name.clone().unwrap_or_default(),
+    };
+    match store.reap_registered_clients(&key, now - reap_after.as_secs() as i64, 100).await {
+        Ok(reaped) if !reaped.is_empty() => {
+            for id in &reaped {
+                catalog.dynamic().remove(id);
+            }
+            tracing::info!(clients = reaped.len(), "reaped unused registered clients");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot reap registered clients"),
     }
 }

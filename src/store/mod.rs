@@ -112,6 +112,51 @@ pub struct Session {
     pub auth_time: i64,
 }
 
+/// A self-registered client (RFC 7591), as stored. Never in etcd: registrations are
+/// unbounded input from the internet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    /// The ConsentPolicy that admitted it.
+    pub policy: ObjectKey,
+    /// The client metadata as registered (RFC 7591 §2 names), normalized.
+    pub metadata: serde_json::Value,
+    /// HMAC of the client secret (confidential clients).
+    pub secret_hash: Option<SecretHash>,
+    /// HMAC of the registration access token (RFC 7592); None for deduplicated public
+    /// registrations handed to a second registrant.
+    pub registration_token_hash: Option<SecretHash>,
+    /// Identical public registrations share one client: the digest of their metadata.
+    pub dedupe_key: Option<String>,
+    /// Where the registration came from (the peer address), for rate limits.
+    pub source: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+/// What a registration attempt did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Registration {
+    Created,
+    /// An identical public registration exists: that client.
+    Existing(Box<RegisteredClient>),
+    /// A policy limit refused it.
+    Limited(RegistrationLimit),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistrationLimit {
+    MaxClients,
+    PerSource,
+    Total,
+}
+
+/// A fresh client id for a registered client: a random UUID (never derived from the
+/// request, so it cannot be chosen by the registrant).
+pub fn new_client_id() -> String {
+    sqlite::new_uid()
+}
+
 /// A revoked token id as stored: `(sequence number, jti, expires_at)`.
 pub type Revocation = (i64, String, i64);
 
@@ -182,6 +227,43 @@ pub trait Store: Send + Sync + 'static {
     /// The client is gone (its InboundApp was deleted): revokes every consent and refresh
     /// token family granted to it and forgets its secrets. Returns the consents revoked.
     async fn forget_client(&self, client_id: &str, now: i64) -> Result<u64, StoreError>;
+
+    /// Registers a client unless an identical public registration exists (same
+    /// `dedupe_key`) or a limit is reached; atomic with respect to concurrent registrations.
+    async fn register_client(
+        &self,
+        client: &RegisteredClient,
+        limits: &crate::api::RegistrationLimits,
+        now: i64,
+    ) -> Result<Registration, StoreError>;
+
+    async fn registered_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError>;
+
+    /// RFC 7592 update: new metadata (and dedupe key). False when the client is gone.
+    async fn update_registered_client(
+        &self,
+        client_id: &str,
+        metadata: &serde_json::Value,
+        dedupe_key: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes a registered client with its consents, refresh tokens and secrets.
+    async fn delete_registered_client(&self, client_id: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Every registered client (for the CLI and the admin API), oldest first.
+    async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;
+
+    /// Records a use; at most one write per client per minute.
+    async fn touch_registered_client(&self, client_id: &str, now: i64) -> Result<(), StoreError>;
+
+    /// Deletes (as `delete_registered_client`) up to `batch` clients of `policy` unused since
+    /// `unused_since`; returns their ids.
+    async fn reap_registered_clients(
+        &self,
+        policy: &ObjectKey,
+        unused_since: i64,
+        batch: u32,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Records an opaque access token under the SHA-256 digest of its value.
     async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError>;

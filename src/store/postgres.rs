@@ -14,7 +14,8 @@ use sqlx::{
 };
 
 use super::{
-    AuthorizationCode, CodeRedemption, Consent, RefreshToken, Revocation, Rotation, Session, Store, StoreError,
+    AuthorizationCode, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration, RegistrationLimit,
+    Revocation, Rotation, Session, Store, StoreError,
 };
 use crate::catalog::ObjectKey;
 use crate::secrets::SecretHash;
@@ -86,6 +87,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE client_secrets ADD COLUMN seq BIGSERIAL;
     "#,
     ),
+    (
+        4,
+        r#"
+    CREATE TABLE registered_clients (
+        client_id TEXT PRIMARY KEY, policy_namespace TEXT NOT NULL, policy_name TEXT NOT NULL,
+        metadata TEXT NOT NULL, secret_hash BYTEA, registration_token_hash BYTEA, dedupe_key TEXT,
+        source TEXT NOT NULL, created_at BIGINT NOT NULL, last_used_at BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX registered_clients_dedupe ON registered_clients (dedupe_key) WHERE dedupe_key IS NOT NULL;
+    CREATE INDEX registered_clients_by_created ON registered_clients (created_at);
+    CREATE INDEX registered_clients_by_last_used ON registered_clients (last_used_at);
+    "#,
+    ),
 ];
 
 pub struct PostgresStore {
@@ -106,6 +120,30 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
     serde_json::from_str(json).map_err(corrupt)
+}
+
+fn registered_from_row(row: &sqlx::postgres::PgRow) -> Result<RegisteredClient, StoreError> {
+    let hash = |column: &str| -> Result<Option<SecretHash>, StoreError> {
+        let bytes: Option<Vec<u8>> = row.try_get(column).map_err(corrupt)?;
+        bytes
+            .map(|b| SecretHash::from_slice(&b).ok_or_else(|| StoreError::Corrupt("secret hash length".into())))
+            .transpose()
+    };
+    let metadata: String = row.try_get("metadata").map_err(corrupt)?;
+    Ok(RegisteredClient {
+        client_id: row.try_get("client_id").map_err(corrupt)?,
+        policy: ObjectKey {
+            namespace: row.try_get("policy_namespace").map_err(corrupt)?,
+            name: row.try_get("policy_name").map_err(corrupt)?,
+        },
+        metadata: from_json(&metadata)?,
+        secret_hash: hash("secret_hash")?,
+        registration_token_hash: hash("registration_token_hash")?,
+        dedupe_key: row.try_get("dedupe_key").map_err(corrupt)?,
+        source: row.try_get("source").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+        last_used_at: row.try_get("last_used_at").map_err(corrupt)?,
+    })
 }
 
 impl PostgresStore {
@@ -330,6 +368,157 @@ impl Store for PostgresStore {
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(revoked)
+    }
+
+    async fn register_client(
+        &self,
+        client: &RegisteredClient,
+        limits: &crate::api::RegistrationLimits,
+        now: i64,
+    ) -> Result<Registration, StoreError> {
+        // BEGIN IMMEDIATE (SQLite) / an advisory lock (PostgreSQL): concurrent registrations
+        // are checked against limits one at a time.
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Serializes registrations: the limit checks and the insert see one state.
+        sqlx::query("SELECT pg_advisory_xact_lock(7591)").execute(&mut *tx).await.map_err(unavailable)?;
+        if let Some(key) = &client.dedupe_key {
+            let row = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at FROM registered_clients WHERE dedupe_key = $1")
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if let Some(row) = row {
+                return Ok(Registration::Existing(Box::new(registered_from_row(&row)?)));
+            }
+        }
+        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+        let total: i64 =
+            count("SELECT COUNT(*) FROM registered_clients WHERE policy_namespace = $1 AND policy_name = $2")
+                .bind(&client.policy.namespace)
+                .bind(&client.policy.name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if total >= limits.max_clients as i64 {
+            return Ok(Registration::Limited(RegistrationLimit::MaxClients));
+        }
+        let hour_ago = now - 3600;
+        let from_source: i64 = count("SELECT COUNT(*) FROM registered_clients WHERE source = $1 AND created_at > $2")
+            .bind(&client.source)
+            .bind(hour_ago)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if from_source >= limits.per_source_per_hour as i64 {
+            return Ok(Registration::Limited(RegistrationLimit::PerSource));
+        }
+        let recent: i64 = count("SELECT COUNT(*) FROM registered_clients WHERE created_at > $1")
+            .bind(hour_ago)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if recent >= limits.total_per_hour as i64 {
+            return Ok(Registration::Limited(RegistrationLimit::Total));
+        }
+        sqlx::query(
+            "INSERT INTO registered_clients (client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&client.client_id)
+        .bind(&client.policy.namespace)
+        .bind(&client.policy.name)
+        .bind(to_json(&client.metadata)?)
+        .bind(client.secret_hash.as_ref().map(|h| h.0.to_vec()))
+        .bind(client.registration_token_hash.as_ref().map(|h| h.0.to_vec()))
+        .bind(&client.dedupe_key)
+        .bind(&client.source)
+        .bind(client.created_at)
+        .bind(client.last_used_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Registration::Created)
+    }
+
+    async fn registered_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {
+        let row = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at FROM registered_clients WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(registered_from_row).transpose()
+    }
+
+    async fn update_registered_client(
+        &self,
+        client_id: &str,
+        metadata: &serde_json::Value,
+        dedupe_key: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let updated = sqlx::query("UPDATE registered_clients SET metadata = $2, dedupe_key = $3 WHERE client_id = $1")
+            .bind(client_id)
+            .bind(to_json(metadata)?)
+            .bind(dedupe_key)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn delete_registered_client(&self, client_id: &str, now: i64) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM registered_clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        self.forget_client(client_id, now).await?;
+        Ok(deleted == 1)
+    }
+
+    async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
+        let rows = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at FROM registered_clients ORDER BY created_at, client_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(registered_from_row).collect()
+    }
+
+    async fn touch_registered_client(&self, client_id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE registered_clients SET last_used_at = $2 WHERE client_id = $1 AND last_used_at < $3")
+            .bind(client_id)
+            .bind(now)
+            .bind(now - 60)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn reap_registered_clients(
+        &self,
+        policy: &ObjectKey,
+        unused_since: i64,
+        batch: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT client_id FROM registered_clients
+             WHERE policy_namespace = $1 AND policy_name = $2 AND last_used_at < $3
+             ORDER BY last_used_at LIMIT $4",
+        )
+        .bind(&policy.namespace)
+        .bind(&policy.name)
+        .bind(unused_since)
+        .bind(batch as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        for id in &ids {
+            self.delete_registered_client(id, unused_since).await?;
+        }
+        Ok(ids)
     }
 
     async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError> {

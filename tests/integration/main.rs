@@ -4,6 +4,7 @@
 mod argocd;
 mod browser;
 mod check;
+mod cimd;
 mod client_credentials;
 mod common;
 mod discovery;
@@ -13,6 +14,7 @@ mod kubernetes;
 mod lifecycle;
 mod operator;
 mod postgres;
+mod registration;
 mod replicas;
 mod store_suite;
 mod user_agent;

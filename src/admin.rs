@@ -1,0 +1,183 @@
+//! Managing self-registered clients: the filters of `inbound clients list|delete` (and of the
+//! operator's admin API). Pure selection over the store's records.
+
+use serde::Serialize;
+
+use crate::store::RegisteredClient;
+
+/// Which registered clients a command applies to. Every set condition must hold.
+#[derive(Clone, Debug, Default)]
+pub struct ClientFilter {
+    pub id_equals: Option<String>,
+    pub id_contains: Option<String>,
+    pub id_in: Vec<String>,
+    pub name_equals: Option<String>,
+    pub name_contains: Option<String>,
+    /// A glob (`*` any run, `?` one character), case-insensitive, over the client name.
+    pub name_matches: Option<String>,
+    pub created_before: Option<i64>,
+    pub created_after: Option<i64>,
+    pub last_used_before: Option<i64>,
+    pub last_used_after: Option<i64>,
+}
+
+impl ClientFilter {
+    pub fn is_empty(&self) -> bool {
+        self.id_equals.is_none()
+            && self.id_contains.is_none()
+            && self.id_in.is_empty()
+            && self.name_equals.is_none()
+            && self.name_contains.is_none()
+            && self.name_matches.is_none()
+            && self.created_before.is_none()
+            && self.created_after.is_none()
+            && self.last_used_before.is_none()
+            && self.last_used_after.is_none()
+    }
+
+    pub fn matches(&self, client: &RegisteredClient) -> bool {
+        let name = client_name(client);
+        let lower = name.to_lowercase();
+        self.id_equals.as_ref().is_none_or(|id| client.client_id == *id)
+            && self.id_contains.as_ref().is_none_or(|s| client.client_id.contains(s.as_str()))
+            && (self.id_in.is_empty() || self.id_in.contains(&client.client_id))
+            && self.name_equals.as_ref().is_none_or(|n| name == *n)
+            && self.name_contains.as_ref().is_none_or(|s| lower.contains(&s.to_lowercase()))
+            && self.name_matches.as_ref().is_none_or(|g| glob(&g.to_lowercase(), &lower))
+            && self.created_before.is_none_or(|t| client.created_at < t)
+            && self.created_after.is_none_or(|t| client.created_at > t)
+            && self.last_used_before.is_none_or(|t| client.last_used_at < t)
+            && self.last_used_after.is_none_or(|t| client.last_used_at > t)
+    }
+}
+
+pub fn client_name(client: &RegisteredClient) -> String {
+    client.metadata.get("client_name").and_then(|v| v.as_str()).unwrap_or("").to_string()
+}
+
+/// One registered client as listed (no secret or token hash, ever).
+#[derive(Debug, Serialize)]
+pub struct ClientSummary {
+    pub client_id: String,
+    pub client_name: String,
+    pub token_endpoint_auth_method: String,
+    pub redirect_uris: Vec<String>,
+    pub scope: String,
+    pub policy: String,
+    pub source: String,
+    pub created_at: String,
+    pub last_used_at: String,
+}
+
+impl From<&RegisteredClient> for ClientSummary {
+    fn from(c: &RegisteredClient) -> Self {
+        let text = |k: &str| c.metadata.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let time = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_default();
+        ClientSummary {
+            client_id: c.client_id.clone(),
+            client_name: client_name(c),
+            token_endpoint_auth_method: text("token_endpoint_auth_method"),
+            redirect_uris: c
+                .metadata
+                .get("redirect_uris")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            scope: text("scope"),
+            policy: c.policy.to_string(),
+            source: c.source.clone(),
+            created_at: time(c.created_at),
+            last_used_at: time(c.last_used_at),
+        }
+    }
+}
+
+/// Parses a time bound: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`, UTC
+/// midnight), or an age (`30d`, `12h`: that long before `now`).
+pub fn parse_time(value: &str, now: i64) -> Result<i64, String> {
+    if let Ok(t) = value.parse::<jiff::Timestamp>() {
+        return Ok(t.as_second());
+    }
+    if let Ok(d) = value.parse::<jiff::civil::Date>() {
+        return d.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp().as_second()).map_err(|e| e.to_string());
+    }
+    match crate::api::DurationString(value.to_string()).parse() {
+        Ok(age) => Ok(now - age.as_secs() as i64),
+        Err(_) => Err(format!("{value:?} is not a time (RFC 3339, YYYY-MM-DD, or an age such as 30d)")),
+    }
+}
+
+/// `*` matches any run of characters, `?` exactly one.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::ObjectKey;
+
+    fn client(id: &str, name: &str, created: i64, used: i64) -> RegisteredClient {
+        RegisteredClient {
+            client_id: id.into(),
+            policy: ObjectKey { namespace: "mcp".into(), name: "p".into() },
+            metadata: serde_json::json!({ "client_name": name, "token_endpoint_auth_method": "none" }),
+            secret_hash: None,
+            registration_token_hash: None,
+            dedupe_key: None,
+            source: "127.0.0.1".into(),
+            created_at: created,
+            last_used_at: used,
+        }
+    }
+
+    #[test]
+    fn filters_combine() {
+        let clients = [
+            client("a1", "Claude Desktop", 100, 500),
+            client("b2", "Cursor", 200, 250),
+            client("c3", "VS Code", 300, 300),
+        ];
+        let select = |f: &ClientFilter| -> Vec<&str> {
+            clients.iter().filter(|c| f.matches(c)).map(|c| c.client_id.as_str()).collect()
+        };
+        assert_eq!(select(&ClientFilter::default()), ["a1", "b2", "c3"]);
+        assert_eq!(select(&ClientFilter { name_contains: Some("cur".into()), ..Default::default() }), ["b2"]);
+        assert_eq!(select(&ClientFilter { name_equals: Some("Cursor".into()), ..Default::default() }), ["b2"]);
+        assert_eq!(select(&ClientFilter { name_matches: Some("*code".into()), ..Default::default() }), ["c3"]);
+        assert_eq!(select(&ClientFilter { name_matches: Some("c?aude*".into()), ..Default::default() }), ["a1"]);
+        assert_eq!(select(&ClientFilter { id_in: vec!["a1".into(), "c3".into()], ..Default::default() }), ["a1", "c3"]);
+        assert_eq!(select(&ClientFilter { id_contains: Some("2".into()), ..Default::default() }), ["b2"]);
+        assert_eq!(select(&ClientFilter { created_after: Some(150), ..Default::default() }), ["b2", "c3"]);
+        assert_eq!(
+            select(&ClientFilter { last_used_before: Some(400), created_before: Some(250), ..Default::default() }),
+            ["b2"]
+        );
+    }
+
+    #[test]
+    fn times_parse_as_instants_dates_or_ages() {
+        assert_eq!(parse_time("1970-01-02T00:00:00Z", 0).unwrap(), 86_400);
+        assert_eq!(parse_time("1970-01-02", 0).unwrap(), 86_400);
+        assert_eq!(parse_time("1d", 200_000).unwrap(), 200_000 - 86_400);
+        assert!(parse_time("yesterday", 0).is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! Self-registered clients (Dynamic Client Registration, Client ID Metadata Documents) as
+//! the serving path sees them.
+//!
+//! They live in the store (or at their metadata URL), not in the declared configuration, so
+//! a request first *resolves* its client (async: a store read or a fetch) into this cache;
+//! the pure core then finds it through `Catalog::client` like any declared app. Entries
+//! expire after a few seconds, so a client deleted or reaped at another replica stops
+//! working everywhere within that time.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use super::{Client, ClientOrigin, Defaults, ObjectKey};
+use crate::api::{
+    AuthMethod, ClientType, ConsentPolicy, GrantType, InboundAppSpec, RegistrationSettings, TokenSettings,
+};
+use crate::secrets::SecretHash;
+
+/// How long a resolved client is used before it is read again.
+pub const FRESH_FOR: Duration = Duration::from_secs(5);
+const CAPACITY: usize = 100_000;
+
+#[derive(Default)]
+pub struct DynamicClients {
+    entries: RwLock<HashMap<String, (Arc<Client>, Instant)>>,
+}
+
+impl std::fmt::Debug for DynamicClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamicClients").finish_non_exhaustive()
+    }
+}
+
+impl DynamicClients {
+    /// A fresh entry, if any.
+    pub fn get(&self, client_id: &str) -> Option<Arc<Client>> {
+        let entries = self.entries.read().expect("lock");
+        let (client, at) = entries.get(client_id)?;
+        (at.elapsed() < FRESH_FOR).then(|| client.clone())
+    }
+
+    pub fn insert(&self, client: Arc<Client>) {
+        let mut entries = self.entries.write().expect("lock");
+        if entries.len() >= CAPACITY {
+            entries.retain(|_, (_, at)| at.elapsed() < FRESH_FOR);
+        }
+        entries.insert(client.client_id.clone(), (client, Instant::now()));
+    }
+
+    pub fn remove(&self, client_id: &str) {
+        self.entries.write().expect("lock").remove(client_id);
+    }
+}
+
+/// The registered metadata (RFC 7591 §2 names) of a self-registered client, as the server
+/// uses it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClientMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub response_types: Vec<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    /// Space-separated, as registered (possibly empty).
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_version: Option<String>,
+}
+
+/// Builds the serving view of a self-registered client under `policy`.
+pub fn client(
+    client_id: &str,
+    metadata: &ClientMetadata,
+    secret_hash: Option<SecretHash>,
+    policy: &ConsentPolicy,
+    origin: ClientOrigin,
+    defaults: &Defaults,
+) -> Client {
+    let registration = policy.spec.registration.clone().unwrap_or_default();
+    let auth_method = match metadata.token_endpoint_auth_method.as_str() {
+        "client_secret_basic" => AuthMethod::ClientSecretBasic,
+        "client_secret_post" => AuthMethod::ClientSecretPost,
+        _ => AuthMethod::None,
+    };
+    let grant_types = metadata
+        .grant_types
+        .iter()
+        .filter_map(|g| match g.as_str() {
+            "authorization_code" => Some(GrantType::AuthorizationCode),
+            "refresh_token" => Some(GrantType::RefreshToken),
+            _ => None,
+        })
+        .collect();
+    let policy_key = ObjectKey {
+        namespace: policy.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: policy.metadata.name.clone().unwrap_or_default(),
+    };
+    let display_name = metadata.client_name.clone().unwrap_or_else(|| match &origin {
+        ClientOrigin::MetadataDocument { host } => host.clone(),
+        _ => "Unnamed client".to_string(),
+    });
+    Client {
+        key: ObjectKey { namespace: policy_key.namespace.clone(), name: client_id.to_string() },
+        client_id: client_id.to_string(),
+        spec: InboundAppSpec {
+            display_name,
+            description: None,
+            logo_uri: metadata.logo_uri.clone(),
+            tags: Vec::new(),
+            client_type: if auth_method == AuthMethod::None { ClientType::Public } else { ClientType::Confidential },
+            grant_types,
+            redirect_uris: metadata.redirect_uris.clone(),
+            token_endpoint_auth_method: Some(auth_method),
+            allowed_scopes: allowed_scopes(&metadata.scope, &registration),
+            allowed_resources: registration.resources.clone(),
+            allowed_tenants: Vec::new(),
+            tokens: TokenSettings::default(),
+            first_party: false,
+            credentials_secret: None,
+            secret_rotation_overlap: None,
+        },
+        labels: Default::default(),
+        secret_hashes: secret_hash.into_iter().collect(),
+        access_token_lifetime: defaults.access_token_lifetime,
+        refresh_token_lifetime: defaults.refresh_token_lifetime,
+        id_token_lifetime: defaults.id_token_lifetime,
+        origin,
+        policy: Some(policy_key),
+    }
+}
+
+/// What a self-registered client may ask users for: its registered scopes that the policy
+/// approves, plus the mandatory ones, plus OpenID Connect's built-in scopes.
+pub fn allowed_scopes(registered: &str, registration: &RegistrationSettings) -> Vec<String> {
+    let approved =
+        |s: &str| s == crate::oauth::scope::OPENID || registration.approved_scopes.iter().any(|a| a.scope == s);
+    let mut scopes: Vec<String> =
+        registered.split_ascii_whitespace().filter(|s| approved(s)).map(str::to_string).collect();
+    for mandatory in registration.approved_scopes.iter().filter(|a| a.mandatory) {
+        if !scopes.contains(&mandatory.scope) {
+            scopes.push(mandatory.scope.clone());
+        }
+    }
+    scopes
+}
+
+/// The policy's mandatory scopes for self-registered clients.
+pub fn mandatory_scopes(registration: &RegistrationSettings) -> Vec<String> {
+    registration.approved_scopes.iter().filter(|a| a.mandatory).map(|a| a.scope.clone()).collect()
+}

@@ -1,0 +1,258 @@
+//! The protected-resource side, for Rust resource servers (an MCP server, an API): verify
+//! inbound's access tokens offline and answer with the challenges OAuth clients act on.
+//!
+//! - RFC 9728: the resource's metadata (`/.well-known/oauth-protected-resource{path}`)
+//!   names its authorization server; [`ProtectedResource::metadata_router`] serves it.
+//! - RFC 6750 §3 + RFC 9728 §5.1: a request without a valid token gets `401` with
+//!   `WWW-Authenticate: Bearer resource_metadata="...", scope="..."`; a token without the
+//!   needed scopes gets `403` with `error="insufficient_scope"` and the scopes to ask for,
+//!   which is what MCP clients use to step up.
+//! - RFC 9068: the token must be an `at+jwt` from the issuer, for this resource (`aud`),
+//!   unexpired, signed by a key of the issuer's JWKS.
+//!
+//! ```ignore
+//! let resource = ProtectedResource::new("https://mcp.example.com/mcp", "https://auth.example.com");
+//! let app = Router::new()
+//!     .route("/mcp", post(handler))
+//!     .layer(resource.clone().require(&["mcp:tools"]))
+//!     .merge(resource.metadata_router());
+//! ```
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    extract::Request,
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// The claims a resource server reads from an access token (RFC 9068 §2.2).
+#[derive(Clone, Debug, Deserialize)]
+pub struct TokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub scope: Option<String>,
+    pub exp: i64,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub jti: Option<String>,
+}
+
+impl TokenClaims {
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.as_deref().unwrap_or("").split_ascii_whitespace()
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No bearer token (RFC 6750 §3.1: no error code).
+    Missing,
+    InvalidToken(String),
+    /// The token lacks scopes; these are the scopes to ask for.
+    InsufficientScope(Vec<String>),
+}
+
+/// One protected resource and its authorization server.
+pub struct ProtectedResource {
+    /// The resource identifier: the token audience (RFC 8707), e.g. the MCP server URL.
+    pub resource: String,
+    pub issuer: String,
+    pub scopes_supported: Vec<String>,
+    jwks_uri: String,
+    http: reqwest::Client,
+    keys: RwLock<(HashMap<String, DecodingKey>, Option<Instant>)>,
+}
+
+impl ProtectedResource {
+    pub fn new(resource: &str, issuer: &str) -> Arc<ProtectedResource> {
+        let issuer = issuer.trim_end_matches('/').to_string();
+        Arc::new(ProtectedResource {
+            resource: resource.to_string(),
+            jwks_uri: format!("{issuer}/jwks"),
+            issuer,
+            scopes_supported: Vec::new(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client"),
+            keys: RwLock::new((HashMap::new(), None)),
+        })
+    }
+
+    pub fn with_scopes(resource: &str, issuer: &str, scopes: &[&str]) -> Arc<ProtectedResource> {
+        let mut this = Arc::try_unwrap(ProtectedResource::new(resource, issuer)).ok().expect("fresh");
+        this.scopes_supported = scopes.iter().map(|s| s.to_string()).collect();
+        Arc::new(this)
+    }
+
+    /// RFC 9728 §2 metadata of this resource.
+    pub fn metadata(&self) -> serde_json::Value {
+        serde_json::json!({
+            "resource": self.resource,
+            "authorization_servers": [self.issuer],
+            "scopes_supported": self.scopes_supported,
+            "bearer_methods_supported": ["header"],
+        })
+    }
+
+    /// RFC 9728 §3.1: `/.well-known/oauth-protected-resource` inserted between the host and
+    /// the path of the resource identifier.
+    pub fn metadata_path(&self) -> String {
+        let path =
+            url::Url::parse(&self.resource).map(|u| u.path().trim_end_matches('/').to_string()).unwrap_or_default();
+        format!("/.well-known/oauth-protected-resource{path}")
+    }
+
+    pub fn metadata_url(&self) -> String {
+        let origin = url::Url::parse(&self.resource).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        format!("{origin}{}", self.metadata_path())
+    }
+
+    /// Serves the metadata document (at the resource's own well-known path).
+    pub fn metadata_router<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> Router<S> {
+        let this = self.clone();
+        Router::new().route(
+            &self.metadata_path(),
+            get(move || {
+                let this = this.clone();
+                async move { Json(this.metadata()) }
+            }),
+        )
+    }
+
+    /// A middleware requiring a valid token with every scope of `required`. The verified
+    /// claims are put in the request's extensions for the handler.
+    pub fn require(
+        self: Arc<Self>,
+        required: &[&str],
+    ) -> axum::middleware::FromFnLayer<impl Fn(Request, Next) -> BoxedResponse + Clone, (), (Request, Next)> {
+        let required: Arc<Vec<String>> = Arc::new(required.iter().map(|s| s.to_string()).collect());
+        axum::middleware::from_fn(move |mut request: Request, next: Next| {
+            let this = self.clone();
+            let required = required.clone();
+            Box::pin(async move {
+                let token = bearer(&request);
+                match this.check(token.as_deref(), &required).await {
+                    Ok(claims) => {
+                        request.extensions_mut().insert(claims);
+                        next.run(request).await
+                    }
+                    Err(refusal) => this.challenge(&refusal, &required),
+                }
+            }) as BoxedResponse
+        })
+    }
+
+    /// Verifies `token` and checks it carries `required`.
+    pub async fn check(&self, token: Option<&str>, required: &[String]) -> Result<TokenClaims, Refusal> {
+        let token = token.ok_or(Refusal::Missing)?;
+        let claims = self.verify(token).await?;
+        let granted: Vec<&str> = claims.scopes().collect();
+        if required.iter().any(|r| !granted.contains(&r.as_str())) {
+            // Ask for everything needed, including what the token already has: the new
+            // token replaces it, and consent only asks the user for what is new.
+            let mut wanted: Vec<String> = granted.iter().map(|s| s.to_string()).collect();
+            for r in required {
+                if !wanted.contains(r) {
+                    wanted.push(r.clone());
+                }
+            }
+            return Err(Refusal::InsufficientScope(wanted));
+        }
+        Ok(claims)
+    }
+
+    /// Signature (the issuer's JWKS), `typ: at+jwt`, `iss`, `aud` = this resource, `exp`.
+    pub async fn verify(&self, token: &str) -> Result<TokenClaims, Refusal> {
+        let invalid = |d: &str| Refusal::InvalidToken(d.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("not a JWT"))?;
+        // RFC 9068 §4: reject anything not typed as an access token (an ID token, say).
+        if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("at+jwt")) {
+            return Err(invalid("not an access token (typ must be at+jwt)"));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("no key id"))?;
+        let key = self.key(&kid, header.alg).await.ok_or_else(|| invalid("unknown signing key"))?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = 0;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.resource]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<TokenClaims>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| Refusal::InvalidToken(format!("the token is not valid here: {e}")))
+    }
+
+    async fn key(&self, kid: &str, alg: Algorithm) -> Option<DecodingKey> {
+        if !matches!(alg, Algorithm::ES256 | Algorithm::RS256) {
+            return None;
+        }
+        if let Some(key) = self.keys.read().expect("lock").0.get(kid) {
+            return Some(key.clone());
+        }
+        // An unknown kid: the issuer may have published a new key. Refetch, at most every
+        // 10 s so that junk tokens cannot make us hammer the issuer.
+        let recently = self.keys.read().expect("lock").1.is_some_and(|at| at.elapsed() < Duration::from_secs(10));
+        if recently {
+            return None;
+        }
+        self.keys.write().expect("lock").1 = Some(Instant::now());
+        let body = self.http.get(&self.jwks_uri).send().await.ok()?.bytes().await.ok()?;
+        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&body).ok()?;
+        let mut keys = HashMap::new();
+        for jwk in &jwks.keys {
+            if let (Some(id), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)) {
+                keys.insert(id, key);
+            }
+        }
+        let found = keys.get(kid).cloned();
+        self.keys.write().expect("lock").0 = keys;
+        found
+    }
+
+    /// The response for a refusal, with the challenge of RFC 6750 §3 / RFC 9728 §5.1.
+    pub fn challenge(&self, refusal: &Refusal, required: &[String]) -> Response {
+        let metadata = format!("resource_metadata=\"{}\"", self.metadata_url());
+        let quoted = |s: &str| s.replace(['"', '\\'], "");
+        let (status, value) = match refusal {
+            Refusal::Missing => {
+                (StatusCode::UNAUTHORIZED, format!("Bearer {metadata}, scope=\"{}\"", quoted(&required.join(" "))))
+            }
+            Refusal::InvalidToken(description) => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\", {metadata}, scope=\"{}\"",
+                    quoted(description),
+                    quoted(&required.join(" "))
+                ),
+            ),
+            Refusal::InsufficientScope(wanted) => (
+                StatusCode::FORBIDDEN,
+                format!("Bearer error=\"insufficient_scope\", scope=\"{}\", {metadata}", quoted(&wanted.join(" "))),
+            ),
+        };
+        let mut response = status.into_response();
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+fn bearer(request: &Request) -> Option<String> {
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+}

@@ -1,0 +1,398 @@
+//! Self-registration over real HTTP: Dynamic Client Registration (RFC 7591) and management
+//! (RFC 7592), the policy's rules, dedupe, limits, reaping, Client ID Metadata Documents
+//! with the SSRF guard, resource indicators, and the metadata that advertises them.
+
+use std::{path::Path, time::Duration};
+
+use oauth2::reqwest;
+use serde_json::{Value, json};
+
+use crate::common::{QUICKSTART, Reply, TestServer, form, reply, start_server_with};
+use crate::user_agent::Agent;
+
+pub const MCP_RESOURCE: &str = "https://mcp.example.com/mcp";
+
+/// A ConsentPolicy enabling self-registration, beside the quickstart's.
+pub fn registration_policy(resource: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: inbound.dev/v1alpha1
+kind: ConsentPolicy
+metadata: {{name: mcp, namespace: default}}
+spec:
+  appSelector: {{matchLabels: {{self-registered: 'only'}}}}
+  registration:
+    dynamic: true
+    approvedScopes:
+      - {{scope: 'billing:read', mandatory: true}}
+      - {{scope: 'billing:refund'}}
+      - {{scope: profile}}
+    redirectUriPatterns: ['http://127.0.0.1/callback', 'https://*.example.com/oauth/*']
+    resources: ['{resource}']
+{extra}"
+    )
+}
+
+pub async fn server_with_registration(resource: &str, extra: &str) -> TestServer {
+    let policy = registration_policy(resource, extra);
+    start_server_with(QUICKSTART, None, Duration::from_millis(300), move |dir: &Path| {
+        std::fs::write(dir.join("registration.yaml"), policy).unwrap();
+    })
+    .await
+}
+
+async fn register(server: &TestServer, body: &Value) -> Reply {
+    let response = server
+        .http
+        .post(server.url("/register"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    reply(response).await
+}
+
+async fn manage(server: &TestServer, method: reqwest::Method, uri: &str, token: &str, body: Option<&Value>) -> Reply {
+    let mut request = server.http.request(method, uri).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_string());
+    }
+    reply(request.send().await.unwrap()).await
+}
+
+fn mcp_client(name: &str) -> Value {
+    json!({
+        "client_name": name,
+        "redirect_uris": ["http://127.0.0.1:49152/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "scope": "billing:read billing:refund",
+    })
+}
+
+/// Drives login and consent for `client_id`; returns the token response.
+pub async fn authorize_and_exchange(
+    server: &TestServer,
+    client_id: &str,
+    scope: &str,
+    resource: &str,
+    approve: &[&str],
+) -> Reply {
+    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
+    let challenge = {
+        use base64::Engine;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+    };
+    let redirect = "http://127.0.0.1:50000/callback";
+    let url = format!(
+        "{}/authorize?{}",
+        server.base,
+        form(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("scope", scope),
+            ("state", "s1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("resource", resource),
+        ])
+    );
+    let mut agent = Agent::new();
+    let login = agent.get(&url).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let mut page = agent.login(&server.base, &login, "alice", "wonderland").await;
+    if page.status == 200 {
+        page = agent.approve(&server.base, &page, approve).await;
+    }
+    assert_eq!(page.status, 303, "{}", page.body);
+    let code = page.redirect_param("code").unwrap_or_else(|| panic!("no code: {:?}", page.location));
+    server
+        .post(
+            "/token",
+            None,
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", client_id),
+                ("code", &code),
+                ("redirect_uri", redirect),
+                ("code_verifier", verifier),
+                ("resource", resource),
+            ]),
+        )
+        .await
+}
+
+fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn registration_is_advertised_only_when_enabled() {
+    let plain = crate::common::start_server(QUICKSTART).await;
+    let metadata = plain.get("/.well-known/oauth-authorization-server").await.json;
+    assert!(metadata.get("registration_endpoint").is_none(), "{metadata}");
+    let refused = register(&plain, &mcp_client("x")).await;
+    assert_eq!(refused.status, 404);
+
+    let server = server_with_registration(MCP_RESOURCE, "").await;
+    for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+        let metadata = server.get(path).await.json;
+        assert_eq!(metadata["registration_endpoint"], format!("{}/register", server.base), "{path}");
+        assert_eq!(metadata["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(metadata["authorization_response_iss_parameter_supported"], true);
+        assert!(metadata["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("none")));
+        assert!(metadata.get("client_id_metadata_document_supported").is_none(), "CIMD not enabled here");
+    }
+}
+
+#[tokio::test]
+async fn register_authorize_and_manage_a_public_mcp_client() {
+    let server = server_with_registration(MCP_RESOURCE, "").await;
+    let created = register(&server, &mcp_client("Claude")).await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    assert_eq!(created.headers["cache-control"], "no-store");
+    let client_id = created.json["client_id"].as_str().unwrap().to_string();
+    assert!(created.json.get("client_secret").is_none(), "a public client gets no secret");
+    let token = created.json["registration_access_token"].as_str().unwrap().to_string();
+    let uri = created.json["registration_client_uri"].as_str().unwrap().to_string();
+    assert_eq!(uri, format!("{}/register/{client_id}", server.base));
+    assert_eq!(created.json["client_name"], "Claude");
+
+    // Identical public registration: the same client, no management token for the second
+    // registrant.
+    let again = register(&server, &mcp_client("Claude")).await;
+    assert_eq!(again.status, 201, "{}", again.json);
+    assert_eq!(again.json["client_id"], client_id.as_str());
+    assert!(again.json.get("registration_access_token").is_none(), "{}", again.json);
+    // Different metadata: a different client.
+    let other = register(&server, &mcp_client("Cursor")).await;
+    assert_ne!(other.json["client_id"], client_id.as_str());
+
+    // The user flow with `resource`: the token's audience is exactly the resource, the
+    // mandatory scope is always part of it.
+    let tokens = authorize_and_exchange(&server, &client_id, "billing:refund", MCP_RESOURCE, &["billing:refund"]).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    let access = claims(tokens.json["access_token"].as_str().unwrap());
+    assert_eq!(access["aud"], MCP_RESOURCE);
+    let scopes: Vec<&str> = access["scope"].as_str().unwrap().split(' ').collect();
+    assert!(scopes.contains(&"billing:read") && scopes.contains(&"billing:refund"), "{access}");
+    // Refresh keeps the audience; a resource outside the grant is invalid_target.
+    let refresh = tokens.json["refresh_token"].as_str().unwrap();
+    let refreshed = server
+        .post(
+            "/token",
+            None,
+            &form(&[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", refresh)]),
+        )
+        .await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.json);
+    assert_eq!(claims(refreshed.json["access_token"].as_str().unwrap())["aud"], MCP_RESOURCE);
+    let next = refreshed.json["refresh_token"].as_str().unwrap();
+    let wrong = server
+        .post(
+            "/token",
+            None,
+            &form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", next),
+                ("resource", "https://other.example.com"),
+            ]),
+        )
+        .await;
+    wrong.assert_error(400, "invalid_target");
+
+    // RFC 7592: read, update, delete with the registration access token.
+    let read = manage(&server, reqwest::Method::GET, &uri, &token, None).await;
+    assert_eq!(read.status, 200, "{}", read.json);
+    assert_eq!(read.json["client_id"], client_id.as_str());
+    assert!(read.json.get("registration_access_token").is_none());
+    let wrong_token = manage(&server, reqwest::Method::GET, &uri, "not-the-token", None).await;
+    assert_eq!(wrong_token.status, 401);
+    assert_eq!(wrong_token.json["error"], "invalid_token");
+    let mut update = mcp_client("Claude (renamed)");
+    update["client_id"] = json!(client_id);
+    let updated = manage(&server, reqwest::Method::PUT, &uri, &token, Some(&update)).await;
+    assert_eq!(updated.status, 200, "{}", updated.json);
+    assert_eq!(updated.json["client_name"], "Claude (renamed)");
+    let mut bad = update.clone();
+    bad["redirect_uris"] = json!(["https://evil.com/cb"]);
+    let refused = manage(&server, reqwest::Method::PUT, &uri, &token, Some(&bad)).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json["error"], "invalid_redirect_uri");
+    let deleted = manage(&server, reqwest::Method::DELETE, &uri, &token, None).await;
+    assert_eq!(deleted.status, 204);
+    // Gone: management answers 401, tokens are refused, the MCP client must re-register.
+    assert_eq!(manage(&server, reqwest::Method::GET, &uri, &token, None).await.status, 401);
+    let after = server
+        .post(
+            "/token",
+            None,
+            &form(&[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", next)]),
+        )
+        .await;
+    after.assert_error(401, "invalid_client");
+    let introspected = server.introspect("billing-agent", refreshed.json["access_token"].as_str().unwrap()).await;
+    assert_eq!(introspected, json!({"active": false}));
+}
+
+#[tokio::test]
+async fn registration_errors_follow_rfc_7591() {
+    let server = server_with_registration(MCP_RESOURCE, "").await;
+    let cases = [
+        (
+            json!({"redirect_uris": ["https://evil.example.org/cb"], "token_endpoint_auth_method": "none"}),
+            "invalid_redirect_uri",
+        ),
+        (json!({"redirect_uris": ["https://app.example.com/oauth/cb#frag"]}), "invalid_redirect_uri"),
+        (json!({"token_endpoint_auth_method": "none"}), "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris": ["https://app.example.com/oauth/cb"], "scope": "billing:read admin"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://app.example.com/oauth/cb"], "grant_types": ["client_credentials"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://app.example.com/oauth/cb"], "token_endpoint_auth_method": "private_key_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (json!({"redirect_uris": "https://app.example.com/oauth/cb"}), "invalid_client_metadata"),
+    ];
+    for (body, code) in cases {
+        let r = register(&server, &body).await;
+        assert_eq!((r.status, r.json["error"].as_str()), (400, Some(code)), "{body}: {}", r.json);
+        assert!(r.json["error_description"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    // Not JSON / wrong media type.
+    let r = reply(
+        server
+            .http
+            .post(server.url("/register"))
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((r.status, r.json["error"].as_str()), (400, Some("invalid_client_metadata")));
+    let r = reply(
+        server
+            .http
+            .post(server.url("/register"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("a=b")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+
+    // A confidential registration gets a secret, once, which works at the token endpoint.
+    let confidential = register(
+        &server,
+        &json!({"client_name": "Web", "redirect_uris": ["https://app.example.com/oauth/cb"], "scope": "billing:read"}),
+    )
+    .await;
+    assert_eq!(confidential.status, 201, "{}", confidential.json);
+    assert_eq!(confidential.json["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(confidential.json["client_secret_expires_at"], 0);
+    let (id, secret) =
+        (confidential.json["client_id"].as_str().unwrap(), confidential.json["client_secret"].as_str().unwrap());
+    // Authenticated but not allowed client_credentials: unauthorized_client, not invalid_client.
+    let r = server.post("/token", Some((id, secret)), "grant_type=client_credentials").await;
+    r.assert_error(400, "unauthorized_client");
+    let r = server.post("/token", Some((id, "wrong")), "grant_type=client_credentials").await;
+    r.assert_error(401, "invalid_client");
+    let read = manage(
+        &server,
+        reqwest::Method::GET,
+        confidential.json["registration_client_uri"].as_str().unwrap(),
+        confidential.json["registration_access_token"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    assert!(read.json.get("client_secret").is_none(), "the secret is returned once only");
+}
+
+#[tokio::test]
+async fn registration_limits_and_reaping() {
+    let extra = "    limits: {maxClients: 3, perSourcePerHour: 2, totalPerHour: 100}\n    reapAfter: 2s\n";
+    let server = server_with_registration(MCP_RESOURCE, extra).await;
+    assert_eq!(register(&server, &mcp_client("one")).await.status, 201);
+    assert_eq!(register(&server, &mcp_client("two")).await.status, 201);
+    // Dedupe hits do not count against the rate.
+    assert_eq!(register(&server, &mcp_client("one")).await.status, 201);
+    let limited = register(&server, &mcp_client("three")).await;
+    assert_eq!(limited.status, 429, "{}", limited.json);
+    assert_eq!(limited.headers["retry-after"], "3600");
+    assert!(limited.json["error_description"].as_str().unwrap().contains("this address"));
+
+    // Unused clients are reaped (with their consents and tokens) and get invalid_client.
+    let created = register(&server, &mcp_client("one")).await;
+    let client_id = created.json["client_id"].as_str().unwrap().to_string();
+    let mut gone = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if server.running.state.server.store.registered_client(&client_id).await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "client not reaped");
+    let r = server
+        .post(
+            "/token",
+            None,
+            &form(&[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", "x")]),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let r2 = server
+        .post(
+            "/token",
+            None,
+            &form(&[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", "x")]),
+        )
+        .await;
+    assert!(r.status == 401 || r2.status == 401, "{} {}", r.json, r2.json);
+    r2.assert_error(401, "invalid_client");
+    // Room again after reaping: the count limit is about live clients.
+    assert!(server.running.state.server.store.registered_clients().await.unwrap().len() <= 3);
+}
+
+#[tokio::test]
+async fn authorize_refuses_resources_the_client_may_not_use() {
+    let server = server_with_registration(MCP_RESOURCE, "").await;
+    let created = register(&server, &mcp_client("Claude")).await;
+    let client_id = created.json["client_id"].as_str().unwrap();
+    let url = format!(
+        "{}/authorize?{}",
+        server.base,
+        form(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", "http://127.0.0.1:50000/callback"),
+            ("state", "s"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+            ("resource", "https://other.example.com"),
+        ])
+    );
+    let page = Agent::new().get(&url).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.redirect_param("error").as_deref(), Some("invalid_target"));
+    // An unregistered redirect URI is never redirected to.
+    let evil = url.replace("127.0.0.1%3A50000%2Fcallback", "evil.example.com%2Fcb");
+    let page = Agent::new().get(&evil.replace("resource=https%3A%2F%2Fother.example.com", "")).await;
+    assert_eq!(page.status, 400);
+    assert!(page.location.is_none());
+}
