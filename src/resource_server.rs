@@ -138,7 +138,7 @@ impl ProtectedResource {
     pub fn require(
         self: Arc<Self>,
         required: &[&str],
-    ) -> axum::middleware::FromFnLayer<impl Fn(Request, Next) -> BoxedResponse + Clone, (), (Request, Next)> {
+    ) -> axum::middleware::FromFnLayer<impl Fn(Request, Next) -> BoxedResponse + Clone, (), (Request,)> {
         let required: Arc<Vec<String>> = Arc::new(required.iter().map(|s| s.to_string()).collect());
         axum::middleware::from_fn(move |mut request: Request, next: Next| {
             let this = self.clone();

@@ -176,8 +176,8 @@ impl AuthorizationServer {
             // since whoever registered it first manages it.
             Registration::Existing(existing) => {
                 tracing::info!(client_id = %existing.client_id, source, "identical public registration: existing client");
-                let metadata: dynamic::ClientMetadata =
-                    serde_json::from_value(existing.metadata.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let metadata: dynamic::ClientMetadata = serde_json::from_value(existing.metadata.clone())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let mut response = self.registration_response(&existing.client_id, &metadata, existing.created_at);
                 if let Some(object) = response.as_object_mut() {
                     object.remove("registration_client_uri");

@@ -12,6 +12,7 @@ mod helm;
 mod introspection;
 mod kubernetes;
 mod lifecycle;
+mod mcp;
 mod operator;
 mod postgres;
 mod registration;

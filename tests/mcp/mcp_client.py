@@ -71,6 +71,7 @@ except Exception:  # pragma: no cover
     SDK_VERSION = "unknown"
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:33418/callback"
+APPROVE_MODES = ("all", "only-mandatory", "checked")
 CLIENT_NAME = "inbound MCP test driver (mcp-python-sdk)"
 
 log = logging.getLogger("mcp-driver")
@@ -351,7 +352,7 @@ class Browser:
 
     MAX_STEPS = 12
 
-    def __init__(self, username: str, password: str, redirect_uri: str, approve_scopes: str, timeout: float):
+    def __init__(self, username: str, password: str, redirect_uri: str, approve_scopes: list[str], timeout: float):
         self.username = username
         self.password = password
         self.redirect_uri = redirect_uri
@@ -362,6 +363,7 @@ class Browser:
             event_hooks={"response": [self._log_response]},
         )
         self.authorizations = 0
+        self.consents = 0
         self._lock = threading.Lock()
 
     @staticmethod
@@ -496,9 +498,12 @@ class Browser:
                 optional.append(value)
                 if c["checked"]:
                     preselected.append(value)
-        if self.approve_scopes == "all":
+        # The i-th consent page of the run uses the i-th mode; the last one repeats.
+        mode = self.approve_scopes[min(self.consents, len(self.approve_scopes) - 1)]
+        self.consents += 1
+        if mode == "all":
             chosen_optional = optional
-        elif self.approve_scopes == "only-mandatory":
+        elif mode == "only-mandatory":
             chosen_optional = []
         else:
             chosen_optional = preselected
@@ -519,7 +524,7 @@ class Browser:
             optional,
             scopes,
             duration,
-            self.approve_scopes,
+            mode,
         )
         return self._post(page_response, form, fields)
 
@@ -771,11 +776,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tool-args", default="{}", help="JSON object of tool arguments (default {})")
     p.add_argument(
         "--approve-scopes",
-        choices=["checked", "all", "only-mandatory"],
         default="checked",
+        metavar="all|only-mandatory|checked[,...]",
         help=(
-            "on the consent page: submit the scopes as preselected (checked, the default), every "
-            "grantable one (all), or only the mandatory ones (only-mandatory)"
+            "on the consent page: submit every grantable scope (all), only the mandatory ones "
+            "(only-mandatory), or the scopes as preselected on the page (checked, the default). A "
+            "comma-separated list applies to the run's successive consent pages, the last one "
+            "repeating (e.g. only-mandatory,all: the first consent grants the mandatory scopes, a "
+            "step-up consent later in the run grants everything)"
         ),
     )
     p.add_argument(
@@ -797,6 +805,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="build the SDK objects (provider, storage, session class) without network access and exit",
     )
     args = p.parse_args(argv)
+    modes = [m.strip() for m in args.approve_scopes.split(",")]
+    bad = [m for m in modes if m not in APPROVE_MODES]
+    if bad:
+        p.error(f"--approve-scopes: unknown mode {', '.join(bad)} (choose from {', '.join(APPROVE_MODES)})")
+    args.approve_scopes = modes
     if args.self_check:
         args.server = args.server or "http://127.0.0.1:9/mcp"
         return args
