@@ -29,8 +29,14 @@ impl Drop for Replica {
 }
 
 fn replica(data_dir: &std::path::Path, store: &str) -> Replica {
+    replica_of(std::path::Path::new(QUICKSTART), data_dir, store)
+}
+
+fn replica_of(config: &std::path::Path, data_dir: &std::path::Path, store: &str) -> Replica {
     let child = Command::new(env!("CARGO_BIN_EXE_inbound"))
-        .args(["serve", "--config", QUICKSTART, "--listen", "127.0.0.1:0", "--issuer", ISSUER, "--store", store])
+        .args(["serve", "--listen", "127.0.0.1:0", "--issuer", ISSUER, "--store", store])
+        .arg("--config")
+        .arg(config)
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped())
@@ -82,9 +88,17 @@ async fn two_replicas_share_codes_refresh_families_and_consents() {
     // Both replicas start at the same moment on an empty database: they must agree on
     // object UIDs and on one client secret per app.
     let url = pg.url();
+    // The quickstart plus a policy enabling self-registration.
+    let config = data.path().join("config");
+    crate::common::copy_dir(std::path::Path::new(QUICKSTART), &config);
+    std::fs::write(
+        config.join("registration.yaml"),
+        crate::registration::registration_policy("https://mcp.example.com/mcp", ""),
+    )
+    .unwrap();
     let (a, b) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| replica(data.path(), &url));
-        let b = scope.spawn(|| replica(data.path(), &url));
+        let a = scope.spawn(|| replica_of(&config, data.path(), &url));
+        let b = scope.spawn(|| replica_of(&config, data.path(), &url));
         (a.join().unwrap(), b.join().unwrap())
     });
     let secret_dir = data.path().join("credentials/default/billing-agent-credentials");
@@ -172,6 +186,56 @@ async fn two_replicas_share_codes_refresh_families_and_consents() {
     ]);
     let (status, _) = post(&http, format!("{}/token", b.base), body).await;
     assert_eq!(status, 400);
+
+    // A client registered (RFC 7591) at A is usable at B: a code from A, redeemed at B.
+    let registered = http
+        .post(format!("{}/register", a.base))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({
+                "client_name": "Replicated", "redirect_uris": ["http://127.0.0.1/callback"],
+                "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none",
+                "scope": "billing:read"
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let registered: serde_json::Value = serde_json::from_slice(&registered.bytes().await.unwrap()).unwrap();
+    let dcr = registered["client_id"].as_str().unwrap().to_string();
+    let (challenge, verifier) = pkce();
+    let url = format!(
+        "{}/authorize?{}",
+        a.base,
+        form(&[
+            ("response_type", "code"),
+            ("client_id", &dcr),
+            ("redirect_uri", REDIRECT),
+            ("scope", "billing:read"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+    );
+    let code = code_for(&a.base, &mut agent, &url, ("alice", "wonderland"), &[]).await;
+    let body = form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", &dcr),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &verifier),
+    ]);
+    let (status, tokens) = post(&http, format!("{}/token", b.base), body).await;
+    assert_eq!(status, 200, "{tokens}");
+    // Managed at B with the token A issued.
+    let read = http
+        .get(format!("{}/register/{dcr}", b.base))
+        .bearer_auth(registered["registration_access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
