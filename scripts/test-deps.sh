@@ -23,3 +23,6 @@ bash "$(dirname "$0")/k8s-test-env.sh"
 
 # Helm's template engine in a venv (~/.cache/inbound/helm-venv), for the chart tests.
 bash "$(dirname "$0")/helm-env.sh"
+
+# The official MCP Python SDK in a venv (~/.cache/inbound/mcp-venv), for the MCP authorization tests.
+bash "$(dirname "$0")/mcp-env.sh"
