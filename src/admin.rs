@@ -1,5 +1,5 @@
-//! Managing self-registered clients: the filters of `inbound clients list|delete` (and of the
-//! operator's admin API). Pure selection over the store's records.
+//! Managing self-registered clients: the filters of `inbound clients list|delete` and of the
+//! operator's admin API (`/admin/clients`), and who may use that API.
 
 use serde::Serialize;
 
@@ -89,6 +89,48 @@ impl From<&RegisteredClient> for ClientSummary {
             created_at: time(c.created_at),
             last_used_at: time(c.last_used_at),
         }
+    }
+}
+
+/// Decides who may manage registered clients through the admin API. In operator mode:
+/// Kubernetes (TokenReview, then SubjectAccessReview on `registeredclients.inbound.dev`).
+#[async_trait::async_trait]
+pub trait AdminAuthorizer: Send + Sync {
+    /// The caller's name when `token` authenticates and may `verb` (`list` | `delete`)
+    /// registered clients in `namespace` (the namespace of the registration policy).
+    async fn authorize(&self, token: &str, verb: &str, namespace: &str) -> Result<String, AdminDenied>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminDenied {
+    #[error("the bearer token does not authenticate")]
+    Unauthenticated,
+    #[error("{0} may not {1} registeredclients.inbound.dev in namespace {2}")]
+    Forbidden(String, String, String),
+    #[error("cannot check the caller: {0}")]
+    Unavailable(String),
+}
+
+impl ClientFilter {
+    /// From query parameters named like the CLI flags (`name_contains`, `last_used_before`...).
+    pub fn from_query(pairs: &[(String, String)], now: i64) -> Result<ClientFilter, String> {
+        let mut filter = ClientFilter::default();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "id" => filter.id_equals = Some(value.clone()),
+                "id_contains" => filter.id_contains = Some(value.clone()),
+                "id_in" => filter.id_in.extend(value.split(',').map(str::to_string)),
+                "name" => filter.name_equals = Some(value.clone()),
+                "name_contains" => filter.name_contains = Some(value.clone()),
+                "name_matches" => filter.name_matches = Some(value.clone()),
+                "created_before" => filter.created_before = Some(parse_time(value, now)?),
+                "created_after" => filter.created_after = Some(parse_time(value, now)?),
+                "last_used_before" => filter.last_used_before = Some(parse_time(value, now)?),
+                "last_used_after" => filter.last_used_after = Some(parse_time(value, now)?),
+                other => return Err(format!("unknown filter {other:?}")),
+            }
+        }
+        Ok(filter)
     }
 }
 

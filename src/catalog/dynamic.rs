@@ -152,18 +152,13 @@ pub fn client(
     }
 }
 
-/// What a self-registered client may ask users for: its registered scopes that the policy
-/// approves, plus the mandatory ones, plus OpenID Connect's built-in scopes.
-pub fn allowed_scopes(registered: &str, registration: &RegistrationSettings) -> Vec<String> {
-    let approved =
-        |s: &str| s == crate::oauth::scope::OPENID || registration.approved_scopes.iter().any(|a| a.scope == s);
-    let mut scopes: Vec<String> =
-        registered.split_ascii_whitespace().filter(|s| approved(s)).map(str::to_string).collect();
-    for mandatory in registration.approved_scopes.iter().filter(|a| a.mandatory) {
-        if !scopes.contains(&mandatory.scope) {
-            scopes.push(mandatory.scope.clone());
-        }
-    }
+/// What a self-registered client may ask users for: every scope the policy approves (and
+/// OpenID Connect's `openid`). The registered `scope` was checked against the same list at
+/// registration, but is not a ceiling: MCP clients register with the scopes of their first
+/// challenge and later step up to others (the user consents to each).
+pub fn allowed_scopes(_registered: &str, registration: &RegistrationSettings) -> Vec<String> {
+    let mut scopes: Vec<String> = vec![crate::oauth::scope::OPENID.to_string()];
+    scopes.extend(registration.approved_scopes.iter().map(|a| a.scope.clone()));
     scopes
 }
 

@@ -9,6 +9,7 @@
 //! Lease ──▶ who leads
 //! ```
 
+pub mod admin_auth;
 pub mod cache;
 pub mod credentials;
 pub mod lease;
@@ -157,6 +158,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         pages: crate::http::pages::Pages::new(options.templates.clone(), issuer_url.scheme() == "https")?,
         identity: Arc::new(crate::identity::StaticUsers),
         ready: Default::default(),
+        admin: Some(Arc::new(admin_auth::KubernetesAdmin { client: client.clone() })),
     });
     tasks.push(tokio::spawn(server::serve(listener, router(state.clone()), stopped(shutdown_rx.clone()))));
 

@@ -1,5 +1,6 @@
 //! HTTP: the axum router and thin handlers over the OAuth core.
 
+mod admin;
 mod authorize;
 mod discovery;
 mod endpoints;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub identity: Arc<dyn crate::identity::IdentitySource>,
     /// Set once the first configuration is loaded and the store answers.
     pub ready: AtomicBool,
+    /// Who may use `/admin/clients` (operator mode); None disables the admin API.
+    pub admin: Option<Arc<dyn crate::admin::AdminAuthorizer>>,
 }
 
 /// Paths of the endpoints, relative to the issuer.
@@ -64,6 +67,8 @@ pub mod paths {
     /// RFC 7591 registration and RFC 7592 management.
     pub const REGISTER: &str = "/register";
     pub const REGISTER_ONE: &str = "/register/{client_id}";
+    pub const ADMIN_CLIENTS: &str = "/admin/clients";
+    pub const ADMIN_CLIENT: &str = "/admin/clients/{client_id}";
 
     /// Every routed path, as metric label values.
     pub const ALL: &[&str] = &[
@@ -83,6 +88,8 @@ pub mod paths {
         ACCOUNT_API_ONE,
         REGISTER,
         REGISTER_ONE,
+        ADMIN_CLIENTS,
+        ADMIN_CLIENT,
         "/healthz",
         "/readyz",
         "/metrics",
@@ -122,6 +129,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::ACCOUNT_API_ONE, axum::routing::delete(authorize::account_api_revoke))
         .route(paths::REGISTER, post(register::register))
         .route(paths::REGISTER_ONE, get(register::read).put(register::update).delete(register::delete))
+        .route(paths::ADMIN_CLIENTS, get(admin::list).delete(admin::delete_matching))
+        .route(paths::ADMIN_CLIENT, axum::routing::delete(admin::delete_one))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

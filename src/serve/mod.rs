@@ -147,6 +147,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         pages: crate::http::pages::Pages::new(options.templates.clone(), !is_loopback_http(&issuer))?,
         identity: Arc::new(crate::identity::StaticUsers),
         ready: Default::default(),
+        admin: None,
     });
     state.ready.store(true, Ordering::Relaxed);
 

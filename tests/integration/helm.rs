@@ -86,6 +86,12 @@ fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     found[0]
 }
 
+fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<&Value> = kinds(objects, kind).into_iter().filter(|o| o["metadata"]["name"] == name).collect();
+    assert_eq!(found.len(), 1, "expected one {kind} {name}, found {}", found.len());
+    found[0]
+}
+
 fn env<'a>(deployment: &'a Value, name: &str) -> Option<&'a Value> {
     deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
@@ -134,10 +140,14 @@ fn chart_passes_strict_lint() {
 #[test]
 fn default_render_is_a_restricted_single_replica_operator() {
     let objects = render(base());
-    for kind in ["Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
-    {
+    for kind in ["Deployment", "Service", "ServiceAccount", "Role", "RoleBinding"] {
         one(&objects, kind);
     }
+    let names = |kind: &str| -> Vec<String> {
+        kinds(&objects, kind).iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names("ClusterRole"), ["inbound", "inbound-reviews", "inbound-clients-admin"]);
+    assert_eq!(names("ClusterRoleBinding"), ["inbound", "inbound-reviews"]);
     assert_eq!(kinds(&objects, "CustomResourceDefinition").len(), 4);
     for kind in ["PodDisruptionBudget", "ServiceMonitor", "PersistentVolumeClaim"] {
         assert!(kinds(&objects, kind).is_empty(), "{kind} rendered by default");
@@ -211,7 +221,7 @@ fn default_render_is_a_restricted_single_replica_operator() {
     assert_eq!(service["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"]);
 
     // Least privilege, exactly.
-    let rules = &one(&objects, "ClusterRole")["rules"];
+    let rules = &named(&objects, "ClusterRole", "inbound")["rules"];
     let resources = json!(["inboundapps", "scopes", "clientgrants", "consentpolicies"]);
     assert_eq!(
         *rules,
@@ -228,7 +238,18 @@ fn default_render_is_a_restricted_single_replica_operator() {
             { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
         ])
     );
-    let binding = one(&objects, "ClusterRoleBinding");
+    assert_eq!(
+        named(&objects, "ClusterRole", "inbound-reviews")["rules"],
+        json!([
+            { "apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"] },
+            { "apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"] },
+        ])
+    );
+    assert_eq!(
+        named(&objects, "ClusterRole", "inbound-clients-admin")["rules"],
+        json!([{ "apiGroups": ["inbound.dev"], "resources": ["registeredclients"], "verbs": ["list", "delete"] }])
+    );
+    let binding = named(&objects, "ClusterRoleBinding", "inbound");
     assert_eq!(binding["roleRef"]["name"], "inbound");
     assert_eq!(binding["subjects"], json!([{ "kind": "ServiceAccount", "name": "inbound", "namespace": NAMESPACE }]));
     let role = one(&objects, "Role");
@@ -383,7 +404,9 @@ fn options_toggles_and_refusals() {
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
     // Watching namespaces binds the ClusterRole there (and in the release namespace, which
     // holds the signing keys) instead of cluster-wide.
-    assert!(kinds(&objects, "ClusterRoleBinding").is_empty());
+    let cluster_wide: Vec<&str> =
+        kinds(&objects, "ClusterRoleBinding").iter().map(|b| b["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(cluster_wide, ["inbound-reviews"], "only the cluster-scoped reviews are bound cluster-wide");
     let mut bound: Vec<&str> = kinds(&objects, "RoleBinding")
         .into_iter()
         .filter(|b| b["roleRef"]["kind"] == "ClusterRole")
@@ -499,6 +522,8 @@ fn rendered_chart_applies_to_a_real_api_server() {
         (&["create", "events", "-n", "team-a"], true),
         (&["create", "leases.coordination.k8s.io", "-n", NAMESPACE], true),
         (&["update", "leases.coordination.k8s.io/inbound-leader", "-n", NAMESPACE], true),
+        (&["create", "tokenreviews.authentication.k8s.io"], true),
+        (&["create", "subjectaccessreviews.authorization.k8s.io"], true),
         // Not granted.
         (&["create", "inboundapps.inbound.dev", "-n", "team-a"], false),
         (&["delete", "inboundapps.inbound.dev", "-n", "team-a"], false),

@@ -325,6 +325,14 @@ async fn official_mcp_python_sdk_connects_registers_and_calls_tools() {
     assert_eq!(second["client_id"], client_id.as_str());
     assert_eq!(server.running.state.server.store.registered_clients().await.unwrap().len(), 1);
 
+    // Step-up: `refund` answers 403 insufficient_scope; the SDK authorizes again, the user is
+    // asked only for billing:refund, and the new token carries both scopes.
+    let stepped = sdk_run(&mcp.url, &storage, &["--tool", "refund", "--approve-scopes", "all"]).await;
+    assert_eq!(stepped["result"], "refund issued", "{stepped}");
+    assert_eq!(stepped["client_id"], client_id.as_str());
+    let scopes: Vec<&str> = stepped["scopes"].as_str().unwrap().split(' ').collect();
+    assert!(scopes.contains(&"billing:read") && scopes.contains(&"billing:refund"), "{stepped}");
+
     // A metadata-document client id works the same way, with no registration at all.
     let cimd_storage = dir.path().join("cimd.json");
     let cimd = sdk_run(

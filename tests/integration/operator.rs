@@ -587,3 +587,98 @@ async fn signing_keys_rotate_with_publish_ahead() {
     let doc: Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(doc["activeKid"], successor.as_str());
 }
+
+/// Self-registration in a cluster: the registration policy comes from a ConsentPolicy in
+/// the API server, the clients live in the store, and the admin API lets exactly those whom
+/// RBAC allows list and delete them (TokenReview + SubjectAccessReview).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.kubectl_ok(&["apply", "-f", "crds/inbound.dev.yaml"]);
+    api.kubectl_ok(&["wait", "--for", "condition=established", "--timeout", "30s", "crd/consentpolicies.inbound.dev"]);
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
+    op.wait_ready().await;
+    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/scopes.yaml"]);
+    apply(
+        &api,
+        "apiVersion: inbound.dev/v1alpha1\nkind: ConsentPolicy\nmetadata: {name: mcp}\nspec:\n  appSelector: {matchLabels: {none: none}}\n  registration:\n    dynamic: true\n    approvedScopes: [{scope: 'inventory:read', mandatory: true}]\n    redirectUriPatterns: ['http://127.0.0.1/callback']\n",
+    );
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let metadata =
+            reply(http.get(format!("{}/.well-known/oauth-authorization-server", op.base)).send().await.unwrap()).await;
+        if metadata.json.get("registration_endpoint").is_some() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "registration never enabled: {}", metadata.json);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let registered = reply(
+        http.post(format!("{}/register", op.base))
+            .header("content-type", "application/json")
+            .body(json!({"client_name": "Agent in cluster", "redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none"}).to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.json);
+    let client_id = registered.json["client_id"].as_str().unwrap().to_string();
+
+    // Two ServiceAccounts: one bound to the chart's clients-admin role in the policy's
+    // namespace, one without.
+    api.kubectl_ok(&["create", "serviceaccount", "ops", "-n", APPS_NS]);
+    api.kubectl_ok(&["create", "serviceaccount", "nobody", "-n", APPS_NS]);
+    api.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "ops-clients",
+        "-n",
+        APPS_NS,
+        "--clusterrole",
+        "inbound-clients-admin",
+        &format!("--serviceaccount={APPS_NS}:ops"),
+    ]);
+    let token = |sa: &str| api.kubectl_ok(&["create", "token", sa, "-n", APPS_NS]).trim().to_string();
+    let (ops, nobody) = (token("ops"), token("nobody"));
+    let list = |bearer: Option<String>, query: &str| {
+        let mut request = http.get(format!("{}/admin/clients{query}", op.base));
+        if let Some(t) = bearer {
+            request = request.bearer_auth(t);
+        }
+        async move { reply(request.send().await.unwrap()).await }
+    };
+    assert_eq!(list(None, "").await.status, 401);
+    assert_eq!(list(Some("not-a-token".into()), "").await.status, 401);
+    let forbidden = list(Some(nobody.clone()), "").await;
+    assert_eq!(forbidden.status, 403, "{}", forbidden.json);
+    assert!(forbidden.json["error_description"].as_str().unwrap().contains("system:serviceaccount:default:nobody"));
+    // RBAC bindings reach the authorizer's cache asynchronously.
+    let started = Instant::now();
+    let listed = loop {
+        let listed = list(Some(ops.clone()), "?name_contains=in%20cluster").await;
+        if listed.status == 200 {
+            break listed;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "ops never allowed: {}", listed.json);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(listed.json["clients"][0]["client_id"], client_id.as_str(), "{}", listed.json);
+    assert!(listed.json["clients"][0].get("secret_hash").is_none());
+    assert_eq!(list(Some(ops.clone()), "?name_contains=nothing").await.json["clients"], json!([]));
+    let bad_filter = list(Some(ops.clone()), "?colour=blue").await;
+    assert_eq!(bad_filter.status, 400);
+
+    // Delete: refused to nobody, done for ops; the client is then unknown.
+    let delete = |bearer: &str| {
+        let request = http.delete(format!("{}/admin/clients/{client_id}", op.base)).bearer_auth(bearer);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(delete(&nobody).await, 403);
+    assert_eq!(delete(&ops).await, 204);
+    assert_eq!(delete(&ops).await, 404);
+    assert_eq!(list(Some(ops.clone()), "").await.json["clients"], json!([]));
+}
