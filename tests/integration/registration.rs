@@ -396,3 +396,60 @@ async fn authorize_refuses_resources_the_client_may_not_use() {
     assert_eq!(page.status, 400);
     assert!(page.location.is_none());
 }
+
+fn inbound_clients(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_inbound"))
+        .arg("clients")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// examples/mcp as the README runs it, and `inbound clients` on its store.
+#[tokio::test]
+async fn mcp_example_registration_and_the_clients_command() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp");
+    let server = crate::common::start_server(example).await;
+    let metadata = server.get("/.well-known/oauth-authorization-server").await.json;
+    assert_eq!(metadata["client_id_metadata_document_supported"], true);
+    for name in ["Claude Desktop", "Cursor"] {
+        let r = register(
+            &server,
+            &json!({"client_name": name, "redirect_uris": ["http://127.0.0.1:6274/callback"], "token_endpoint_auth_method": "none", "scope": "mcp:tools"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.json);
+    }
+    let (ok, stdout, stderr) = inbound_clients(&server.data_dir, &["list", "--output", "json"]);
+    assert!(ok, "{stderr}");
+    let all: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2, "{stdout}");
+    assert!(!stdout.contains("registration_token") && !stdout.contains("secret_hash"));
+    let (ok, stdout, _) = inbound_clients(&server.data_dir, &["list", "--name-contains", "CURSOR"]);
+    assert!(ok && stdout.contains("Cursor") && !stdout.contains("Claude"), "{stdout}");
+    let (ok, stdout, _) = inbound_clients(&server.data_dir, &["list", "--output", "json", "--created-before", "1d"]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), "[]", "nothing is older than a day");
+
+    // Deleting needs a filter; --dry-run deletes nothing.
+    let (ok, _, stderr) = inbound_clients(&server.data_dir, &["delete"]);
+    assert!(!ok && stderr.contains("at least one filter"), "{stderr}");
+    let (ok, stdout, _) = inbound_clients(&server.data_dir, &["delete", "--name-matches", "cur*", "--dry-run"]);
+    assert!(ok && stdout.contains("would delete"), "{stdout}");
+    assert_eq!(server.running.state.server.store.registered_clients().await.unwrap().len(), 2);
+    let (ok, stdout, stderr) = inbound_clients(&server.data_dir, &["delete", "--name-matches", "cur*"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("deleted "), "{stdout}");
+    let left = server.running.state.server.store.registered_clients().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(inbound::admin::client_name(&left[0]), "Claude Desktop");
+    let (ok, _, stderr) = inbound_clients(&server.data_dir, &["list", "--created-after", "yesterday"]);
+    assert!(!ok && stderr.contains("is not a time"), "{stderr}");
+}
