@@ -11,20 +11,24 @@ use axum::{
 use serde_json::json;
 
 use super::{AppState, now, response::no_store_json};
+
+/// Helpers return the finished error response to send; axum's `Response` is large, and this
+/// is the cold path.
+type Result<T> = std::result::Result<T, Box<Response>>;
 use crate::admin::{AdminDenied, ClientFilter, ClientSummary};
 
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
+fn error(status: StatusCode, code: &str, description: &str) -> Box<Response> {
     let mut response = no_store_json(status, &json!({ "error": code, "error_description": description }));
     if status == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"inbound-admin\""));
     }
-    response
+    Box::new(response)
 }
 
 /// Authorizes the caller for `verb`; the response to send otherwise.
-async fn caller(state: &AppState, headers: &HeaderMap, verb: &str) -> Result<String, Response> {
+async fn caller(state: &AppState, headers: &HeaderMap, verb: &str) -> Result<String> {
     let Some(authorizer) = &state.admin else {
         return Err(error(
             StatusCode::NOT_FOUND,
@@ -64,13 +68,13 @@ async fn caller(state: &AppState, headers: &HeaderMap, verb: &str) -> Result<Str
     }
 }
 
-fn filter(query: Option<String>) -> Result<ClientFilter, Response> {
+fn filter(query: Option<String>) -> Result<ClientFilter> {
     let pairs: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     ClientFilter::from_query(&pairs, now()).map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request", &e))
 }
 
-async fn selected(state: &AppState, filter: &ClientFilter) -> Result<Vec<crate::store::RegisteredClient>, Response> {
+async fn selected(state: &AppState, filter: &ClientFilter) -> Result<Vec<crate::store::RegisteredClient>> {
     match state.server.store.registered_clients().await {
         Ok(all) => Ok(all.into_iter().filter(|c| filter.matches(c)).collect()),
         Err(e) => {
@@ -90,9 +94,9 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQue
         let filter = filter(query)?;
         let clients = selected(&state, &filter).await?;
         let summaries: Vec<ClientSummary> = clients.iter().map(Into::into).collect();
-        Ok::<_, Response>(no_store_json(StatusCode::OK, &json!({ "clients": summaries })))
+        Ok::<_, Box<Response>>(no_store_json(StatusCode::OK, &json!({ "clients": summaries })))
     };
-    result.await.unwrap_or_else(|r| r)
+    result.await.unwrap_or_else(|r| *r)
 }
 
 /// `DELETE /admin/clients?filters` (at least one filter) or `DELETE /admin/clients/{id}`.
@@ -111,7 +115,7 @@ pub async fn delete_matching(
         let deleted = delete(&state, &user, clients.iter().map(|c| c.client_id.as_str())).await?;
         Ok(no_store_json(StatusCode::OK, &json!({ "deleted": deleted })))
     };
-    result.await.unwrap_or_else(|r| r)
+    result.await.unwrap_or_else(|r| *r)
 }
 
 pub async fn delete_one(
@@ -127,10 +131,10 @@ pub async fn delete_one(
         }
         Ok(StatusCode::NO_CONTENT.into_response())
     };
-    result.await.unwrap_or_else(|r| r)
+    result.await.unwrap_or_else(|r| *r)
 }
 
-async fn delete<'a>(state: &AppState, user: &str, ids: impl Iterator<Item = &'a str>) -> Result<Vec<String>, Response> {
+async fn delete<'a>(state: &AppState, user: &str, ids: impl Iterator<Item = &'a str>) -> Result<Vec<String>> {
     let catalog = state.catalog.load();
     let mut deleted = Vec::new();
     for id in ids {

@@ -28,10 +28,6 @@ impl Drop for Replica {
     }
 }
 
-fn replica(data_dir: &std::path::Path, store: &str) -> Replica {
-    replica_of(std::path::Path::new(QUICKSTART), data_dir, store)
-}
-
 fn replica_of(config: &std::path::Path, data_dir: &std::path::Path, store: &str) -> Replica {
     let child = Command::new(env!("CARGO_BIN_EXE_inbound"))
         .args(["serve", "--listen", "127.0.0.1:0", "--issuer", ISSUER, "--store", store])
