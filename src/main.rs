@@ -65,6 +65,17 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions.
     Crds,
+    /// Print the RFC 9728 protected-resource metadata of every resource the manifests
+    /// declare, as one JSON object keyed by resource (for resource servers to serve at
+    /// `/.well-known/oauth-protected-resource{path}`).
+    ResourceMetadata {
+        /// Files or folders of manifests.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The issuer clients reach (the authorization server named in the metadata).
+        #[arg(long, env = "INBOUND_ISSUER")]
+        issuer: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -331,6 +342,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { paths } => check(&paths),
+        Command::ResourceMetadata { paths, issuer } => match folder::load(&paths) {
+            Ok(manifests) => {
+                let all = inbound::resource_server::declared_metadata(&manifests, &issuer);
+                println!("{}", serde_json::to_string_pretty(&all).expect("metadata serializes"));
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                ExitCode::FAILURE
+            }
+        },
         Command::Clients { action } => match runtime().block_on(clients(action)) {
             Ok(code) => code,
             Err(e) => {

@@ -251,6 +251,60 @@ impl ProtectedResource {
     }
 }
 
+/// RFC 9728 metadata for every resource the configuration declares (a ConsentPolicy's
+/// `registration.resources`, an InboundApp's `allowedResources`, a ClientGrant's
+/// `resources`, a Scope's `resource`), for resource servers to serve as they are. The
+/// scopes of a resource are the Scopes naming it plus, for a registration resource, the
+/// approved scopes.
+pub fn declared_metadata(
+    manifests: &[crate::catalog::manifest::Manifest],
+    issuer: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    use crate::catalog::manifest::Object;
+    let mut scopes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut add = |resource: &str, scope: Option<&str>| {
+        let entry = scopes.entry(resource.to_string()).or_default();
+        if let Some(s) = scope
+            && !entry.iter().any(|e| e == s)
+        {
+            entry.push(s.to_string());
+        }
+    };
+    for m in manifests {
+        match &m.object {
+            Object::Policy(p) => {
+                for r in p.spec.registration.iter().flat_map(|r| r.resources.iter()) {
+                    add(r, None);
+                    for a in p.spec.registration.iter().flat_map(|r| r.approved_scopes.iter()) {
+                        add(r, Some(&a.scope));
+                    }
+                }
+            }
+            Object::App(a) => a.spec.allowed_resources.iter().for_each(|r| add(r, None)),
+            Object::Grant(g) => g.spec.resources.iter().for_each(|r| add(r, None)),
+            Object::Scope(s) => {
+                if let Some(r) = &s.spec.resource {
+                    add(r, Some(&s.spec.scope));
+                }
+            }
+            Object::User(_) => {}
+        }
+    }
+    let issuer = issuer.trim_end_matches('/');
+    scopes
+        .into_iter()
+        .map(|(resource, scopes)| {
+            let metadata = serde_json::json!({
+                "resource": resource,
+                "authorization_servers": [issuer],
+                "scopes_supported": scopes,
+                "bearer_methods_supported": ["header"],
+            });
+            (resource, metadata)
+        })
+        .collect()
+}
+
 fn bearer(request: &Request) -> Option<String> {
     let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;

@@ -453,3 +453,42 @@ async fn mcp_example_registration_and_the_clients_command() {
     let (ok, _, stderr) = inbound_clients(&server.data_dir, &["list", "--created-after", "yesterday"]);
     assert!(!ok && stderr.contains("is not a time"), "{stderr}");
 }
+
+#[test]
+fn resource_metadata_command_emits_rfc_9728_documents() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_inbound"))
+        .args(["resource-metadata", "examples/mcp", "--issuer", "https://auth.example.com/"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        all["http://127.0.0.1:3000/mcp"],
+        json!({
+            "resource": "http://127.0.0.1:3000/mcp",
+            "authorization_servers": ["https://auth.example.com"],
+            "scopes_supported": ["mcp:tools", "mcp:write"],
+            "bearer_methods_supported": ["header"],
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_with_a_path_serves_metadata_at_the_path_suffixed_locations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    crate::common::copy_dir(Path::new(QUICKSTART), &config);
+    let server =
+        crate::common::start_on(&config, &tmp.path().join("data"), Some("https://auth.example.com/tenant-a")).await;
+    for path in [
+        "/.well-known/oauth-authorization-server/tenant-a",
+        "/.well-known/openid-configuration/tenant-a",
+        "/tenant-a/.well-known/openid-configuration",
+        "/.well-known/openid-configuration",
+    ] {
+        let r = server.get(path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.json["issuer"], "https://auth.example.com/tenant-a", "{path}");
+    }
+}
