@@ -46,6 +46,10 @@ enum Command {
         /// default: embedded SQLite in the data directory.
         #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
         store: Option<String>,
+        /// Proxies (CIDR blocks or addresses, comma-separated) whose X-Forwarded-For is
+        /// believed when limiting registrations per source address.
+        #[arg(long, env = "INBOUND_TRUSTED_PROXIES", value_delimiter = ',')]
+        trusted_proxies: Vec<String>,
     },
     /// Run in a Kubernetes cluster: watch the custom resources, serve OAuth from them, and
     /// (on the elected leader) write credentials Secrets, signing keys, status and events.
@@ -262,6 +266,10 @@ struct OperatorArgs {
     /// Folder of templates overriding the built-in pages.
     #[arg(long, env = "INBOUND_TEMPLATES")]
     templates: Option<PathBuf>,
+    /// Proxies (CIDR blocks or addresses, comma-separated) whose X-Forwarded-For is believed
+    /// when limiting registrations per source address (the Ingress controller's Pod range).
+    #[arg(long, env = "INBOUND_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
 }
 
 fn duration_arg(flag: &str, value: &str) -> Result<Duration, String> {
@@ -309,8 +317,18 @@ impl OperatorArgs {
             resync_interval: duration_arg("resync-interval", &self.resync_interval)?,
             maintenance_interval: Duration::from_secs(5),
             templates: self.templates,
+            trusted_proxies: parse_cidrs(&self.trusted_proxies)?,
         })
     }
+}
+
+/// `--trusted-proxies` values (empty entries ignored, so `INBOUND_TRUSTED_PROXIES=""` is none).
+fn parse_cidrs(values: &[String]) -> Result<Vec<inbound::http::client_ip::Cidr>, String> {
+    values
+        .iter()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.parse().map_err(|e| format!("--trusted-proxies: {e}")))
+        .collect()
 }
 
 async fn operator(options: OperatorOptions) -> anyhow::Result<()> {
@@ -398,6 +416,7 @@ fn main() -> ExitCode {
             access_token_lifetime,
             templates,
             store,
+            trusted_proxies,
         } => {
             init_tracing();
             let lifetime = match DurationString(access_token_lifetime).parse() {
@@ -418,6 +437,13 @@ fn main() -> ExitCode {
                 templates,
                 store,
                 maintenance_interval: Duration::from_secs(5),
+                trusted_proxies: match parse_cidrs(&trusted_proxies) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
             };
             let runtime = runtime();
             match runtime.block_on(serve(options)) {

@@ -66,6 +66,8 @@ pub struct OperatorOptions {
     pub resync_interval: Duration,
     pub maintenance_interval: Duration,
     pub templates: Option<PathBuf>,
+    /// Proxies (Ingress, load balancer) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::http::client_ip::Cidr>,
 }
 
 /// A started operator.
@@ -159,6 +161,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         identity: Arc::new(crate::identity::StaticUsers),
         ready: Default::default(),
         admin: Some(Arc::new(admin_auth::KubernetesAdmin { client: client.clone() })),
+        trusted_proxies: options.trusted_proxies.clone(),
     });
     tasks.push(tokio::spawn(server::serve(listener, router(state.clone()), stopped(shutdown_rx.clone()))));
 

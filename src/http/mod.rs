@@ -2,6 +2,7 @@
 
 mod admin;
 mod authorize;
+pub mod client_ip;
 mod discovery;
 mod endpoints;
 mod health;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Who may use `/admin/clients` (operator mode); None disables the admin API.
     pub admin: Option<Arc<dyn crate::admin::AdminAuthorizer>>,
+    /// Proxies whose `X-Forwarded-For` is believed (per-source limits).
+    pub trusted_proxies: Vec<client_ip::Cidr>,
 }
 
 /// Paths of the endpoints, relative to the issuer.

@@ -91,7 +91,10 @@ pub async fn register(
 ) -> Response {
     let catalog = state.catalog.load();
     let result = match json_body(&headers, &body) {
-        Ok(value) => state.server.register(&catalog, &value, &peer.ip().to_string(), now()).await,
+        Ok(value) => {
+            let source = super::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
+            state.server.register(&catalog, &value, &source.to_string(), now()).await
+        }
         Err(e) => Err(e),
     };
     match result {

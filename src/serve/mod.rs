@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub store: Option<String>,
     /// How often revocations are synced and expired rows purged.
     pub maintenance_interval: Duration,
+    /// Proxies (Ingress, load balancer) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::http::client_ip::Cidr>,
 }
 
 /// A started server.
@@ -148,6 +150,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         identity: Arc::new(crate::identity::StaticUsers),
         ready: Default::default(),
         admin: None,
+        trusted_proxies: options.trusted_proxies.clone(),
     });
     state.ready.store(true, Ordering::Relaxed);
 

@@ -66,6 +66,7 @@ async fn start_with_options(
         templates: None,
         store,
         maintenance_interval,
+        trusted_proxies: Vec::new(),
     })
     .await
     .expect("server starts");

@@ -194,11 +194,12 @@ fn default_render_is_a_restricted_single_replica_operator() {
     assert_eq!(env_value(deployment, "INBOUND_LISTEN"), "0.0.0.0:8080");
     assert_eq!(env_value(deployment, "INBOUND_ISSUER"), ISSUER);
     assert_eq!(env_value(deployment, "INBOUND_WATCH_NAMESPACES"), "");
+    assert_eq!(env_value(deployment, "INBOUND_TRUSTED_PROXIES"), "");
     assert_eq!(env_value(deployment, "INBOUND_DATA_DIR"), "/var/lib/inbound");
     assert_eq!(env_value(deployment, "INBOUND_SIGNING_KEYS_SECRET"), "inbound-signing-keys");
     assert_eq!(env_value(deployment, "INBOUND_LEASE_NAME"), "inbound-leader");
     assert_eq!(env_value(deployment, "INBOUND_KEY_ROTATION_INTERVAL"), "30d");
-    assert_eq!(env_value(deployment, "RUST_LOG"), "info");
+    assert_eq!(env_value(deployment, "INBOUND_LOG"), "info");
     for (name, field) in [("INBOUND_NAMESPACE", "metadata.namespace"), ("POD_NAME", "metadata.name")] {
         assert_eq!(env(deployment, name).unwrap()["valueFrom"]["fieldRef"]["fieldPath"], field, "{name}");
     }
@@ -387,7 +388,7 @@ fn options_toggles_and_refusals() {
         deployment["spec"]["selector"]["matchLabels"]
     );
     assert_eq!(env_value(deployment, "INBOUND_WATCH_NAMESPACES"), "team-a,team-b");
-    assert_eq!(env_value(deployment, "RUST_LOG"), "inbound=debug,info");
+    assert_eq!(env_value(deployment, "INBOUND_LOG"), "inbound=debug,info");
     assert_eq!(env_value(deployment, "INBOUND_KEY_ROTATION_INTERVAL"), "12h");
     assert_eq!(env_value(deployment, "INBOUND_ACCESS_TOKEN_LIFETIME"), "10m");
     let claim = one(&objects, "PersistentVolumeClaim");

@@ -492,3 +492,59 @@ async fn an_issuer_with_a_path_serves_metadata_at_the_path_suffixed_locations() 
         assert_eq!(r.json["issuer"], "https://auth.example.com/tenant-a", "{path}");
     }
 }
+
+/// Behind a trusted proxy, per-source limits apply to the client named by X-Forwarded-For
+/// (right-most untrusted address); from anywhere else the header is ignored.
+#[tokio::test]
+async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    crate::common::copy_dir(Path::new(QUICKSTART), &config);
+    let extra = "    limits: {perSourcePerHour: 1}\n";
+    std::fs::write(config.join("registration.yaml"), registration_policy(MCP_RESOURCE, extra)).unwrap();
+    let start = |trusted: &str| {
+        let options = inbound::serve::ServeOptions {
+            config: vec![config.clone()],
+            data_dir: tmp.path().join(format!("data-{}", trusted.len())),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            issuer: None,
+            default_audience: None,
+            access_token_lifetime: Duration::from_secs(900),
+            reload_interval: Duration::from_secs(1),
+            templates: None,
+            store: None,
+            maintenance_interval: Duration::from_secs(5),
+            trusted_proxies: if trusted.is_empty() { vec![] } else { vec![trusted.parse().unwrap()] },
+        };
+        inbound::serve::start(options)
+    };
+    let http = reqwest::Client::new();
+    let register_from = |base: String, forwarded: &'static str, name: &'static str| {
+        let request = http
+            .post(format!("{base}/register"))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", forwarded)
+            .body(mcp_client(name).to_string());
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    // Loopback is the trusted proxy: two different clients behind it each get their own limit.
+    let proxied = start("127.0.0.0/8").await.unwrap();
+    let base = format!("http://{}", proxied.addr);
+    assert_eq!(register_from(base.clone(), "198.51.100.1", "a").await, 201);
+    assert_eq!(register_from(base.clone(), "203.0.113.9, 198.51.100.2", "b").await, 201);
+    assert_eq!(register_from(base.clone(), "198.51.100.1", "c").await, 429, "same client again");
+    assert_eq!(
+        register_from(base.clone(), "6.6.6.6, 198.51.100.1", "d").await,
+        429,
+        "a forged left part changes nothing"
+    );
+    proxied.stop().await;
+
+    // No trusted proxy: the header is the client's word and is ignored.
+    let direct = start("").await.unwrap();
+    let base = format!("http://{}", direct.addr);
+    assert_eq!(register_from(base.clone(), "198.51.100.1", "a").await, 201);
+    assert_eq!(register_from(base.clone(), "198.51.100.2", "b").await, 429);
+    direct.stop().await;
+}
