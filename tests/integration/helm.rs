@@ -537,3 +537,30 @@ fn rendered_chart_applies_to_a_real_api_server() {
         assert_eq!(can(args), expected, "can-i {args:?}");
     }
 }
+
+/// The chart and the binary agree: every variable the Deployment sets is one `inbound
+/// operator` reads (or INBOUND_LOG), and the rendered values parse (the process gets as far
+/// as looking for a cluster).
+#[test]
+fn deployment_environment_is_what_the_binary_reads() {
+    let objects = render(json!({ "issuer": ISSUER, "trustedProxies": ["10.0.0.0/8"], "logLevel": "debug" }));
+    let deployment = one(&objects, "Deployment");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_inbound")).args(["operator", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_inbound"));
+    command.arg("operator").env_clear().env("KUBECONFIG", "/nonexistent/kubeconfig").env("HOME", "/nonexistent");
+    for var in deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap() {
+        let name = var["name"].as_str().unwrap();
+        assert!(
+            name == "INBOUND_LOG" || help.contains(&format!("[env: {name}=")),
+            "the chart sets {name}, which `inbound operator` does not read"
+        );
+        // Values from the downward API are stand-ins here.
+        let value = var["value"].as_str().map(str::to_string).unwrap_or_else(|| "from-field".to_string());
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot configure the Kubernetes client"), "arguments rejected:\n{stderr}");
+}
