@@ -69,6 +69,10 @@ pub enum Plan {
     Repair,
     /// Issue a new secret.
     Issue(IssueReason),
+    /// The store has no secret for the app (its data was lost, e.g. an emptyDir store after a
+    /// restart) but our own Secret holds one: keep it, rather than changing every workload's
+    /// credentials, and record its hash.
+    Adopt,
 }
 
 /// The connection information written beside the secret.
@@ -103,6 +107,7 @@ pub fn plan(
     }
     let plaintext = data(secret, "client_secret");
     match (plaintext, current_hash) {
+        (Some(p), None) if !p.is_empty() => return Plan::Adopt,
         (_, None) => return Plan::Issue(IssueReason::First),
         (Some(p), Some(current)) if !p.is_empty() && hasher.hash(&p) == *current => {}
         (None, Some(_)) => return Plan::Issue(IssueReason::Lost("client_secret was removed from the Secret".into())),
@@ -214,6 +219,9 @@ mod tests {
         let a = app(&[]);
         let current = hasher.hash("s3cret");
         assert_eq!(plan(&a, None, None, &hasher, &endpoints()), Plan::Issue(IssueReason::First));
+        // Our Secret survives a lost store: adopted, not replaced.
+        let kept = desired_secret(&a, "s3cret", &endpoints(), None);
+        assert_eq!(plan(&a, Some(&kept), None, &hasher, &endpoints()), Plan::Adopt);
         assert!(matches!(plan(&a, None, Some(&current), &hasher, &endpoints()), Plan::Issue(IssueReason::Lost(_))));
 
         let ours = desired_secret(&a, "s3cret", &endpoints(), None);

@@ -212,6 +212,13 @@ impl Reconciler {
                 ]);
             }
             Plan::Keep => issued_reason,
+            Plan::Adopt => {
+                let plaintext =
+                    existing.as_ref().and_then(|s| credentials::data(s, "client_secret")).unwrap_or_default();
+                self.store.rotate_client_secret(&client_id, &self.hasher.hash(&plaintext), now, now).await?;
+                tracing::warn!(app = %app.name_any(), "the store had no client secret for this app; kept the one in its Secret");
+                issued_reason
+            }
             Plan::Repair => {
                 let plaintext =
                     existing.as_ref().and_then(|s| credentials::data(s, "client_secret")).unwrap_or_default();
