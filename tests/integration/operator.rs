@@ -586,6 +586,23 @@ async fn signing_keys_rotate_with_publish_ahead() {
     ]);
     let doc: Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(doc["activeKid"], successor.as_str());
+
+    // A restart on an empty data directory (the chart's default emptyDir): the keys come
+    // back from their Secret, and the app's existing credentials are kept, not reissued.
+    drop(op);
+    let mut fresh = Operator::start_with(&kubeconfig, &dir.path().join("data-2"), "replica-b", dir.path(), &rotation);
+    fresh.wait_ready().await;
+    let mut served = false;
+    for _ in 0..50 {
+        if fresh.post("/token", Some((&creds.0, &creds.1)), "grant_type=client_credentials").await.status == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served, "the existing secret stopped working after a restart:\n{}", fresh.log());
+    assert_eq!(secret(&api, "signer-credentials").unwrap().1, creds, "credentials were reissued");
+    assert!(kids(&fresh.jwks().await, "ES256").contains(&successor));
 }
 
 /// Self-registration in a cluster: the registration policy comes from a ConsentPolicy in
