@@ -59,6 +59,8 @@ pub fn client_name(client: &RegisteredClient) -> String {
 #[derive(Debug, Serialize)]
 pub struct ClientSummary {
     pub client_id: String,
+    /// `registered` (RFC 7591) or `metadata-document` (the client id is its document's URL).
+    pub kind: &'static str,
     pub client_name: String,
     pub token_endpoint_auth_method: String,
     pub redirect_uris: Vec<String>,
@@ -73,8 +75,10 @@ impl From<&RegisteredClient> for ClientSummary {
     fn from(c: &RegisteredClient) -> Self {
         let text = |k: &str| c.metadata.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
         let time = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_default();
+        let document = crate::oauth::clients::is_metadata_document_url(&c.client_id);
         ClientSummary {
             client_id: c.client_id.clone(),
+            kind: if document { "metadata-document" } else { "registered" },
             client_name: client_name(c),
             token_endpoint_auth_method: text("token_endpoint_auth_method"),
             redirect_uris: c

@@ -91,6 +91,24 @@ impl AuthorizationServer {
                 }),
                 ..Default::default()
             };
+            // Recorded in the store like a registered client: listed by `inbound clients`,
+            // deletable (with its consents and tokens), reaped when unused.
+            let now = crate::http::now();
+            let record = RegisteredClient {
+                client_id: client_id.to_string(),
+                policy: policy_key(policy),
+                metadata: serde_json::to_value(&metadata).expect("metadata serializes"),
+                secret_hash: None,
+                registration_token_hash: None,
+                dedupe_key: None,
+                source: host.clone(),
+                created_at: now,
+                last_used_at: now,
+            };
+            if let Err(e) = self.store.record_client(&record).await {
+                tracing::warn!(error = %e, "cannot record a metadata-document client");
+                return Err("storage is unavailable".into());
+            }
             let client = dynamic::client(
                 client_id,
                 &metadata,

@@ -239,6 +239,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn registered_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError>;
 
+    /// Records (or refreshes) a client known from its Client ID Metadata Document, so that
+    /// it is listed, managed and reaped like a registered one. No limits apply: the
+    /// document's host is on the policy's allow list.
+    async fn record_client(&self, client: &RegisteredClient) -> Result<(), StoreError>;
+
     /// RFC 7592 update: new metadata (and dedupe key). False when the client is gone.
     async fn update_registered_client(
         &self,

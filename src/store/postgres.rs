@@ -450,6 +450,26 @@ impl Store for PostgresStore {
         row.as_ref().map(registered_from_row).transpose()
     }
 
+    async fn record_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO registered_clients (client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at)
+             VALUES ($1, $2, $3, $4, NULL, NULL, NULL, $5, $6, $6)
+             ON CONFLICT (client_id) DO UPDATE SET metadata = excluded.metadata,
+                 policy_namespace = excluded.policy_namespace, policy_name = excluded.policy_name,
+                 last_used_at = excluded.last_used_at",
+        )
+        .bind(&client.client_id)
+        .bind(&client.policy.namespace)
+        .bind(&client.policy.name)
+        .bind(to_json(&client.metadata)?)
+        .bind(&client.source)
+        .bind(client.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn update_registered_client(
         &self,
         client_id: &str,

@@ -171,6 +171,10 @@ async fn resource_server_layer_challenges_and_accepts() {
     let access = tokens.json["access_token"].as_str().unwrap().to_string();
     let response = call(Some(access.clone())).await.unwrap();
     assert_eq!(response.status(), 200);
+    // Recorded in the store like a registered client (listed, deletable, reaped).
+    let recorded = server.running.state.server.store.registered_client(&client_id).await.unwrap().unwrap();
+    assert_eq!(recorded.source, "127.0.0.1");
+    assert_eq!(recorded.metadata["client_name"], "Loopback MCP Client");
 
     // Insufficient scope: 403 naming what to ask for (step-up).
     let refund = http

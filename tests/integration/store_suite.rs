@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use inbound::catalog::ObjectKey;
 use inbound::secrets::SecretHash;
-use inbound::store::{AuthorizationCode, CodeRedemption, Consent, RefreshToken, Rotation, Session, SqliteStore, Store};
+use inbound::store::{
+    AuthorizationCode, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration, RegistrationLimit,
+    Rotation, Session, SqliteStore, Store,
+};
 
 use crate::postgres::Postgres;
 
@@ -195,6 +198,70 @@ async fn suite(store: Arc<dyn Store>) {
         store.rotate_refresh_token(&digest(72), &digest(73), now + 3600, now).await.unwrap(),
         Rotation::Rotated(_)
     ));
+
+    // Registered clients: concurrent registrations respect the count limit exactly; an
+    // identical public registration returns the existing client; metadata-document clients
+    // are upserted; reaping removes unused ones with their consents.
+    let policy = ObjectKey { namespace: "mcp".into(), name: "p".into() };
+    let client = |id: &str, dedupe: Option<&str>, source: &str| RegisteredClient {
+        client_id: id.into(),
+        policy: policy.clone(),
+        metadata: serde_json::json!({ "client_name": id }),
+        secret_hash: None,
+        registration_token_hash: Some(SecretHash([3; 32])),
+        dedupe_key: dedupe.map(str::to_string),
+        source: source.into(),
+        created_at: now,
+        last_used_at: now,
+    };
+    let limits = inbound::api::RegistrationLimits { max_clients: 3, per_source_per_hour: 100, total_per_hour: 100 };
+    let outcomes = futures_join(8, |i| {
+        let (store, limits, record) = (store.clone(), limits.clone(), client(&format!("r{i}"), None, &format!("s{i}")));
+        async move { store.register_client(&record, &limits, now).await.unwrap() }
+    })
+    .await;
+    assert_eq!(outcomes.iter().filter(|o| **o == Registration::Created).count(), 3, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Registration::Created | Registration::Limited(RegistrationLimit::MaxClients)))
+    );
+    let wide = inbound::api::RegistrationLimits { max_clients: 100, per_source_per_hour: 1, total_per_hour: 100 };
+    assert_eq!(
+        store.register_client(&client("d1", Some("same"), "src"), &wide, now).await.unwrap(),
+        Registration::Created
+    );
+    match store.register_client(&client("d2", Some("same"), "other"), &wide, now).await.unwrap() {
+        Registration::Existing(existing) => assert_eq!(existing.client_id, "d1"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.register_client(&client("d3", None, "src"), &wide, now).await.unwrap(),
+        Registration::Limited(RegistrationLimit::PerSource)
+    );
+    let mut document = client("https://app.example.com/client.json", None, "app.example.com");
+    store.record_client(&document).await.unwrap();
+    document.metadata = serde_json::json!({ "client_name": "renamed" });
+    store.record_client(&document).await.unwrap();
+    let recorded = store.registered_client(&document.client_id).await.unwrap().unwrap();
+    assert_eq!(recorded.metadata["client_name"], "renamed");
+    assert_eq!(recorded.registration_token_hash, None);
+    assert!(store.update_registered_client("d1", &serde_json::json!({"client_name": "x"}), None).await.unwrap());
+    assert!(!store.update_registered_client("nope", &serde_json::json!({}), None).await.unwrap());
+    let total = store.registered_clients().await.unwrap().len();
+    assert_eq!(total, 5, "3 limited + d1 + the document client");
+    // Used later than the cut-off: kept; the others are reaped, consents with them.
+    let mut used = consent.clone();
+    used.id = "consent-d1".into();
+    used.client_id = "d1".into();
+    store.save_consent(&used).await.unwrap();
+    store.touch_registered_client(&document.client_id, now + 100).await.unwrap();
+    let reaped = store.reap_registered_clients(&policy, now + 50, 100).await.unwrap();
+    assert_eq!(reaped.len(), 4, "{reaped:?}");
+    assert!(store.registered_client(&document.client_id).await.unwrap().is_some());
+    assert_eq!(store.consent("consent-d1", now).await.unwrap(), None, "consents go with the client");
+    assert!(store.delete_registered_client(&document.client_id, now).await.unwrap());
+    assert!(store.registered_clients().await.unwrap().is_empty());
 
     // Sessions and pending requests.
     let session = Session { subject: "u".into(), auth_time: now };
