@@ -149,7 +149,12 @@ fn app_view(client: &Client) -> AppView {
     AppView {
         name: client.spec.display_name.clone(),
         description: client.spec.description.clone(),
-        logo_uri: client.spec.logo_uri.clone(),
+        // A self-registered client's logo is whatever it chose to send: not shown, so that an
+        // unverified client cannot borrow a trusted brand's look (its name is shown with a
+        // note saying where it comes from).
+        logo_uri: (client.origin == crate::catalog::ClientOrigin::Declared)
+            .then(|| client.spec.logo_uri.clone())
+            .flatten(),
         origin: match &client.origin {
             crate::catalog::ClientOrigin::Declared => None,
             crate::catalog::ClientOrigin::Registered => Some("registered itself; not verified by this site".into()),

@@ -548,3 +548,34 @@ async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
     assert_eq!(register_from(base.clone(), "198.51.100.2", "b").await, 429);
     direct.stop().await;
 }
+
+/// The consent page tells the user a self-registered client is unverified and does not show
+/// the logo it sent.
+#[tokio::test]
+async fn consent_page_marks_self_registered_clients_and_hides_their_logo() {
+    let server = server_with_registration(MCP_RESOURCE, "").await;
+    let mut body = mcp_client("Totally Official Bank");
+    body["logo_uri"] = json!("https://bank-logos.example.net/official.png");
+    let created = register(&server, &body).await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let client_id = created.json["client_id"].as_str().unwrap();
+    let url = format!(
+        "{}/authorize?{}",
+        server.base,
+        form(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", "http://127.0.0.1:50000/callback"),
+            ("scope", "billing:read"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ])
+    );
+    let mut agent = Agent::new();
+    let login = agent.get(&url).await;
+    let consent = agent.login(&server.base, &login, "alice", "wonderland").await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains("Totally Official Bank"));
+    assert!(consent.body.contains("registered itself; not verified by this site"), "{}", consent.body);
+    assert!(!consent.body.contains("bank-logos.example.net"), "an unverified client's logo is shown");
+}
