@@ -698,4 +698,25 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     assert_eq!(delete(&ops).await, 204);
     assert_eq!(delete(&ops).await, 404);
     assert_eq!(list(Some(ops.clone()), "").await.json["clients"], json!([]));
+
+    // A clean shutdown (SIGTERM, as Kubernetes stops a Pod) releases the lease: another
+    // replica leads at its next round instead of waiting for the lease to expire.
+    let mut other = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-b", dir.path());
+    other.wait_ready().await;
+    let holder = |api: &ApiServer| {
+        get_json(api, &["lease", "inbound-leader", "-n", NS])
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    assert_eq!(holder(&api).as_deref(), Some("replica-a"));
+    let term = Command::new("kill").args(["-TERM", &op.child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = op.child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}\n{}", op.log());
+    // Right after the exit, long before the lease (3 s) could expire, it is no longer held
+    // by the stopped replica.
+    assert_ne!(holder(&api).as_deref(), Some("replica-a"), "the lease was not released");
+    eventually("replica-b leads", Duration::from_secs(3), || {
+        (holder(&api).as_deref() == Some("replica-b")).then_some(())
+    })
+    .await;
 }
