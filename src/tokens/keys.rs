@@ -69,6 +69,11 @@ struct StoredKey {
     /// When the key stopped signing; published until every token it signed has expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retired_at: Option<i64>,
+    /// A retired key is published until then: its retirement plus the longest token
+    /// lifetime seen since. Only ever extended, so a lifetime lowered later cannot drop a
+    /// key whose tokens are still valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    published_until: Option<i64>,
 }
 
 /// When keys change. Times in seconds.
@@ -162,8 +167,17 @@ fn rotate_list(
         }
         _ => {}
     }
+    for key in keys.iter_mut() {
+        if let Some(retired) = key.retired_at {
+            let until = key.published_until.unwrap_or(0).max(retired + policy.retain);
+            if key.published_until != Some(until) {
+                key.published_until = Some(until);
+                changed = true;
+            }
+        }
+    }
     let before = keys.len();
-    keys.retain(|k| k.retired_at.is_none_or(|retired| now < retired + policy.retain));
+    keys.retain(|k| k.published_until.is_none_or(|until| now < until));
     changed || keys.len() != before
 }
 
@@ -377,6 +391,7 @@ fn generate_rsa_key(now: i64) -> StoredKey {
         created_at: now,
         activated_at: None,
         retired_at: None,
+        published_until: None,
     }
 }
 
@@ -400,6 +415,7 @@ fn generate_key(now: i64) -> StoredKey {
         created_at: now,
         activated_at: None,
         retired_at: None,
+        published_until: None,
     }
 }
 
@@ -498,6 +514,11 @@ mod tests {
         assert_eq!(keys.active_kid(), successor);
         let old_token = KeySet::from_document(&doc).unwrap();
         assert!(old_token.decoding.contains_key(&first));
+        // A lower retention later (an app's token lifetime was shortened) does not drop the
+        // predecessor early: tokens it signed under the old lifetime may still be valid.
+        let shorter = RotationPolicy { retain: 5, ..policy };
+        assert!(!doc.rotate(110, &shorter));
+        assert!(doc.published_kids().contains(&first));
         // Retired for `retain`: dropped.
         assert!(!doc.rotate(129, &policy));
         assert!(doc.rotate(130, &policy));
