@@ -306,7 +306,5 @@ pub fn declared_metadata(
 }
 
 fn bearer(request: &Request) -> Option<String> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    crate::http::bearer_token(request.headers()).map(str::to_string)
 }

@@ -114,10 +114,7 @@ pub fn client(
             _ => None,
         })
         .collect();
-    let policy_key = ObjectKey {
-        namespace: policy.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
-        name: policy.metadata.name.clone().unwrap_or_default(),
-    };
+    let policy_key = ObjectKey::of(&policy.metadata);
     let display_name = metadata.client_name.clone().unwrap_or_else(|| match &origin {
         ClientOrigin::MetadataDocument { host } => host.clone(),
         _ => "Unnamed client".to_string(),

@@ -26,6 +26,13 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// The key of an object (`default` namespace when it names none, as kubectl does).
+    pub fn of(meta: &kube::core::ObjectMeta) -> ObjectKey {
+        ObjectKey { namespace: namespace_of(meta).to_string(), name: meta.name.clone().unwrap_or_default() }
+    }
+}
+
 impl std::fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
@@ -152,8 +159,7 @@ impl Catalog {
         let mut catalog = Catalog { defaults: defaults.clone(), ..Catalog::default() };
         for m in manifests {
             let meta = m.object.metadata();
-            let key =
-                ObjectKey { namespace: namespace_of(meta).to_string(), name: meta.name.clone().unwrap_or_default() };
+            let key = ObjectKey::of(meta);
             match &m.object {
                 Object::App(app) => {
                     let Some(record) = records.get(&key) else {

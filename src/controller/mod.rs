@@ -269,10 +269,7 @@ async fn records(
     for m in &validated.manifests {
         let Object::App(app) = &m.object else { continue };
         let Some(client_id) = app.metadata.uid.clone() else { continue };
-        let key = ObjectKey {
-            namespace: app.metadata.namespace.clone().unwrap_or_default(),
-            name: app.metadata.name.clone().unwrap_or_default(),
-        };
+        let key = ObjectKey::of(&app.metadata);
         let secret_hashes = if app.spec.client_type == crate::api::ClientType::Confidential {
             let hashes = store.client_secret_hashes(&client_id, now()).await?;
             if hashes.is_empty() {

@@ -36,13 +36,7 @@ async fn caller(state: &AppState, headers: &HeaderMap, verb: &str) -> Result<Str
             "the admin API is not enabled (operator mode only)",
         ));
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string());
-    let Some(token) = token else {
+    let Some(token) = super::bearer_token(headers) else {
         return Err(error(StatusCode::UNAUTHORIZED, "invalid_token", "a Kubernetes bearer token is required"));
     };
     let namespace = state
@@ -51,7 +45,7 @@ async fn caller(state: &AppState, headers: &HeaderMap, verb: &str) -> Result<Str
         .registration_policy()
         .and_then(|p| p.metadata.namespace.clone())
         .unwrap_or_else(|| "default".into());
-    match authorizer.authorize(&token, verb, &namespace).await {
+    match authorizer.authorize(token, verb, &namespace).await {
         Ok(user) => Ok(user),
         Err(AdminDenied::Unauthenticated) => {
             Err(error(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token does not authenticate"))

@@ -606,10 +606,7 @@ pub async fn account_api_revoke(
 
 /// OpenID Connect Core §5.3 UserInfo, GET or POST, bearer token (RFC 6750).
 pub async fn userinfo(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+    let bearer = super::bearer_token(&headers)
         .map(str::to_string)
         .or_else(|| Form::parse(&body).get("access_token").map(str::to_string));
     let challenge = |code: ErrorCode, description: &str| {

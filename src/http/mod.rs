@@ -160,6 +160,14 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     response
 }
 
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1; the scheme is
+/// case-insensitive), if any.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     jiff::Timestamp::now().as_second()

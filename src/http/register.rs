@@ -77,12 +77,6 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, RegisterError> {
     serde_json::from_slice(body).map_err(|_| invalid("the body is not valid JSON").into())
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
-}
-
 pub async fn register(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -107,7 +101,7 @@ pub async fn register(
 }
 
 pub async fn read(State(state): State<Arc<AppState>>, Path(client_id): Path<String>, headers: HeaderMap) -> Response {
-    match state.server.read_registration(&client_id, bearer(&headers)).await {
+    match state.server.read_registration(&client_id, super::bearer_token(&headers)).await {
         Ok(response) => no_store_json(StatusCode::OK, &response),
         Err(e) => failure(&state, e),
     }
@@ -121,7 +115,9 @@ pub async fn update(
 ) -> Response {
     let catalog = state.catalog.load();
     let result = match json_body(&headers, &body) {
-        Ok(value) => state.server.update_registration(&catalog, &client_id, bearer(&headers), &value).await,
+        Ok(value) => {
+            state.server.update_registration(&catalog, &client_id, super::bearer_token(&headers), &value).await
+        }
         Err(e) => Err(e),
     };
     match result {
@@ -132,7 +128,7 @@ pub async fn update(
 
 pub async fn delete(State(state): State<Arc<AppState>>, Path(client_id): Path<String>, headers: HeaderMap) -> Response {
     let catalog = state.catalog.load();
-    match state.server.delete_registration(&catalog, &client_id, bearer(&headers), now()).await {
+    match state.server.delete_registration(&catalog, &client_id, super::bearer_token(&headers), now()).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => failure(&state, e),
     }

@@ -34,10 +34,7 @@ pub enum RegisterError {
 }
 
 fn policy_key(policy: &crate::api::ConsentPolicy) -> ObjectKey {
-    ObjectKey {
-        namespace: policy.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
-        name: policy.metadata.name.clone().unwrap_or_default(),
-    }
+    ObjectKey::of(&policy.metadata)
 }
 
 /// A `client_id` naming a Client ID Metadata Document.

@@ -286,10 +286,7 @@ async fn reap_registered_clients(store: &dyn Store, catalog: &Catalog, now: i64)
         .and_then(|r| r.reap_after.as_ref())
         .and_then(|d| d.parse().ok())
         .unwrap_or(Duration::from_secs(30 * 86_400));
-    let key = crate::catalog::ObjectKey {
-        namespace: policy.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
-        name: policy.metadata.name.clone().unwrap_or_default(),
-    };
+    let key = crate::catalog::ObjectKey::of(&policy.metadata);
     match store.reap_registered_clients(&key, now - reap_after.as_secs() as i64, 100).await {
         Ok(reaped) if !reaped.is_empty() => {
             for id in &reaped {

@@ -71,10 +71,7 @@ impl Provisioner {
         let mut apps = Vec::new();
         for m in manifests {
             if let Object::User(user) = &m.object {
-                let key = ObjectKey {
-                    namespace: namespace_of(&user.metadata).to_string(),
-                    name: user.metadata.name.clone().unwrap_or_default(),
-                };
+                let key = ObjectKey::of(&user.metadata);
                 let subject = self.store.object_uid("DevelopmentUser", &key).await?;
                 subjects.insert(key, subject);
                 continue;
