@@ -12,7 +12,7 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use inbound::catalog::ObjectKey;
+use inbound::api::ObjectKey;
 use inbound::secrets::{random_token, token_digest};
 use inbound::store::{AuthorizationCode, Consent, RefreshToken, Store};
 use oauth2::reqwest;

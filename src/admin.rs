@@ -179,7 +179,7 @@ fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::ObjectKey;
+    use crate::api::ObjectKey;
 
     fn client(id: &str, name: &str, created: i64, used: i64) -> RegisteredClient {
         RegisteredClient {

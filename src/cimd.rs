@@ -35,7 +35,7 @@ use reqwest::header::{ACCEPT, AGE, CACHE_CONTROL, DATE, EXPIRES, HeaderMap, Head
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
-use crate::oauth::pattern;
+use crate::protocol::pattern;
 
 /// Connect timeout and total timeout of one fetch.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -329,15 +329,6 @@ pub fn validate_client_id_url(client_id: &str, allow_private: bool) -> Result<Ur
         return Err(invalid("it must have a path"));
     }
     Ok(url)
-}
-
-fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 fn literal_ip(url: &Url) -> Option<IpAddr> {

@@ -10,6 +10,7 @@
 mod app;
 mod duration;
 mod grant;
+mod key;
 mod policy;
 mod scope;
 mod status;
@@ -21,6 +22,7 @@ pub use app::{
 };
 pub use duration::{DurationError, DurationString};
 pub use grant::{ClientGrant, ClientGrantSpec, ClientGrantStatus, GrantSubject, SubjectKind};
+pub use key::{ObjectKey, namespace_of};
 pub use policy::{
     AppSelector, ApprovedScope, ConsentPolicy, ConsentPolicySpec, ConsentPolicyStatus, ConsentSettings, EmptyScope,
     MetadataDocumentSettings, RegistrationLimits, RegistrationSettings,

@@ -13,7 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Client, ClientOrigin, Defaults, ObjectKey};
+use super::{Client, ClientOrigin, Defaults};
+use crate::api::ObjectKey;
 use crate::api::{
     AuthMethod, ClientType, ConsentPolicy, GrantType, InboundAppSpec, RegistrationSettings, TokenSettings,
 };
@@ -154,7 +155,7 @@ pub fn client(
 /// registration, but is not a ceiling: MCP clients register with the scopes of their first
 /// challenge and later step up to others (the user consents to each).
 pub fn allowed_scopes(_registered: &str, registration: &RegistrationSettings) -> Vec<String> {
-    let mut scopes: Vec<String> = vec![crate::oauth::scope::OPENID.to_string()];
+    let mut scopes: Vec<String> = vec![crate::protocol::scope::OPENID.to_string()];
     scopes.extend(registration.approved_scopes.iter().map(|a| a.scope.clone()));
     scopes
 }

@@ -45,13 +45,8 @@ impl Object {
     /// `Kind namespace/name`, the way problems name an object.
     pub fn display_name(&self) -> String {
         let meta = self.metadata();
-        format!("{} {}/{}", self.kind(), namespace_of(meta), meta.name.as_deref().unwrap_or(""))
+        format!("{} {}/{}", self.kind(), crate::api::namespace_of(meta), meta.name.as_deref().unwrap_or(""))
     }
-}
-
-/// The namespace an object lives in (`default` when the manifest names none, as kubectl does).
-pub fn namespace_of(meta: &kube::core::ObjectMeta) -> &str {
-    meta.namespace.as_deref().unwrap_or("default")
 }
 
 /// Where a document came from.

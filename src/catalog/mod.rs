@@ -16,28 +16,9 @@ use std::{
 };
 
 use crate::api::{ClientType, ConsentPolicy, GrantType, InboundAppSpec, ScopeSpec, SubjectKind};
+use crate::api::{ObjectKey, namespace_of};
 use crate::secrets::SecretHash;
-use manifest::{Manifest, Object, namespace_of};
-
-/// Identifies a namespaced object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ObjectKey {
-    /// The key of an object (`default` namespace when it names none, as kubectl does).
-    pub fn of(meta: &kube::core::ObjectMeta) -> ObjectKey {
-        ObjectKey { namespace: namespace_of(meta).to_string(), name: meta.name.clone().unwrap_or_default() }
-    }
-}
-
-impl std::fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+use manifest::{Manifest, Object};
 
 /// Credentials provisioned for an app (by `inbound serve` or the operator).
 #[derive(Clone, Debug)]
@@ -300,13 +281,13 @@ impl Catalog {
     pub fn policy_for(&self, client: &Client) -> Option<&ConsentPolicy> {
         if let Some(key) = &client.policy {
             return self.policies.iter().find(|p| {
-                manifest::namespace_of(&p.metadata) == key.namespace && p.metadata.name.as_deref() == Some(&key.name)
+                crate::api::namespace_of(&p.metadata) == key.namespace && p.metadata.name.as_deref() == Some(&key.name)
             });
         }
         let mut candidates: Vec<&ConsentPolicy> = self
             .policies
             .iter()
-            .filter(|p| manifest::namespace_of(&p.metadata) == client.key.namespace)
+            .filter(|p| crate::api::namespace_of(&p.metadata) == client.key.namespace)
             .filter(|p| {
                 let selector = &p.spec.app_selector;
                 let by_name = selector.names.is_empty() || selector.names.contains(&client.key.name);

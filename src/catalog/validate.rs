@@ -7,11 +7,14 @@ use std::collections::{HashMap, HashSet};
 
 use url::Url;
 
-use super::manifest::{Manifest, Object, Problem, namespace_of};
+use crate::protocol::loopback::is_loopback_host;
+
+use super::manifest::{Manifest, Object, Problem};
+use crate::api::namespace_of;
 use crate::api::{
     ClientGrant, ClientType, ConsentPolicy, DurationString, GrantType, InboundApp, Scope, ScopeKind, SubjectKind,
 };
-use crate::oauth::scope::is_valid_scope_token;
+use crate::protocol::scope::is_valid_scope_token;
 
 /// Every problem of the set, in manifest order.
 pub fn validate(manifests: &[Manifest]) -> Vec<Problem> {
@@ -98,7 +101,7 @@ impl<'a> Index<'a> {
 
     /// `openid` is built in (OpenID Connect); every other scope must be declared.
     fn has_scope(&self, ns: &str, scope: &str) -> bool {
-        scope == crate::oauth::scope::OPENID || self.scopes.contains(&(ns, scope))
+        scope == crate::protocol::scope::OPENID || self.scopes.contains(&(ns, scope))
     }
 }
 
@@ -351,7 +354,7 @@ fn check_registration(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index
     let scopes: Vec<String> = registration.approved_scopes.iter().map(|s| s.scope.clone()).collect();
     at.scope_refs("spec.registration.approvedScopes", ns, &scopes, index);
     for (i, pattern) in registration.redirect_uri_patterns.iter().enumerate() {
-        if let Err(e) = crate::oauth::pattern::validate_redirect_pattern(pattern) {
+        if let Err(e) = crate::protocol::pattern::validate_redirect_pattern(pattern) {
             at.push(format!("spec.registration.redirectUriPatterns[{i}]"), e);
         }
     }
@@ -368,7 +371,7 @@ fn check_registration(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index
     at.duration("spec.registration.reapAfter", registration.reap_after.as_ref());
     let cimd = &registration.client_id_metadata_documents;
     for (i, domain) in cimd.allowed_domains.iter().enumerate() {
-        if let Err(e) = crate::oauth::pattern::validate_domain_pattern(domain) {
+        if let Err(e) = crate::protocol::pattern::validate_domain_pattern(domain) {
             at.push(format!("spec.registration.clientIdMetadataDocuments.allowedDomains[{i}]"), e);
         }
     }
@@ -420,16 +423,6 @@ pub fn check_resource_uri(uri: &str) -> Result<(), String> {
         return Err("must not contain a fragment (RFC 8707 §2)".into());
     }
     Ok(())
-}
-
-/// Loopback IP literals (RFC 8252 §7.3) and `localhost`.
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    }
 }
 
 /// Kubernetes object names (RFC 1123 subdomain).

@@ -30,8 +30,10 @@ use kube::{
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
-use crate::catalog::{Catalog, ClientRecord, Defaults, ObjectKey, manifest::Object};
-use crate::http::{AppState, now, router, server};
+use crate::api::ObjectKey;
+use crate::catalog::{Catalog, ClientRecord, Defaults, manifest::Object};
+use crate::clock::now;
+use crate::http::{AppState, router, server};
 use crate::metrics::Metrics;
 use crate::oauth::token::AuthorizationServer;
 use crate::secrets::SecretHasher;

@@ -19,7 +19,7 @@ use super::credentials::{self, Endpoints, IssueReason, Plan};
 use super::snapshot::Validated;
 use super::status::{self, CREDENTIALS_ISSUED, Desired};
 use crate::api::{Condition, InboundApp, InboundAppStatus};
-use crate::http::paths;
+use crate::protocol::paths;
 use crate::secrets::{ClientSecret, SecretHasher};
 use crate::store::{Store, StoreError};
 

@@ -10,7 +10,8 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{AppState, now, response::no_store_json};
+use super::{AppState, response::no_store_json};
+use crate::clock::now;
 
 /// Helpers return the finished error response to send; axum's `Response` is large, and this
 /// is the cold path.

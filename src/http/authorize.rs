@@ -16,18 +16,19 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::{
-    AppState, now,
+    AppState,
     pages::{see_other, session_cookie_value},
 };
 use crate::catalog::{Catalog, Client, User};
+use crate::clock::now;
 use crate::oauth::{
     ErrorCode, OAuthError,
     authorize::{AuthorizationRequest, AuthorizeError, error_redirect_url, redirect_url, validate},
     consent::{self, ConsentPlan, DurationChoice, ScopeItem},
     params::Params,
-    scope::OPENID,
     token::{CODE_LIFETIME, store_error},
 };
+use crate::protocol::scope::OPENID;
 use crate::secrets::{random_token, token_digest};
 use crate::store::{AuthorizationCode, Consent, Session};
 
@@ -124,7 +125,7 @@ fn still_registered(state: &AppState, request: &AuthorizationRequest) -> bool {
         .catalog
         .load()
         .client(&request.client_id)
-        .is_some_and(|c| crate::oauth::redirect::is_registered(&c.spec.redirect_uris, &request.redirect_uri))
+        .is_some_and(|c| crate::protocol::redirect::is_registered(&c.spec.redirect_uris, &request.redirect_uri))
 }
 
 fn redirect_error(state: &AppState, request: &AuthorizationRequest, code: ErrorCode, description: &str) -> Response {

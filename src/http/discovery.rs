@@ -9,7 +9,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{AppState, paths};
+use super::AppState;
+use crate::protocol::paths;
 
 /// One document served at both well-known paths, so the two can never disagree.
 pub fn metadata_document(state: &AppState) -> serde_json::Value {
@@ -17,7 +18,7 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
     let catalog = state.catalog.load();
     let mut scopes = catalog.scope_names();
-    scopes.insert(0, crate::oauth::scope::OPENID.to_string());
+    scopes.insert(0, crate::protocol::scope::OPENID.to_string());
     let registration = catalog.registration_policy().and_then(|p| p.spec.registration.clone());
     let mut document = serde_json::json!({
         "issuer": issuer,

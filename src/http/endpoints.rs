@@ -9,7 +9,8 @@ use axum::{
     response::Response,
 };
 
-use super::{AppState, now, response};
+use super::{AppState, response};
+use crate::clock::now;
 use crate::oauth::{OAuthError, params::Params};
 
 /// The `Authorization` header, if present and readable.

@@ -30,6 +30,7 @@ use tower_http::{catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLaye
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::oauth::token::AuthorizationServer;
+use crate::protocol::paths;
 
 /// Largest accepted request body: OAuth requests are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -49,54 +50,6 @@ pub struct AppState {
     pub admin: Option<Arc<dyn crate::admin::AdminAuthorizer>>,
     /// Proxies whose `X-Forwarded-For` is believed (per-source limits).
     pub trusted_proxies: Vec<client_ip::Cidr>,
-}
-
-/// Paths of the endpoints, relative to the issuer.
-pub mod paths {
-    pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
-    pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
-    pub const JWKS: &str = "/jwks";
-    pub const TOKEN: &str = "/token";
-    pub const INTROSPECT: &str = "/introspect";
-    pub const REVOKE: &str = "/revoke";
-    pub const AUTHORIZE: &str = "/authorize";
-    pub const USERINFO: &str = "/userinfo";
-    pub const LOGIN: &str = "/login";
-    pub const CONSENT: &str = "/consent";
-    pub const ACCOUNT: &str = "/account/apps";
-    pub const ACCOUNT_REVOKE: &str = "/account/apps/{id}/revoke";
-    pub const ACCOUNT_API: &str = "/account/api/apps";
-    pub const ACCOUNT_API_ONE: &str = "/account/api/apps/{id}";
-    /// RFC 7591 registration and RFC 7592 management.
-    pub const REGISTER: &str = "/register";
-    pub const REGISTER_ONE: &str = "/register/{client_id}";
-    pub const ADMIN_CLIENTS: &str = "/admin/clients";
-    pub const ADMIN_CLIENT: &str = "/admin/clients/{client_id}";
-
-    /// Every routed path, as metric label values.
-    pub const ALL: &[&str] = &[
-        OIDC_DISCOVERY,
-        OAUTH_METADATA,
-        JWKS,
-        TOKEN,
-        INTROSPECT,
-        REVOKE,
-        AUTHORIZE,
-        USERINFO,
-        LOGIN,
-        CONSENT,
-        ACCOUNT,
-        ACCOUNT_REVOKE,
-        ACCOUNT_API,
-        ACCOUNT_API_ONE,
-        REGISTER,
-        REGISTER_ONE,
-        ADMIN_CLIENTS,
-        ADMIN_CLIENT,
-        "/healthz",
-        "/readyz",
-        "/metrics",
-    ];
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -166,9 +119,4 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
 }

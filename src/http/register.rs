@@ -11,7 +11,8 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{AppState, now, response::no_store_json};
+use super::{AppState, response::no_store_json};
+use crate::clock::now;
 use crate::oauth::clients::RegisterError;
 use crate::store::RegistrationLimit;
 

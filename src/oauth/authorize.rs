@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ErrorCode, OAuthError, params::Params, pkce, redirect, scope};
+use super::{ErrorCode, OAuthError, params::Params, pkce};
 use crate::api::GrantType;
 use crate::catalog::{Catalog, Client};
+use crate::protocol::{redirect, scope};
 
 /// A validated authorization request, carried through login and consent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +92,7 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
         .ok_or_else(|| fail(OAuthError::invalid_request("code_challenge is required (PKCE, S256)")))?;
     pkce::check_challenge(code_challenge, params.get("code_challenge_method")).map_err(fail)?;
 
-    let mut scopes = scope::parse_scope(params.get("scope").unwrap_or("")).map_err(fail)?;
+    let mut scopes = scope::parse_scope(params.get("scope").unwrap_or("")).map_err(|e| fail(e.into()))?;
     // A self-registered client's consent always includes the policy's mandatory scopes.
     if client.origin != crate::catalog::ClientOrigin::Declared
         && let Some(registration) = catalog.policy_for(&client).and_then(|p| p.spec.registration.as_ref())

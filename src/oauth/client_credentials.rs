@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use super::{OAuthError, scope::parse_scope};
+use super::OAuthError;
 use crate::api::GrantType;
 use crate::catalog::{Catalog, Client, GrantRule};
+use crate::protocol::scope::parse_scope;
 
 /// The request's choices: `scope`, RFC 8707 `resource`s and `tenant`.
 #[derive(Debug, Default)]
@@ -117,7 +118,8 @@ fn select_tenant<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{ClientRecord, Defaults, ObjectKey, manifest::parse_file};
+    use crate::api::ObjectKey;
+    use crate::catalog::{ClientRecord, Defaults, manifest::parse_file};
     use crate::oauth::ErrorCode;
     use std::collections::HashMap;
 

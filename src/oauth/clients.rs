@@ -9,9 +9,10 @@ use subtle::ConstantTimeEq;
 
 use super::register::{self, RegistrationError};
 use super::token::AuthorizationServer;
-use crate::catalog::{Catalog, ClientOrigin, ObjectKey, dynamic};
+use crate::api::ObjectKey;
+use crate::catalog::{Catalog, ClientOrigin, dynamic};
 use crate::cimd::CimdPolicy;
-use crate::http::paths;
+use crate::protocol::paths;
 use crate::secrets::{ClientSecret, random_token};
 use crate::store::{RegisteredClient, Registration, RegistrationLimit, StoreError};
 
@@ -90,7 +91,7 @@ impl AuthorizationServer {
             };
             // Recorded in the store like a registered client: listed by `inbound clients`,
             // deletable (with its consents and tokens), reaped when unused.
-            let now = crate::http::now();
+            let now = crate::clock::now();
             let record = RegisteredClient {
                 client_id: client_id.to_string(),
                 policy: policy_key(policy),
@@ -140,7 +141,7 @@ impl AuthorizationServer {
             catalog.defaults(),
         );
         catalog.dynamic().insert(Arc::new(client));
-        if let Err(e) = self.store.touch_registered_client(client_id, crate::http::now()).await {
+        if let Err(e) = self.store.touch_registered_client(client_id, crate::clock::now()).await {
             tracing::warn!(error = %e, "cannot record client use");
         }
         Ok(())

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{OAuthError, scope::OPENID};
+use super::OAuthError;
 use crate::catalog::{Catalog, Client, User};
+use crate::protocol::scope::OPENID;
 use crate::store::Consent;
 
 /// One scope on the consent screen.

@@ -111,3 +111,10 @@ impl OAuthError {
         OAuthError::new(ErrorCode::TemporarilyUnavailable, "storage is unavailable; retry later")
     }
 }
+
+/// RFC 6749 §3.3: a scope outside the grammar is `invalid_scope`.
+impl From<crate::protocol::scope::MalformedScope> for OAuthError {
+    fn from(e: crate::protocol::scope::MalformedScope) -> OAuthError {
+        OAuthError::invalid_scope(e.to_string())
+    }
+}

@@ -12,11 +12,8 @@ pub mod consent;
 pub mod error;
 pub mod introspection;
 pub mod params;
-pub mod pattern;
 pub mod pkce;
-pub mod redirect;
 pub mod register;
-pub mod scope;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::api::{EmptyScope, RegistrationSettings};
 use crate::catalog::dynamic::ClientMetadata;
-use crate::oauth::pattern::redirect_uri_matches;
+use crate::protocol::pattern::redirect_uri_matches;
 
 /// RFC 7591 §3.2.2 error codes.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -12,10 +12,10 @@ use super::{
     client_credentials,
     params::Params,
     pkce,
-    scope::OPENID,
 };
 use crate::api::{GrantType, TokenFormat};
 use crate::catalog::{Catalog, Client};
+use crate::protocol::scope::OPENID;
 use crate::secrets::{SecretHasher, random_token, token_digest};
 use crate::store::{CodeRedemption, RefreshToken, Rotation, Store, StoreError};
 use crate::tokens::{AccessTokenClaims, Audience, IdTokenClaims, KeySet, RevocationList, VerifiedTokens};
@@ -212,7 +212,7 @@ impl AuthorizationServer {
         // Public clients present only client_id; confidential ones must authenticate.
         let client = self.authenticate_for(catalog, authorization, params, GrantType::RefreshToken)?;
         let presented = params.require("refresh_token")?;
-        let requested = params.get("scope").map(super::scope::parse_scope).transpose()?;
+        let requested = params.get("scope").map(crate::protocol::scope::parse_scope).transpose()?;
         let next = random_token(32);
         let expires_at = now + client.refresh_token_lifetime.as_secs() as i64;
         let old = match self

@@ -19,7 +19,8 @@ use arc_swap::ArcSwap;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::catalog::{Catalog, Defaults, folder};
-use crate::http::{AppState, now, router, server};
+use crate::clock::now;
+use crate::http::{AppState, router, server};
 use crate::metrics::Metrics;
 use crate::oauth::token::AuthorizationServer;
 use crate::secrets::SecretHasher;
@@ -184,7 +185,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
 
 /// Plain http on a loopback address: the only case where cookies may lack `Secure`.
 fn is_loopback_http(issuer: &str) -> bool {
-    url::Url::parse(issuer).is_ok_and(|u| u.scheme() == "http" && crate::catalog::validate::is_loopback_host(&u))
+    url::Url::parse(issuer).is_ok_and(|u| u.scheme() == "http" && crate::protocol::loopback::is_loopback_host(&u))
 }
 
 /// Polls the folder; on a change, validates and swaps in a new snapshot. An invalid edit is

@@ -9,12 +9,13 @@ use std::{
 
 use anyhow::Context;
 
-use crate::api::ClientType;
+use crate::api::{ClientType, ObjectKey, namespace_of};
 use crate::catalog::{
-    Catalog, ClientRecord, Defaults, ObjectKey,
-    manifest::{Manifest, Object, namespace_of},
+    Catalog, ClientRecord, Defaults,
+    manifest::{Manifest, Object},
 };
-use crate::http::{now, paths};
+use crate::clock::now;
+use crate::protocol::paths;
 use crate::secrets::{ClientSecret, SecretHasher};
 use crate::store::Store;
 use crate::tokens::keys::{create_private, write_private};

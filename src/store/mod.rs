@@ -12,7 +12,7 @@ use async_trait::async_trait;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-use crate::catalog::ObjectKey;
+use crate::api::ObjectKey;
 use crate::secrets::SecretHash;
 use crate::tokens::AccessTokenClaims;
 

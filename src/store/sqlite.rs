@@ -12,7 +12,7 @@ use super::{
     AuthorizationCode, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration, RegistrationLimit,
     Revocation, Rotation, Session, Store, StoreError,
 };
-use crate::catalog::ObjectKey;
+use crate::api::ObjectKey;
 use crate::secrets::SecretHash;
 use crate::tokens::AccessTokenClaims;
 

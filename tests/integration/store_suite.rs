@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use inbound::catalog::ObjectKey;
+use inbound::api::ObjectKey;
 use inbound::secrets::SecretHash;
 use inbound::store::{
     AuthorizationCode, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration, RegistrationLimit,

@@ -2,7 +2,9 @@
 //! the one exception of RFC 8252 §7.3: a loopback IP redirect matches on any port, because
 //! native apps, CLIs and MCP clients listen on an ephemeral port chosen at run time.
 
-use url::{Host, Url};
+use url::Url;
+
+use super::loopback::is_loopback_ip;
 
 /// True when `requested` may be used given the app's `registered` redirect URIs.
 pub fn is_registered(registered: &[String], requested: &str) -> bool {
@@ -10,17 +12,13 @@ pub fn is_registered(registered: &[String], requested: &str) -> bool {
 }
 
 /// Same URI except the port, both `http` on a loopback IP literal (127.0.0.1 or [::1]).
-/// `localhost` does not qualify (RFC 8252 §8.3: it may resolve elsewhere).
+/// `localhost` does not qualify (RFC 8252 §8.3: it may resolve elsewhere); see
+/// [`super::loopback`].
 fn loopback_port_agnostic_match(registered: &str, requested: &str) -> bool {
     let (Ok(mut registered), Ok(mut requested)) = (Url::parse(registered), Url::parse(requested)) else {
         return false;
     };
-    let loopback_ip = |u: &Url| match u.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        _ => false,
-    };
-    if registered.scheme() != "http" || requested.scheme() != "http" || !loopback_ip(&registered) {
+    if registered.scheme() != "http" || requested.scheme() != "http" || !is_loopback_ip(registered.host()) {
         return false;
     }
     if registered.host() != requested.host() {

@@ -157,14 +157,15 @@ fn parse_pattern(raw: &str) -> Result<Pattern, String> {
         None => false,
         Some(Host::Domain(domain)) if special => {
             validate_host_pattern(domain).map_err(|e| format!("redirect pattern `{raw}`: {e}"))?;
-            domain == "localhost"
+            // `localhost` counts here, unlike for registered redirect URIs: see
+            // `protocol::loopback`.
+            domain.eq_ignore_ascii_case("localhost")
         }
         Some(Host::Domain(domain)) if domain.contains('*') => {
             return Err(format!("redirect pattern `{raw}`: `*` is not allowed in the host of a custom-scheme URI"));
         }
         Some(Host::Domain(_)) => false,
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        ip => super::loopback::is_loopback_ip(ip),
     };
     if url.scheme() == "http" && !loopback {
         return Err(format!(

@@ -1,7 +1,5 @@
 //! Scope strings (RFC 6749 §3.3).
 
-use super::OAuthError;
-
 /// The OpenID Connect scope: built in, never declared by a Scope.
 pub const OPENID: &str = "openid";
 
@@ -10,12 +8,17 @@ pub fn is_valid_scope_token(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
+/// A `scope` parameter that breaks the grammar; the OAuth core answers `invalid_scope`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed scope token {0:?}")]
+pub struct MalformedScope(pub String);
+
 /// Splits a `scope` parameter into unique tokens, keeping the request order.
-pub fn parse_scope(scope: &str) -> Result<Vec<String>, OAuthError> {
+pub fn parse_scope(scope: &str) -> Result<Vec<String>, MalformedScope> {
     let mut out: Vec<String> = Vec::new();
     for token in scope.split(' ').filter(|t| !t.is_empty()) {
         if !is_valid_scope_token(token) {
-            return Err(OAuthError::invalid_scope(format!("malformed scope token {token:?}")));
+            return Err(MalformedScope(token.to_string()));
         }
         if !out.iter().any(|t| t == token) {
             out.push(token.to_string());

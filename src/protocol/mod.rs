@@ -1,0 +1,12 @@
+//! The words of the protocol, on the ground floor: endpoint paths, the scope grammar,
+//! redirect URI matching, approved-URL patterns and the loopback rules.
+//!
+//! Everything here is a pure function of its arguments and imports nothing of this crate,
+//! so the catalog (validation), the metadata-document fetcher, the OAuth core and the
+//! handlers all speak the same language without importing each other.
+
+pub mod loopback;
+pub mod paths;
+pub mod pattern;
+pub mod redirect;
+pub mod scope;

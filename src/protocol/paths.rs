@@ -1,0 +1,47 @@
+//! Paths of the endpoints, relative to the issuer: one list for the router, the metadata
+//! documents, the controller's status and the banner.
+
+pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
+pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+pub const JWKS: &str = "/jwks";
+pub const TOKEN: &str = "/token";
+pub const INTROSPECT: &str = "/introspect";
+pub const REVOKE: &str = "/revoke";
+pub const AUTHORIZE: &str = "/authorize";
+pub const USERINFO: &str = "/userinfo";
+pub const LOGIN: &str = "/login";
+pub const CONSENT: &str = "/consent";
+pub const ACCOUNT: &str = "/account/apps";
+pub const ACCOUNT_REVOKE: &str = "/account/apps/{id}/revoke";
+pub const ACCOUNT_API: &str = "/account/api/apps";
+pub const ACCOUNT_API_ONE: &str = "/account/api/apps/{id}";
+/// RFC 7591 registration and RFC 7592 management.
+pub const REGISTER: &str = "/register";
+pub const REGISTER_ONE: &str = "/register/{client_id}";
+pub const ADMIN_CLIENTS: &str = "/admin/clients";
+pub const ADMIN_CLIENT: &str = "/admin/clients/{client_id}";
+
+/// Every routed path, as metric label values.
+pub const ALL: &[&str] = &[
+    OIDC_DISCOVERY,
+    OAUTH_METADATA,
+    JWKS,
+    TOKEN,
+    INTROSPECT,
+    REVOKE,
+    AUTHORIZE,
+    USERINFO,
+    LOGIN,
+    CONSENT,
+    ACCOUNT,
+    ACCOUNT_REVOKE,
+    ACCOUNT_API,
+    ACCOUNT_API_ONE,
+    REGISTER,
+    REGISTER_ONE,
+    ADMIN_CLIENTS,
+    ADMIN_CLIENT,
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
