@@ -75,7 +75,7 @@ impl From<&RegisteredClient> for ClientSummary {
     fn from(c: &RegisteredClient) -> Self {
         let text = |k: &str| c.metadata.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
         let time = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_default();
-        let document = crate::oauth::clients::is_metadata_document_url(&c.client_id);
+        let document = crate::protocol::client_id::is_metadata_document_url(&c.client_id);
         ClientSummary {
             client_id: c.client_id.clone(),
             kind: if document { "metadata-document" } else { "registered" },

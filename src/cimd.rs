@@ -35,6 +35,7 @@ use reqwest::header::{ACCEPT, AGE, CACHE_CONTROL, DATE, EXPIRES, HeaderMap, Head
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
+use crate::protocol::loopback::is_loopback_host;
 use crate::protocol::pattern;
 
 /// Connect timeout and total timeout of one fetch.
@@ -115,6 +116,22 @@ pub enum CimdError {
     Invalid(String),
     #[error("the client_id in the client metadata document does not match the URL it was fetched from")]
     ClientIdMismatch,
+}
+
+/// What the OAuth core needs of Client ID Metadata Documents: the validated document a
+/// `client_id` URL names. A trait, so that the core is handed its network client (like its
+/// store) and never owns one.
+#[async_trait::async_trait]
+pub trait MetadataDocumentFetcher: Send + Sync {
+    /// The validated document named by `client_id`, from a cache or fetched.
+    async fn fetch(&self, client_id: &str, policy: &CimdPolicy) -> Result<Arc<ClientMetadataDocument>, CimdError>;
+}
+
+#[async_trait::async_trait]
+impl MetadataDocumentFetcher for CimdFetcher {
+    async fn fetch(&self, client_id: &str, policy: &CimdPolicy) -> Result<Arc<ClientMetadataDocument>, CimdError> {
+        CimdFetcher::fetch(self, client_id, policy).await
+    }
 }
 
 /// Fetches, validates and caches client metadata documents. Cheap to clone (shared state).

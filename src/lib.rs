@@ -1,19 +1,43 @@
 //! `inbound`: a Kubernetes-native OAuth 2.1 / OpenID Connect provider for inbound apps.
 //!
-//! Module map (see DESIGN.md):
+//! # Layering
 //!
-//! - [`api`]: the custom resource types (`InboundApp`, `Scope`, `ClientGrant`,
-//!   `ConsentPolicy`) and the CRDs generated from them.
-//! - [`catalog`]: manifests in, validated immutable snapshots out.
-//! - [`oauth`]: the HTTP-agnostic OAuth core: client authentication, grant decisions,
-//!   introspection, revocation, RFC error codes.
-//! - [`tokens`]: signing keys, JWKS, JWT access tokens.
-//! - [`identity`]: end-user authentication sources (static development users).
-//! - [`secrets`]: client secret generation and keyed hashing.
-//! - [`store`]: runtime state (opaque tokens, revocations, provisioned credentials) behind
-//!   a trait; SQLite backend.
-//! - [`http`]: the axum router, thin handlers, metrics.
-//! - [`serve`]: `inbound serve`: the standalone server on a folder of manifests.
+//! Arrows point down only; a module imports nothing from a floor above it.
+//!
+//! ```text
+//! main (bin)       the command line
+//!   runtime         serve | operator: one assembly, issuer checks, shutdown, maintenance
+//!     controller    reconcile, credentials Secrets, status, lease, watch caches
+//!     http          axum router, thin handlers, pages, the one HTTP error type
+//!       oauth       the core: AuthorizationServer, every flow's decisions and persistence
+//!       admin       selecting registered clients (CLI, admin API); who may administer them
+//!         store     runtime state behind a trait (SQLite, PostgreSQL)
+//!         tokens    signing keys, JWS, JWKS, revocations
+//!         catalog   manifests in, immutable snapshots of plain types out
+//!         cimd      Client ID Metadata Documents: a fetcher trait and its HTTP client
+//!         identity  end-user authentication sources
+//!           api       CRD types, ObjectKey
+//!           protocol  paths, scope grammar, redirect matching, URL patterns, loopback rules
+//!           clock, secrets, metrics    (ground floor)
+//!
+//! resource_server  a tower layer for the application's own APIs (validates our tokens)
+//! ```
+//!
+//! The core (`oauth`) takes a catalog snapshot, a store, a fetcher and `now`; it never
+//! reads the wall clock, never imports HTTP or Kubernetes types, never owns a network
+//! client. Handlers extract, call the core and render its answer.
+//!
+//! # Where a rule lives
+//!
+//! - An endpoint's behaviour: `oauth::<endpoint>` (`token`, `front_channel`,
+//!   `introspection`, `clients`); its HTTP shape: `http::<endpoint>`.
+//! - Authorization request validation: `oauth::authorize`; consent planning:
+//!   `oauth::consent`; client authentication: `oauth::client_auth`; what a workload may get
+//!   without a user: `oauth::client_credentials`; registration metadata: `oauth::register`.
+//! - OAuth error codes and statuses: `oauth::error`; how errors are rendered: `http::error`.
+//! - Redirect URI matching, approved patterns, loopback, scope grammar: `protocol`.
+//! - Manifest validation (what `inbound check` says): `catalog::validate`.
+//! - Schema and queries: `store` (migrations under `src/store/migrations/`).
 
 pub mod admin;
 pub mod api;

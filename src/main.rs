@@ -333,7 +333,7 @@ fn parse_cidrs(values: &[String]) -> Result<Vec<inbound::http::client_ip::Cidr>,
 
 async fn operator(options: OperatorOptions) -> anyhow::Result<()> {
     let running = inbound::controller::start(options).await?;
-    tracing::info!(listening = %running.addr, issuer = %running.state.server.issuer, "operator started");
+    tracing::info!(listening = %running.addr, issuer = %running.state.server.issuer(), "operator started");
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

@@ -306,5 +306,6 @@ pub fn declared_metadata(
 }
 
 fn bearer(request: &Request) -> Option<String> {
-    crate::http::bearer_token(request.headers()).map(str::to_string)
+    let value = request.headers().get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    crate::protocol::bearer::token_of(value).map(str::to_string)
 }

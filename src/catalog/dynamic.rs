@@ -13,11 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Client, ClientOrigin, Defaults};
+use super::{Client, ClientOrigin, Defaults, Policy};
 use crate::api::ObjectKey;
-use crate::api::{
-    AuthMethod, ClientType, ConsentPolicy, GrantType, InboundAppSpec, RegistrationSettings, TokenSettings,
-};
+use crate::api::{AuthMethod, ClientType, GrantType, InboundAppSpec, RegistrationSettings, TokenSettings};
 use crate::secrets::SecretHash;
 
 /// How long a resolved client is used before it is read again.
@@ -96,7 +94,7 @@ pub fn client(
     client_id: &str,
     metadata: &ClientMetadata,
     secret_hash: Option<SecretHash>,
-    policy: &ConsentPolicy,
+    policy: &Policy,
     origin: ClientOrigin,
     defaults: &Defaults,
 ) -> Client {
@@ -115,7 +113,7 @@ pub fn client(
             _ => None,
         })
         .collect();
-    let policy_key = ObjectKey::of(&policy.metadata);
+    let policy_key = policy.key.clone();
     let display_name = metadata.client_name.clone().unwrap_or_else(|| match &origin {
         ClientOrigin::MetadataDocument { host } => host.clone(),
         _ => "Unnamed client".to_string(),

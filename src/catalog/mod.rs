@@ -15,8 +15,8 @@ use std::{
     time::Duration,
 };
 
-use crate::api::{ClientType, ConsentPolicy, GrantType, InboundAppSpec, ScopeSpec, SubjectKind};
-use crate::api::{ObjectKey, namespace_of};
+use crate::api::ObjectKey;
+use crate::api::{ClientType, ConsentPolicySpec, GrantType, InboundAppSpec, ScopeSpec, SubjectKind};
 use crate::secrets::SecretHash;
 use manifest::{Manifest, Object};
 
@@ -112,6 +112,21 @@ pub struct User {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// A ConsentPolicy, resolved for serving: its key and its spec (no Kubernetes metadata).
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub key: ObjectKey,
+    pub spec: ConsentPolicySpec,
+}
+
+impl Policy {
+    /// Whether it enables self-registration (Dynamic Client Registration or metadata
+    /// documents).
+    pub fn enables_registration(&self) -> bool {
+        validate::enables_registration(&self.spec)
+    }
+}
+
 /// One immutable configuration snapshot.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -120,7 +135,7 @@ pub struct Catalog {
     scopes: HashMap<(String, String), ScopeSpec>,
     app_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
     service_account_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
-    policies: Vec<ConsentPolicy>,
+    policies: Vec<Policy>,
     users_by_name: HashMap<String, Arc<User>>,
     users_by_subject: HashMap<String, Arc<User>>,
     /// Self-registered clients resolved by recent requests (shared across snapshots).
@@ -194,7 +209,9 @@ impl Catalog {
                     };
                     index.entry(subject).or_default().push(rule);
                 }
-                Object::Policy(policy) => catalog.policies.push((**policy).clone()),
+                Object::Policy(policy) => {
+                    catalog.policies.push(Policy { key: ObjectKey::of(&policy.metadata), spec: policy.spec.clone() })
+                }
                 Object::User(user) => {
                     let Some(subject) = subjects.get(&key) else { continue };
                     let spec = &user.spec;
@@ -238,13 +255,10 @@ impl Catalog {
         self.clients.contains_key(client_id)
     }
 
-    /// The ConsentPolicy enabling self-registration, if any (validation admits one).
-    pub fn registration_policy(&self) -> Option<&ConsentPolicy> {
-        let mut enabling: Vec<&ConsentPolicy> =
-            self.policies.iter().filter(|p| validate::enables_registration(p)).collect();
-        enabling
-            .sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
-        enabling.into_iter().next()
+    /// The ConsentPolicy enabling self-registration, if any (validation admits one; with
+    /// several, the first by namespace and name).
+    pub fn registration_policy(&self) -> Option<&Policy> {
+        self.policies.iter().filter(|p| p.enables_registration()).min_by(|a, b| a.key.cmp(&b.key))
     }
 
     /// Apps in (namespace, name) order.
@@ -272,31 +286,23 @@ impl Catalog {
         names
     }
 
-    pub fn policies(&self) -> &[ConsentPolicy] {
-        &self.policies
-    }
-
-    /// The ConsentPolicy governing `client`: the first (by name) in its namespace whose
-    /// selector matches it. An empty selector matches every app of the namespace.
-    pub fn policy_for(&self, client: &Client) -> Option<&ConsentPolicy> {
+    /// The ConsentPolicy governing `client`: the one that admitted a self-registered client,
+    /// else the first (by name) in its namespace whose selector matches it. An empty
+    /// selector matches every app of the namespace.
+    pub fn policy_for(&self, client: &Client) -> Option<&Policy> {
         if let Some(key) = &client.policy {
-            return self.policies.iter().find(|p| {
-                crate::api::namespace_of(&p.metadata) == key.namespace && p.metadata.name.as_deref() == Some(&key.name)
-            });
+            return self.policies.iter().find(|p| p.key == *key);
         }
-        let mut candidates: Vec<&ConsentPolicy> = self
-            .policies
+        self.policies
             .iter()
-            .filter(|p| crate::api::namespace_of(&p.metadata) == client.key.namespace)
+            .filter(|p| p.key.namespace == client.key.namespace)
             .filter(|p| {
                 let selector = &p.spec.app_selector;
                 let by_name = selector.names.is_empty() || selector.names.contains(&client.key.name);
                 let by_label = selector.match_labels.iter().all(|(k, v)| client.labels.get(k) == Some(v));
                 by_name && by_label
             })
-            .collect();
-        candidates.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        candidates.into_iter().next()
+            .min_by(|a, b| a.key.name.cmp(&b.key.name))
     }
 
     pub fn user_by_name(&self, username: &str) -> Option<&Arc<User>> {

@@ -12,7 +12,8 @@ use crate::protocol::loopback::is_loopback_host;
 use super::manifest::{Manifest, Object, Problem};
 use crate::api::namespace_of;
 use crate::api::{
-    ClientGrant, ClientType, ConsentPolicy, DurationString, GrantType, InboundApp, Scope, ScopeKind, SubjectKind,
+    ClientGrant, ClientType, ConsentPolicy, ConsentPolicySpec, DurationString, GrantType, InboundApp, Scope, ScopeKind,
+    SubjectKind,
 };
 use crate::protocol::scope::is_valid_scope_token;
 
@@ -90,7 +91,7 @@ impl<'a> Index<'a> {
                 Object::User(user) if !usernames.insert(user.spec.username.as_str()) => {
                     duplicate_usernames.insert(user.spec.username.as_str());
                 }
-                Object::Policy(policy) if registration_policy.is_none() && enables_registration(policy) => {
+                Object::Policy(policy) if registration_policy.is_none() && enables_registration(&policy.spec) => {
                     registration_policy = Some(m.object.display_name());
                 }
                 _ => {}
@@ -338,14 +339,14 @@ fn check_policy(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index<'_>) 
 }
 
 /// True when the policy admits self-registered clients (DCR or metadata documents).
-pub fn enables_registration(policy: &ConsentPolicy) -> bool {
-    policy.spec.registration.as_ref().is_some_and(|r| r.dynamic || r.client_id_metadata_documents.enabled)
+pub fn enables_registration(policy: &ConsentPolicySpec) -> bool {
+    policy.registration.as_ref().is_some_and(|r| r.dynamic || r.client_id_metadata_documents.enabled)
 }
 
 fn check_registration(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index<'_>) {
     let Some(registration) = &policy.spec.registration else { return };
     let ns = namespace_of(&policy.metadata);
-    if enables_registration(policy)
+    if enables_registration(&policy.spec)
         && let Some(first) = &index.registration_policy
         && *first != format!("ConsentPolicy {ns}/{}", policy.metadata.name.as_deref().unwrap_or(""))
     {

@@ -35,7 +35,7 @@ use crate::catalog::{Catalog, ClientRecord, Defaults, manifest::Object};
 use crate::clock::now;
 use crate::http::{AppState, router, server};
 use crate::metrics::Metrics;
-use crate::oauth::token::AuthorizationServer;
+use crate::oauth::{AuthorizationServer, ServerParts};
 use crate::secrets::SecretHasher;
 use crate::store::Store;
 use crate::tokens::{KeySet, RevocationList, RotationPolicy, VerifiedTokens};
@@ -146,7 +146,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState {
-        server: AuthorizationServer {
+        server: AuthorizationServer::new(ServerParts {
             default_audience: options.default_audience.clone().unwrap_or_else(|| issuer.clone()),
             issuer: issuer.clone(),
             keys: keys.clone(),
@@ -154,9 +154,11 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
             store: store.clone(),
             revocations: revocations.clone(),
             verified: verified.clone(),
-            cimd: crate::cimd::CimdFetcher::new()
-                .context("cannot build the HTTP client for client metadata documents")?,
-        },
+            metadata_documents: Arc::new(
+                crate::cimd::CimdFetcher::new()
+                    .context("cannot build the HTTP client for client metadata documents")?,
+            ),
+        }),
         catalog: catalog.clone(),
         metrics: Metrics::default(),
         pages: crate::http::pages::Pages::new(options.templates.clone(), issuer_url.scheme() == "https")?,

@@ -14,7 +14,7 @@ use crate::protocol::paths;
 
 /// One document served at both well-known paths, so the two can never disagree.
 pub fn metadata_document(state: &AppState) -> serde_json::Value {
-    let issuer = &state.server.issuer;
+    let issuer = state.server.issuer();
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
     let catalog = state.catalog.load();
     let mut scopes = catalog.scope_names();
@@ -68,7 +68,7 @@ pub async fn metadata(State(state): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = cacheable(Json(state.server.keys.load().jwks()).into_response());
+    let mut response = cacheable(Json(state.server.jwks()).into_response());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
     response
 }

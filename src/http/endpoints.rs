@@ -6,10 +6,10 @@ use axum::{
     body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode, header},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 
-use super::{AppState, response};
+use super::{AppState, HttpError, response};
 use crate::clock::now;
 use crate::oauth::{OAuthError, params::Params};
 
@@ -63,7 +63,7 @@ fn finish<T>(
             state.metrics.observe_oauth(endpoint, grant, error.code.as_str());
             // Descriptions are written to be safe to show; they never hold a secret or token.
             tracing::info!(endpoint, grant_type = grant, client_id, error = error.code.as_str(), description = %error.description, "request refused");
-            response::oauth_error(&error)
+            HttpError::new(error).into_response()
         }
     }
 }

@@ -1,15 +1,18 @@
 //! HTTP: the axum router and thin handlers over the OAuth core.
 
 mod admin;
-mod authorize;
 pub mod client_ip;
 mod discovery;
 mod endpoints;
+mod error;
+mod front_channel;
 mod health;
 pub mod pages;
 mod register;
 mod response;
 pub mod server;
+
+pub use error::HttpError;
 
 use std::{
     sync::{Arc, atomic::AtomicBool},
@@ -29,7 +32,7 @@ use tower_http::{catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLaye
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
-use crate::oauth::token::AuthorizationServer;
+use crate::oauth::AuthorizationServer;
 use crate::protocol::paths;
 
 /// Largest accepted request body: OAuth requests are a few hundred bytes.
@@ -56,7 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     // An issuer with a path (https://host/tenant): metadata also at the path-suffixed
     // well-known locations (RFC 8414 §3.1) that MCP clients and OpenID libraries try.
     let issuer_path =
-        url::Url::parse(&state.server.issuer).map(|u| u.path().trim_end_matches('/').to_string()).unwrap_or_default();
+        url::Url::parse(state.server.issuer()).map(|u| u.path().trim_end_matches('/').to_string()).unwrap_or_default();
     let mut routes = Router::new();
     if !issuer_path.is_empty() {
         for path in [
@@ -75,21 +78,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::TOKEN, post(endpoints::token))
         .route(paths::INTROSPECT, post(endpoints::introspect))
         .route(paths::REVOKE, post(endpoints::revoke))
-        .route(paths::AUTHORIZE, get(authorize::authorize_get).post(authorize::authorize_post))
-        .route(paths::LOGIN, post(authorize::login))
-        .route(paths::CONSENT, post(authorize::consent))
-        .route(paths::USERINFO, get(authorize::userinfo).post(authorize::userinfo))
-        .route(paths::ACCOUNT, get(authorize::account))
-        .route(paths::ACCOUNT_REVOKE, post(authorize::account_revoke))
-        .route(paths::ACCOUNT_API, get(authorize::account_api_list))
-        .route(paths::ACCOUNT_API_ONE, axum::routing::delete(authorize::account_api_revoke))
+        .route(paths::AUTHORIZE, get(front_channel::authorize_get).post(front_channel::authorize_post))
+        .route(paths::LOGIN, post(front_channel::login))
+        .route(paths::CONSENT, post(front_channel::consent))
+        .route(paths::USERINFO, get(front_channel::userinfo).post(front_channel::userinfo))
+        .route(paths::ACCOUNT, get(front_channel::account))
+        .route(paths::ACCOUNT_REVOKE, post(front_channel::account_revoke))
+        .route(paths::ACCOUNT_API, get(front_channel::account_api_list))
+        .route(paths::ACCOUNT_API_ONE, axum::routing::delete(front_channel::account_api_revoke))
         .route(paths::REGISTER, post(register::register))
         .route(paths::REGISTER_ONE, get(register::read).put(register::update).delete(register::delete))
         .route(paths::ADMIN_CLIENTS, get(admin::list).delete(admin::delete_matching))
         .route(paths::ADMIN_CLIENT, axum::routing::delete(admin::delete_one))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route(paths::HEALTHZ, get(health::healthz))
+        .route(paths::READYZ, get(health::readyz))
+        .route(paths::METRICS, get(health::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), pages::render_error_pages))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::overriding(
@@ -113,10 +117,8 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     response
 }
 
-/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1; the scheme is
-/// case-insensitive), if any.
+/// The token of an `Authorization: Bearer` header, if any (RFC 6750 §2.1).
 pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    crate::protocol::bearer::token_of(value)
 }

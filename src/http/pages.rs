@@ -55,7 +55,7 @@ impl Pages {
         }
     }
 
-    pub fn error(&self, status: StatusCode, error: &crate::oauth::OAuthError) -> Response {
+    fn error(&self, status: StatusCode, error: &crate::oauth::OAuthError) -> Response {
         self.render(
             status,
             "error.html",
@@ -109,4 +109,24 @@ pub fn session_cookie_value(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value)
+}
+
+/// Renders the error page of an [`HttpError`](super::HttpError) that asked for one (its
+/// response carries an [`ErrorPage`](super::error::ErrorPage)), keeping its status and headers.
+pub async fn render_error_pages(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<super::AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let Some(super::error::ErrorPage(error)) = response.extensions_mut().remove::<super::error::ErrorPage>() else {
+        return response;
+    };
+    let mut page = state.pages.error(response.status(), &error);
+    for (name, value) in response.headers() {
+        if !page.headers().contains_key(name) {
+            page.headers_mut().insert(name, value.clone());
+        }
+    }
+    page
 }

@@ -6,76 +6,32 @@ use std::{net::SocketAddr, sync::Arc};
 use axum::{
     body::Bytes,
     extract::{ConnectInfo, Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{AppState, response::no_store_json};
+use super::{AppState, HttpError, response::no_store_json};
 use crate::clock::now;
-use crate::oauth::clients::RegisterError;
-use crate::store::RegistrationLimit;
+use crate::oauth::{ErrorCode, OAuthError};
 
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
-    no_store_json(status, &json!({ "error": code, "error_description": description }))
-}
-
-fn failure(state: &AppState, e: RegisterError) -> Response {
-    state.metrics.observe_oauth("register", "none", "error");
-    match e {
-        RegisterError::Invalid(e) => {
-            tracing::info!(error = e.code, description = %e.description, "registration refused");
-            error(StatusCode::BAD_REQUEST, e.code, &e.description)
-        }
-        RegisterError::Disabled => {
-            error(StatusCode::NOT_FOUND, "invalid_request", "dynamic client registration is not enabled")
-        }
-        RegisterError::Limited(RegistrationLimit::MaxClients) => error(
-            StatusCode::FORBIDDEN,
-            "access_denied",
-            "this server has reached its limit of registered clients; contact its operator",
-        ),
-        RegisterError::Limited(limit) => {
-            let what = match limit {
-                RegistrationLimit::PerSource => "too many registrations from this address",
-                _ => "too many registrations",
-            };
-            let mut response =
-                error(StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", &format!("{what}; retry later"));
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
-            response
-        }
-        // RFC 7592 §2.1/§2.4: a bad token, or a client that no longer exists, is 401.
-        RegisterError::InvalidToken => {
-            let mut response = error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the registration access token is missing or invalid, or the client no longer exists",
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
-            response
-        }
-        RegisterError::Store(e) => {
-            tracing::warn!(error = %e, "registration: store unavailable");
-            error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "storage is unavailable; retry later")
-        }
-    }
-}
+type Result<T> = std::result::Result<T, HttpError>;
 
 /// The JSON body of a registration request (RFC 7591 §3.1: `application/json`).
-fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, RegisterError> {
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
-    let invalid = |d: &str| crate::oauth::register::RegistrationError {
-        code: "invalid_client_metadata",
-        description: d.to_string(),
-    };
+    let invalid = |d: &str| HttpError::new(OAuthError::new(ErrorCode::InvalidClientMetadata, d));
     if !media_type.eq_ignore_ascii_case("application/json") {
-        return Err(invalid("the body must be application/json").into());
+        return Err(invalid("the body must be application/json"));
     }
-    serde_json::from_slice(body).map_err(|_| invalid("the body is not valid JSON").into())
+    serde_json::from_slice(body).map_err(|_| invalid("the body is not valid JSON"))
+}
+
+/// Every refused registration request is counted.
+fn refused(state: &AppState, e: impl Into<HttpError>) -> HttpError {
+    state.metrics.observe_oauth("register", "none", "error");
+    e.into()
 }
 
 pub async fn register(
@@ -83,29 +39,27 @@ pub async fn register(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response> {
     let catalog = state.catalog.load();
-    let result = match json_body(&headers, &body) {
-        Ok(value) => {
-            let source = super::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
-            state.server.register(&catalog, &value, &source.to_string(), now()).await
-        }
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(response) => {
-            state.metrics.observe_oauth("register", "none", "success");
-            no_store_json(StatusCode::CREATED, &response)
-        }
-        Err(e) => failure(&state, e),
-    }
+    let value = json_body(&headers, &body).map_err(|e| refused(&state, e))?;
+    let source = super::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
+    let response =
+        state.server.register(&catalog, &value, &source.to_string(), now()).await.map_err(|e| refused(&state, e))?;
+    state.metrics.observe_oauth("register", "none", "success");
+    Ok(no_store_json(StatusCode::CREATED, &response))
 }
 
-pub async fn read(State(state): State<Arc<AppState>>, Path(client_id): Path<String>, headers: HeaderMap) -> Response {
-    match state.server.read_registration(&client_id, super::bearer_token(&headers)).await {
-        Ok(response) => no_store_json(StatusCode::OK, &response),
-        Err(e) => failure(&state, e),
-    }
+pub async fn read(
+    State(state): State<Arc<AppState>>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let response = state
+        .server
+        .read_registration(&client_id, super::bearer_token(&headers))
+        .await
+        .map_err(|e| refused(&state, e))?;
+    Ok(no_store_json(StatusCode::OK, &response))
 }
 
 pub async fn update(
@@ -113,24 +67,27 @@ pub async fn update(
     Path(client_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response> {
     let catalog = state.catalog.load();
-    let result = match json_body(&headers, &body) {
-        Ok(value) => {
-            state.server.update_registration(&catalog, &client_id, super::bearer_token(&headers), &value).await
-        }
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(response) => no_store_json(StatusCode::OK, &response),
-        Err(e) => failure(&state, e),
-    }
+    let value = json_body(&headers, &body).map_err(|e| refused(&state, e))?;
+    let response = state
+        .server
+        .update_registration(&catalog, &client_id, super::bearer_token(&headers), &value)
+        .await
+        .map_err(|e| refused(&state, e))?;
+    Ok(no_store_json(StatusCode::OK, &response))
 }
 
-pub async fn delete(State(state): State<Arc<AppState>>, Path(client_id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
     let catalog = state.catalog.load();
-    match state.server.delete_registration(&catalog, &client_id, super::bearer_token(&headers), now()).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => failure(&state, e),
-    }
+    state
+        .server
+        .delete_registration(&catalog, &client_id, super::bearer_token(&headers), now())
+        .await
+        .map_err(|e| refused(&state, e))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

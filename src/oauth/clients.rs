@@ -7,9 +7,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use super::AuthorizationServer;
 use super::register::{self, RegistrationError};
-use super::token::AuthorizationServer;
-use crate::api::ObjectKey;
 use crate::catalog::{Catalog, ClientOrigin, dynamic};
 use crate::cimd::CimdPolicy;
 use crate::protocol::paths;
@@ -34,39 +33,49 @@ pub enum RegisterError {
     Store(#[from] StoreError),
 }
 
-fn policy_key(policy: &crate::api::ConsentPolicy) -> ObjectKey {
-    ObjectKey::of(&policy.metadata)
-}
-
-/// A `client_id` naming a Client ID Metadata Document.
-pub fn is_metadata_document_url(client_id: &str) -> bool {
-    client_id.starts_with("https://") || client_id.starts_with("http://")
+/// Why a `client_id` that no app declares names no usable client.
+#[derive(Debug, thiserror::Error)]
+pub enum UnusableClient {
+    /// Neither declared, nor registered, nor a metadata document this server accepts.
+    #[error("unknown client")]
+    Unknown,
+    #[error("client ID metadata documents are not enabled")]
+    MetadataDocumentsDisabled,
+    #[error("client metadata document: {0}")]
+    MetadataDocument(#[from] crate::cimd::CimdError),
+    #[error("storage is unavailable")]
+    StoreUnavailable,
 }
 
 impl AuthorizationServer {
     /// Makes `client_id` findable through `catalog.client()` for this request if it names a
-    /// self-registered client: a cache hit, a store read (DCR) or a fetch (CIMD). Returns a
-    /// reason when it names nothing usable (for error pages; clients get `invalid_client`).
-    pub async fn resolve_client(&self, catalog: &Catalog, client_id: &str) -> Result<(), String> {
+    /// self-registered client: a cache hit, a store read (DCR) or a fetch (CIMD). Says why
+    /// when it names nothing usable (for error pages; clients get `invalid_client`).
+    pub(crate) async fn resolve_client(
+        &self,
+        catalog: &Catalog,
+        client_id: &str,
+        now: i64,
+    ) -> Result<(), UnusableClient> {
         if catalog.is_declared(client_id) || catalog.dynamic().get(client_id).is_some() {
             return Ok(());
         }
         let Some(policy) = catalog.registration_policy() else {
-            return Err("unknown client".into());
+            return Err(UnusableClient::Unknown);
         };
         let registration = policy.spec.registration.clone().unwrap_or_default();
-        if is_metadata_document_url(client_id) {
+        if crate::protocol::client_id::is_metadata_document_url(client_id) {
             let cimd = &registration.client_id_metadata_documents;
             if !cimd.enabled {
-                return Err("client ID metadata documents are not enabled".into());
+                return Err(UnusableClient::MetadataDocumentsDisabled);
             }
             let fetch_policy = CimdPolicy {
                 allowed_domains: cimd.allowed_domains.clone(),
                 allow_private_addresses: cimd.allow_private_addresses,
             };
-            let document = self.cimd.fetch(client_id, &fetch_policy).await.map_err(|e| {
+            let document = self.metadata_documents.fetch(client_id, &fetch_policy).await.map_err(|e| {
                 tracing::info!(client_id, error = %e, "client metadata document refused");
-                format!("client metadata document: {e}")
+                UnusableClient::MetadataDocument(e)
             })?;
             let host =
                 url::Url::parse(client_id).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
@@ -91,10 +100,9 @@ impl AuthorizationServer {
             };
             // Recorded in the store like a registered client: listed by `inbound clients`,
             // deletable (with its consents and tokens), reaped when unused.
-            let now = crate::clock::now();
             let record = RegisteredClient {
                 client_id: client_id.to_string(),
-                policy: policy_key(policy),
+                policy: policy.key.clone(),
                 metadata: serde_json::to_value(&metadata).expect("metadata serializes"),
                 secret_hash: None,
                 registration_token_hash: None,
@@ -105,7 +113,7 @@ impl AuthorizationServer {
             };
             if let Err(e) = self.store.record_client(&record).await {
                 tracing::warn!(error = %e, "cannot record a metadata-document client");
-                return Err("storage is unavailable".into());
+                return Err(UnusableClient::StoreUnavailable);
             }
             let client = dynamic::client(
                 client_id,
@@ -120,18 +128,18 @@ impl AuthorizationServer {
         }
         let record = match self.store.registered_client(client_id).await {
             Ok(Some(record)) => record,
-            Ok(None) => return Err("unknown client".into()),
+            Ok(None) => return Err(UnusableClient::Unknown),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read registered clients");
-                return Err("storage is unavailable".into());
+                return Err(UnusableClient::StoreUnavailable);
             }
         };
         // A client admitted by a policy that no longer enables registration is not served.
-        if record.policy != policy_key(policy) || !registration.dynamic {
-            return Err("unknown client".into());
+        if record.policy != policy.key || !registration.dynamic {
+            return Err(UnusableClient::Unknown);
         }
         let metadata: dynamic::ClientMetadata =
-            serde_json::from_value(record.metadata.clone()).map_err(|_| "unknown client".to_string())?;
+            serde_json::from_value(record.metadata.clone()).map_err(|_| UnusableClient::Unknown)?;
         let client = dynamic::client(
             client_id,
             &metadata,
@@ -141,7 +149,7 @@ impl AuthorizationServer {
             catalog.defaults(),
         );
         catalog.dynamic().insert(Arc::new(client));
-        if let Err(e) = self.store.touch_registered_client(client_id, crate::clock::now()).await {
+        if let Err(e) = self.store.touch_registered_client(client_id, now).await {
             tracing::warn!(error = %e, "cannot record client use");
         }
         Ok(())
@@ -161,7 +169,7 @@ impl AuthorizationServer {
             return Err(RegisterError::Disabled);
         }
         let metadata = register::validate(body, &registration)?;
-        let key = policy_key(policy);
+        let key = policy.key.clone();
         let dedupe_key = register::dedupe_key(&key.to_string(), &metadata);
         let secret = (metadata.token_endpoint_auth_method != "none").then(ClientSecret::generate);
         let registration_token = random_token(32);
@@ -226,7 +234,7 @@ impl AuthorizationServer {
         let record = self.authorize_registration(client_id, token).await?;
         if body.get("client_id").and_then(Value::as_str) != Some(client_id) {
             return Err(RegistrationError {
-                code: "invalid_client_metadata",
+                code: crate::oauth::ErrorCode::InvalidClientMetadata,
                 description: "the body's client_id must be the client's (RFC 7592 §2.2)".into(),
             }
             .into());
@@ -240,7 +248,7 @@ impl AuthorizationServer {
             serde_json::from_value(record.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if (old.token_endpoint_auth_method == "none") != (metadata.token_endpoint_auth_method == "none") {
             return Err(RegistrationError {
-                code: "invalid_client_metadata",
+                code: crate::oauth::ErrorCode::InvalidClientMetadata,
                 description: "token_endpoint_auth_method cannot change between none and a secret".into(),
             }
             .into());

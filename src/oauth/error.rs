@@ -1,4 +1,5 @@
-//! OAuth error codes (RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8707 §2) and their HTTP statuses.
+//! OAuth error codes (RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8707 §2, RFC 6750 §3.1, RFC 7591
+//! §3.2.2, OpenID Connect Core §3.1.2.6) and their HTTP statuses.
 
 use std::fmt;
 
@@ -26,6 +27,11 @@ pub enum ErrorCode {
     /// RFC 6750 §3.1 (protected resources such as /userinfo).
     InvalidToken,
     InsufficientScope,
+    /// RFC 7591 §3.2.2 registration errors.
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    /// A path names nothing (the account and admin APIs).
+    NotFound,
 }
 
 impl ErrorCode {
@@ -47,6 +53,9 @@ impl ErrorCode {
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::NotFound => "not_found",
         }
     }
 
@@ -56,6 +65,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
             ErrorCode::InsufficientScope => 403,
+            ErrorCode::NotFound => 404,
             ErrorCode::ServerError => 500,
             ErrorCode::TemporarilyUnavailable => 503,
             _ => 400,

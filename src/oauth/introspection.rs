@@ -6,7 +6,7 @@ use super::{
     OAuthError,
     client_auth::{authenticate, presented_client},
     params::Params,
-    token::{AuthorizationServer, store_error},
+    server::{AuthorizationServer, store_error},
 };
 use crate::catalog::Catalog;
 use crate::tokens::{AccessTokenClaims, Audience};
@@ -65,7 +65,7 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<Introspection, OAuthError> {
-        self.resolve_presented(catalog, authorization, params).await;
+        self.resolve_presented(catalog, authorization, params, now).await;
         let caller = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
         if !caller.is_confidential() {
             return Err(OAuthError::invalid_client("introspection requires a confidential client"));
@@ -87,7 +87,7 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<(), OAuthError> {
-        self.resolve_presented(catalog, authorization, params).await;
+        self.resolve_presented(catalog, authorization, params, now).await;
         let caller = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
         let token = params.require("token")?;
         let Some(claims) = self.active_claims(catalog, token, now).await? else {

@@ -10,10 +10,13 @@ pub mod client_credentials;
 pub mod clients;
 pub mod consent;
 pub mod error;
+pub mod front_channel;
 pub mod introspection;
 pub mod params;
 pub mod pkce;
 pub mod register;
+mod server;
 pub mod token;
 
 pub use error::{ErrorCode, OAuthError};
+pub use server::{AuthorizationServer, ServerParts};

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::ErrorCode;
 use crate::api::{EmptyScope, RegistrationSettings};
 use crate::catalog::dynamic::ClientMetadata;
 use crate::protocol::pattern::redirect_uri_matches;
@@ -12,16 +13,16 @@ use crate::protocol::pattern::redirect_uri_matches;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {description}")]
 pub struct RegistrationError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub description: String,
 }
 
 impl RegistrationError {
     fn metadata(description: impl Into<String>) -> RegistrationError {
-        RegistrationError { code: "invalid_client_metadata", description: description.into() }
+        RegistrationError { code: ErrorCode::InvalidClientMetadata, description: description.into() }
     }
     fn redirect(description: impl Into<String>) -> RegistrationError {
-        RegistrationError { code: "invalid_redirect_uri", description: description.into() }
+        RegistrationError { code: ErrorCode::InvalidRedirectUri, description: description.into() }
     }
 }
 
@@ -247,7 +248,7 @@ mod tests {
         ];
         for (body, code) in cases {
             let error = validate(&body, &policy()).expect_err(&body.to_string());
-            assert_eq!(error.code, code, "{body}: {error}");
+            assert_eq!(error.code.as_str(), code, "{body}: {error}");
             assert!(!error.description.is_empty());
         }
     }
@@ -257,7 +258,7 @@ mod tests {
         let body = json!({"redirect_uris": ["https://a.example.com/cb"]});
         assert_eq!(validate(&body, &policy()).unwrap().scope, "");
         let reject = RegistrationSettings { empty_scope: EmptyScope::Reject, ..policy() };
-        assert_eq!(validate(&body, &reject).unwrap_err().code, "invalid_client_metadata");
+        assert_eq!(validate(&body, &reject).unwrap_err().code.as_str(), "invalid_client_metadata");
     }
 
     #[test]

@@ -7,36 +7,19 @@ use serde::Serialize;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use super::{
-    OAuthError,
+    AuthorizationServer, OAuthError,
     client_auth::{authenticate, presented_client},
     client_credentials,
     params::Params,
     pkce,
+    server::store_error,
 };
 use crate::api::{GrantType, TokenFormat};
 use crate::catalog::{Catalog, Client};
 use crate::protocol::scope::OPENID;
-use crate::secrets::{SecretHasher, random_token, token_digest};
-use crate::store::{CodeRedemption, RefreshToken, Rotation, Store, StoreError};
-use crate::tokens::{AccessTokenClaims, Audience, IdTokenClaims, KeySet, RevocationList, VerifiedTokens};
-
-/// What every endpoint of the core needs besides the catalog snapshot: who we are, how we
-/// sign, where runtime state lives.
-pub struct AuthorizationServer {
-    /// Issuer identifier (`iss`), no trailing slash.
-    pub issuer: String,
-    /// Audience of tokens whose grants name no resource.
-    pub default_audience: String,
-    /// Swapped when the key document changes (rotation in operator mode).
-    pub keys: Arc<arc_swap::ArcSwap<KeySet>>,
-    pub hasher: SecretHasher,
-    pub store: Arc<dyn Store>,
-    pub revocations: Arc<RevocationList>,
-    /// JWTs whose signature already verified (introspection hot path).
-    pub verified: Arc<VerifiedTokens>,
-    /// Fetches Client ID Metadata Documents.
-    pub cimd: crate::cimd::CimdFetcher,
-}
+use crate::secrets::{random_token, token_digest};
+use crate::store::{CodeRedemption, RefreshToken, Rotation};
+use crate::tokens::{AccessTokenClaims, Audience, IdTokenClaims};
 
 /// Successful token response (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
@@ -51,20 +34,6 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
-}
-
-/// Storage failures become `temporarily_unavailable` (retry) or `server_error`.
-pub fn store_error(e: StoreError) -> OAuthError {
-    match e {
-        StoreError::Unavailable(detail) => {
-            tracing::warn!(%detail, "store unavailable");
-            OAuthError::temporarily_unavailable()
-        }
-        StoreError::Corrupt(detail) => {
-            tracing::error!(%detail, "store data corrupt");
-            OAuthError::server_error()
-        }
-    }
 }
 
 /// What an access token is issued for.
@@ -88,7 +57,7 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        self.resolve_presented(catalog, authorization, params).await;
+        self.resolve_presented(catalog, authorization, params, now).await;
         let grant_type = params.require("grant_type")?;
         match grant_type {
             "client_credentials" => {
@@ -267,15 +236,21 @@ impl AuthorizationServer {
         Ok(response)
     }
 
-    /// Authenticates the client (public clients by `client_id` alone) and checks it may
-    /// use `grant`.
     /// Resolves the client a request presents (if self-registered) before the pure checks.
-    pub async fn resolve_presented(&self, catalog: &Catalog, authorization: Option<&str>, params: &Params) {
+    pub(crate) async fn resolve_presented(
+        &self,
+        catalog: &Catalog,
+        authorization: Option<&str>,
+        params: &Params,
+        now: i64,
+    ) {
         if let Ok(presented) = presented_client(authorization, params) {
-            let _ = self.resolve_client(catalog, &presented.client_id).await;
+            let _ = self.resolve_client(catalog, &presented.client_id, now).await;
         }
     }
 
+    /// Authenticates the client (public clients by `client_id` alone) and checks it may
+    /// use `grant`.
     fn authenticate_for(
         &self,
         catalog: &Catalog,
@@ -412,7 +387,7 @@ impl AuthorizationServer {
             return Ok(None);
         }
         // The client must still exist (declared, or self-registered and not deleted/reaped).
-        let _ = self.resolve_client(catalog, &claims.client_id).await;
+        let _ = self.resolve_client(catalog, &claims.client_id, now).await;
         let active = catalog.client(&claims.client_id).is_some();
         Ok(active.then_some(claims))
     }

@@ -20,6 +20,9 @@ pub const REGISTER: &str = "/register";
 pub const REGISTER_ONE: &str = "/register/{client_id}";
 pub const ADMIN_CLIENTS: &str = "/admin/clients";
 pub const ADMIN_CLIENT: &str = "/admin/clients/{client_id}";
+pub const HEALTHZ: &str = "/healthz";
+pub const READYZ: &str = "/readyz";
+pub const METRICS: &str = "/metrics";
 
 /// Every routed path, as metric label values.
 pub const ALL: &[&str] = &[
@@ -41,7 +44,7 @@ pub const ALL: &[&str] = &[
     REGISTER_ONE,
     ADMIN_CLIENTS,
     ADMIN_CLIENT,
-    "/healthz",
-    "/readyz",
-    "/metrics",
+    HEALTHZ,
+    READYZ,
+    METRICS,
 ];

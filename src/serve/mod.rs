@@ -22,7 +22,7 @@ use crate::catalog::{Catalog, Defaults, folder};
 use crate::clock::now;
 use crate::http::{AppState, router, server};
 use crate::metrics::Metrics;
-use crate::oauth::token::AuthorizationServer;
+use crate::oauth::{AuthorizationServer, ServerParts};
 use crate::secrets::SecretHasher;
 use crate::store::Store;
 use crate::tokens::{KeySet, RevocationList};
@@ -134,7 +134,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let catalog = Arc::new(ArcSwap::from_pointee(provisioned.catalog(&manifests, &defaults)));
 
     let state = Arc::new(AppState {
-        server: AuthorizationServer {
+        server: AuthorizationServer::new(ServerParts {
             default_audience: options.default_audience.clone().unwrap_or_else(|| issuer.clone()),
             issuer: issuer.clone(),
             keys,
@@ -142,9 +142,11 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             store: store.clone(),
             revocations: revocations.clone(),
             verified: Default::default(),
-            cimd: crate::cimd::CimdFetcher::new()
-                .context("cannot build the HTTP client for client metadata documents")?,
-        },
+            metadata_documents: Arc::new(
+                crate::cimd::CimdFetcher::new()
+                    .context("cannot build the HTTP client for client metadata documents")?,
+            ),
+        }),
         catalog: catalog.clone(),
         metrics: Metrics::default(),
         pages: crate::http::pages::Pages::new(options.templates.clone(), !is_loopback_http(&issuer))?,
@@ -287,8 +289,7 @@ async fn reap_registered_clients(store: &dyn Store, catalog: &Catalog, now: i64)
         .and_then(|r| r.reap_after.as_ref())
         .and_then(|d| d.parse().ok())
         .unwrap_or(Duration::from_secs(30 * 86_400));
-    let key = crate::catalog::ObjectKey::of(&policy.metadata);
-    match store.reap_registered_clients(&key, now - reap_after.as_secs() as i64, 100).await {
+    match store.reap_registered_clients(&policy.key, now - reap_after.as_secs() as i64, 100).await {
         Ok(reaped) if !reaped.is_empty() => {
             for id in &reaped {
                 catalog.dynamic().remove(id);

@@ -16,6 +16,8 @@ pub struct TestServer {
     pub base: String,
     pub config_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// The PostgreSQL store, when not the data directory's SQLite.
+    pub store_url: Option<String>,
     pub http: reqwest::Client,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -64,7 +66,7 @@ async fn start_with_options(
         access_token_lifetime: Duration::from_secs(900),
         reload_interval: Duration::from_millis(200),
         templates: None,
-        store,
+        store: store.clone(),
         maintenance_interval,
         trusted_proxies: Vec::new(),
     })
@@ -77,6 +79,7 @@ async fn start_with_options(
         base,
         config_dir: config_dir.to_path_buf(),
         data_dir: data_dir.to_path_buf(),
+        store_url: store,
         http,
         _tmp: None,
     }
@@ -117,6 +120,11 @@ impl TestServer {
         let dir = self.data_dir.join("credentials/default").join(format!("{app}-credentials"));
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         (read("client_id"), read("client_secret"))
+    }
+
+    /// The server's store, opened beside it (a second connection, as `inbound clients` does).
+    pub async fn store(&self) -> std::sync::Arc<dyn inbound::store::Store> {
+        inbound::store::open(self.store_url.as_deref(), &self.data_dir.join("state.db")).await.unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

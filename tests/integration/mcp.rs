@@ -172,7 +172,7 @@ async fn resource_server_layer_challenges_and_accepts() {
     let response = call(Some(access.clone())).await.unwrap();
     assert_eq!(response.status(), 200);
     // Recorded in the store like a registered client (listed, deletable, reaped).
-    let recorded = server.running.state.server.store.registered_client(&client_id).await.unwrap().unwrap();
+    let recorded = server.store().await.registered_client(&client_id).await.unwrap().unwrap();
     assert_eq!(recorded.source, "127.0.0.1");
     assert_eq!(recorded.metadata["client_name"], "Loopback MCP Client");
 
@@ -321,13 +321,13 @@ async fn official_mcp_python_sdk_connects_registers_and_calls_tools() {
     assert_eq!(first["registered"], true, "{first}");
     assert!(first["result"].as_str().unwrap().starts_with("3 invoices"), "{first}");
     let client_id = first["client_id"].as_str().unwrap().to_string();
-    assert!(server.running.state.server.store.registered_client(&client_id).await.unwrap().is_some());
+    assert!(server.store().await.registered_client(&client_id).await.unwrap().is_some());
 
     // Second run: the registration is reused.
     let second = sdk_run(&mcp.url, &storage, &["--tool", "list_invoices"]).await;
     assert_eq!(second["registered"], false, "{second}");
     assert_eq!(second["client_id"], client_id.as_str());
-    assert_eq!(server.running.state.server.store.registered_clients().await.unwrap().len(), 1);
+    assert_eq!(server.store().await.registered_clients().await.unwrap().len(), 1);
 
     // Step-up: `refund` answers 403 insufficient_scope; the SDK authorizes again, the user is
     // asked only for billing:refund, and the new token carries both scopes.

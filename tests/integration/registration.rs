@@ -342,7 +342,7 @@ async fn registration_limits_and_reaping() {
     let mut gone = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if server.running.state.server.store.registered_client(&client_id).await.unwrap().is_none() {
+        if server.store().await.registered_client(&client_id).await.unwrap().is_none() {
             gone = true;
             break;
         }
@@ -366,7 +366,7 @@ async fn registration_limits_and_reaping() {
     assert!(r.status == 401 || r2.status == 401, "{} {}", r.json, r2.json);
     r2.assert_error(401, "invalid_client");
     // Room again after reaping: the count limit is about live clients.
-    assert!(server.running.state.server.store.registered_clients().await.unwrap().len() <= 3);
+    assert!(server.store().await.registered_clients().await.unwrap().len() <= 3);
 }
 
 #[tokio::test]
@@ -443,11 +443,11 @@ async fn mcp_example_registration_and_the_clients_command() {
     assert!(!ok && stderr.contains("at least one filter"), "{stderr}");
     let (ok, stdout, _) = inbound_clients(&server.data_dir, &["delete", "--name-matches", "cur*", "--dry-run"]);
     assert!(ok && stdout.contains("would delete"), "{stdout}");
-    assert_eq!(server.running.state.server.store.registered_clients().await.unwrap().len(), 2);
+    assert_eq!(server.store().await.registered_clients().await.unwrap().len(), 2);
     let (ok, stdout, stderr) = inbound_clients(&server.data_dir, &["delete", "--name-matches", "cur*"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("deleted "), "{stdout}");
-    let left = server.running.state.server.store.registered_clients().await.unwrap();
+    let left = server.store().await.registered_clients().await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(inbound::admin::client_name(&left[0]), "Claude Desktop");
     let (ok, _, stderr) = inbound_clients(&server.data_dir, &["list", "--created-after", "yesterday"]);

@@ -298,7 +298,7 @@ async fn expired_rows_are_purged_in_the_background_under_steady_load() {
         .unwrap();
     })
     .await;
-    let store = server.running.state.server.store.clone();
+    let store = server.store().await;
     let mut issued = 0;
     let mut max_rows = 0;
     let started = Instant::now();

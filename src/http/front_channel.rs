@@ -1,0 +1,279 @@
+//! Handlers of the front channel: /authorize, /login, /consent, the account page and its
+//! JSON API, /userinfo.
+//!
+//! Every decision is the core's (`oauth::front_channel`); here are only forms, cookies,
+//! templates and redirects.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use super::{
+    AppState, HttpError,
+    pages::{see_other, session_cookie_value},
+};
+use crate::catalog::{Client, ClientOrigin};
+use crate::clock::now;
+use crate::oauth::{
+    ErrorCode, OAuthError,
+    front_channel::{ConnectedApp, ConsentDecision, Refusal, Step},
+    params::Params,
+};
+use crate::protocol::paths;
+
+type Result<T> = std::result::Result<T, HttpError>;
+
+/// What a page shows of an app.
+#[derive(Serialize)]
+struct AppView {
+    name: String,
+    description: Option<String>,
+    logo_uri: Option<String>,
+    /// Where a self-registered client comes from, so the user can judge it: the host of its
+    /// metadata document, or that it registered itself.
+    origin: Option<String>,
+}
+
+fn app_view(client: &Client) -> AppView {
+    AppView {
+        name: client.spec.display_name.clone(),
+        description: client.spec.description.clone(),
+        // A self-registered client's logo is whatever it chose to send: not shown, so that an
+        // unverified client cannot borrow a trusted brand's look (its name is shown with a
+        // note saying where it comes from).
+        logo_uri: (client.origin == ClientOrigin::Declared).then(|| client.spec.logo_uri.clone()).flatten(),
+        origin: match &client.origin {
+            ClientOrigin::Declared => None,
+            ClientOrigin::Registered => Some("registered itself; not verified by this site".into()),
+            ClientOrigin::MetadataDocument { host } => Some(format!("from {host}")),
+        },
+    }
+}
+
+/// Renders a step of the flow.
+fn render(state: &AppState, step: Step) -> Response {
+    match step {
+        Step::Redirect(location) => see_other(&location),
+        Step::Login(form) => state.pages.render(
+            if form.failed { StatusCode::UNAUTHORIZED } else { StatusCode::OK },
+            "login.html",
+            minijinja::context! {
+                app => form.client.as_deref().map(app_view), request_id => form.request_id, csrf => form.csrf,
+                error => form.failed.then_some("Wrong username or password."),
+            },
+        ),
+        Step::Consent(form) => state.pages.render(
+            StatusCode::OK,
+            "consent.html",
+            minijinja::context! {
+                app => app_view(&form.client), request_id => form.request_id, csrf => form.csrf, items => form.items,
+                durations => form.durations, username => form.username, tenant => form.tenant, already => form.already,
+            },
+        ),
+    }
+}
+
+/// Form fields, with `scope` allowed to repeat (one per checkbox).
+struct Form {
+    fields: Vec<(String, String)>,
+}
+
+impl Form {
+    fn parse(body: &[u8]) -> Form {
+        Form { fields: url::form_urlencoded::parse(body).into_owned().collect() }
+    }
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+    fn all(&self, name: &str) -> Vec<String> {
+        self.fields.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    }
+}
+
+/// Parameters of a front-channel request: a malformed one is shown on a page.
+fn params(raw: &[u8]) -> Result<Params> {
+    Params::parse(raw).map_err(|e| HttpError::from(Refusal::BadRequest(e)))
+}
+
+pub async fn authorize_get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = params(query.unwrap_or_default().as_bytes())?;
+    authorize(&state, &headers, &params).await
+}
+
+pub async fn authorize_post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    authorize(&state, &headers, &params(&body)?).await
+}
+
+async fn authorize(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Response> {
+    let catalog = state.catalog.load_full();
+    let step = state.server.authorize(&catalog, params, session_cookie_value(headers), now()).await?;
+    Ok(render(state, step))
+}
+
+pub async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response> {
+    let form = Form::parse(&body);
+    let pending = state.server.take_pending(form.get("request_id"), form.get("csrf"), now()).await?;
+    let catalog = state.catalog.load_full();
+    // Password hashing is deliberately slow: off the async threads.
+    let (identity, verify_catalog) = (state.identity.clone(), catalog.clone());
+    let (username, password) =
+        (form.get("username").unwrap_or("").to_string(), form.get("password").unwrap_or("").to_string());
+    let user = tokio::task::spawn_blocking(move || identity.authenticate(&verify_catalog, &username, &password))
+        .await
+        .ok()
+        .flatten();
+    let (step, session) = state.server.login(&catalog, pending, user, now()).await?;
+    let mut response = render(&state, step);
+    if let Some(session) = session {
+        response.headers_mut().append(header::SET_COOKIE, state.pages.session_cookie(&session.value, session.max_age));
+    }
+    Ok(response)
+}
+
+pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    let form = Form::parse(&body);
+    let pending = state.server.take_pending(form.get("request_id"), form.get("csrf"), now()).await?;
+    let decision = ConsentDecision {
+        approve: form.get("decision") == Some("approve"),
+        scopes: form.all("scope"),
+        duration: form.get("duration").map(str::to_string),
+    };
+    let catalog = state.catalog.load_full();
+    let step = state.server.consent(&catalog, pending, session_cookie_value(&headers), decision, now()).await?;
+    Ok(render(&state, step))
+}
+
+/// A connected app as the account page and its API show it.
+#[derive(Serialize)]
+pub struct ConnectedAppView {
+    id: String,
+    client_id: String,
+    app_name: String,
+    scopes: Vec<String>,
+    tenant: Option<String>,
+    created_at: String,
+    expires_at: String,
+}
+
+fn rfc3339(t: i64) -> String {
+    jiff::Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_default()
+}
+
+impl From<ConnectedApp> for ConnectedAppView {
+    fn from(app: ConnectedApp) -> ConnectedAppView {
+        let c = app.consent;
+        ConnectedAppView {
+            app_name: app.app_name,
+            id: c.id,
+            client_id: c.client_id,
+            scopes: c.scopes,
+            tenant: c.tenant,
+            created_at: rfc3339(c.created_at),
+            expires_at: rfc3339(c.expires_at),
+        }
+    }
+}
+
+async fn connected_apps(state: &AppState, subject: &str) -> Result<Vec<ConnectedAppView>> {
+    let apps = state.server.connected_apps(&state.catalog.load(), subject, now()).await?;
+    Ok(apps.into_iter().map(Into::into).collect())
+}
+
+pub async fn account(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
+    let value = session_cookie_value(&headers);
+    let Some(session) = state.server.session(value, now()).await? else {
+        let form = state.server.login_form(None, None, false, now()).await?;
+        return Ok(render(&state, Step::Login(form)));
+    };
+    let apps = connected_apps(&state, &session.subject).await?;
+    let username = state.catalog.load().user(&session.subject).map(|u| u.username.clone()).unwrap_or_default();
+    let csrf = state.server.account_csrf(value.unwrap_or(""));
+    Ok(state.pages.render(
+        StatusCode::OK,
+        "account.html",
+        minijinja::context! { consents => apps, username => username, csrf => csrf },
+    ))
+}
+
+pub async fn account_revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let value = session_cookie_value(&headers);
+    let Some(session) = state.server.session(value, now()).await? else {
+        return Ok(see_other(paths::ACCOUNT));
+    };
+    let form = Form::parse(&body);
+    if !state.server.account_csrf_matches(value.unwrap_or(""), form.get("csrf").unwrap_or("")) {
+        return Err(Refusal::Forbidden(OAuthError::invalid_request("missing or invalid CSRF token")).into());
+    }
+    state.server.revoke_consent(&id, &session.subject, now()).await?;
+    Ok(see_other(paths::ACCOUNT))
+}
+
+/// The JSON API's errors are JSON, like the rest of the API.
+fn json(refusal: Refusal) -> HttpError {
+    HttpError::new(refusal.error().clone())
+}
+
+fn no_session() -> HttpError {
+    HttpError::new(OAuthError::new(ErrorCode::LoginRequired, "no session"))
+}
+
+/// JSON API of the account page, for the same logged-in user.
+pub async fn account_api_list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
+    let session = state.server.session(session_cookie_value(&headers), now()).await.map_err(json)?;
+    let session = session.ok_or_else(no_session)?;
+    let apps = state.server.connected_apps(&state.catalog.load(), &session.subject, now()).await.map_err(json)?;
+    let apps: Vec<ConnectedAppView> = apps.into_iter().map(Into::into).collect();
+    Ok(Json(serde_json::json!({ "apps": apps })).into_response())
+}
+
+/// `DELETE` cannot be sent cross-site without a CORS preflight we never grant, and the
+/// session cookie is `SameSite=Lax`: no CSRF token needed here.
+pub async fn account_api_revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let session = state.server.session(session_cookie_value(&headers), now()).await.map_err(json)?;
+    let session = session.ok_or_else(no_session)?;
+    if state.server.revoke_consent(&id, &session.subject, now()).await.map_err(json)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(HttpError::new(OAuthError::new(ErrorCode::NotFound, "no such active consent")))
+    }
+}
+
+/// OpenID Connect Core §5.3 UserInfo, GET or POST, bearer token (RFC 6750 §2.1, §2.2).
+pub async fn userinfo(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    let bearer = super::bearer_token(&headers)
+        .map(str::to_string)
+        .or_else(|| Form::parse(&body).get("access_token").map(str::to_string));
+    let Some(token) = bearer else {
+        // RFC 6750 §3.1: no credentials, no error code.
+        let mut response = StatusCode::UNAUTHORIZED.into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Ok(response);
+    };
+    match state.server.userinfo(&state.catalog.load(), &token, now()).await {
+        Ok(claims) => Ok(super::response::no_store_json(StatusCode::OK, &claims)),
+        Err(e) if matches!(e.code, ErrorCode::InvalidToken | ErrorCode::InsufficientScope) => {
+            Err(HttpError::bearer_challenge(e))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,709 @@
+//! The front channel of the authorization-code flow (RFC 6749 §4.1.1–§4.1.2, OAuth 2.1
+//! §4.1, OpenID Connect Core §3.1.2): authorization request → login → consent → code, plus
+//! what a signed-in user sees of their grants (the account page) and UserInfo (OIDC Core
+//! §5.3).
+//!
+//! Each method takes the catalog snapshot and `now`, persists what the flow needs (pending
+//! requests, sessions, consents, codes) and returns the next [`Step`] for the browser.
+//! Handlers render steps as pages, cookies and redirects; they never decide.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::{
+    AuthorizationServer, ErrorCode, OAuthError,
+    authorize::{AuthorizationRequest, AuthorizeError, error_redirect_url, redirect_url, validate},
+    clients::UnusableClient,
+    consent::{self, ConsentPlan, DurationChoice, ScopeItem},
+    params::Params,
+    server::store_error,
+    token::CODE_LIFETIME,
+};
+use crate::api::ScopeKind;
+use crate::catalog::{Catalog, Client, User};
+use crate::protocol::{redirect, scope::OPENID};
+use crate::secrets::{random_token, token_digest};
+use crate::store::{AuthorizationCode, Consent, Session};
+
+/// How long a login session lasts.
+pub const SESSION_LIFETIME: i64 = 8 * 3600;
+/// How long a user may take on the login and consent pages.
+const PENDING_LIFETIME: i64 = 600;
+
+/// What the browser is shown or sent to next.
+#[derive(Debug)]
+pub enum Step {
+    /// The user must sign in.
+    Login(LoginForm),
+    /// The user must decide about these scopes.
+    Consent(ConsentForm),
+    /// A 303 to the client's redirect URI (code or error), registered at this moment.
+    Redirect(String),
+}
+
+/// A request refused on a page, never redirected: the client or the redirect URI cannot be
+/// trusted (RFC 6749 §4.1.2.1, RFC 9700 §4.1), or the form was not ours.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A malformed or untrustworthy request (400).
+    #[error("{0}")]
+    BadRequest(OAuthError),
+    /// A form this server did not issue to this browser, or that expired (403).
+    #[error("{0}")]
+    Forbidden(OAuthError),
+    /// Storage trouble (`temporarily_unavailable` or `server_error`).
+    #[error("{0}")]
+    Failed(OAuthError),
+}
+
+impl Refusal {
+    pub fn error(&self) -> &OAuthError {
+        match self {
+            Refusal::BadRequest(e) | Refusal::Forbidden(e) | Refusal::Failed(e) => e,
+        }
+    }
+}
+
+fn failed(e: crate::store::StoreError) -> Refusal {
+    Refusal::Failed(store_error(e))
+}
+
+/// The login page's form.
+#[derive(Debug)]
+pub struct LoginForm {
+    /// The app asking; None when signing in to the account page.
+    pub client: Option<Arc<Client>>,
+    pub request_id: String,
+    pub csrf: String,
+    /// The previous attempt had wrong credentials.
+    pub failed: bool,
+}
+
+/// The consent page's form.
+#[derive(Debug)]
+pub struct ConsentForm {
+    pub client: Arc<Client>,
+    pub request_id: String,
+    pub csrf: String,
+    pub items: Vec<ScopeItem>,
+    pub durations: Vec<DurationChoice>,
+    pub username: String,
+    pub tenant: Option<String>,
+    /// Scopes the user granted this app before (incremental consent).
+    pub already: Vec<String>,
+}
+
+/// A login session just created: the cookie value (never stored, only its digest).
+#[derive(Debug)]
+pub struct NewSession {
+    pub value: String,
+    pub max_age: i64,
+}
+
+/// The user's answer on the consent page.
+#[derive(Debug, Default)]
+pub struct ConsentDecision {
+    pub approve: bool,
+    /// The optional scopes left checked.
+    pub scopes: Vec<String>,
+    /// The chosen duration in seconds, as submitted.
+    pub duration: Option<String>,
+}
+
+/// An authorization in progress between pages, kept server-side under a random id.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    /// None when the login is for the account page.
+    request: Option<AuthorizationRequest>,
+    csrf: String,
+    subject: Option<String>,
+    auth_time: Option<i64>,
+    items: Vec<ScopeItem>,
+    durations: Vec<DurationChoice>,
+    tenant: Option<String>,
+}
+
+/// A submitted form's pending authorization, taken (one use) after its CSRF token matched.
+/// Only [`AuthorizationServer::take_pending`] makes one.
+#[derive(Debug)]
+pub struct PendingAuthorization(Pending);
+
+/// An app the user has granted access, for the account page.
+#[derive(Debug)]
+pub struct ConnectedApp {
+    pub consent: Consent,
+    pub app_name: String,
+}
+
+/// OpenID Connect Core §3.1.2.1: an existing session satisfies the request unless
+/// `prompt=login` asks for a fresh login or the authentication is older than `max_age`
+/// seconds.
+pub fn session_satisfies(request: &AuthorizationRequest, session: &Session, now: i64) -> bool {
+    !request.prompts("login") && request.max_age.is_none_or(|max| now - session.auth_time <= max)
+}
+
+/// The tenant a code is issued for: the one asked for (which must be the user's own when
+/// the user belongs to one), else the user's.
+pub fn choose_tenant(asked: Option<&str>, user: &User) -> Result<Option<String>, OAuthError> {
+    match (asked, &user.tenant) {
+        (Some(asked), Some(own)) if asked != own => {
+            Err(OAuthError::access_denied("the user does not belong to the requested tenant"))
+        }
+        (Some(asked), _) => Ok(Some(asked.to_string())),
+        (None, own) => Ok(own.clone()),
+    }
+}
+
+/// Incremental consent: a new grant adds to an active consent (same id) and never shortens
+/// it; without one, a new consent is made.
+pub fn merge_consent(
+    existing: Option<Consent>,
+    client_id: &str,
+    user: &User,
+    tenant: Option<String>,
+    scopes: Vec<String>,
+    seconds: i64,
+    now: i64,
+) -> Consent {
+    match existing {
+        Some(mut consent) => {
+            for s in scopes {
+                if !consent.scopes.contains(&s) {
+                    consent.scopes.push(s);
+                }
+            }
+            consent.expires_at = consent.expires_at.max(now + seconds);
+            consent
+        }
+        None => Consent {
+            id: random_token(16),
+            client_id: client_id.to_string(),
+            subject: user.subject.clone(),
+            tenant,
+            granted_by: user.subject.clone(),
+            scopes,
+            created_at: now,
+            expires_at: now + seconds,
+        },
+    }
+}
+
+/// OpenID Connect Core §5.4: the claims released for the granted scopes: `sub` always, and
+/// for each granted `userInfo` Scope declared in the app's namespace, the attribute it names
+/// when the user has it. Nothing else.
+pub fn released_claims(
+    catalog: &Catalog,
+    namespace: &str,
+    user: &User,
+    scopes: &[&str],
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    out.insert("sub".into(), user.subject.clone().into());
+    for s in scopes {
+        let Some(spec) = catalog.scope(namespace, s) else { continue };
+        if spec.kind != ScopeKind::UserInfo {
+            continue;
+        }
+        if let Some(attribute) = &spec.user_attribute
+            && let Some(value) = user.attributes.get(attribute)
+        {
+            out.insert(attribute.clone(), value.clone().into());
+        }
+    }
+    out
+}
+
+impl AuthorizationServer {
+    /// RFC 6749 §4.1.1: an authorization request from the browser, with the session the
+    /// request carries (`session_value`, the cookie), if any.
+    pub async fn authorize(
+        &self,
+        catalog: &Catalog,
+        params: &Params,
+        session_value: Option<&str>,
+        now: i64,
+    ) -> Result<Step, Refusal> {
+        if let Some(client_id) = params.get("client_id") {
+            match self.resolve_client(catalog, client_id, now).await {
+                Ok(()) | Err(UnusableClient::Unknown) => {}
+                // A metadata document that cannot be used: say why, on a page (never a redirect).
+                Err(reason) => return Err(Refusal::BadRequest(OAuthError::invalid_request(reason.to_string()))),
+            }
+        }
+        let (client, request) = match validate(catalog, params) {
+            Ok(valid) => valid,
+            Err(AuthorizeError::Page(e)) => return Err(Refusal::BadRequest(e)),
+            Err(AuthorizeError::Redirect { redirect_uri, state, error }) => {
+                tracing::info!(error = error.code.as_str(), description = %error.description, "authorization request refused");
+                return Ok(Step::Redirect(error_redirect_url(&redirect_uri, &self.issuer, state.as_deref(), &error)));
+            }
+        };
+        match self.session(session_value, now).await? {
+            Some(s) if session_satisfies(&request, &s, now) => {
+                self.continue_as(catalog, &client, request, &s.subject, s.auth_time, now).await
+            }
+            // OIDC Core §3.1.2.6: prompt=none must not show a page.
+            _ if request.prompts("none") => {
+                self.redirect_error(catalog, &request, ErrorCode::LoginRequired, "the user is not logged in")
+            }
+            _ => self.login_form(Some(client), Some(request), false, now).await.map(Step::Login),
+        }
+    }
+
+    /// The session a cookie value names, if it is live.
+    pub async fn session(&self, session_value: Option<&str>, now: i64) -> Result<Option<Session>, Refusal> {
+        let Some(value) = session_value else { return Ok(None) };
+        self.store.session(&token_digest(value), now).await.map_err(failed)
+    }
+
+    /// A login form, for an authorization request or (without one) the account page.
+    pub async fn login_form(
+        &self,
+        client: Option<Arc<Client>>,
+        request: Option<AuthorizationRequest>,
+        failed_before: bool,
+        now: i64,
+    ) -> Result<LoginForm, Refusal> {
+        let pending = Pending {
+            request,
+            csrf: random_token(24),
+            subject: None,
+            auth_time: None,
+            items: vec![],
+            durations: vec![],
+            tenant: None,
+        };
+        let request_id = self.save_pending(&pending, now).await?;
+        Ok(LoginForm { client, request_id, csrf: pending.csrf, failed: failed_before })
+    }
+
+    /// Loads the pending authorization a form names and checks its CSRF token; one use per
+    /// form.
+    pub async fn take_pending(
+        &self,
+        request_id: Option<&str>,
+        csrf: Option<&str>,
+        now: i64,
+    ) -> Result<PendingAuthorization, Refusal> {
+        let invalid = || {
+            Refusal::Forbidden(OAuthError::invalid_request(
+                "this form has expired or was not issued by this server; start again from the app",
+            ))
+        };
+        let id = request_id.ok_or_else(invalid)?;
+        let json = self.store.pending(id, now).await.map_err(failed)?;
+        let pending: Pending = json.and_then(|j| serde_json::from_str(&j).ok()).ok_or_else(invalid)?;
+        if !bool::from(csrf.unwrap_or("").as_bytes().ct_eq(pending.csrf.as_bytes())) {
+            tracing::warn!("form submitted without a valid CSRF token");
+            return Err(invalid());
+        }
+        self.store.delete_pending(id).await.map_err(failed)?;
+        Ok(PendingAuthorization(pending))
+    }
+
+    /// The login form was submitted; `user` is who the identity source authenticated (None
+    /// for wrong credentials). On success a session starts and the flow continues.
+    pub async fn login(
+        &self,
+        catalog: &Catalog,
+        pending: PendingAuthorization,
+        user: Option<Arc<User>>,
+        now: i64,
+    ) -> Result<(Step, Option<NewSession>), Refusal> {
+        let PendingAuthorization(pending) = pending;
+        if let Some(request) = &pending.request {
+            let _ = self.resolve_client(catalog, &request.client_id, now).await;
+        }
+        let client = pending.request.as_ref().and_then(|r| catalog.client(&r.client_id));
+        let Some(user) = user else {
+            tracing::info!("login failed");
+            let form = self.login_form(client, pending.request, true, now).await?;
+            return Ok((Step::Login(form), None));
+        };
+        let value = random_token(32);
+        let session = Session { subject: user.subject.clone(), auth_time: now };
+        self.store.put_session(&token_digest(&value), &session, now + SESSION_LIFETIME).await.map_err(failed)?;
+        tracing::info!(subject = %user.subject, "user logged in");
+        let new_session = Some(NewSession { value, max_age: SESSION_LIFETIME });
+        match (pending.request, client) {
+            (Some(request), Some(client)) => {
+                Ok((self.continue_as(catalog, &client, request, &user.subject, now, now).await?, new_session))
+            }
+            _ => Ok((Step::Redirect(crate::protocol::paths::ACCOUNT.to_string()), new_session)),
+        }
+    }
+
+    /// The consent form was submitted by the browser holding `session_value`.
+    pub async fn consent(
+        &self,
+        catalog: &Catalog,
+        pending: PendingAuthorization,
+        session_value: Option<&str>,
+        decision: ConsentDecision,
+        now: i64,
+    ) -> Result<Step, Refusal> {
+        let PendingAuthorization(pending) = pending;
+        let (Some(request), Some(subject), Some(auth_time)) = (pending.request, pending.subject, pending.auth_time)
+        else {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request("not a consent form")));
+        };
+        // The form must be submitted by the session that was shown it.
+        match self.session(session_value, now).await? {
+            Some(s) if s.subject == subject => {}
+            _ => {
+                return Err(Refusal::Forbidden(OAuthError::access_denied(
+                    "the session that opened this form has ended",
+                )));
+            }
+        }
+        if !decision.approve {
+            tracing::info!(client_id = %request.client_id, "user denied consent");
+            return self.redirect_error(catalog, &request, ErrorCode::AccessDenied, "the user denied the request");
+        }
+        let granted = match consent::granted(&pending.items, &decision.scopes) {
+            Ok(g) => g,
+            Err(e) => return self.redirect_error(catalog, &request, e.code, &e.description),
+        };
+        let seconds = decision.duration.as_deref().and_then(|d| d.parse::<i64>().ok());
+        let Some(seconds) = seconds.filter(|s| pending.durations.iter().any(|d| d.seconds == *s)) else {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request("choose one of the offered durations")));
+        };
+        let _ = self.resolve_client(catalog, &request.client_id, now).await;
+        let (Some(client), Some(user)) = (catalog.client(&request.client_id), catalog.user(&subject).cloned()) else {
+            return self.redirect_error(
+                catalog,
+                &request,
+                ErrorCode::AccessDenied,
+                "the app or the user no longer exists",
+            );
+        };
+        let existing = self
+            .store
+            .active_consent(&client.client_id, &subject, pending.tenant.as_deref(), now)
+            .await
+            .map_err(failed)?;
+        let consent = merge_consent(existing, &client.client_id, &user, pending.tenant, granted, seconds, now);
+        self.store.save_consent(&consent).await.map_err(failed)?;
+        tracing::info!(client_id = %client.client_id, scopes = ?consent.scopes, "consent granted");
+        self.issue_code(catalog, &client, &request, &user, auth_time, &consent, now).await
+    }
+
+    /// The user is known: consent (or not), then the code.
+    async fn continue_as(
+        &self,
+        catalog: &Catalog,
+        client: &Arc<Client>,
+        request: AuthorizationRequest,
+        subject: &str,
+        auth_time: i64,
+        now: i64,
+    ) -> Result<Step, Refusal> {
+        let Some(user) = catalog.user(subject).cloned() else {
+            return self.login_form(Some(client.clone()), Some(request), false, now).await.map(Step::Login);
+        };
+        let tenant = match choose_tenant(request.tenant.as_deref(), &user) {
+            Ok(tenant) => tenant,
+            Err(e) => return self.redirect_error(catalog, &request, e.code, &e.description),
+        };
+        let existing =
+            self.store.active_consent(&client.client_id, subject, tenant.as_deref(), now).await.map_err(failed)?;
+        match consent::plan(catalog, client, &user, &request.scopes, existing.clone(), request.prompts("consent")) {
+            ConsentPlan::Covered(consent) => {
+                self.issue_code(catalog, client, &request, &user, auth_time, &consent, now).await
+            }
+            ConsentPlan::Automatic { scopes, seconds } => {
+                let consent = merge_consent(existing, &client.client_id, &user, tenant, scopes, seconds, now);
+                self.store.save_consent(&consent).await.map_err(failed)?;
+                self.issue_code(catalog, client, &request, &user, auth_time, &consent, now).await
+            }
+            // OIDC Core §3.1.2.6: prompt=none and consent is needed.
+            ConsentPlan::Ask { .. } if request.prompts("none") => self.redirect_error(
+                catalog,
+                &request,
+                ErrorCode::ConsentRequired,
+                "the user has not consented to this request",
+            ),
+            ConsentPlan::Ask { items, durations } => {
+                let already = existing.map(|c| c.scopes).unwrap_or_default();
+                let pending = Pending {
+                    request: Some(request),
+                    csrf: random_token(24),
+                    subject: Some(subject.to_string()),
+                    auth_time: Some(auth_time),
+                    items,
+                    durations,
+                    tenant,
+                };
+                let request_id = self.save_pending(&pending, now).await?;
+                Ok(Step::Consent(ConsentForm {
+                    client: client.clone(),
+                    request_id,
+                    csrf: pending.csrf,
+                    items: pending.items,
+                    durations: pending.durations,
+                    username: user.username.clone(),
+                    tenant: pending.tenant,
+                    already,
+                }))
+            }
+        }
+    }
+
+    /// Stores a single-use code bound to client, redirect URI, PKCE challenge and nonce
+    /// (OAuth 2.1 §4.1.2), and sends the browser back with it.
+    #[allow(clippy::too_many_arguments)]
+    async fn issue_code(
+        &self,
+        catalog: &Catalog,
+        client: &Client,
+        request: &AuthorizationRequest,
+        user: &User,
+        auth_time: i64,
+        consent: &Consent,
+        now: i64,
+    ) -> Result<Step, Refusal> {
+        if !still_registered(catalog, request) {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request(
+                "the redirect URI is no longer registered for this app",
+            )));
+        }
+        let scopes: Vec<String> =
+            request.scopes.iter().filter(|s| *s == OPENID || consent.scopes.contains(s)).cloned().collect();
+        let code = random_token(32);
+        let record = AuthorizationCode {
+            client_id: client.client_id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            redirect_uri_given: request.redirect_uri_given,
+            code_challenge: request.code_challenge.clone(),
+            nonce: request.nonce.clone(),
+            scopes,
+            resources: request.resources.clone(),
+            tenant: consent.tenant.clone(),
+            subject: user.subject.clone(),
+            auth_time,
+            consent_id: consent.id.clone(),
+            expires_at: now + CODE_LIFETIME,
+        };
+        self.store.put_code(&token_digest(&code), &record).await.map_err(failed)?;
+        let mut params = vec![("code", code.as_str())];
+        if let Some(s) = &request.state {
+            params.push(("state", s));
+        }
+        Ok(Step::Redirect(redirect_url(&request.redirect_uri, &self.issuer, &params)))
+    }
+
+    /// An error for the client, redirected only while its redirect URI is still registered.
+    fn redirect_error(
+        &self,
+        catalog: &Catalog,
+        request: &AuthorizationRequest,
+        code: ErrorCode,
+        description: &str,
+    ) -> Result<Step, Refusal> {
+        let error = OAuthError::new(code, description);
+        if !still_registered(catalog, request) {
+            return Err(Refusal::BadRequest(error));
+        }
+        Ok(Step::Redirect(error_redirect_url(&request.redirect_uri, &self.issuer, request.state.as_deref(), &error)))
+    }
+
+    async fn save_pending(&self, pending: &Pending, now: i64) -> Result<String, Refusal> {
+        let id = random_token(24);
+        let json = serde_json::to_string(pending).expect("pending serializes");
+        self.store.put_pending(&id, &json, now + PENDING_LIFETIME).await.map_err(failed)?;
+        Ok(id)
+    }
+
+    /// The CSRF token of the account page's forms: bound to the session, stateless.
+    pub fn account_csrf(&self, session_value: &str) -> String {
+        let tag = self.hasher.hash(&format!("account-csrf:{session_value}"));
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, tag.0)
+    }
+
+    /// Whether `presented` is the account-page CSRF token of `session_value` (constant time).
+    pub fn account_csrf_matches(&self, session_value: &str, presented: &str) -> bool {
+        bool::from(presented.as_bytes().ct_eq(self.account_csrf(session_value).as_bytes()))
+    }
+
+    /// The apps `subject` has granted access (active consents, newest first).
+    pub async fn connected_apps(
+        &self,
+        catalog: &Catalog,
+        subject: &str,
+        now: i64,
+    ) -> Result<Vec<ConnectedApp>, Refusal> {
+        let consents = self.store.consents_of(subject, now).await.map_err(failed)?;
+        let mut apps = Vec::with_capacity(consents.len());
+        for consent in consents {
+            let _ = self.resolve_client(catalog, &consent.client_id, now).await;
+            let app_name = catalog
+                .client(&consent.client_id)
+                .map(|a| a.spec.display_name.clone())
+                .unwrap_or_else(|| consent.client_id.clone());
+            apps.push(ConnectedApp { consent, app_name });
+        }
+        Ok(apps)
+    }
+
+    /// The user revokes one of their consents, with every refresh token family issued under
+    /// it. False when the user has no such active consent.
+    pub async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool, Refusal> {
+        let revoked = self.store.revoke_consent(id, subject, now).await.map_err(failed)?;
+        if revoked {
+            tracing::info!(consent = %id, "consent revoked by the user");
+        }
+        Ok(revoked)
+    }
+
+    /// OpenID Connect Core §5.3: the claims about the user behind `access_token`. Errors are
+    /// RFC 6750 §3.1 `invalid_token` / `insufficient_scope`, or storage trouble.
+    pub async fn userinfo(
+        &self,
+        catalog: &Catalog,
+        access_token: &str,
+        now: i64,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, OAuthError> {
+        let Some(claims) = self.active_claims(catalog, access_token, now).await? else {
+            return Err(OAuthError::new(ErrorCode::InvalidToken, "the access token is invalid or expired"));
+        };
+        let scopes: Vec<&str> = claims.scope.as_deref().unwrap_or("").split(' ').collect();
+        if !scopes.contains(&OPENID) {
+            return Err(OAuthError::new(ErrorCode::InsufficientScope, "the access token lacks the openid scope"));
+        }
+        let Some(user) = catalog.user(&claims.sub) else {
+            return Err(OAuthError::new(ErrorCode::InvalidToken, "the user no longer exists"));
+        };
+        let namespace = catalog.client(&claims.client_id).map(|c| c.key.namespace.clone()).unwrap_or_default();
+        Ok(released_claims(catalog, &namespace, user, &scopes))
+    }
+}
+
+/// The redirect URI was validated when the request arrived; the configuration may have
+/// changed while the user was on the login or consent page.
+fn still_registered(catalog: &Catalog, request: &AuthorizationRequest) -> bool {
+    catalog
+        .client(&request.client_id)
+        .is_some_and(|c| redirect::is_registered(&c.spec.redirect_uris, &request.redirect_uri))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use super::*;
+    use crate::catalog::{Defaults, manifest::parse_file};
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn user(tenant: Option<&str>) -> User {
+        User {
+            subject: "sub-alice".into(),
+            username: "alice".into(),
+            password_hash: String::new(),
+            roles: vec![],
+            tenant: tenant.map(str::to_string),
+            attributes: BTreeMap::from([
+                ("name".to_string(), "Alice".to_string()),
+                ("email".to_string(), "alice@example.com".to_string()),
+                ("phone".to_string(), "+1".to_string()),
+            ]),
+        }
+    }
+
+    fn request(prompt: &[&str], max_age: Option<i64>) -> AuthorizationRequest {
+        AuthorizationRequest {
+            client_id: "c".into(),
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            redirect_uri_given: true,
+            state: None,
+            scopes: vec![],
+            nonce: None,
+            prompt: prompt.iter().map(|p| p.to_string()).collect(),
+            max_age,
+            code_challenge: "x".repeat(43),
+            resources: vec![],
+            tenant: None,
+        }
+    }
+
+    #[test]
+    fn session_freshness_follows_prompt_and_max_age() {
+        // OIDC Core §3.1.2.1.
+        let session = Session { subject: "s".into(), auth_time: NOW - 100 };
+        assert!(session_satisfies(&request(&[], None), &session, NOW));
+        assert!(session_satisfies(&request(&[], Some(100)), &session, NOW), "exactly max_age old is fresh");
+        assert!(!session_satisfies(&request(&[], Some(99)), &session, NOW), "older than max_age");
+        assert!(session_satisfies(&request(&[], Some(0)), &Session { auth_time: NOW, ..session.clone() }, NOW));
+        assert!(!session_satisfies(&request(&["login"], None), &session, NOW), "prompt=login forces a login");
+        assert!(session_satisfies(&request(&["consent"], None), &session, NOW));
+    }
+
+    #[test]
+    fn tenant_is_the_users_own_or_the_one_asked() {
+        assert_eq!(choose_tenant(None, &user(Some("acme"))).unwrap().as_deref(), Some("acme"));
+        assert_eq!(choose_tenant(Some("acme"), &user(Some("acme"))).unwrap().as_deref(), Some("acme"));
+        assert_eq!(choose_tenant(Some("globex"), &user(Some("acme"))).unwrap_err().code, ErrorCode::AccessDenied);
+        assert_eq!(choose_tenant(Some("globex"), &user(None)).unwrap().as_deref(), Some("globex"));
+        assert_eq!(choose_tenant(None, &user(None)).unwrap(), None);
+    }
+
+    #[test]
+    fn incremental_consent_adds_scopes_and_never_shortens() {
+        let alice = user(None);
+        let first = merge_consent(None, "c", &alice, Some("acme".into()), vec!["a".into()], 3600, NOW);
+        assert_eq!((first.scopes.as_slice(), first.expires_at), (&["a".to_string()][..], NOW + 3600));
+        assert_eq!((first.subject.as_str(), first.granted_by.as_str()), ("sub-alice", "sub-alice"));
+        let id = first.id.clone();
+        let second = merge_consent(Some(first), "c", &alice, None, vec!["b".into(), "a".into()], 60, NOW + 10);
+        assert_eq!(second.id, id, "the same consent grows");
+        assert_eq!(second.scopes, ["a", "b"]);
+        assert_eq!(second.expires_at, NOW + 3600, "a shorter second grant does not shorten the first");
+        assert_eq!(second.tenant.as_deref(), Some("acme"));
+        let third = merge_consent(Some(second), "c", &alice, None, vec![], 7200, NOW + 10);
+        assert_eq!(third.expires_at, NOW + 10 + 7200, "a longer grant extends it");
+    }
+
+    #[test]
+    fn userinfo_releases_exactly_the_granted_user_info_scopes() {
+        // OIDC Core §5.4: only what the granted scopes name.
+        let (manifests, problems) = parse_file(
+            "t.yaml",
+            r#"
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: profile}
+spec: {scope: profile, description: Name, kind: userInfo, userAttribute: name}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: email}
+spec: {scope: email, description: Email, kind: userInfo, userAttribute: email}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: billing}
+spec: {scope: "billing:read", description: Read, userAttribute: phone}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: phone, namespace: other}
+spec: {scope: phone, description: Phone, kind: userInfo, userAttribute: phone}
+"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let catalog = Catalog::build(&manifests, &HashMap::new(), &HashMap::new(), &Defaults::default());
+        let alice = user(None);
+        let claims = released_claims(&catalog, "default", &alice, &["openid", "profile"]);
+        assert_eq!(serde_json::Value::Object(claims), serde_json::json!({"sub": "sub-alice", "name": "Alice"}));
+        let claims = released_claims(&catalog, "default", &alice, &["openid", "email", "billing:read", "phone"]);
+        assert_eq!(
+            serde_json::Value::Object(claims),
+            serde_json::json!({"sub": "sub-alice", "email": "alice@example.com"}),
+            "a permission scope releases nothing, nor does a userInfo scope of another namespace"
+        );
+        let claims = released_claims(&catalog, "default", &alice, &["openid"]);
+        assert_eq!(serde_json::Value::Object(claims), serde_json::json!({"sub": "sub-alice"}));
+    }
+}

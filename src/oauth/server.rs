@@ -1,0 +1,94 @@
+//! The authorization server: who we are, how we sign, where runtime state lives.
+//!
+//! Every flow is a method of [`AuthorizationServer`], in the file of its endpoint
+//! (`token.rs`, `front_channel.rs`, `introspection.rs`, `clients.rs`). The fields are private
+//! to the core: handlers get decisions, never the store, so no handler can persist or read
+//! state outside a flow's rules.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::OAuthError;
+use crate::cimd::MetadataDocumentFetcher;
+use crate::secrets::SecretHasher;
+use crate::store::{RegisteredClient, Store, StoreError};
+use crate::tokens::{KeySet, RevocationList, VerifiedTokens};
+
+/// What the core is assembled from (by the runtime, once per process).
+pub struct ServerParts {
+    /// Issuer identifier (`iss`), no trailing slash.
+    pub issuer: String,
+    /// Audience of tokens whose grants name no resource.
+    pub default_audience: String,
+    /// Swapped when the key document changes (rotation in operator mode).
+    pub keys: Arc<ArcSwap<KeySet>>,
+    pub hasher: SecretHasher,
+    pub store: Arc<dyn Store>,
+    pub revocations: Arc<RevocationList>,
+    /// JWTs whose signature already verified (introspection hot path).
+    pub verified: Arc<VerifiedTokens>,
+    /// Fetches Client ID Metadata Documents.
+    pub metadata_documents: Arc<dyn MetadataDocumentFetcher>,
+}
+
+/// The OAuth 2.1 / OpenID Connect core. See the module documentation.
+pub struct AuthorizationServer {
+    pub(super) issuer: String,
+    pub(super) default_audience: String,
+    pub(super) keys: Arc<ArcSwap<KeySet>>,
+    pub(super) hasher: SecretHasher,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) revocations: Arc<RevocationList>,
+    pub(super) verified: Arc<VerifiedTokens>,
+    pub(super) metadata_documents: Arc<dyn MetadataDocumentFetcher>,
+}
+
+impl AuthorizationServer {
+    pub fn new(parts: ServerParts) -> AuthorizationServer {
+        let ServerParts { issuer, default_audience, keys, hasher, store, revocations, verified, metadata_documents } =
+            parts;
+        AuthorizationServer { issuer, default_audience, keys, hasher, store, revocations, verified, metadata_documents }
+    }
+
+    /// The issuer identifier (`iss`, RFC 8414 §2), no trailing slash.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The public signing keys (RFC 7517), current and published ahead or behind.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.keys.load().jwks()
+    }
+
+    /// Whether runtime state can be reached (readiness).
+    pub async fn ping(&self) -> Result<(), OAuthError> {
+        self.store.ping().await.map_err(store_error)
+    }
+
+    /// Every self-registered client, oldest first (admin API).
+    pub async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, OAuthError> {
+        self.store.registered_clients().await.map_err(store_error)
+    }
+
+    /// Deletes a self-registered client with its consents, refresh tokens and secrets
+    /// (admin API). False when it did not exist.
+    pub async fn delete_registered_client(&self, client_id: &str, now: i64) -> Result<bool, OAuthError> {
+        self.store.delete_registered_client(client_id, now).await.map_err(store_error)
+    }
+}
+
+/// Storage failures become `temporarily_unavailable` (retry) or `server_error`; the detail
+/// goes to the log only.
+pub(crate) fn store_error(e: StoreError) -> OAuthError {
+    match e {
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(%detail, "store unavailable");
+            OAuthError::temporarily_unavailable()
+        }
+        StoreError::Corrupt(detail) => {
+            tracing::error!(%detail, "store data corrupt");
+            OAuthError::server_error()
+        }
+    }
+}
