@@ -18,7 +18,7 @@
 //!         identity  end-user authentication sources
 //!           api       CRD types, ObjectKey
 //!           protocol  paths, scope grammar, redirect matching, URL patterns, loopback rules
-//!           clock, secrets, metrics    (ground floor)
+//!           clock, secrets, metrics, private_file    (ground floor)
 //!
 //! resource_server  a tower layer for the application's own APIs (validates our tokens)
 //! ```
@@ -49,6 +49,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod oauth;
+pub mod private_file;
 pub mod protocol;
 pub mod resource_server;
 pub mod secrets;

@@ -15,10 +15,10 @@ use crate::catalog::{
     manifest::{Manifest, Object},
 };
 use crate::clock::now;
+use crate::private_file::{create_private, write_private};
 use crate::protocol::paths;
 use crate::secrets::{ClientSecret, SecretHasher};
 use crate::store::Store;
-use crate::tokens::keys::{create_private, write_private};
 
 /// What the startup banner tells about one app.
 #[derive(Clone, Debug)]
