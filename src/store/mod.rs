@@ -3,14 +3,17 @@
 //! Declared configuration never lives here; this holds what the server itself creates:
 //! object UIDs of folder-mode apps, hashes of client secrets, opaque access tokens and the
 //! revocation list. SQLite is the embedded default.
+//!
+//! `sql.rs` is the one implementation of [`Store`] for both backends; `dialect.rs` holds what
+//! differs between SQLite and PostgreSQL; `migrations/<backend>/NNN_name.sql` the schema,
+//! numbered alike on both.
 
-mod postgres;
-mod sqlite;
+mod dialect;
+mod sql;
 
 use async_trait::async_trait;
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use dialect::{PostgresStore, SqliteStore};
 
 use crate::api::ObjectKey;
 use crate::secrets::SecretHash;
@@ -154,7 +157,7 @@ pub enum RegistrationLimit {
 /// A fresh client id for a registered client: a random UUID (never derived from the
 /// request, so it cannot be chosen by the registrant).
 pub fn new_client_id() -> String {
-    sqlite::new_uid()
+    sql::new_uid()
 }
 
 /// A revoked token id as stored: `(sequence number, jti, expires_at)`.
@@ -175,7 +178,7 @@ pub async fn open(url: Option<&str>, sqlite_path: &std::path::Path) -> Result<st
     }
 }
 
-/// Every table of the schema (both backends).
+/// Every table of the schema (both backends), the migrations' own `schema_migrations` aside.
 pub const TABLES: &[&str] = &[
     "objects",
     "client_secrets",
@@ -187,6 +190,7 @@ pub const TABLES: &[&str] = &[
     "refresh_tokens",
     "sessions",
     "pending_requests",
+    "registered_clients",
 ];
 
 #[async_trait]

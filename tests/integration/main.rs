@@ -17,6 +17,7 @@ mod operator;
 mod postgres;
 mod registration;
 mod replicas;
+mod store_migrations;
 mod store_suite;
 mod user_agent;
 mod user_flow;

@@ -1,16 +1,26 @@
-//! The PostgreSQL backend: shared state for several replicas.
+//! The one SQL layer behind both backends.
 //!
-//! Same schema and semantics as the SQLite backend (the same behavioural test suite runs
-//! against both). Single-use and rotation rules rest on `UPDATE ... WHERE used = 0
-//! RETURNING`, which PostgreSQL serializes per row: of concurrent redemptions exactly one
-//! sees the row unspent.
+//! [`SqlStore`] implements [`Store`] once, generically over a [`Dialect`]: every query that
+//! SQLite and PostgreSQL accept alike is written here, once, with `$N` parameters (sqlx's
+//! SQLite driver binds `$N` by number, as PostgreSQL does). What truly differs is answered by
+//! the dialect (`dialect.rs`): the database's clock, the insertion-order and row-address
+//! columns, the storage-size query, how a transaction excludes concurrent writers (SQLite's
+//! `BEGIN IMMEDIATE` vs PostgreSQL's advisory locks), and the two refresh-token writes, which
+//! PostgreSQL does in one statement each (a data-modifying `WITH`, which SQLite has not) and
+//! SQLite in a transaction. Where a portable spelling exists it is used instead of a seam:
+//! `CASE WHEN` for the smaller or larger of two values (SQLite's scalar `MIN`/`MAX`,
+//! PostgreSQL's `LEAST`/`GREATEST`).
+//!
+//! Generic over `sqlx::Database` rather than `sqlx::Any` or a macro: the queries are type-
+//! checked and formatted as ordinary code, each backend keeps its own driver, pool options and
+//! native types (no `Any` value conversion on the token hot path), and the bounds below name
+//! exactly what the queries need from a driver.
+//!
+//! Migrations are `migrations/<backend>/NNN_name.sql`, numbered alike on both backends,
+//! applied in order under `schema_migrations` (the bookkeeping every existing database has).
 
-use std::{str::FromStr, time::Duration};
-
-use async_trait::async_trait;
 use sqlx::{
-    PgPool, Row,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
 };
 
 use super::{
@@ -21,113 +31,106 @@ use crate::api::ObjectKey;
 use crate::secrets::SecretHash;
 use crate::tokens::AccessTokenClaims;
 
-/// Schema versions, applied in order, each once, inside a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        r#"
-    CREATE TABLE objects (
-        kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-        uid TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL,
-        PRIMARY KEY (kind, namespace, name)
-    );
-    CREATE TABLE client_secrets (
-        client_id TEXT NOT NULL, secret_hash BYTEA NOT NULL,
-        created_at BIGINT NOT NULL, expires_at BIGINT
-    );
-    CREATE INDEX client_secrets_by_client ON client_secrets (client_id);
-    CREATE TABLE opaque_tokens (
-        digest BYTEA PRIMARY KEY, jti TEXT NOT NULL UNIQUE, client_id TEXT NOT NULL,
-        claims TEXT NOT NULL, expires_at BIGINT NOT NULL
-    );
-    CREATE INDEX opaque_tokens_by_expiry ON opaque_tokens (expires_at);
-    CREATE TABLE revocations (
-        seq BIGSERIAL PRIMARY KEY, jti TEXT NOT NULL UNIQUE, expires_at BIGINT NOT NULL
-    );
-    CREATE INDEX revocations_by_expiry ON revocations (expires_at);
-    "#,
-    ),
-    (
-        2,
-        r#"
-    CREATE TABLE authorization_codes (
-        digest BYTEA PRIMARY KEY, code TEXT NOT NULL, used BIGINT NOT NULL DEFAULT 0,
-        family_id TEXT, access_jti TEXT, access_exp BIGINT, expires_at BIGINT NOT NULL
-    );
-    CREATE INDEX authorization_codes_by_expiry ON authorization_codes (expires_at);
-    CREATE TABLE consents (
-        id TEXT PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL, tenant TEXT NOT NULL,
-        consent TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,
-        revoked_at BIGINT
-    );
-    CREATE INDEX consents_by_user ON consents (subject, client_id, tenant);
-    CREATE TABLE refresh_families (
-        family_id TEXT PRIMARY KEY, consent_id TEXT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0,
-        expires_at BIGINT NOT NULL
-    );
-    CREATE INDEX refresh_families_by_consent ON refresh_families (consent_id);
-    CREATE TABLE refresh_tokens (
-        digest BYTEA PRIMARY KEY, family_id TEXT NOT NULL, token TEXT NOT NULL,
-        used BIGINT NOT NULL DEFAULT 0, expires_at BIGINT NOT NULL
-    );
-    CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
-    CREATE TABLE sessions (
-        digest BYTEA PRIMARY KEY, subject TEXT NOT NULL, auth_time BIGINT NOT NULL,
-        expires_at BIGINT NOT NULL
-    );
-    CREATE TABLE pending_requests (
-        id TEXT PRIMARY KEY, request TEXT NOT NULL, expires_at BIGINT NOT NULL
-    );
-    "#,
-    ),
-    (
-        3,
-        r#"
-    -- Orders secrets issued within the same second (newest is the current one).
-    ALTER TABLE client_secrets ADD COLUMN seq BIGSERIAL;
-    "#,
-    ),
-    (
-        4,
-        r#"
-    CREATE TABLE registered_clients (
-        client_id TEXT PRIMARY KEY, policy_namespace TEXT NOT NULL, policy_name TEXT NOT NULL,
-        metadata TEXT NOT NULL, secret_hash BYTEA, registration_token_hash BYTEA, dedupe_key TEXT,
-        source TEXT NOT NULL, created_at BIGINT NOT NULL, last_used_at BIGINT NOT NULL
-    );
-    CREATE UNIQUE INDEX registered_clients_dedupe ON registered_clients (dedupe_key) WHERE dedupe_key IS NOT NULL;
-    CREATE INDEX registered_clients_by_created ON registered_clients (created_at);
-    CREATE INDEX registered_clients_by_last_used ON registered_clients (last_used_at);
-    "#,
-    ),
-];
-
-pub struct PostgresStore {
-    pool: PgPool,
+/// One schema version: `migrations/<backend>/NNN_name.sql`, applied once, in order.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
 }
 
-fn unavailable(e: sqlx::Error) -> StoreError {
+/// What a transaction from [`Dialect::begin_exclusive`] keeps to one writer at a time.
+pub enum Exclusive<'a> {
+    /// Applying migrations (replicas may start together).
+    Migrations,
+    /// Registering a client: the limit checks and the insert see one state.
+    Registrations,
+    /// Recording the first secret of this client id: `NOT EXISTS` alone races.
+    FirstClientSecret(&'a str),
+}
+
+/// Where the backends' SQL truly differs. Everything else is in [`SqlStore`], once.
+pub trait Dialect: Send + Sync + 'static {
+    type Database: Database;
+
+    /// Schema versions, numbered as the other backend's.
+    const MIGRATIONS: &'static [Migration];
+    /// Run before the versions are checked: creates `schema_migrations` if missing and
+    /// brings what an older release recorded in it to the current numbering.
+    const BOOKKEEPING: &'static [&'static str];
+    /// The database's clock in Unix seconds, as an SQL expression.
+    const EPOCH_NOW: &'static str;
+    /// The column of `client_secrets` that orders rows created within the same second.
+    const INSERTION_ORDER: &'static str;
+    /// The column addressing one row of any table (for bounded deletes).
+    const ROW_ID: &'static str;
+    /// Bytes on disk of table `$1` with its indexes (nullable).
+    const TABLE_BYTES: &'static str;
+
+    /// Begins a transaction that concurrent transactions doing `what` wait for.
+    fn begin_exclusive(
+        pool: &Pool<Self::Database>,
+        what: Exclusive<'_>,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Database>, sqlx::Error>> + Send;
+
+    /// Rows a statement changed: sqlx has this on each driver's result, not on a trait.
+    fn rows_affected(result: &<Self::Database as Database>::QueryResult) -> u64;
+
+    /// [`Store::put_refresh_token`]: the family row (created or extended) and the token.
+    fn put_refresh_token(
+        pool: &Pool<Self::Database>,
+        digest: &[u8; 32],
+        token: &RefreshToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`Store::rotate_refresh_token`].
+    fn rotate_refresh_token(
+        pool: &Pool<Self::Database>,
+        old: &[u8; 32],
+        new_digest: &[u8; 32],
+        new_expires_at: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
+}
+
+/// The store over one backend's pool; `SqliteStore` and `PostgresStore` name the two.
+pub struct SqlStore<D: Dialect> {
+    pub(super) pool: Pool<D::Database>,
+}
+
+/// A value the queries bind and read back.
+pub trait Value<DB: Database>: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB> {}
+impl<DB: Database, T: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>> Value<DB> for T {}
+
+pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(corrupt)
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
     serde_json::from_str(json).map_err(corrupt)
 }
 
-fn registered_from_row(row: &sqlx::postgres::PgRow) -> Result<RegisteredClient, StoreError> {
+fn secret_hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
+    SecretHash::from_slice(bytes).ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
+}
+
+fn registered_from_row<R: Row>(row: &R) -> Result<RegisteredClient, StoreError>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+    String: Value<R::Database>,
+    i64: Value<R::Database>,
+    Vec<u8>: Value<R::Database>,
+{
     let hash = |column: &str| -> Result<Option<SecretHash>, StoreError> {
         let bytes: Option<Vec<u8>> = row.try_get(column).map_err(corrupt)?;
-        bytes
-            .map(|b| SecretHash::from_slice(&b).ok_or_else(|| StoreError::Corrupt("secret hash length".into())))
-            .transpose()
+        bytes.map(|b| secret_hash(&b)).transpose()
     };
     let metadata: String = row.try_get("metadata").map_err(corrupt)?;
     Ok(RegisteredClient {
@@ -146,77 +149,64 @@ fn registered_from_row(row: &sqlx::postgres::PgRow) -> Result<RegisteredClient, 
     })
 }
 
-impl PostgresStore {
-    /// Opens (creating if needed) the database file and applies pending migrations.
-    /// Connects to `url` (`postgres://user:pass@host:port/db?sslmode=...`) and applies
-    /// pending migrations. Several replicas may start at once: migrations run under an
-    /// advisory lock, in one transaction.
-    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?
-            // A statement that hangs must not hold a request forever.
-            .options([("statement_timeout", "5s"), ("lock_timeout", "5s")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .min_connections(1)
-            // Fail fast while the database is down: requests answer 503 instead of queueing.
-            .acquire_timeout(Duration::from_secs(2))
-            .test_before_acquire(true)
-            .connect_with(options)
-            .await
-            .map_err(unavailable)?;
-        let store = PostgresStore { pool };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // Serializes concurrent starts; released at commit.
-        sqlx::query("SELECT pg_advisory_xact_lock(7001100)").execute(&mut *tx).await.map_err(unavailable)?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        for (version, sql) in MIGRATIONS {
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut <D::Database as Database>::Connection: Executor<'c, Database = D::Database>,
+    <D::Database as Database>::Arguments: IntoArguments<D::Database>,
+    usize: ColumnIndex<<D::Database as Database>::Row>,
+    i64: Value<D::Database>,
+{
+    /// Applies the pending versions of [`Dialect::MIGRATIONS`] in one transaction, so a
+    /// failed upgrade leaves the database at its previous version.
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = D::begin_exclusive(&self.pool, Exclusive::Migrations).await.map_err(unavailable)?;
+        for statement in D::BOOKKEEPING {
+            sqlx::query(*statement).execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        let record = format!("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, {})", D::EPOCH_NOW);
+        for migration in D::MIGRATIONS {
             let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(version)
+                .bind(migration.version)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(unavailable)?;
             if applied.is_some() {
                 continue;
             }
-            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(unavailable)?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, extract(epoch from now())::bigint)",
-            )
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            sqlx::raw_sql(migration.sql).execute(&mut *tx).await.map_err(unavailable)?;
+            sqlx::query(AssertSqlSafe(record.clone()))
+                .bind(migration.version)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }
 }
 
-#[async_trait]
-impl Store for PostgresStore {
+#[async_trait::async_trait]
+impl<D: Dialect> Store for SqlStore<D>
+where
+    for<'c> &'c mut <D::Database as Database>::Connection: Executor<'c, Database = D::Database>,
+    <D::Database as Database>::Arguments: IntoArguments<D::Database>,
+    usize: ColumnIndex<<D::Database as Database>::Row>,
+    for<'a> &'a str: ColumnIndex<<D::Database as Database>::Row> + Encode<'a, D::Database> + Type<D::Database>,
+    for<'a> &'a [u8]: Encode<'a, D::Database> + Type<D::Database>,
+    for<'a> Option<&'a str>: Encode<'a, D::Database>,
+    Option<Vec<u8>>: for<'a> Encode<'a, D::Database>,
+    String: Value<D::Database>,
+    i64: Value<D::Database>,
+    Vec<u8>: Value<D::Database>,
+{
     async fn storage_bytes(&self, tables: &[&str]) -> Result<i64, StoreError> {
         let mut total = 0;
         for table in tables {
             if !super::TABLES.contains(table) {
                 return Err(StoreError::Corrupt(format!("no table {table}")));
             }
-            // Checkpoint-independent: heap + indexes + TOAST.
-            let bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size($1::regclass)")
-                .bind(*table)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            total += bytes;
+            let bytes: Option<i64> =
+                sqlx::query_scalar(D::TABLE_BYTES).bind(*table).fetch_one(&self.pool).await.map_err(unavailable)?;
+            total += bytes.unwrap_or(0);
         }
         Ok(total)
     }
@@ -225,7 +215,7 @@ impl Store for PostgresStore {
         if !super::TABLES.contains(&table) {
             return Err(StoreError::Corrupt(format!("no table {table}")));
         }
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)
@@ -236,33 +226,35 @@ impl Store for PostgresStore {
     }
 
     async fn object_uid(&self, kind: &str, key: &ObjectKey) -> Result<String, StoreError> {
-        let candidate = super::sqlite::new_uid();
+        let candidate = new_uid();
         // Insert-or-keep in one statement, so two concurrent first loads agree on one UID.
-        sqlx::query(
-            "INSERT INTO objects (kind, namespace, name, uid, created_at) VALUES ($1, $2, $3, $4, extract(epoch from now())::bigint)
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO objects (kind, namespace, name, uid, created_at) VALUES ($1, $2, $3, $4, {})
              ON CONFLICT (kind, namespace, name) DO NOTHING",
-        )
+            D::EPOCH_NOW
+        )))
         .bind(kind)
-        .bind(&key.namespace)
-        .bind(&key.name)
-        .bind(&candidate)
+        .bind(key.namespace.as_str())
+        .bind(key.name.as_str())
+        .bind(candidate.as_str())
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
         sqlx::query_scalar("SELECT uid FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3")
             .bind(kind)
-            .bind(&key.namespace)
-            .bind(&key.name)
+            .bind(key.namespace.as_str())
+            .bind(key.name.as_str())
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)
     }
 
     async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT secret_hash FROM client_secrets WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $2)
-             ORDER BY created_at DESC, seq DESC",
-        )
+             ORDER BY created_at DESC, {} DESC",
+            D::INSERTION_ORDER
+        )))
         .bind(client_id)
         .bind(now)
         .fetch_all(&self.pool)
@@ -270,20 +262,15 @@ impl Store for PostgresStore {
         .map_err(unavailable)?;
         rows.iter()
             .map(|row| {
-                let bytes: Vec<u8> = row.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                SecretHash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
+                let bytes: Vec<u8> = row.try_get(0).map_err(corrupt)?;
+                secret_hash(&bytes)
             })
             .collect()
     }
 
     async fn add_first_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // NOT EXISTS alone races under READ COMMITTED: serialize per client id.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let mut tx =
+            D::begin_exclusive(&self.pool, Exclusive::FirstClientSecret(client_id)).await.map_err(unavailable)?;
         let inserted = sqlx::query(
             "INSERT INTO client_secrets (client_id, secret_hash, created_at)
              SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM client_secrets WHERE client_id = $1)",
@@ -293,10 +280,9 @@ impl Store for PostgresStore {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?
-        .rows_affected();
+        .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(inserted == 1)
+        Ok(D::rows_affected(&inserted) == 1)
     }
 
     async fn set_client_secret(&self, client_id: &str, hash: &SecretHash, now: i64) -> Result<(), StoreError> {
@@ -324,8 +310,9 @@ impl Store for PostgresStore {
         previous_expires_at: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // The smaller of the current expiry (none: unbounded) and the overlap's end.
         sqlx::query(
-            "UPDATE client_secrets SET expires_at = LEAST(COALESCE(expires_at, $2), $2)
+            "UPDATE client_secrets SET expires_at = CASE WHEN expires_at < $2 THEN expires_at ELSE $2 END
              WHERE client_id = $1 AND (expires_at IS NULL OR expires_at > $3)",
         )
         .bind(client_id)
@@ -359,15 +346,14 @@ impl Store for PostgresStore {
             .bind(now)
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?
-            .rows_affected();
+            .map_err(unavailable)?;
         sqlx::query("DELETE FROM client_secrets WHERE client_id = $1")
             .bind(client_id)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(revoked)
+        Ok(D::rows_affected(&revoked))
     }
 
     async fn register_client(
@@ -376,14 +362,10 @@ impl Store for PostgresStore {
         limits: &crate::api::RegistrationLimits,
         now: i64,
     ) -> Result<Registration, StoreError> {
-        // BEGIN IMMEDIATE (SQLite) / an advisory lock (PostgreSQL): concurrent registrations
-        // are checked against limits one at a time.
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // Serializes registrations: the limit checks and the insert see one state.
-        sqlx::query("SELECT pg_advisory_xact_lock(7591)").execute(&mut *tx).await.map_err(unavailable)?;
+        let mut tx = D::begin_exclusive(&self.pool, Exclusive::Registrations).await.map_err(unavailable)?;
         if let Some(key) = &client.dedupe_key {
             let row = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at FROM registered_clients WHERE dedupe_key = $1")
-                .bind(key)
+                .bind(key.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(unavailable)?;
@@ -391,28 +373,29 @@ impl Store for PostgresStore {
                 return Ok(Registration::Existing(Box::new(registered_from_row(&row)?)));
             }
         }
-        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
-        let total: i64 =
-            count("SELECT COUNT(*) FROM registered_clients WHERE policy_namespace = $1 AND policy_name = $2")
-                .bind(&client.policy.namespace)
-                .bind(&client.policy.name)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM registered_clients WHERE policy_namespace = $1 AND policy_name = $2",
+        )
+        .bind(client.policy.namespace.as_str())
+        .bind(client.policy.name.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         if total >= limits.max_clients as i64 {
             return Ok(Registration::Limited(RegistrationLimit::MaxClients));
         }
         let hour_ago = now - 3600;
-        let from_source: i64 = count("SELECT COUNT(*) FROM registered_clients WHERE source = $1 AND created_at > $2")
-            .bind(&client.source)
-            .bind(hour_ago)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let from_source: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM registered_clients WHERE source = $1 AND created_at > $2")
+                .bind(client.source.as_str())
+                .bind(hour_ago)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
         if from_source >= limits.per_source_per_hour as i64 {
             return Ok(Registration::Limited(RegistrationLimit::PerSource));
         }
-        let recent: i64 = count("SELECT COUNT(*) FROM registered_clients WHERE created_at > $1")
+        let recent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM registered_clients WHERE created_at > $1")
             .bind(hour_ago)
             .fetch_one(&mut *tx)
             .await
@@ -424,14 +407,14 @@ impl Store for PostgresStore {
             "INSERT INTO registered_clients (client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind(&client.client_id)
-        .bind(&client.policy.namespace)
-        .bind(&client.policy.name)
+        .bind(client.client_id.as_str())
+        .bind(client.policy.namespace.as_str())
+        .bind(client.policy.name.as_str())
         .bind(to_json(&client.metadata)?)
         .bind(client.secret_hash.as_ref().map(|h| h.0.to_vec()))
         .bind(client.registration_token_hash.as_ref().map(|h| h.0.to_vec()))
-        .bind(&client.dedupe_key)
-        .bind(&client.source)
+        .bind(client.dedupe_key.as_deref())
+        .bind(client.source.as_str())
         .bind(client.created_at)
         .bind(client.last_used_at)
         .execute(&mut *tx)
@@ -458,11 +441,11 @@ impl Store for PostgresStore {
                  policy_namespace = excluded.policy_namespace, policy_name = excluded.policy_name,
                  last_used_at = excluded.last_used_at",
         )
-        .bind(&client.client_id)
-        .bind(&client.policy.namespace)
-        .bind(&client.policy.name)
+        .bind(client.client_id.as_str())
+        .bind(client.policy.namespace.as_str())
+        .bind(client.policy.name.as_str())
         .bind(to_json(&client.metadata)?)
-        .bind(&client.source)
+        .bind(client.source.as_str())
         .bind(client.created_at)
         .execute(&self.pool)
         .await
@@ -482,9 +465,8 @@ impl Store for PostgresStore {
             .bind(dedupe_key)
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?
-            .rows_affected();
-        Ok(updated == 1)
+            .map_err(unavailable)?;
+        Ok(D::rows_affected(&updated) == 1)
     }
 
     async fn delete_registered_client(&self, client_id: &str, now: i64) -> Result<bool, StoreError> {
@@ -492,10 +474,9 @@ impl Store for PostgresStore {
             .bind(client_id)
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?
-            .rows_affected();
+            .map_err(unavailable)?;
         self.forget_client(client_id, now).await?;
-        Ok(deleted == 1)
+        Ok(D::rows_affected(&deleted) == 1)
     }
 
     async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
@@ -528,10 +509,10 @@ impl Store for PostgresStore {
              WHERE policy_namespace = $1 AND policy_name = $2 AND last_used_at < $3
              ORDER BY last_used_at LIMIT $4",
         )
-        .bind(&policy.namespace)
-        .bind(&policy.name)
+        .bind(policy.namespace.as_str())
+        .bind(policy.name.as_str())
         .bind(unused_since)
-        .bind(batch as i64)
+        .bind(i64::from(batch))
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -542,14 +523,13 @@ impl Store for PostgresStore {
     }
 
     async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> Result<(), StoreError> {
-        let json = serde_json::to_string(claims).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO opaque_tokens (digest, jti, client_id, claims, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&digest[..])
-        .bind(&claims.jti)
-        .bind(&claims.client_id)
-        .bind(json)
+        .bind(claims.jti.as_str())
+        .bind(claims.client_id.as_str())
+        .bind(to_json(claims)?)
         .bind(claims.exp)
         .execute(&self.pool)
         .await
@@ -563,7 +543,7 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+        json.map(|j| from_json(&j)).transpose()
     }
 
     async fn revoke(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
@@ -584,11 +564,7 @@ impl Store for PostgresStore {
             .map_err(unavailable)?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    r.try_get(1).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    r.try_get(2).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                ))
+                Ok((r.try_get(0).map_err(corrupt)?, r.try_get(1).map_err(corrupt)?, r.try_get(2).map_err(corrupt)?))
             })
             .collect()
     }
@@ -640,17 +616,19 @@ impl Store for PostgresStore {
         family_id: Option<&str>,
         access_token: (&str, i64),
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE authorization_codes SET family_id = $1, access_jti = $2, access_exp = $3, expires_at = GREATEST(expires_at, $4) WHERE digest = $5")
-            .bind(family_id)
-            .bind(access_token.0)
-            .bind(access_token.1)
-            // Keep the row as long as the access token lives, so a late replay still revokes it.
-            .bind(access_token.1)
-            .bind(&digest[..])
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        // Keep the row as long as the access token lives, so a late replay still revokes it.
+        sqlx::query(
+            "UPDATE authorization_codes SET family_id = $1, access_jti = $2, access_exp = $3,
+             expires_at = CASE WHEN expires_at > $3 THEN expires_at ELSE $3 END WHERE digest = $4",
+        )
+        .bind(family_id)
+        .bind(access_token.0)
+        .bind(access_token.1)
+        .bind(&digest[..])
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
     }
 
     async fn active_consent(
@@ -679,9 +657,9 @@ impl Store for PostgresStore {
             "INSERT INTO consents (id, client_id, subject, tenant, consent, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET consent = excluded.consent, expires_at = excluded.expires_at",
         )
-        .bind(&consent.id)
-        .bind(&consent.client_id)
-        .bind(&consent.subject)
+        .bind(consent.id.as_str())
+        .bind(consent.client_id.as_str())
+        .bind(consent.subject.as_str())
         .bind(consent.tenant.as_deref().unwrap_or(""))
         .bind(to_json(consent)?)
         .bind(consent.created_at)
@@ -724,35 +702,18 @@ impl Store for PostgresStore {
                 .bind(subject)
                 .execute(&mut *tx)
                 .await
-                .map_err(unavailable)?
-                .rows_affected();
+                .map_err(unavailable)?;
         sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE consent_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(revoked > 0)
+        Ok(D::rows_affected(&revoked) > 0)
     }
 
     async fn put_refresh_token(&self, digest: &[u8; 32], token: &RefreshToken) -> Result<(), StoreError> {
-        // One statement (one round trip, atomic): the family row, then the token.
-        sqlx::query(
-            "WITH family AS (
-                 INSERT INTO refresh_families (family_id, consent_id, expires_at) VALUES ($2, $3, $5)
-                 ON CONFLICT (family_id) DO UPDATE SET expires_at = GREATEST(refresh_families.expires_at, excluded.expires_at)
-             )
-             INSERT INTO refresh_tokens (digest, family_id, token, expires_at) VALUES ($1, $2, $4, $5)",
-        )
-        .bind(&digest[..])
-        .bind(&token.family_id)
-        .bind(&token.consent_id)
-        .bind(to_json(token)?)
-        .bind(token.expires_at)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(unavailable)
+        D::put_refresh_token(&self.pool, digest, token).await
     }
 
     async fn rotate_refresh_token(
@@ -762,50 +723,7 @@ impl Store for PostgresStore {
         new_expires_at: i64,
         now: i64,
     ) -> Result<Rotation, StoreError> {
-        // The hot path in one statement: spend the presented token (the UPDATE serializes
-        // concurrent rotations of the same row), store its successor, extend the family.
-        let spent = sqlx::query(
-            "WITH spent AS (
-                 UPDATE refresh_tokens SET used = 1
-                 WHERE digest = $1 AND used = 0 AND expires_at > $2
-                   AND family_id IN (
-                       SELECT f.family_id FROM refresh_families f JOIN consents c ON c.id = f.consent_id
-                       WHERE f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2)
-                 RETURNING family_id, token
-             ), successor AS (
-                 INSERT INTO refresh_tokens (digest, family_id, token, expires_at)
-                 SELECT $3, family_id, jsonb_set(token::jsonb, '{expires_at}', to_jsonb($4::bigint))::text, $4 FROM spent
-             ), family AS (
-                 UPDATE refresh_families SET expires_at = GREATEST(expires_at, $4)
-                 WHERE family_id IN (SELECT family_id FROM spent)
-             )
-             SELECT token FROM spent",
-        )
-        .bind(&old[..])
-        .bind(now)
-        .bind(&new_digest[..])
-        .bind(new_expires_at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        if let Some(row) = spent {
-            let json: String = row.try_get(0).map_err(corrupt)?;
-            return Ok(Rotation::Rotated(from_json(&json)?));
-        }
-        // Not spendable: a reuse of a rotated token revokes its family; anything else is invalid.
-        let reused: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_families SET revoked = 1
-             WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE digest = $1 AND used = 1)
-             RETURNING family_id",
-        )
-        .bind(&old[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(match reused {
-            Some(family_id) => Rotation::Reused { family_id },
-            None => Rotation::Invalid,
-        })
+        D::rotate_refresh_token(&self.pool, old, new_digest, new_expires_at, now).await
     }
 
     async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError> {
@@ -820,7 +738,7 @@ impl Store for PostgresStore {
     async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO sessions (digest, subject, auth_time, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(&digest[..])
-            .bind(&session.subject)
+            .bind(session.subject.as_str())
             .bind(session.auth_time)
             .bind(expires_at)
             .execute(&self.pool)
@@ -879,26 +797,40 @@ impl Store for PostgresStore {
     }
 
     async fn purge_expired(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
+        let row = D::ROW_ID;
         let mut purged = 0;
-        for sql in [
-            "DELETE FROM authorization_codes WHERE ctid IN (SELECT ctid FROM authorization_codes WHERE expires_at <= $1 LIMIT $2)",
-            "DELETE FROM refresh_tokens WHERE ctid IN (SELECT ctid FROM refresh_tokens WHERE expires_at <= $1 LIMIT $2)",
-            "DELETE FROM refresh_families WHERE ctid IN (SELECT ctid FROM refresh_families WHERE expires_at <= $1 LIMIT $2)",
-            "DELETE FROM consents WHERE ctid IN (SELECT ctid FROM consents WHERE expires_at <= $1 LIMIT $2)",
-            "DELETE FROM sessions WHERE ctid IN (SELECT ctid FROM sessions WHERE expires_at <= $1 LIMIT $2)",
-            "DELETE FROM pending_requests WHERE ctid IN (SELECT ctid FROM pending_requests WHERE expires_at <= $1 LIMIT $2)",
-            "DELETE FROM opaque_tokens WHERE ctid IN (SELECT ctid FROM opaque_tokens WHERE expires_at <= $1 LIMIT $2)",
-            "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE expires_at <= $1 LIMIT $2)",
-            "DELETE FROM client_secrets WHERE ctid IN (SELECT ctid FROM client_secrets WHERE expires_at <= $1 LIMIT $2)",
+        for (table, key) in [
+            ("authorization_codes", row),
+            ("refresh_tokens", row),
+            ("refresh_families", row),
+            ("consents", row),
+            ("sessions", row),
+            ("pending_requests", row),
+            ("opaque_tokens", row),
+            ("revocations", "seq"),
+            ("client_secrets", row),
         ] {
-            purged += sqlx::query(sql)
-                .bind(now)
-                .bind(i64::from(batch))
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?
-                .rows_affected();
+            let result = sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE expires_at <= $1 LIMIT $2)"
+            )))
+            .bind(now)
+            .bind(i64::from(batch))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+            purged += D::rows_affected(&result);
         }
         Ok(purged)
     }
+}
+
+/// A random RFC 4122 version-4 UUID, the shape of Kubernetes UIDs.
+pub(super) fn new_uid() -> String {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut b).expect("system CSPRNG available");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
