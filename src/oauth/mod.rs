@@ -1,8 +1,20 @@
-//! The OAuth core: HTTP-agnostic decisions.
+//! The OAuth core: every flow's decisions and their persistence, HTTP-agnostic.
 //!
-//! Nothing here knows about axum, hyper or Kubernetes types. Handlers parse a request into
-//! [`params::Params`] and header strings, call in here with a catalog snapshot, the store
-//! and the current time, and render the result.
+//! [`AuthorizationServer`] (in `server.rs`, private fields) is handed a store, signing keys
+//! and a metadata-document fetcher by the runtime; each endpoint's flow is a method in the
+//! file of that endpoint. Handlers parse a request into [`params::Params`] and header
+//! strings, call in here with a catalog snapshot and `now`, and render the answer. Nothing
+//! here knows about axum, hyper or Kubernetes types, reads the clock or opens a connection
+//! (`layering.rs` checks it).
+//!
+//! - `front_channel`: /authorize → login → consent → code; the account page; UserInfo.
+//! - `authorize`: authorization request validation and where each error goes.
+//! - `consent`: what a user is asked and what a decision grants.
+//! - `token`: the token endpoint's grants and minting; `client_credentials`: what a
+//!   client may get without a user; `client_auth`, `pkce`.
+//! - `introspection`: RFC 7662 and RFC 7009.
+//! - `clients`, `register`: self-registered clients (RFC 7591/7592, metadata documents).
+//! - `error`: RFC error codes and their statuses.
 
 pub mod authorize;
 pub mod client_auth;
