@@ -11,7 +11,7 @@ use std::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::kubernetes::ApiServer;
+use crate::support::api_server::ApiServer;
 
 const CHART: &str = "charts/inbound";
 const RELEASE: &str = "inbound";
@@ -466,16 +466,7 @@ fn rendered_chart_applies_to_a_real_api_server() {
     ] {
         assert!(applied.contains(&format!("{object} serverside-applied")), "{object} missing:\n{applied}");
     }
-    for crd in ["inboundapps", "scopes", "clientgrants", "consentpolicies"] {
-        api.kubectl_ok(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout",
-            "30s",
-            &format!("crd/{crd}.inbound.dev"),
-        ]);
-    }
+    api.wait_for_crds();
     let keep = api.kubectl_ok(&[
         "get",
         "crd",

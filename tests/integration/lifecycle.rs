@@ -159,7 +159,7 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let base = open.split("/authorize").next().unwrap().to_string();
     let code = runtime.block_on(async {
-        let mut agent = crate::user_agent::Agent::new();
+        let mut agent = crate::support::user_agent::Agent::new();
         let login = agent.get(&open).await;
         let consent = agent.login(&base, &login, "alice", "wonderland").await;
         let done = agent.approve(&base, &consent, &["profile", "email"]).await;

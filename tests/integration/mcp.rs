@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::common::{QUICKSTART, TestServer, reply, start_server_with};
 use crate::registration::{authorize_and_exchange, registration_policy};
-use crate::user_agent::Agent;
+use crate::support::user_agent::Agent;
 
 /// A running MCP server on loopback.
 pub struct McpServer {

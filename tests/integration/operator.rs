@@ -12,7 +12,7 @@ use oauth2::reqwest;
 use serde_json::{Value, json};
 
 use crate::common::{Reply, form, reply};
-use crate::kubernetes::ApiServer;
+use crate::support::api_server::{ApiServer, eventually, ready_condition};
 
 const NS: &str = "inbound-system";
 const APPS_NS: &str = "default";
@@ -98,30 +98,9 @@ impl Drop for Operator {
     }
 }
 
-/// Polls `probe` until it returns Some, or fails with `what` after `timeout`.
-async fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn get_json(api: &ApiServer, args: &[&str]) -> Option<Value> {
-    let (ok, stdout, _) = api.kubectl(&[&["get"], args, &["-o", "json"]].concat());
-    if ok { serde_json::from_str(&stdout).ok() } else { None }
-}
-
-fn ready_condition(object: &Value) -> Option<&Value> {
-    object["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")
-}
-
 /// The app's credentials Secret as `(client_id, client_secret)` plus the whole object.
 fn secret(api: &ApiServer, name: &str) -> Option<(Value, (String, String))> {
-    let secret = get_json(api, &["secret", name, "-n", APPS_NS])?;
+    let secret = api.get_json(&["secret", name, "-n", APPS_NS])?;
     let field = |k: &str| {
         use base64::Engine;
         let b64 = secret["data"][k].as_str()?;
@@ -129,17 +108,6 @@ fn secret(api: &ApiServer, name: &str) -> Option<(Value, (String, String))> {
     };
     let creds = (field("client_id")?, field("client_secret")?);
     Some((secret, creds))
-}
-
-fn events(api: &ApiServer, object: &str) -> String {
-    api.kubectl(&["get", "events", "-n", APPS_NS, "--field-selector", &format!("involvedObject.name={object}")]).1
-}
-
-/// Applies a manifest given as text.
-fn apply(api: &ApiServer, yaml: &str) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), yaml).unwrap();
-    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", file.path().to_str().unwrap()]);
 }
 
 /// The chart's ServiceAccount, RBAC and namespace in the API server; a kubeconfig that
@@ -170,17 +138,7 @@ fn install_chart_identity(api: &ApiServer, dir: &Path) -> PathBuf {
 async fn operator_reconciles_serves_and_fails_over() {
     let api = ApiServer::start();
     let dir = tempfile::tempdir().unwrap();
-    api.kubectl_ok(&["apply", "-f", "crds/inbound.dev.yaml"]);
-    for crd in ["inboundapps", "scopes", "clientgrants", "consentpolicies"] {
-        api.kubectl_ok(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout",
-            "30s",
-            &format!("crd/{crd}.inbound.dev"),
-        ]);
-    }
+    api.install_crds("crds/inbound.dev.yaml");
     let kubeconfig = install_chart_identity(&api, dir.path());
     // Two replicas share one store (a SQLite file here; PostgreSQL in production).
     let data_dir = dir.path().join("data");
@@ -201,7 +159,7 @@ async fn operator_reconciles_serves_and_fails_over() {
         ("consentpolicy", "default"),
     ] {
         eventually(&format!("{kind}/{name} Ready"), Duration::from_secs(20), || {
-            let object = get_json(&api, &[kind, name, "-n", APPS_NS])?;
+            let object = api.get_json(&[kind, name, "-n", APPS_NS])?;
             let ready = ready_condition(&object)?;
             (ready["status"] == "True" && ready["observedGeneration"] == object["metadata"]["generation"]).then_some(())
         })
@@ -211,7 +169,7 @@ async fn operator_reconciles_serves_and_fails_over() {
     assert!(listing.contains("inventory-sync-credentials"), "{listing}");
 
     // Status carries the connection information; the Secret the credentials.
-    let app = get_json(&api, &["inboundapp", "inventory-sync", "-n", APPS_NS]).unwrap();
+    let app = api.get_json(&["inboundapp", "inventory-sync", "-n", APPS_NS]).unwrap();
     let uid = app["metadata"]["uid"].as_str().unwrap().to_string();
     let status = &app["status"];
     assert_eq!(status["clientId"], uid.as_str(), "client id is the UID: {status}");
@@ -236,7 +194,7 @@ async fn operator_reconciles_serves_and_fails_over() {
         (Some("InboundApp"), Some(uid.as_str()), Some(true))
     );
     let with_fields =
-        get_json(&api, &["secret", "inventory-sync-credentials", "-n", APPS_NS, "--show-managed-fields"]).unwrap();
+        api.get_json(&["secret", "inventory-sync-credentials", "-n", APPS_NS, "--show-managed-fields"]).unwrap();
     let managers: Vec<&str> = with_fields["metadata"]["managedFields"]
         .as_array()
         .unwrap()
@@ -244,7 +202,7 @@ async fn operator_reconciles_serves_and_fails_over() {
         .filter_map(|m| m["manager"].as_str())
         .collect();
     assert_eq!(managers, ["inbound"], "one field manager, server-side apply");
-    assert!(events(&api, "inventory-sync").contains("CredentialsIssued"));
+    assert!(api.events(APPS_NS, "inventory-sync").contains("CredentialsIssued"));
 
     // A workload: the Pod of examples/cluster/workload.yaml runs its command with the Secret
     // mounted as files. Here the same command runs with the Secret's keys in a folder.
@@ -280,9 +238,7 @@ async fn operator_reconciles_serves_and_fails_over() {
     }
 
     // A change is live on every replica within 2 s: a new scope added to the grant.
-    apply(
-        &api,
-        "apiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {name: inventory-audit}\nspec: {scope: 'inventory:audit', description: Read the audit log}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: inventory-sync}\nspec:\n  subject: {kind: InboundApp, name: inventory-sync}\n  scopes: ['inventory:read', 'inventory:write', 'inventory:audit']\n  resources: ['https://inventory.example.com']\n",
+    api.apply(APPS_NS, "apiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {name: inventory-audit}\nspec: {scope: 'inventory:audit', description: Read the audit log}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: inventory-sync}\nspec:\n  subject: {kind: InboundApp, name: inventory-sync}\n  scopes: ['inventory:read', 'inventory:write', 'inventory:audit']\n  resources: ['https://inventory.example.com']\n",
     );
     let changed = Instant::now();
     for replica in [&a, &b] {
@@ -315,7 +271,7 @@ async fn operator_reconciles_serves_and_fails_over() {
         secret(&api, "inventory-sync-credentials").filter(|(_, c)| c.0 == uid && c.1 == creds.1)
     })
     .await;
-    assert!(events(&api, "inventory-sync").contains("SecretRestored"));
+    assert!(api.events(APPS_NS, "inventory-sync").contains("SecretRestored"));
     api.kubectl_ok(&["delete", "secret", "inventory-sync-credentials", "-n", APPS_NS]);
     let recreated = eventually("Secret recreated", Duration::from_secs(10), || {
         secret(&api, "inventory-sync-credentials").filter(|(_, c)| c.1 != creds.1)
@@ -381,15 +337,13 @@ async fn operator_reconciles_serves_and_fails_over() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(stopped, "the previous secret still works after the overlap");
-    assert!(events(&api, "inventory-sync").contains("SecretRotated"));
+    assert!(api.events(APPS_NS, "inventory-sync").contains("SecretRotated"));
 
     // An invalid resource: Ready=False naming the field, a Warning event, others unaffected.
-    apply(
-        &api,
-        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: broken}\nspec: {displayName: Broken, grantTypes: [authorization_code], clientType: public, redirectUris: ['http://evil.example/cb']}\n",
+    api.apply(APPS_NS, "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: broken}\nspec: {displayName: Broken, grantTypes: [authorization_code], clientType: public, redirectUris: ['http://evil.example/cb']}\n",
     );
     let message = eventually("broken app Ready=False", Duration::from_secs(10), || {
-        let object = get_json(&api, &["inboundapp", "broken", "-n", APPS_NS])?;
+        let object = api.get_json(&["inboundapp", "broken", "-n", APPS_NS])?;
         let ready = ready_condition(&object)?;
         (ready["status"] == "False")
             .then(|| (ready["reason"].clone(), ready["message"].as_str().unwrap_or_default().to_string()))
@@ -397,8 +351,8 @@ async fn operator_reconciles_serves_and_fails_over() {
     .await;
     assert_eq!(message.0, "InvalidSpec");
     assert!(message.1.starts_with("spec.redirectUris[0]"), "{}", message.1);
-    assert!(events(&api, "broken").contains("InvalidSpec"));
-    let healthy = get_json(&api, &["inboundapp", "inventory-sync", "-n", APPS_NS]).unwrap();
+    assert!(api.events(APPS_NS, "broken").contains("InvalidSpec"));
+    let healthy = api.get_json(&["inboundapp", "inventory-sync", "-n", APPS_NS]).unwrap();
     assert_eq!(ready_condition(&healthy).unwrap()["status"], "True");
 
     // A Secret someone else owns is never adopted.
@@ -411,12 +365,10 @@ async fn operator_reconciles_serves_and_fails_over() {
         APPS_NS,
         "--from-literal=client_secret=mine",
     ]);
-    apply(
-        &api,
-        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: taken}\nspec: {displayName: Taken, grantTypes: [client_credentials]}\n",
+    api.apply(APPS_NS, "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: taken}\nspec: {displayName: Taken, grantTypes: [client_credentials]}\n",
     );
     eventually("SecretConflict", Duration::from_secs(10), || {
-        let object = get_json(&api, &["inboundapp", "taken", "-n", APPS_NS])?;
+        let object = api.get_json(&["inboundapp", "taken", "-n", APPS_NS])?;
         (ready_condition(&object)?["reason"] == "SecretConflict").then_some(())
     })
     .await;
@@ -429,23 +381,21 @@ async fn operator_reconciles_serves_and_fails_over() {
 
     // Leader failover: kill the leader; the other takes over within a lease duration (3 s)
     // and reconciles (a new app gets its Secret).
-    let lease = get_json(&api, &["lease", "inbound-leader", "-n", NS]).unwrap();
+    let lease = api.get_json(&["lease", "inbound-leader", "-n", NS]).unwrap();
     let holder = lease["spec"]["holderIdentity"].as_str().unwrap().to_string();
     let (mut leader, survivor) = if holder == "replica-a" { (a, b) } else { (b, a) };
     let token = survivor.token(&rotated).await.json["access_token"].as_str().unwrap().to_string();
     leader.child.kill().unwrap();
     leader.child.wait().unwrap();
     let killed = Instant::now();
-    apply(
-        &api,
-        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: after-failover}\nspec: {displayName: After, grantTypes: [client_credentials]}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: after-failover}\nspec:\n  subject: {kind: InboundApp, name: after-failover}\n  scopes: ['inventory:read']\n",
+    api.apply(APPS_NS, "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: after-failover}\nspec: {displayName: After, grantTypes: [client_credentials]}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: after-failover}\nspec:\n  subject: {kind: InboundApp, name: after-failover}\n  scopes: ['inventory:read']\n",
     );
     eventually("the survivor leads and reconciles", Duration::from_secs(15), || {
         secret(&api, "after-failover-credentials").map(|_| ())
     })
     .await;
     assert!(killed.elapsed() < Duration::from_secs(12), "takeover took {:?}", killed.elapsed());
-    let lease = get_json(&api, &["lease", "inbound-leader", "-n", NS]).unwrap();
+    let lease = api.get_json(&["lease", "inbound-leader", "-n", NS]).unwrap();
     assert_ne!(lease["spec"]["holderIdentity"].as_str(), Some(holder.as_str()));
     assert_eq!(survivor.jwks().await, jwks, "the new leader did not mint different keys");
 
@@ -456,7 +406,7 @@ async fn operator_reconciles_serves_and_fails_over() {
     let after_creds = secret(&api, "after-failover-credentials").unwrap().1;
     api.kubectl_ok(&["delete", "inboundapp", "inventory-sync", "-n", APPS_NS, "--wait=false"]);
     eventually("app and Secret deleted", Duration::from_secs(15), || {
-        (get_json(&api, &["inboundapp", "inventory-sync", "-n", APPS_NS]).is_none()
+        (api.get_json(&["inboundapp", "inventory-sync", "-n", APPS_NS]).is_none()
             && secret(&api, "inventory-sync-credentials").is_none())
         .then_some(())
     })
@@ -520,15 +470,12 @@ fn token_kid(token: &str) -> String {
 async fn signing_keys_rotate_with_publish_ahead() {
     let api = ApiServer::start();
     let dir = tempfile::tempdir().unwrap();
-    api.kubectl_ok(&["apply", "-f", "crds/inbound.dev.yaml"]);
-    api.kubectl_ok(&["wait", "--for", "condition=established", "--timeout", "30s", "crd/inboundapps.inbound.dev"]);
+    api.install_crds("crds/inbound.dev.yaml");
     let kubeconfig = install_chart_identity(&api, dir.path());
     let rotation = ["--key-rotation-interval", "8s", "--key-publish-ahead", "4s"];
     let mut op = Operator::start_with(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path(), &rotation);
     op.wait_ready().await;
-    apply(
-        &api,
-        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: signer}\nspec: {displayName: Signer, grantTypes: [client_credentials]}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: signer}\nspec:\n  subject: {kind: InboundApp, name: signer}\n  scopes: []\n",
+    api.apply(APPS_NS, "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: signer}\nspec: {displayName: Signer, grantTypes: [client_credentials]}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: signer}\nspec:\n  subject: {kind: InboundApp, name: signer}\n  scopes: []\n",
     );
     let creds = eventually("credentials", Duration::from_secs(15), || secret(&api, "signer-credentials")).await.1;
     let first_jwks = op.jwks().await;
@@ -612,15 +559,12 @@ async fn signing_keys_rotate_with_publish_ahead() {
 async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     let api = ApiServer::start();
     let dir = tempfile::tempdir().unwrap();
-    api.kubectl_ok(&["apply", "-f", "crds/inbound.dev.yaml"]);
-    api.kubectl_ok(&["wait", "--for", "condition=established", "--timeout", "30s", "crd/consentpolicies.inbound.dev"]);
+    api.install_crds("crds/inbound.dev.yaml");
     let kubeconfig = install_chart_identity(&api, dir.path());
     let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
     op.wait_ready().await;
     api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/scopes.yaml"]);
-    apply(
-        &api,
-        "apiVersion: inbound.dev/v1alpha1\nkind: ConsentPolicy\nmetadata: {name: mcp}\nspec:\n  appSelector: {matchLabels: {none: none}}\n  registration:\n    dynamic: true\n    approvedScopes: [{scope: 'inventory:read', mandatory: true}]\n    redirectUriPatterns: ['http://127.0.0.1/callback']\n",
+    api.apply(APPS_NS, "apiVersion: inbound.dev/v1alpha1\nkind: ConsentPolicy\nmetadata: {name: mcp}\nspec:\n  appSelector: {matchLabels: {none: none}}\n  registration:\n    dynamic: true\n    approvedScopes: [{scope: 'inventory:read', mandatory: true}]\n    redirectUriPatterns: ['http://127.0.0.1/callback']\n",
     );
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -704,7 +648,7 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     let mut other = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-b", dir.path());
     other.wait_ready().await;
     let holder = |api: &ApiServer| {
-        get_json(api, &["lease", "inbound-leader", "-n", NS])
+        api.get_json(&["lease", "inbound-leader", "-n", NS])
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
     };
     assert_eq!(holder(&api).as_deref(), Some("replica-a"));

@@ -8,7 +8,7 @@ use oauth2::reqwest;
 use serde_json::{Value, json};
 
 use crate::common::{QUICKSTART, Reply, TestServer, form, reply, start_server_with};
-use crate::user_agent::Agent;
+use crate::support::user_agent::Agent;
 
 pub const MCP_RESOURCE: &str = "https://mcp.example.com/mcp";
 

@@ -9,8 +9,8 @@ use std::{
 };
 
 use crate::common::{QUICKSTART, form, start_server_with};
-use crate::postgres::Postgres;
-use crate::user_agent::Agent;
+use crate::support::postgres::Postgres;
+use crate::support::user_agent::Agent;
 use crate::user_flow::{code_for, pkce};
 
 const ISSUER: &str = "http://inbound.test";

@@ -16,7 +16,7 @@ use inbound::store::{
 };
 use inbound::tokens::{AccessTokenClaims, Audience};
 
-use crate::postgres::Postgres;
+use crate::support::postgres::Postgres;
 
 const PREVIOUS_SQLITE: &[(i64, &str)] = &[
     (

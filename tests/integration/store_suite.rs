@@ -9,7 +9,7 @@ use inbound::store::{
     Rotation, Session, SqliteStore, Store,
 };
 
-use crate::postgres::Postgres;
+use crate::support::postgres::Postgres;
 
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()

@@ -8,7 +8,7 @@ use openidconnect::{
 };
 
 use crate::common::{QUICKSTART, TestServer, form, start_server};
-use crate::user_agent::Agent;
+use crate::support::user_agent::Agent;
 
 const REDIRECT: &str = "http://127.0.0.1:45321/callback";
 

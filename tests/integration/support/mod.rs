@@ -1,0 +1,9 @@
+//! What the tests stand on: real components started for a test and stopped with it.
+//!
+//! - `api_server`: a kube-apiserver + etcd on loopback, kubectl, the CRDs installed.
+//! - `postgres`: a throwaway PostgreSQL cluster from the machine's binaries.
+//! - `user_agent`: a cookie-keeping browser stand-in that fills the login and consent forms.
+
+pub mod api_server;
+pub mod postgres;
+pub mod user_agent;
