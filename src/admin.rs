@@ -96,6 +96,27 @@ impl From<&RegisteredClient> for ClientSummary {
     }
 }
 
+/// The client summaries as aligned columns (`inbound clients list`), one line each after a
+/// header; long names are cut to their column.
+pub fn table(clients: &[ClientSummary]) -> String {
+    let mut out = format!(
+        "{:<38} {:<28} {:<20} {:<22} {:<22} REDIRECT URIS\n",
+        "CLIENT ID", "NAME", "AUTH", "CREATED", "LAST USED"
+    );
+    for c in clients {
+        out.push_str(&format!(
+            "{:<38} {:<28} {:<20} {:<22} {:<22} {}\n",
+            c.client_id,
+            c.client_name.chars().take(28).collect::<String>(),
+            c.token_endpoint_auth_method,
+            c.created_at,
+            c.last_used_at,
+            c.redirect_uris.join(",")
+        ));
+    }
+    out
+}
+
 /// Decides who may manage registered clients through the admin API. In operator mode:
 /// Kubernetes (TokenReview, then SubjectAccessReview on `registeredclients.inbound.dev`).
 #[async_trait::async_trait]

@@ -5,11 +5,14 @@
 //! refer to it invalid in turn (a ClientGrant whose InboundApp is invalid), so validation is
 //! repeated on the remaining objects until nothing more is removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::api::{ClientGrant, ConsentPolicy, InboundApp, Scope};
+use crate::api::{ClientGrant, ClientType, ConsentPolicy, InboundApp, ObjectKey, Scope};
+use crate::catalog::ClientRecord;
 use crate::catalog::manifest::{Manifest, Object, Problem, Source};
 use crate::catalog::validate::validate;
+use crate::clock::now;
+use crate::store::{Store, StoreError};
 
 /// The objects of the four kinds, as the watch caches hold them.
 #[derive(Clone, Debug, Default)]
@@ -78,6 +81,31 @@ pub fn validate_objects(objects: &Objects) -> Validated {
         manifests.retain(|m| !problems.contains_key(&m.object.display_name()));
     }
     Validated { manifests, problems }
+}
+
+/// Credentials of the valid apps: public apps need none; confidential apps are served once
+/// the store holds a secret for them (the leader's reconcile issues it).
+pub async fn client_records(
+    validated: &Validated,
+    store: &dyn Store,
+) -> Result<HashMap<ObjectKey, ClientRecord>, StoreError> {
+    let mut records = HashMap::new();
+    for m in &validated.manifests {
+        let Object::App(app) = &m.object else { continue };
+        let Some(client_id) = app.metadata.uid.clone() else { continue };
+        let key = ObjectKey::of(&app.metadata);
+        let secret_hashes = if app.spec.client_type == ClientType::Confidential {
+            let hashes = store.client_secret_hashes(&client_id, now()).await?;
+            if hashes.is_empty() {
+                continue;
+            }
+            hashes
+        } else {
+            Vec::new()
+        };
+        records.insert(key, ClientRecord { client_id, secret_hashes });
+    }
+    Ok(records)
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@ use std::{
     time::Duration,
 };
 
-use inbound::serve::{Running, ServeOptions, start};
+use inbound::runtime::{
+    Running,
+    serve::{ServeOptions, start},
+};
 use oauth2::reqwest;
 use serde_json::Value;
 
@@ -71,7 +74,8 @@ async fn start_with_options(
         trusted_proxies: Vec::new(),
     })
     .await
-    .expect("server starts");
+    .expect("server starts")
+    .running;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     TestServer {

@@ -503,7 +503,7 @@ async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
     let extra = "    limits: {perSourcePerHour: 1}\n";
     std::fs::write(config.join("registration.yaml"), registration_policy(MCP_RESOURCE, extra)).unwrap();
     let start = |trusted: &str| {
-        let options = inbound::serve::ServeOptions {
+        let options = inbound::runtime::serve::ServeOptions {
             config: vec![config.clone()],
             data_dir: tmp.path().join(format!("data-{}", trusted.len())),
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -516,7 +516,7 @@ async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
             maintenance_interval: Duration::from_secs(5),
             trusted_proxies: if trusted.is_empty() { vec![] } else { vec![trusted.parse().unwrap()] },
         };
-        inbound::serve::start(options)
+        async move { inbound::runtime::serve::start(options).await.map(|started| started.running) }
     };
     let http = reqwest::Client::new();
     let register_from = |base: String, forwarded: &'static str, name: &'static str| {

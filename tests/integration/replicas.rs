@@ -238,7 +238,8 @@ async fn two_replicas_share_codes_refresh_families_and_consents() {
 async fn database_restart_fails_with_503_then_recovers_without_losing_state() {
     let pg = Postgres::start();
     let server = start_server_with(QUICKSTART, Some(pg.url()), Duration::from_secs(5), |_| {}).await;
-    let cli = server.running.apps.iter().find(|a| a.key.name == "billing-cli").unwrap().client_id.clone();
+    let cli =
+        std::fs::read_to_string(server.data_dir.join("credentials/default/billing-cli-credentials/client_id")).unwrap();
     let mut agent = Agent::new();
     let (challenge, verifier) = pkce();
     let code = code_for(

@@ -534,7 +534,7 @@ async fn templates_can_be_overridden_from_a_folder() {
         "<p>ACME sign-in for {{ app.name }}</p><input type=\"hidden\" name=\"request_id\" value=\"{{ request_id }}\">",
     )
     .unwrap();
-    let running = inbound::serve::start(inbound::serve::ServeOptions {
+    let running = inbound::runtime::serve::start(inbound::runtime::serve::ServeOptions {
         config: vec![tmp.path().join("config")],
         data_dir: tmp.path().join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -548,9 +548,11 @@ async fn templates_can_be_overridden_from_a_folder() {
         trusted_proxies: Vec::new(),
     })
     .await
-    .unwrap();
+    .unwrap()
+    .running;
     let base = format!("http://{}", running.addr);
-    let cli = running.apps.iter().find(|a| a.key.name == "billing-cli").unwrap().client_id.clone();
+    let cli =
+        std::fs::read_to_string(tmp.path().join("data/credentials/default/billing-cli-credentials/client_id")).unwrap();
     let (challenge, _) = pkce();
     let url = format!(
         "{base}/authorize?{}",

@@ -1,0 +1,428 @@
+//! The `inbound` command line: clap types, and how their values become the runtime's
+//! options. Flags are typed where they are declared (durations, CIDR blocks, the output
+//! format), so a bad value is refused by clap with the flag's name, before anything starts.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::admin::{ClientFilter, ClientSummary};
+use crate::api::{DurationError, DurationString};
+use crate::http::client_ip::Cidr;
+use crate::runtime::{operator::OperatorOptions, serve::ServeOptions};
+
+#[derive(Parser)]
+#[command(name = "inbound", version, about = "Kubernetes-native OAuth 2.1 / OpenID Connect provider for inbound apps")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve OAuth from a folder of manifests, with embedded storage (the quickstart).
+    Serve(Box<ServeArgs>),
+    /// Run in a Kubernetes cluster: watch the custom resources, serve OAuth from them, and
+    /// (on the elected leader) write credentials Secrets, signing keys, status and events.
+    Operator(Box<OperatorArgs>),
+    /// List or delete self-registered clients (Dynamic Client Registration) in the store.
+    Clients {
+        #[command(subcommand)]
+        action: Box<ClientsAction>,
+    },
+    /// Read a password from standard input and print its argon2 hash (for DevelopmentUser).
+    HashPassword,
+    /// Validate manifests offline; exits non-zero on any problem.
+    Check {
+        /// Files or folders of manifests.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the CustomResourceDefinitions.
+    Crds,
+    /// Print the RFC 9728 protected-resource metadata of every resource the manifests
+    /// declare, as one JSON object keyed by resource (for resource servers to serve at
+    /// `/.well-known/oauth-protected-resource{path}`).
+    ResourceMetadata {
+        /// Files or folders of manifests.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The issuer clients reach (the authorization server named in the metadata).
+        #[arg(long, env = "INBOUND_ISSUER")]
+        issuer: String,
+    },
+}
+
+/// Flags `serve` and `operator` share, with the same meaning and default in both.
+/// (`--listen`, `--issuer` and `--data-dir` are per mode: their defaults differ.)
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Audience of tokens whose grant names no resource (default: the issuer).
+    #[arg(long, env = "INBOUND_DEFAULT_AUDIENCE")]
+    pub default_audience: Option<String>,
+    /// Access token lifetime when the app does not set one.
+    #[arg(long, env = "INBOUND_ACCESS_TOKEN_LIFETIME", default_value = "15m", value_parser = duration)]
+    pub access_token_lifetime: Duration,
+    /// Folder of templates overriding the built-in login, consent, error and account pages.
+    #[arg(long, env = "INBOUND_TEMPLATES")]
+    pub templates: Option<PathBuf>,
+    /// Runtime state store: `postgres://user:pass@host/db` (several replicas share it; required
+    /// for more than one); default: embedded SQLite in the data directory.
+    #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// Proxies (CIDR blocks or addresses, comma-separated) whose X-Forwarded-For is believed
+    /// when limiting registrations per source address (in a cluster: the Ingress controller's
+    /// Pod range).
+    #[arg(long, env = "INBOUND_TRUSTED_PROXIES", value_delimiter = ',', value_parser = trusted_proxy)]
+    pub trusted_proxies: Vec<Option<Cidr>>,
+}
+
+impl ServerArgs {
+    /// An empty `INBOUND_STORE` (a chart value left blank) means the default store.
+    fn store(&self) -> Option<String> {
+        self.store.clone().filter(|s| !s.is_empty())
+    }
+
+    /// Empty entries dropped, so `INBOUND_TRUSTED_PROXIES=""` is none.
+    fn trusted_proxies(&self) -> Vec<Cidr> {
+        self.trusted_proxies.iter().flatten().copied().collect()
+    }
+}
+
+/// How often revocations are synced, unused registered clients reaped and expired rows
+/// purged (both modes).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Folder of manifests (InboundApp, Scope, ClientGrant, ConsentPolicy); watched for edits.
+    #[arg(long, env = "INBOUND_CONFIG")]
+    pub config: PathBuf,
+    /// Where state lives: SQLite database, signing keys, app credentials.
+    #[arg(long, env = "INBOUND_DATA_DIR", default_value = ".inbound")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "INBOUND_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Public issuer URL (default: http://<listen address>).
+    #[arg(long, env = "INBOUND_ISSUER")]
+    pub issuer: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+impl ServeArgs {
+    pub fn options(self) -> ServeOptions {
+        ServeOptions {
+            config: vec![self.config],
+            data_dir: self.data_dir,
+            listen: self.listen,
+            issuer: self.issuer,
+            default_audience: self.server.default_audience.clone(),
+            access_token_lifetime: self.server.access_token_lifetime,
+            reload_interval: Duration::from_secs(1),
+            templates: self.server.templates.clone(),
+            store: self.server.store(),
+            maintenance_interval: MAINTENANCE_INTERVAL,
+            trusted_proxies: self.server.trusted_proxies(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct OperatorArgs {
+    /// Address to listen on (OAuth endpoints, /healthz, /readyz, /metrics).
+    #[arg(long, env = "INBOUND_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Public issuer URL, as clients reach the Service (e.g. https://auth.example.com).
+    #[arg(long, env = "INBOUND_ISSUER")]
+    pub issuer: String,
+    /// The operator's namespace (holds the leader Lease and the signing-keys Secret);
+    /// default: the namespace of the Pod's ServiceAccount.
+    #[arg(long, env = "INBOUND_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Namespaces to watch, comma-separated; empty: all namespaces.
+    #[arg(long, env = "INBOUND_WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    pub watch_namespaces: Vec<String>,
+    /// Where the embedded SQLite store lives (a volume) when --store is not set.
+    #[arg(long, env = "INBOUND_DATA_DIR", default_value = "/var/lib/inbound")]
+    pub data_dir: PathBuf,
+    /// Name of the Secret holding the signing keys, in the operator's namespace.
+    #[arg(long, env = "INBOUND_SIGNING_KEYS_SECRET", default_value = "inbound-signing-keys")]
+    pub signing_keys_secret: String,
+    /// Name of the leader-election Lease, in the operator's namespace.
+    #[arg(long, env = "INBOUND_LEASE_NAME", default_value = "inbound-leader")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: the host name, i.e. the Pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// How long a leader holds the Lease without renewing it.
+    #[arg(long, env = "INBOUND_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
+    /// How long a signing key signs before its successor takes over.
+    #[arg(long, env = "INBOUND_KEY_ROTATION_INTERVAL", default_value = "30d", value_parser = duration)]
+    pub key_rotation_interval: Duration,
+    /// How long a successor key is published before it signs (> the JWKS cache lifetime of
+    /// verifiers).
+    #[arg(long, env = "INBOUND_KEY_PUBLISH_AHEAD", default_value = "24h", value_parser = duration)]
+    pub key_publish_ahead: Duration,
+    /// After a client secret rotation, how long the previous secret still works (apps can
+    /// override it with spec.secretRotationOverlap).
+    #[arg(long, env = "INBOUND_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = duration)]
+    pub secret_rotation_overlap: Duration,
+    /// Full re-check of every resource even without changes.
+    #[arg(long, env = "INBOUND_RESYNC_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub resync_interval: Duration,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+impl OperatorArgs {
+    /// The options, with the namespace and identity a Pod provides filled in.
+    pub fn options(self) -> Result<OperatorOptions, String> {
+        const SA_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+        let namespace = match self.namespace.filter(|n| !n.is_empty()) {
+            Some(ns) => ns,
+            None => std::fs::read_to_string(SA_NAMESPACE)
+                .map(|s| s.trim().to_string())
+                .map_err(|_| "--namespace is required outside a Pod (no ServiceAccount namespace file)".to_string())?,
+        };
+        let identity = match self.identity.filter(|n| !n.is_empty()) {
+            Some(id) => id,
+            None => std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_string())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| format!("inbound-{}", std::process::id())),
+        };
+        Ok(OperatorOptions {
+            listen: self.listen,
+            issuer: self.issuer,
+            namespace,
+            watch_namespaces: self
+                .watch_namespaces
+                .into_iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            data_dir: self.data_dir,
+            store: self.server.store(),
+            signing_keys_secret: self.signing_keys_secret,
+            lease_name: self.lease_name,
+            identity,
+            lease_duration: self.lease_duration,
+            key_rotation_interval: self.key_rotation_interval,
+            key_publish_ahead: self.key_publish_ahead,
+            default_audience: self.server.default_audience.clone(),
+            access_token_lifetime: self.server.access_token_lifetime,
+            secret_rotation_overlap: self.secret_rotation_overlap,
+            resync_interval: self.resync_interval,
+            maintenance_interval: MAINTENANCE_INTERVAL,
+            templates: self.server.templates.clone(),
+            trusted_proxies: self.server.trusted_proxies(),
+        })
+    }
+}
+
+/// A duration flag: `90s`, `15m`, `1h30m`, `30d` (the syntax of the resources' durations).
+fn duration(value: &str) -> Result<Duration, DurationError> {
+    DurationString::from(value).parse()
+}
+
+/// One `--trusted-proxies` entry; an empty one (`a,,b`, or the variable set but empty) is
+/// no proxy.
+fn trusted_proxy(value: &str) -> Result<Option<Cidr>, String> {
+    if value.trim().is_empty() { Ok(None) } else { value.parse().map(Some) }
+}
+
+#[derive(Subcommand)]
+pub enum ClientsAction {
+    /// List registered clients matching the filters (all without filters).
+    List {
+        #[command(flatten)]
+        target: ClientsTarget,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Delete the registered clients matching the filters, with their consents and tokens.
+    Delete {
+        #[command(flatten)]
+        target: ClientsTarget,
+        /// Only print what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// How `inbound clients list` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns, for reading.
+    Table,
+    /// The client summaries as a JSON array, for scripts.
+    Json,
+}
+
+/// Where the store is and which clients to select.
+#[derive(Args)]
+pub struct ClientsTarget {
+    /// Data directory of `inbound serve` (its state.db).
+    #[arg(long, env = "INBOUND_DATA_DIR", default_value = ".inbound")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL store URL (instead of the data directory's SQLite).
+    #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// Client id equals.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Client id contains.
+    #[arg(long)]
+    pub id_contains: Option<String>,
+    /// Client id is one of (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub id_in: Vec<String>,
+    /// Client name equals.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Client name contains (case-insensitive).
+    #[arg(long)]
+    pub name_contains: Option<String>,
+    /// Client name matches a glob (`*`, `?`; case-insensitive).
+    #[arg(long)]
+    pub name_matches: Option<String>,
+    /// Registered before (RFC 3339, YYYY-MM-DD, or an age such as 30d).
+    #[arg(long)]
+    pub created_before: Option<String>,
+    #[arg(long)]
+    pub created_after: Option<String>,
+    /// Last used before (same formats).
+    #[arg(long)]
+    pub last_used_before: Option<String>,
+    #[arg(long)]
+    pub last_used_after: Option<String>,
+}
+
+impl ClientsTarget {
+    /// The filter; ages (`30d`) count back from `now`.
+    pub fn filter(&self, now: i64) -> Result<ClientFilter, String> {
+        let time = |v: &Option<String>| v.as_deref().map(|v| crate::admin::parse_time(v, now)).transpose();
+        Ok(ClientFilter {
+            id_equals: self.id.clone(),
+            id_contains: self.id_contains.clone(),
+            id_in: self.id_in.clone(),
+            name_equals: self.name.clone(),
+            name_contains: self.name_contains.clone(),
+            name_matches: self.name_matches.clone(),
+            created_before: time(&self.created_before)?,
+            created_after: time(&self.created_after)?,
+            last_used_before: time(&self.last_used_before)?,
+            last_used_after: time(&self.last_used_after)?,
+        })
+    }
+}
+
+impl ClientsAction {
+    /// Runs `inbound clients list|delete` against the store.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let now = crate::clock::now();
+        let (target, output, dry_run, delete) = match &self {
+            ClientsAction::List { target, output } => (target, *output, false, false),
+            ClientsAction::Delete { target, dry_run } => (target, Output::Table, *dry_run, true),
+        };
+        let filter = target.filter(now).map_err(|e| anyhow::anyhow!(e))?;
+        if delete && filter.is_empty() {
+            anyhow::bail!("refusing to delete every client: give at least one filter (e.g. --last-used-before 30d)");
+        }
+        let db = target.data_dir.join("state.db");
+        if target.store.is_none() && !db.exists() {
+            anyhow::bail!("no store at {} (use --data-dir or --store)", db.display());
+        }
+        let store = crate::store::open(target.store.as_deref(), &db).await?;
+        let selected: Vec<_> = store.registered_clients().await?.into_iter().filter(|c| filter.matches(c)).collect();
+        let summaries: Vec<ClientSummary> = selected.iter().map(Into::into).collect();
+        match output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&summaries)?),
+            Output::Table => print!("{}", crate::admin::table(&summaries)),
+        }
+        if delete {
+            for c in &selected {
+                if dry_run {
+                    println!("would delete {}", c.client_id);
+                } else if store.delete_registered_client(&c.client_id, now).await? {
+                    println!("deleted {}", c.client_id);
+                }
+            }
+        }
+        eprintln!("{} client(s)", selected.len());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn typed_flags_refuse_bad_values_by_name() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|_| ()).map_err(|e| e.to_string());
+        let err = parse(&["inbound", "serve", "--config", "x", "--access-token-lifetime", "15"]).unwrap_err();
+        assert!(err.contains("--access-token-lifetime") && err.contains("must be a duration"), "{err}");
+        let err = parse(&["inbound", "serve", "--config", "x", "--trusted-proxies", "10.0.0.0/99"]).unwrap_err();
+        assert!(err.contains("--trusted-proxies") && err.contains("bad prefix length"), "{err}");
+        let err = parse(&["inbound", "clients", "list", "--output", "yaml"]).unwrap_err();
+        assert!(err.contains("--output"), "{err}");
+    }
+
+    #[test]
+    fn serve_flags_become_options() {
+        let cli = Cli::try_parse_from([
+            "inbound",
+            "serve",
+            "--config",
+            "examples/quickstart",
+            "--access-token-lifetime",
+            "1h30m",
+            "--trusted-proxies",
+            "10.0.0.0/8,,192.0.2.1",
+            "--store",
+            "",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        let options = args.options();
+        assert_eq!(options.access_token_lifetime, Duration::from_secs(5400));
+        assert_eq!(options.trusted_proxies.len(), 2);
+        assert_eq!(options.store, None, "an empty store URL is the default store");
+        assert_eq!(options.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn operator_flags_become_options() {
+        let cli = Cli::try_parse_from([
+            "inbound",
+            "operator",
+            "--issuer",
+            "https://auth.example.com",
+            "--namespace",
+            "inbound-system",
+            "--identity",
+            "pod-0",
+            "--watch-namespaces",
+            "team-a, ,team-b",
+        ])
+        .unwrap();
+        let Command::Operator(args) = cli.command else { panic!("operator") };
+        let options = args.options().unwrap();
+        assert_eq!(options.watch_namespaces, ["team-a", "team-b"]);
+        assert_eq!(options.lease_duration, Duration::from_secs(15));
+        assert_eq!(options.key_rotation_interval, Duration::from_secs(30 * 86_400));
+        assert_eq!(options.access_token_lifetime, Duration::from_secs(900));
+        assert_eq!(options.listen.to_string(), "0.0.0.0:8080");
+    }
+}

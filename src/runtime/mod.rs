@@ -1,0 +1,303 @@
+//! Running a server: what `inbound serve` and `inbound operator` have in common.
+//!
+//! ```text
+//! serve    (folder, data dir)  ─┐                       ┌─▶ HTTP server (router)
+//!                               ├─▶ assemble AppState ──┼─▶ maintenance loop
+//! operator (watch caches, Lease)┘                       └─▶ mode's own loops (reload | snapshot, keys)
+//! ```
+//!
+//! The two modes differ only in where the configuration, the keys and the credentials come
+//! from ([`serve`], [`operator`]); the state the handlers share, the issuer rules, shutdown
+//! and the background upkeep of the store are built here, once.
+
+pub mod operator;
+pub mod serve;
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::admin::AdminAuthorizer;
+use crate::catalog::Catalog;
+use crate::clock::now;
+use crate::http::{AppState, client_ip::Cidr, router, server};
+use crate::metrics::Metrics;
+use crate::oauth::{AuthorizationServer, ServerParts};
+use crate::secrets::SecretHasher;
+use crate::store::Store;
+use crate::tokens::{KeySet, RevocationList, VerifiedTokens};
+
+/// A started server, in either mode.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// The issuer identifier (`iss`), no trailing slash.
+    pub issuer: String,
+    /// Where the embedded SQLite store lives (and, for `serve`, keys and credentials).
+    pub data_dir: PathBuf,
+    pub state: Arc<AppState>,
+    tasks: Tasks,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, stops background work (the operator
+    /// releases its Lease if it holds it).
+    pub async fn stop(self) {
+        let Tasks { shutdown, tasks, watches } = self.tasks;
+        let _ = shutdown.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        // Watch streams never end on their own.
+        for task in watches {
+            task.abort();
+        }
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then stops.
+    pub async fn until_shutdown_signal(self) {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+}
+
+/// Background work of one server: stopped together by [`Running::stop`].
+struct Tasks {
+    shutdown: watch::Sender<bool>,
+    /// Tasks that end when told to stop; awaited.
+    tasks: Vec<JoinHandle<()>>,
+    /// Watch streams; aborted.
+    watches: Vec<JoinHandle<()>>,
+}
+
+impl Tasks {
+    fn new() -> Tasks {
+        Tasks { shutdown: watch::channel(false).0, tasks: Vec::new(), watches: Vec::new() }
+    }
+
+    /// Completes once the server is told to stop.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.shutdown.subscribe();
+        async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }
+    }
+
+    /// The stop flag itself, for loops that wait on it more than once.
+    fn stop_flag(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// The HTTP server and the maintenance loop: what every mode runs.
+    fn serve_and_maintain(&mut self, listener: TcpListener, state: &Arc<AppState>, upkeep: Upkeep) {
+        self.spawn(server::serve(listener, router(state.clone()), self.stopped()));
+        self.spawn(maintain(upkeep, self.stopped()));
+    }
+}
+
+/// What the handlers share: the OAuth core and the serving state around it. Each mode
+/// brings where its keys, store, catalog and admin authorization come from.
+struct Assembly {
+    issuer: String,
+    default_audience: Option<String>,
+    keys: Arc<ArcSwap<KeySet>>,
+    hasher: SecretHasher,
+    store: Arc<dyn Store>,
+    revocations: Arc<RevocationList>,
+    verified: Arc<VerifiedTokens>,
+    catalog: Arc<ArcSwap<Catalog>>,
+    templates: Option<PathBuf>,
+    admin: Option<Arc<dyn AdminAuthorizer>>,
+    trusted_proxies: Vec<Cidr>,
+}
+
+/// The one place the [`AuthorizationServer`] and the [`AppState`] are built.
+fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
+    // Cookies lack `Secure` only where a browser would drop them otherwise: plain http on a
+    // loopback address (development).
+    let secure_cookies = !is_loopback_http(&a.issuer);
+    Ok(Arc::new(AppState {
+        server: AuthorizationServer::new(ServerParts {
+            default_audience: a.default_audience.unwrap_or_else(|| a.issuer.clone()),
+            issuer: a.issuer,
+            keys: a.keys,
+            hasher: a.hasher,
+            store: a.store,
+            revocations: a.revocations,
+            verified: a.verified,
+            metadata_documents: Arc::new(
+                crate::cimd::CimdFetcher::new()
+                    .context("cannot build the HTTP client for client metadata documents")?,
+            ),
+        }),
+        catalog: a.catalog,
+        metrics: Metrics::default(),
+        pages: crate::http::pages::Pages::new(a.templates, secure_cookies)?,
+        identity: Arc::new(crate::identity::StaticUsers),
+        ready: Default::default(),
+        admin: a.admin,
+        trusted_proxies: a.trusted_proxies,
+    }))
+}
+
+/// Plain http on a loopback address.
+fn is_loopback_http(issuer: &str) -> bool {
+    url::Url::parse(issuer).is_ok_and(|u| u.scheme() == "http" && crate::protocol::loopback::is_loopback_host(&u))
+}
+
+/// A configured `--issuer`, checked: RFC 8414 §2 wants https without query or fragment
+/// (http is tolerated for development and in-cluster Services). Returned without a
+/// trailing slash, the form `iss` carries.
+fn checked_issuer(issuer: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(issuer).with_context(|| format!("--issuer {issuer:?} is not a URL"))?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "https" | "http") && url.query().is_none() && url.fragment().is_none(),
+        "--issuer must be an http(s) URL without query or fragment"
+    );
+    Ok(issuer.trim_end_matches('/').to_string())
+}
+
+/// Binds the listen address (before anything is served, so a taken port fails the start).
+async fn bind(listen: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+/// Opens the store (`postgres://...`, or SQLite in the data directory) and loads the
+/// revocation list from it.
+async fn open_store(
+    store: Option<&str>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(Arc<dyn Store>, Arc<RevocationList>)> {
+    let store: Arc<dyn Store> = crate::store::open(store, &data_dir.join("state.db")).await?;
+    let revocations = Arc::new(RevocationList::default());
+    revocations.merge(store.revocations_since(0).await?);
+    Ok((store, revocations))
+}
+
+/// What the maintenance loop works on.
+struct Upkeep {
+    store: Arc<dyn Store>,
+    revocations: Arc<RevocationList>,
+    catalog: Arc<ArcSwap<Catalog>>,
+    interval: Duration,
+}
+
+/// Background upkeep: pull revocations written by other processes, reap unused
+/// self-registered clients, purge expired rows in bounded batches.
+async fn maintain(upkeep: Upkeep, stop: impl Future<Output = ()>) {
+    let Upkeep { store, revocations, catalog, interval } = upkeep;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = &mut stop => return,
+        }
+        match store.revocations_since(revocations.last_seq()).await {
+            Ok(entries) => revocations.merge(entries),
+            Err(e) => tracing::warn!(error = %e, "cannot sync revocations"),
+        }
+        let now = now();
+        revocations.purge(now);
+        reap_registered_clients(store.as_ref(), &catalog.load(), now).await;
+        // Bounded batches, repeated while there is a backlog, so that one pass never holds
+        // long locks and a burst of expiries is still cleared within a few intervals.
+        for _ in 0..10 {
+            match store.purge_expired(now, 1000).await {
+                Ok(0) => break,
+                Ok(n) => tracing::debug!(rows = n, "purged expired state"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot purge expired state");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Deletes self-registered clients unused for the policy's `reapAfter` (default 30 days),
+/// with their consents and tokens; they get `invalid_client` and register again.
+async fn reap_registered_clients(store: &dyn Store, catalog: &Catalog, now: i64) {
+    let Some(policy) = catalog.registration_policy() else { return };
+    let reap_after = policy
+        .spec
+        .registration
+        .as_ref()
+        .and_then(|r| r.reap_after.as_ref())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(Duration::from_secs(30 * 86_400));
+    match store.reap_registered_clients(&policy.key, now - reap_after.as_secs() as i64, 100).await {
+        Ok(reaped) if !reaped.is_empty() => {
+            for id in &reaped {
+                catalog.dynamic().remove(id);
+            }
+            tracing::info!(clients = reaped.len(), "reaped unused registered clients");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot reap registered clients"),
+    }
+}
+
+/// Completes on SIGTERM (Kubernetes stopping the Pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The async runtime. `INBOUND_WORKER_THREADS=1` gives a single-threaded runtime (one core,
+/// no work stealing: the cheapest when the process is pinned to one CPU); otherwise a
+/// multi-threaded runtime with that many workers (default: one per CPU).
+pub fn async_runtime() -> tokio::runtime::Runtime {
+    let workers = std::env::var("INBOUND_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok());
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = workers.filter(|n| *n > 1) {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().expect("tokio runtime")
+}
+
+/// Logs to standard error, filtered by `INBOUND_LOG` (tracing filter syntax; default `info`).
+pub fn init_tracing() {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_env("INBOUND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_rules() {
+        assert_eq!(checked_issuer("https://auth.example.com/").unwrap(), "https://auth.example.com");
+        assert_eq!(checked_issuer("https://auth.example.com/tenant-a").unwrap(), "https://auth.example.com/tenant-a");
+        for bad in ["auth.example.com", "ftp://auth.example.com", "https://a.example/?x=1", "https://a.example/#f"] {
+            assert!(checked_issuer(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secure_cookies_except_plain_http_on_loopback() {
+        assert!(is_loopback_http("http://127.0.0.1:8080"));
+        assert!(is_loopback_http("http://[::1]:8080"));
+        assert!(!is_loopback_http("https://127.0.0.1:8443"));
+        assert!(!is_loopback_http("http://auth.example.com"));
+    }
+}

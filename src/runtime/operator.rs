@@ -1,0 +1,284 @@
+//! `inbound operator`: the token server fed by Kubernetes watch caches, plus the controller
+//! that the elected leader runs.
+//!
+//! ```text
+//! watch caches ──▶ snapshot loop (every replica) ──▶ validate ──▶ catalog (served)
+//!                                │ leader only
+//!                                └──▶ reconcile: Secrets, status, events, finalizers
+//! signing-keys Secret ──▶ key set (every replica); rotation (leader only)
+//! Lease ──▶ who leads
+//! ```
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api,
+    runtime::{WatchStreamExt, watcher},
+};
+use tokio::sync::watch;
+
+use super::{Assembly, Running, Tasks, Upkeep};
+use crate::catalog::{Catalog, Defaults};
+use crate::controller::{admin_auth, cache, lease, reconcile, signing_keys, snapshot};
+use crate::http::{AppState, client_ip::Cidr};
+use crate::secrets::SecretHasher;
+use crate::tokens::{KeySet, RotationPolicy, VerifiedTokens};
+
+/// How to run the operator.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    pub listen: SocketAddr,
+    /// Public issuer URL (what clients reach through the Service or Ingress).
+    pub issuer: String,
+    /// The operator's own namespace: the Lease and the signing-keys Secret live there.
+    pub namespace: String,
+    /// Namespaces watched for resources; empty for all.
+    pub watch_namespaces: Vec<String>,
+    /// Holds the SQLite store when no PostgreSQL URL is given.
+    pub data_dir: PathBuf,
+    pub store: Option<String>,
+    pub signing_keys_secret: String,
+    pub lease_name: String,
+    /// This replica's name (the Pod name).
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub key_rotation_interval: Duration,
+    pub key_publish_ahead: Duration,
+    pub default_audience: Option<String>,
+    pub access_token_lifetime: Duration,
+    /// Default overlap of a rotated client secret.
+    pub secret_rotation_overlap: Duration,
+    /// Full re-check of every object even without watch events (rotation schedules, expiry).
+    pub resync_interval: Duration,
+    pub maintenance_interval: Duration,
+    pub templates: Option<PathBuf>,
+    /// Proxies (Ingress, load balancer) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// Joins the election, loads the keys (waiting for a leader to create them), binds and
+/// starts serving; the catalog fills, and readiness turns true, once the watch caches
+/// have synced.
+pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
+    let issuer = super::checked_issuer(&options.issuer)?;
+    let client = kube::Client::try_default().await.context("cannot configure the Kubernetes client")?;
+    let mut tasks = Tasks::new();
+
+    // Who leads.
+    let (leader_tx, leader) = watch::channel(false);
+    let lease_config = lease::LeaseConfig {
+        namespace: options.namespace.clone(),
+        name: options.lease_name.clone(),
+        identity: options.identity.clone(),
+        duration: options.lease_duration,
+    };
+    tasks.spawn(lease::run(client.clone(), lease_config, leader_tx, tasks.stopped()));
+
+    // Keys: one document in a Secret, shared by every replica.
+    let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &options.namespace);
+    let document = tokio::time::timeout(
+        options.lease_duration * 4,
+        signing_keys::load_or_create(&key_secrets, &options.signing_keys_secret, &leader),
+    )
+    .await
+    .context("no signing keys: no leader created them in time")?
+    .with_context(|| format!("cannot load the signing keys Secret {}", options.signing_keys_secret))?;
+    let key_set = KeySet::from_document(&document).map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
+    let hasher = SecretHasher::new(key_set.secret_hash_key());
+    let keys = Arc::new(ArcSwap::from_pointee(key_set));
+
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
+    let (store, revocations) = super::open_store(options.store.as_deref(), &options.data_dir).await?;
+    let verified = Arc::new(VerifiedTokens::default());
+    let catalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
+    let (listener, addr) = super::bind(options.listen).await?;
+    let state = super::assemble(Assembly {
+        issuer: issuer.clone(),
+        default_audience: options.default_audience.clone(),
+        keys: keys.clone(),
+        hasher: hasher.clone(),
+        store: store.clone(),
+        revocations: revocations.clone(),
+        verified: verified.clone(),
+        catalog: catalog.clone(),
+        templates: options.templates.clone(),
+        admin: Some(Arc::new(admin_auth::KubernetesAdmin { client: client.clone() })),
+        trusted_proxies: options.trusted_proxies.clone(),
+    })?;
+    let upkeep =
+        Upkeep { store: store.clone(), revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
+    tasks.serve_and_maintain(listener, &state, upkeep);
+
+    // Every replica follows the keys Secret; the leader rotates it.
+    tasks.watches.push(tokio::spawn(follow_keys(
+        key_secrets.clone(),
+        options.signing_keys_secret.clone(),
+        keys,
+        verified,
+    )));
+    let caches = Arc::new(cache::Caches::start(&client, &options.watch_namespaces, &mut tasks.watches));
+    let defaults = Defaults { access_token_lifetime: options.access_token_lifetime, ..Defaults::default() };
+    tasks.spawn(rotate_keys(
+        key_secrets,
+        options.clone(),
+        leader.clone(),
+        catalog.clone(),
+        defaults.clone(),
+        tasks.stopped(),
+    ));
+    let reconciler = reconcile::Reconciler::new(
+        client,
+        &options.identity,
+        store.clone(),
+        hasher,
+        issuer.clone(),
+        options.secret_rotation_overlap,
+    );
+    tasks.spawn(snapshot_loop(SnapshotLoop {
+        caches,
+        store,
+        catalog,
+        defaults,
+        state: state.clone(),
+        leader,
+        reconciler,
+        resync: options.resync_interval,
+        stop: tasks.stop_flag(),
+    }));
+    Ok(Running { addr, issuer, data_dir: options.data_dir, state, tasks })
+}
+
+struct SnapshotLoop {
+    caches: Arc<cache::Caches>,
+    store: Arc<dyn crate::store::Store>,
+    catalog: Arc<ArcSwap<Catalog>>,
+    defaults: Defaults,
+    state: Arc<AppState>,
+    leader: watch::Receiver<bool>,
+    reconciler: reconcile::Reconciler,
+    resync: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+/// Rebuilds the served catalog on every change (and every `resync`); the leader then
+/// reconciles. Runs on every replica, so each serves what the API server holds within
+/// moments of a change.
+async fn snapshot_loop(mut l: SnapshotLoop) {
+    tokio::select! {
+        () = l.caches.wait_until_ready() => {}
+        _ = l.stop.wait_for(|s| *s) => return,
+    }
+    tracing::info!("watch caches synced");
+    let mut leader = l.leader.clone();
+    loop {
+        let objects = l.caches.objects();
+        let validated = snapshot::validate_objects(&objects);
+        match snapshot::client_records(&validated, l.store.as_ref()).await {
+            Ok(records) => {
+                let next = Catalog::build(&validated.manifests, &records, &HashMap::new(), &l.defaults)
+                    .with_dynamic(l.catalog.load().dynamic().clone());
+                l.catalog.store(Arc::new(next));
+                if !l.state.ready.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(apps = records.len(), "serving");
+                }
+            }
+            // Keep serving the previous snapshot; the next event or resync retries.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read client secrets; still serving the previous configuration")
+            }
+        }
+        if *l.leader.borrow() {
+            l.reconciler.reconcile_all(&l.caches, &validated).await;
+        }
+        tokio::select! {
+            () = l.caches.changed.notified() => {}
+            _ = leader.changed() => {}
+            () = tokio::time::sleep(l.resync) => {}
+            _ = l.stop.wait_for(|s| *s) => return,
+        }
+        // Coalesce bursts (an apply of many objects) into one pass.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Swaps the key set whenever the signing-keys Secret changes.
+async fn follow_keys(api: Api<Secret>, name: String, keys: Arc<ArcSwap<KeySet>>, verified: Arc<VerifiedTokens>) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+    let mut last: Option<Vec<u8>> = None;
+    while let Some(event) = stream.next().await {
+        let secret = match event {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::warn!(error = %e, "watching the signing keys failed; retrying");
+                continue;
+            }
+        };
+        let bytes = secret.data.as_ref().and_then(|d| d.get(signing_keys::KEYS_ENTRY)).map(|b| b.0.clone());
+        if bytes.is_none() || bytes == last {
+            continue;
+        }
+        match signing_keys::document(&secret)
+            .and_then(|doc| KeySet::from_document(&doc).map_err(|e| signing_keys::KeysError::Invalid(name.clone(), e)))
+        {
+            Ok(set) => {
+                if set.secret_hash_key() != keys.load().secret_hash_key() {
+                    // Client secrets are hashed with this key; changing it would lock every
+                    // client out. It is generated once and never rotated.
+                    tracing::error!("the secret-hashing key in the signing keys Secret changed; ignoring the update");
+                    continue;
+                }
+                tracing::info!(active = set.active_kid(), "signing keys updated");
+                keys.store(Arc::new(set));
+                // A retired key's tokens must no longer verify from the memo.
+                verified.clear();
+                last = bytes;
+            }
+            Err(e) => tracing::error!(error = %e, "ignoring invalid signing keys"),
+        }
+    }
+}
+
+/// Leader only: applies the key rotation schedule.
+async fn rotate_keys(
+    api: Api<Secret>,
+    options: OperatorOptions,
+    leader: watch::Receiver<bool>,
+    catalog: Arc<ArcSwap<Catalog>>,
+    defaults: Defaults,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let interval = options.key_rotation_interval.as_secs() as i64;
+    let check_every = (options.key_rotation_interval / 20).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(check_every) => {}
+            () = &mut stop => return,
+        }
+        if !*leader.borrow() {
+            continue;
+        }
+        // A retired key stays published as long as the longest-lived token it may have signed.
+        let longest = catalog
+            .load()
+            .clients()
+            .flat_map(|c| [c.access_token_lifetime, c.id_token_lifetime])
+            .chain([defaults.access_token_lifetime, defaults.id_token_lifetime])
+            .max()
+            .unwrap_or_default();
+        let policy = RotationPolicy {
+            interval,
+            publish_ahead: (options.key_publish_ahead.as_secs() as i64).min(interval / 2),
+            retain: longest.as_secs() as i64 + 60,
+        };
+        if let Err(e) = signing_keys::rotate(&api, &options.signing_keys_secret, &policy).await {
+            tracing::warn!(error = %e, "cannot rotate signing keys");
+        }
+    }
+}

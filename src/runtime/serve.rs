@@ -1,0 +1,190 @@
+//! `inbound serve`: the standalone server on a folder of manifests.
+//!
+//! State lives in a data directory: `state.db` (SQLite), `keys.json` (signing keys and the
+//! secret-hashing key, 0600) and `credentials/<namespace>/<secret name>/` holding
+//! `client_id`, `client_secret`, `issuer` and `token_url` as one file each: the same keys,
+//! laid out the same way, as the Kubernetes Secret the operator writes and a Pod mounts.
+
+mod banner;
+mod provision;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+
+use super::{Assembly, Running, Tasks, Upkeep};
+use crate::catalog::{Catalog, Defaults, folder};
+use crate::clock::now;
+use crate::http::client_ip::Cidr;
+use crate::secrets::SecretHasher;
+use crate::tokens::KeySet;
+
+pub use banner::Banner;
+pub use provision::{AppCredentials, credentials_dir};
+
+/// How to run the standalone server.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Folder (or files) of manifests.
+    pub config: Vec<PathBuf>,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Public issuer URL; `http://<listen address>` when unset.
+    pub issuer: Option<String>,
+    pub default_audience: Option<String>,
+    pub access_token_lifetime: Duration,
+    /// How often the folder is checked for edits.
+    pub reload_interval: Duration,
+    /// Folder of templates overriding the built-in pages (same file names).
+    pub templates: Option<PathBuf>,
+    /// `postgres://...` for a shared PostgreSQL store; None for SQLite in the data dir.
+    pub store: Option<String>,
+    /// How often revocations are synced and expired rows purged.
+    pub maintenance_interval: Duration,
+    /// Proxies (Ingress, load balancer) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// A started folder server and what its startup banner tells a human.
+pub struct Started {
+    pub running: Running,
+    pub banner: Banner,
+}
+
+/// Loads the configuration, provisions credentials, binds and starts serving.
+/// Fails (before binding) if the configuration is invalid.
+pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        // Keys, state and credentials: readable by the server's user only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&options.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    // Taken before reading, so an edit made while starting is still noticed.
+    let loaded_fingerprint = folder::fingerprint(&options.config);
+    let manifests = folder::load(&options.config).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        anyhow::anyhow!("the configuration is invalid:\n  {}", lines.join("\n  "))
+    })?;
+    let configured_issuer = options.issuer.as_deref().map(super::checked_issuer).transpose()?;
+
+    let (listener, addr) = super::bind(options.listen).await?;
+    let issuer = match configured_issuer {
+        Some(issuer) => issuer,
+        None if addr.ip().is_unspecified() => {
+            // 0.0.0.0 is not an address clients can reach: name the issuer explicitly.
+            tracing::warn!(
+                "listening on all interfaces without --issuer; tokens name http://127.0.0.1:{} as issuer",
+                addr.port()
+            );
+            format!("http://127.0.0.1:{}", addr.port())
+        }
+        None => format!("http://{addr}"),
+    };
+
+    let keys = Arc::new(ArcSwap::from_pointee(KeySet::load_or_create(&options.data_dir.join("keys.json"), now())?));
+    let (store, revocations) = super::open_store(options.store.as_deref(), &options.data_dir).await?;
+    let hasher = SecretHasher::new(keys.load().secret_hash_key());
+    let provisioner = provision::Provisioner {
+        store: store.clone(),
+        hasher: hasher.clone(),
+        data_dir: options.data_dir.clone(),
+        issuer: issuer.clone(),
+    };
+    let defaults = Defaults { access_token_lifetime: options.access_token_lifetime, ..Defaults::default() };
+    let provisioned = provisioner.provision(&manifests).await?;
+    let catalog = Arc::new(ArcSwap::from_pointee(provisioned.catalog(&manifests, &defaults)));
+
+    let state = super::assemble(Assembly {
+        issuer: issuer.clone(),
+        default_audience: options.default_audience.clone(),
+        keys,
+        hasher,
+        store: store.clone(),
+        revocations: revocations.clone(),
+        verified: Default::default(),
+        catalog: catalog.clone(),
+        templates: options.templates.clone(),
+        admin: None,
+        trusted_proxies: options.trusted_proxies.clone(),
+    })?;
+    // The folder is loaded and the store answered: ready from the first request.
+    state.ready.store(true, Ordering::Relaxed);
+
+    let banner =
+        Banner::new(&options.config, &issuer, addr, &options.data_dir, &provisioned, &manifests, &catalog.load());
+    let mut tasks = Tasks::new();
+    let upkeep = Upkeep { store, revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
+    tasks.serve_and_maintain(listener, &state, upkeep);
+    tasks.spawn(watch_folder(
+        options.config.clone(),
+        loaded_fingerprint,
+        options.reload_interval,
+        provisioner,
+        defaults,
+        catalog,
+        tasks.stopped(),
+    ));
+
+    let running = Running { addr, issuer, data_dir: options.data_dir, state, tasks };
+    Ok(Started { running, banner })
+}
+
+/// Polls the folder; on a change, validates and swaps in a new snapshot. An invalid edit is
+/// logged exactly as `inbound check` prints it and the last good snapshot keeps serving.
+async fn watch_folder(
+    paths: Vec<PathBuf>,
+    loaded_fingerprint: u64,
+    interval: Duration,
+    provisioner: provision::Provisioner,
+    defaults: Defaults,
+    catalog: Arc<ArcSwap<Catalog>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut last = loaded_fingerprint;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = &mut stop => return,
+        }
+        let current = folder::fingerprint(&paths);
+        if current == last {
+            continue;
+        }
+        last = current;
+        let manifests = match folder::load(&paths) {
+            Ok(m) => m,
+            Err(problems) => {
+                for problem in &problems {
+                    tracing::warn!(%problem, "invalid configuration");
+                }
+                tracing::warn!(
+                    problems = problems.len(),
+                    "configuration change rejected; still serving the previous configuration"
+                );
+                continue;
+            }
+        };
+        match provisioner.provision(&manifests).await {
+            Ok(provisioned) => {
+                let next = provisioned.catalog(&manifests, &defaults).with_dynamic(catalog.load().dynamic().clone());
+                tracing::info!(apps = next.clients().count(), "configuration reloaded");
+                catalog.store(Arc::new(next));
+            }
+            Err(e) => {
+                // Retry on the next tick: the folder did not change, but provisioning must.
+                last = 0;
+                tracing::warn!(error = %e, "configuration change not applied; still serving the previous configuration");
+            }
+        }
+    }
+}
