@@ -141,6 +141,14 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
         let pos = banner.find(label).unwrap_or_else(|| panic!("{label} missing from:\n{banner}"));
         banner[pos..].lines().nth(1).unwrap().trim().to_string()
     };
+    // Derived from the folder: its public app, its users (passwords are only hashes there).
+    assert!(
+        banner.contains(
+            "sign in as a user (default/billing-cli, authorization code + PKCE; DevelopmentUser alice or bob):"
+        ),
+        "{banner}"
+    );
+    assert!(banner.contains("get a token (default/billing-agent, client_credentials):"), "{banner}");
     let get_token = command_after("get a token");
     let introspect = command_after("introspect it:");
     let script = format!("set -e\n{get_token}\necho \"$TOKEN\"\n{introspect}\n");

@@ -2,6 +2,7 @@
 //! SQLite files, the `oauth2` crate as the client, `jsonwebtoken` as an independent verifier.
 
 mod argocd;
+mod banner;
 mod browser;
 mod check;
 mod cimd;
