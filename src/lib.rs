@@ -2,10 +2,11 @@
 //!
 //! # Layering
 //!
-//! Arrows point down only; a module imports nothing from a floor above it.
+//! Arrows point down only; a module imports nothing from a floor above it (checked by
+//! `layering.rs`).
 //!
 //! ```text
-//! main (bin)       the command line
+//! main (bin), cli  the command line: clap types, commands
 //!   runtime         serve | operator: one assembly, issuer checks, shutdown, maintenance
 //!     controller    reconcile, credentials Secrets, status, lease, watch caches
 //!     http          axum router, thin handlers, pages, the one HTTP error type
@@ -48,6 +49,8 @@ pub mod clock;
 pub mod controller;
 pub mod http;
 pub mod identity;
+#[cfg(test)]
+mod layering;
 pub mod metrics;
 pub mod oauth;
 pub mod private_file;
