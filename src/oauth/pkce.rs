@@ -33,15 +33,19 @@ fn is_valid_verifier(verifier: &str) -> bool {
         && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
+/// RFC 7636 §4.2: `code_challenge = BASE64URL-ENCODE(SHA256(ASCII(code_verifier)))`.
+pub fn challenge_s256(verifier: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
 /// Checks a `code_verifier` at the token endpoint against the stored S256 challenge
 /// (RFC 7636 §4.6); a mismatch is `invalid_grant`.
 pub fn verify(verifier: &str, challenge: &str) -> Result<(), OAuthError> {
     if !is_valid_verifier(verifier) {
         return Err(OAuthError::invalid_request("code_verifier must be 43 to 128 unreserved characters"));
     }
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-    let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
-    if bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+    if bool::from(challenge_s256(verifier).as_bytes().ct_eq(challenge.as_bytes())) {
         Ok(())
     } else {
         Err(OAuthError::new(super::ErrorCode::InvalidGrant, "code_verifier does not match the code_challenge"))
@@ -59,6 +63,7 @@ mod tests {
 
     #[test]
     fn rfc7636_appendix_b() {
+        assert_eq!(challenge_s256(VERIFIER), CHALLENGE);
         check_challenge(CHALLENGE, Some("S256")).unwrap();
         verify(VERIFIER, CHALLENGE).unwrap();
     }

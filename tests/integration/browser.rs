@@ -11,8 +11,8 @@ use base64::Engine;
 use oauth2::reqwest;
 use serde_json::{Value, json};
 
-use crate::common::{QUICKSTART, form, start_server};
-use crate::user_flow::pkce;
+use crate::support::flows::pkce;
+use crate::support::server::{QUICKSTART, form, start_server};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 

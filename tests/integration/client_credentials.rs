@@ -1,13 +1,12 @@
 //! The client credentials grant, end to end, with the `oauth2` crate as the client.
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use oauth2::{
     AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl, basic::BasicClient,
     basic::BasicErrorResponseType,
 };
-use serde_json::Value;
 
-use crate::common::{QUICKSTART, TestServer, form, start_server};
+use crate::support::flows::verify_jwt;
+use crate::support::server::{QUICKSTART, TestServer, form, start_server};
 
 fn oauth2_client(
     server: &TestServer,
@@ -30,20 +29,6 @@ fn oauth2_client(
         .set_client_secret(ClientSecret::new(secret))
         .set_token_uri(TokenUrl::new(server.url("/token")).unwrap())
         .set_auth_type(auth)
-}
-
-/// Verifies a JWT against the served JWKS with an independent library; returns its claims.
-pub async fn verify_jwt(server: &TestServer, token: &str, audience: &str) -> Value {
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    assert_eq!(header.alg, Algorithm::ES256);
-    assert_eq!(header.typ.as_deref(), Some("at+jwt"), "RFC 9068 §2.1");
-    let jwks: JwkSet = serde_json::from_value(server.get("/jwks").await.json).unwrap();
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("signing key published in the JWKS");
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_audience(&[audience]);
-    validation.set_issuer(&[&server.base]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"]);
-    jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap().claims
 }
 
 #[tokio::test]
@@ -166,7 +151,7 @@ async fn every_token_endpoint_error() {
     server.post("/token", basic, &format!("{cc}&client_secret={secret}")).await.assert_error(400, "invalid_request");
 
     // Not a form.
-    let reply = crate::common::reply(
+    let reply = crate::support::server::reply(
         server
             .http
             .post(server.url("/token"))

@@ -1,6 +1,6 @@
 //! Metadata, JWKS, health and metrics.
 
-use crate::common::{QUICKSTART, start_server};
+use crate::support::server::{QUICKSTART, start_server};
 
 #[tokio::test]
 async fn oidc_discovery_and_rfc8414_metadata_agree() {

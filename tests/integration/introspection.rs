@@ -1,6 +1,6 @@
 //! Introspection (RFC 7662) and revocation (RFC 7009).
 
-use crate::common::{QUICKSTART, form, start_server};
+use crate::support::server::{QUICKSTART, form, start_server};
 
 #[tokio::test]
 async fn introspection_requires_client_auth_and_hides_inactive_tokens() {

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{QUICKSTART, start_on, start_server};
+use crate::support::server::{QUICKSTART, start_on, start_server};
 
 const GRANTS_WITHOUT_REFUND: &str = r#"
 apiVersion: inbound.dev/v1alpha1
@@ -97,7 +97,7 @@ async fn a_lost_credentials_file_gets_a_new_secret_and_the_old_one_stops_working
     let (id, old_secret) = first.creds("billing-agent");
     let data_dir = first.data_dir.clone();
     let keep = tempfile::tempdir().unwrap();
-    crate::common::copy_dir(&first.config_dir, keep.path());
+    crate::support::server::copy_dir(&first.config_dir, keep.path());
     first.running.stop().await;
     std::fs::remove_file(data_dir.join("credentials/default/billing-agent-credentials/client_secret")).unwrap();
 

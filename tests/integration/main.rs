@@ -7,7 +7,6 @@ mod browser;
 mod check;
 mod cimd;
 mod client_credentials;
-mod common;
 mod discovery;
 mod helm;
 mod introspection;

@@ -10,8 +10,8 @@ use inbound::resource_server::{ProtectedResource, Refusal, TokenClaims};
 use oauth2::reqwest;
 use serde_json::{Value, json};
 
-use crate::common::{QUICKSTART, TestServer, reply, start_server_with};
-use crate::registration::{authorize_and_exchange, registration_policy};
+use crate::support::flows::{authorize_and_exchange, registration_policy};
+use crate::support::server::{QUICKSTART, TestServer, reply, start_server_with};
 use crate::support::user_agent::Agent;
 
 /// A running MCP server on loopback.
@@ -194,15 +194,11 @@ async fn resource_server_layer_challenges_and_accepts() {
     // Step-up: the new authorization asks only for the new scope; the token has the union.
     let mut agent = Agent::new();
     let verifier = "another-verifier-long-enough-for-pkce-0123456789abcdef";
-    let challenge_s256 = {
-        use base64::Engine;
-        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
-    };
+    let challenge_s256 = inbound::oauth::pkce::challenge_s256(verifier);
     let url = format!(
         "{}/authorize?{}",
         server.base,
-        crate::common::form(&[
+        crate::support::server::form(&[
             ("response_type", "code"),
             ("client_id", &client_id),
             ("redirect_uri", "http://127.0.0.1:50001/callback"),
@@ -228,7 +224,7 @@ async fn resource_server_layer_challenges_and_accepts() {
         .post(
             "/token",
             None,
-            &crate::common::form(&[
+            &crate::support::server::form(&[
                 ("grant_type", "authorization_code"),
                 ("client_id", &client_id),
                 ("code", &code),
@@ -262,7 +258,7 @@ async fn metadata_documents_on_private_addresses_are_refused_by_default() {
     let url = format!(
         "{}/authorize?{}",
         server.base,
-        crate::common::form(&[
+        crate::support::server::form(&[
             ("response_type", "code"),
             ("client_id", &mcp.client_metadata_url()),
             ("redirect_uri", "http://127.0.0.1:50000/callback"),

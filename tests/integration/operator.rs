@@ -11,8 +11,8 @@ use std::{
 use oauth2::reqwest;
 use serde_json::{Value, json};
 
-use crate::common::{Reply, form, reply};
 use crate::support::api_server::{ApiServer, eventually, ready_condition};
+use crate::support::server::{Reply, form, reply};
 
 const NS: &str = "inbound-system";
 const APPS_NS: &str = "default";

@@ -7,38 +7,9 @@ use std::{path::Path, time::Duration};
 use oauth2::reqwest;
 use serde_json::{Value, json};
 
-use crate::common::{QUICKSTART, Reply, TestServer, form, reply, start_server_with};
+use crate::support::flows::{MCP_RESOURCE, authorize_and_exchange, registration_policy, server_with_registration};
+use crate::support::server::{QUICKSTART, Reply, TestServer, form, reply};
 use crate::support::user_agent::Agent;
-
-pub const MCP_RESOURCE: &str = "https://mcp.example.com/mcp";
-
-/// A ConsentPolicy enabling self-registration, beside the quickstart's.
-pub fn registration_policy(resource: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: inbound.dev/v1alpha1
-kind: ConsentPolicy
-metadata: {{name: mcp, namespace: default}}
-spec:
-  appSelector: {{matchLabels: {{self-registered: 'only'}}}}
-  registration:
-    dynamic: true
-    approvedScopes:
-      - {{scope: 'billing:read', mandatory: true}}
-      - {{scope: 'billing:refund'}}
-      - {{scope: profile}}
-    redirectUriPatterns: ['http://127.0.0.1/callback', 'https://*.example.com/oauth/*']
-    resources: ['{resource}']
-{extra}"
-    )
-}
-
-pub async fn server_with_registration(resource: &str, extra: &str) -> TestServer {
-    let policy = registration_policy(resource, extra);
-    start_server_with(QUICKSTART, None, Duration::from_millis(300), move |dir: &Path| {
-        std::fs::write(dir.join("registration.yaml"), policy).unwrap();
-    })
-    .await
-}
 
 async fn register(server: &TestServer, body: &Value) -> Reply {
     let response = server
@@ -71,60 +42,6 @@ fn mcp_client(name: &str) -> Value {
     })
 }
 
-/// Drives login and consent for `client_id`; returns the token response.
-pub async fn authorize_and_exchange(
-    server: &TestServer,
-    client_id: &str,
-    scope: &str,
-    resource: &str,
-    approve: &[&str],
-) -> Reply {
-    let verifier = "a-verifier-that-is-long-enough-for-pkce-0123456789";
-    let challenge = {
-        use base64::Engine;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
-    };
-    let redirect = "http://127.0.0.1:50000/callback";
-    let url = format!(
-        "{}/authorize?{}",
-        server.base,
-        form(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect),
-            ("scope", scope),
-            ("state", "s1"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-            ("resource", resource),
-        ])
-    );
-    let mut agent = Agent::new();
-    let login = agent.get(&url).await;
-    assert_eq!(login.status, 200, "{}", login.body);
-    let mut page = agent.login(&server.base, &login, "alice", "wonderland").await;
-    if page.status == 200 {
-        page = agent.approve(&server.base, &page, approve).await;
-    }
-    assert_eq!(page.status, 303, "{}", page.body);
-    let code = page.redirect_param("code").unwrap_or_else(|| panic!("no code: {:?}", page.location));
-    server
-        .post(
-            "/token",
-            None,
-            &form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", client_id),
-                ("code", &code),
-                ("redirect_uri", redirect),
-                ("code_verifier", verifier),
-                ("resource", resource),
-            ]),
-        )
-        .await
-}
-
 fn claims(token: &str) -> Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
@@ -133,7 +50,7 @@ fn claims(token: &str) -> Value {
 
 #[tokio::test]
 async fn registration_is_advertised_only_when_enabled() {
-    let plain = crate::common::start_server(QUICKSTART).await;
+    let plain = crate::support::server::start_server(QUICKSTART).await;
     let metadata = plain.get("/.well-known/oauth-authorization-server").await.json;
     assert!(metadata.get("registration_endpoint").is_none(), "{metadata}");
     let refused = register(&plain, &mcp_client("x")).await;
@@ -416,7 +333,7 @@ fn inbound_clients(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
 #[tokio::test]
 async fn mcp_example_registration_and_the_clients_command() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp");
-    let server = crate::common::start_server(example).await;
+    let server = crate::support::server::start_server(example).await;
     let metadata = server.get("/.well-known/oauth-authorization-server").await.json;
     assert_eq!(metadata["client_id_metadata_document_supported"], true);
     for name in ["Claude Desktop", "Cursor"] {
@@ -478,9 +395,10 @@ fn resource_metadata_command_emits_rfc_9728_documents() {
 async fn an_issuer_with_a_path_serves_metadata_at_the_path_suffixed_locations() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("config");
-    crate::common::copy_dir(Path::new(QUICKSTART), &config);
+    crate::support::server::copy_dir(Path::new(QUICKSTART), &config);
     let server =
-        crate::common::start_on(&config, &tmp.path().join("data"), Some("https://auth.example.com/tenant-a")).await;
+        crate::support::server::start_on(&config, &tmp.path().join("data"), Some("https://auth.example.com/tenant-a"))
+            .await;
     for path in [
         "/.well-known/oauth-authorization-server/tenant-a",
         "/.well-known/openid-configuration/tenant-a",
@@ -499,7 +417,7 @@ async fn an_issuer_with_a_path_serves_metadata_at_the_path_suffixed_locations() 
 async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("config");
-    crate::common::copy_dir(Path::new(QUICKSTART), &config);
+    crate::support::server::copy_dir(Path::new(QUICKSTART), &config);
     let extra = "    limits: {perSourcePerHour: 1}\n";
     std::fs::write(config.join("registration.yaml"), registration_policy(MCP_RESOURCE, extra)).unwrap();
     let start = |trusted: &str| {

@@ -8,10 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{QUICKSTART, form, start_server_with};
+use crate::support::flows::{code_for, pkce};
 use crate::support::postgres::Postgres;
+use crate::support::server::{QUICKSTART, form, start_server_with};
 use crate::support::user_agent::Agent;
-use crate::user_flow::{code_for, pkce};
 
 const ISSUER: &str = "http://inbound.test";
 const REDIRECT: &str = "http://127.0.0.1:45321/callback";
@@ -86,10 +86,10 @@ async fn two_replicas_share_codes_refresh_families_and_consents() {
     let url = pg.url();
     // The quickstart plus a policy enabling self-registration.
     let config = data.path().join("config");
-    crate::common::copy_dir(std::path::Path::new(QUICKSTART), &config);
+    crate::support::server::copy_dir(std::path::Path::new(QUICKSTART), &config);
     std::fs::write(
         config.join("registration.yaml"),
-        crate::registration::registration_policy("https://mcp.example.com/mcp", ""),
+        crate::support::flows::registration_policy("https://mcp.example.com/mcp", ""),
     )
     .unwrap();
     let (a, b) = std::thread::scope(|scope| {
@@ -245,12 +245,12 @@ async fn database_restart_fails_with_503_then_recovers_without_losing_state() {
     let code = code_for(
         &server.base,
         &mut agent,
-        &crate::user_flow::authorize_url(&server, &cli, "openid billing:read", &challenge, ""),
+        &crate::support::flows::authorize_url(&server, &cli, "openid billing:read", &challenge, ""),
         ("alice", "wonderland"),
         &[],
     )
     .await;
-    let tokens = crate::user_flow::exchange(&server, &cli, &code, &verifier).await;
+    let tokens = crate::support::flows::exchange(&server, &cli, &code, &verifier).await;
     let refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
     assert_eq!(server.token("reporting-job", "").await.status, 200);
 

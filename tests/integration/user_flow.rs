@@ -7,67 +7,12 @@ use openidconnect::{
     core::{CoreClient, CoreProviderMetadata, CoreResponseType},
 };
 
-use crate::common::{QUICKSTART, TestServer, form, start_server};
+use crate::support::flows::{REDIRECT, authorize_url, code_for, exchange, pkce};
+use crate::support::server::{QUICKSTART, TestServer, form, start_server};
 use crate::support::user_agent::Agent;
-
-const REDIRECT: &str = "http://127.0.0.1:45321/callback";
-
-/// A valid PKCE pair for raw requests.
-pub fn pkce() -> (String, String) {
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    (challenge.as_str().to_string(), verifier.secret().to_string())
-}
-
-pub fn authorize_url(server: &TestServer, client_id: &str, scope: &str, challenge: &str, extra: &str) -> String {
-    format!(
-        "{}/authorize?{}{extra}",
-        server.base,
-        form(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", REDIRECT),
-            ("scope", scope),
-            ("state", "st4te"),
-            ("code_challenge", challenge),
-            ("code_challenge_method", "S256"),
-        ])
-    )
-}
 
 fn client_id(server: &TestServer, app: &str) -> String {
     std::fs::read_to_string(server.data_dir.join(format!("credentials/default/{app}-credentials/client_id"))).unwrap()
-}
-
-/// Logs `user` in and approves with every optional scope checked; returns the code.
-pub async fn code_for(base: &str, agent: &mut Agent, url: &str, user: (&str, &str), optional: &[&str]) -> String {
-    let mut page = agent.get(url).await;
-    if page.body.contains("action=\"/login\"") {
-        page = agent.login(base, &page, user.0, user.1).await;
-    }
-    if page.status == 200 && page.body.contains("action=\"/consent\"") {
-        page = agent.approve(base, &page, optional).await;
-    }
-    assert_eq!(page.status, 303, "{}", page.body);
-    // RFC 9207: every authorization response names the issuer (its exact value is checked
-    // where the issuer is the base URL).
-    assert!(page.redirect_param("iss").is_some_and(|iss| iss.starts_with("http")), "RFC 9207 iss");
-    page.redirect_param("code").unwrap_or_else(|| panic!("no code in {:?}", page.location))
-}
-
-pub async fn exchange(server: &TestServer, client_id: &str, code: &str, verifier: &str) -> crate::common::Reply {
-    server
-        .post(
-            "/token",
-            None,
-            &form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", client_id),
-                ("code", code),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", verifier),
-            ]),
-        )
-        .await
 }
 
 #[tokio::test]
@@ -125,8 +70,7 @@ async fn openidconnect_crate_full_flow_with_a_confidential_client() {
 
     // The access token is for the requested resource and carries the user's roles and tenant.
     let access =
-        crate::client_credentials::verify_jwt(&server, token.access_token().secret(), "https://billing.example.com")
-            .await;
+        crate::support::flows::verify_jwt(&server, token.access_token().secret(), "https://billing.example.com").await;
     assert_eq!(access["sub"], claims.subject().as_str());
     assert_eq!(access["scope"], "openid profile email billing:read");
     assert_eq!(access["roles"], serde_json::json!(["billing-admin"]));
@@ -526,7 +470,7 @@ async fn prompt_login_max_age_userinfo_post_and_es256_id_tokens() {
 #[tokio::test]
 async fn templates_can_be_overridden_from_a_folder() {
     let tmp = tempfile::tempdir().unwrap();
-    crate::common::copy_dir(std::path::Path::new(QUICKSTART), &tmp.path().join("config"));
+    crate::support::server::copy_dir(std::path::Path::new(QUICKSTART), &tmp.path().join("config"));
     let templates = tmp.path().join("templates");
     std::fs::create_dir_all(&templates).unwrap();
     std::fs::write(

@@ -10,8 +10,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-
 use super::provision::{AppCredentials, Provisioned};
 use crate::api::{AuthMethod, GrantType, ObjectKey};
 use crate::catalog::{Catalog, Client, manifest::Manifest, manifest::Object};
@@ -131,13 +129,12 @@ fn user_example(catalog: &Catalog, client: &Client, users: &[String]) -> Option<
         .cloned()
         .collect();
     let verifier = crate::secrets::random_token(32);
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     Some(UserExample {
         app: client.key.clone(),
         client_id: client.client_id.clone(),
         redirect_uri: with_example_port(chosen, registered),
         scopes,
-        challenge: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+        challenge: crate::oauth::pkce::challenge_s256(&verifier),
         verifier,
         state: crate::secrets::random_token(8),
         users: users.to_vec(),

@@ -1,9 +1,13 @@
 //! What the tests stand on: real components started for a test and stopped with it.
 //!
+//! - `server`: the real server on a copy of a manifest folder, and an HTTP client for it.
+//! - `flows`: PKCE, authorization requests, login + consent, code exchange, JWT checks.
 //! - `api_server`: a kube-apiserver + etcd on loopback, kubectl, the CRDs installed.
 //! - `postgres`: a throwaway PostgreSQL cluster from the machine's binaries.
 //! - `user_agent`: a cookie-keeping browser stand-in that fills the login and consent forms.
 
 pub mod api_server;
+pub mod flows;
 pub mod postgres;
+pub mod server;
 pub mod user_agent;

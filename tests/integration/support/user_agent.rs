@@ -66,7 +66,7 @@ impl Agent {
             .http
             .post(url)
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(crate::common::form(fields));
+            .body(crate::support::server::form(fields));
         if let Some(c) = &self.cookie {
             request = request.header("cookie", c);
         }
