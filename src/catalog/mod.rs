@@ -305,6 +305,13 @@ impl Catalog {
             .min_by(|a, b| a.key.name.cmp(&b.key.name))
     }
 
+    /// The users being served, by username.
+    pub fn usernames(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.users_by_name.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     pub fn user_by_name(&self, username: &str) -> Option<&Arc<User>> {
         self.users_by_name.get(username)
     }

@@ -119,8 +119,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
     // The folder is loaded and the store answered: ready from the first request.
     state.ready.store(true, Ordering::Relaxed);
 
-    let banner =
-        Banner::new(&options.config, &issuer, addr, &options.data_dir, &provisioned, &manifests, &catalog.load());
+    let banner = Banner::new(&options.config, &issuer, addr, &options.data_dir, &provisioned, &catalog.load());
     let mut tasks = Tasks::new();
     let upkeep = Upkeep { store, revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
     tasks.serve_and_maintain(listener, &state, upkeep);

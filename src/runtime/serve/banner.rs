@@ -12,7 +12,7 @@ use std::{
 
 use super::provision::{AppCredentials, Provisioned};
 use crate::api::{AuthMethod, GrantType, ObjectKey};
-use crate::catalog::{Catalog, Client, manifest::Manifest, manifest::Object};
+use crate::catalog::{Catalog, Client};
 use crate::clock::now;
 use crate::oauth::client_credentials;
 use crate::protocol::{loopback, paths, redirect, scope};
@@ -68,13 +68,12 @@ impl Banner {
         addr: SocketAddr,
         data_dir: &Path,
         provisioned: &Provisioned,
-        manifests: &[Manifest],
         catalog: &Catalog,
     ) -> Banner {
         let config: Vec<String> = config.iter().map(|p| p.display().to_string()).collect();
         let credentials = |client: &Client| provisioned.apps.iter().find(|a| a.client_id == client.client_id);
         let machine = catalog.clients().find_map(|c| machine_example(catalog, c, credentials(c)?));
-        let users = usernames(manifests, catalog);
+        let users: Vec<String> = catalog.usernames().into_iter().map(str::to_string).collect();
         let user = catalog.clients().find_map(|c| user_example(catalog, c, &users));
         Banner {
             config: config.join(" "),
@@ -153,21 +152,6 @@ fn with_example_port(uri: &str, registered: &[String]) -> String {
     }
     let candidate = url.to_string();
     if redirect::is_registered(registered, &candidate) { candidate } else { uri.to_string() }
-}
-
-/// The usernames of the DevelopmentUsers being served, sorted.
-fn usernames(manifests: &[Manifest], catalog: &Catalog) -> Vec<String> {
-    let mut names: Vec<String> = manifests
-        .iter()
-        .filter_map(|m| match &m.object {
-            Object::User(user) => Some(user.spec.username.clone()),
-            _ => None,
-        })
-        .filter(|name| catalog.user_by_name(name).is_some())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
 }
 
 impl fmt::Display for Banner {
