@@ -226,6 +226,9 @@ async fn authorization_errors_never_redirect_to_untrusted_uris() {
         assert_eq!(page.status, 400, "{url}");
         assert!(page.location.is_none(), "must not redirect: {url}");
         assert!(page.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        // The error is shown to the user on a page (rendered from HttpError), not as JSON.
+        assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"), "{url}");
+        assert!(page.body.contains("invalid_request"), "{url}: {}", page.body);
     }
 
     // Everything else: back to the redirect URI with error, state and iss.
