@@ -703,13 +703,18 @@ where
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-        sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE consent_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        // Only the user's own consent takes its refresh families with it: the consent id
+        // alone is not proof of ownership.
+        let revoked = D::rows_affected(&revoked) > 0;
+        if revoked {
+            sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE consent_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
         tx.commit().await.map_err(unavailable)?;
-        Ok(D::rows_affected(&revoked) > 0)
+        Ok(revoked)
     }
 
     async fn put_refresh_token(&self, digest: &[u8; 32], token: &RefreshToken) -> Result<(), StoreError> {

@@ -172,6 +172,16 @@ async fn suite(store: Arc<dyn Store>) {
     );
 
     store.put_refresh_token(&digest(40), &refresh("fam-3", "consent-1", now + 3600)).await.unwrap();
+    // Another user naming this consent revokes nothing: neither the consent nor its tokens.
+    store.put_refresh_token(&digest(42), &refresh("fam-7", "consent-1", now + 3600)).await.unwrap();
+    assert!(!store.revoke_consent("consent-1", "mallory", now).await.unwrap());
+    assert!(
+        matches!(
+            store.rotate_refresh_token(&digest(42), &digest(43), now + 3600, now).await.unwrap(),
+            Rotation::Rotated(_)
+        ),
+        "a refresh family survives another user's revocation attempt"
+    );
     assert!(store.revoke_consent("consent-1", "u", now).await.unwrap());
     assert!(!store.revoke_consent("consent-1", "u", now).await.unwrap(), "already revoked");
     assert_eq!(store.active_consent("c", "u", Some("acme"), now).await.unwrap(), None);
