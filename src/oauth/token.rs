@@ -170,7 +170,9 @@ impl AuthorizationServer {
         Ok(response)
     }
 
-    /// RFC 6749 §6 with rotation and reuse detection (OAuth 2.1 §4.3.1).
+    /// RFC 6749 §6 with rotation and reuse detection (OAuth 2.1 §4.3.1). The request is
+    /// checked against the presented token before it is spent: a refused request (a scope
+    /// beyond the grant, a resource it was not issued for) leaves the grant intact.
     async fn refresh_token(
         &self,
         catalog: &Catalog,
@@ -180,13 +182,18 @@ impl AuthorizationServer {
     ) -> Result<TokenResponse, OAuthError> {
         // Public clients present only client_id; confidential ones must authenticate.
         let client = self.authenticate_for(catalog, authorization, params, GrantType::RefreshToken)?;
-        let presented = params.require("refresh_token")?;
+        let presented = token_digest(params.require("refresh_token")?);
         let requested = params.get("scope").map(crate::protocol::scope::parse_scope).transpose()?;
+        let checked = match self.store.live_refresh_token(&presented, now).await.map_err(store_error)? {
+            Some(live) => Some(self.check_refresh(catalog, &client, &live, requested.as_deref(), params).await?),
+            None => None,
+        };
         let next = random_token(32);
         let expires_at = now + client.refresh_token_lifetime.as_secs() as i64;
+        // Spent atomically: of concurrent rotations one wins, the others are reuse.
         let old = match self
             .store
-            .rotate_refresh_token(&token_digest(presented), &token_digest(&next), expires_at, now)
+            .rotate_refresh_token(&presented, &token_digest(&next), expires_at, now)
             .await
             .map_err(store_error)?
         {
@@ -201,31 +208,12 @@ impl AuthorizationServer {
                 ));
             }
         };
-        if old.client_id != client.client_id {
-            // A token presented by another client was stolen: end the family.
-            self.store.revoke_family(&old.family_id).await.map_err(store_error)?;
-            return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
-        }
-        // The store spent the token only because its consent is active (same atomic step).
-        let Some(user) = catalog.user(&old.subject) else {
-            self.store.revoke_family(&old.family_id).await.map_err(store_error)?;
-            return Err(OAuthError::invalid_grant("the user behind this refresh token no longer exists"));
+        let (user, scopes, audience) = match checked {
+            Some(checked) => checked,
+            // Became spendable between the read and the rotation (not a state a token
+            // returns to); checked now.
+            None => self.check_refresh(catalog, &client, &old, requested.as_deref(), params).await?,
         };
-        // Consents only ever grow (incremental consent merges), so the token's own scopes
-        // are the ceiling.
-        let allowed = old.scopes.clone();
-        let scopes = match requested {
-            None => allowed,
-            Some(requested) => {
-                if let Some(extra) = requested.iter().find(|s| !allowed.contains(s)) {
-                    return Err(OAuthError::invalid_scope(format!("scope {extra} exceeds the original grant")));
-                }
-                requested
-            }
-        };
-        // The refresh token keeps the resources of the grant; an access token may be narrowed
-        // to one of them (RFC 8707 §2.2).
-        let audience = narrowed_resources(params.resources(), &old.resources)?;
         let issue = self.user_issue(&user.subject, &user.roles, &scopes, &audience, old.tenant.clone());
         let (mut response, _) = self.mint(&client, issue, now).await?;
         response.refresh_token = Some(next);
@@ -234,6 +222,43 @@ impl AuthorizationServer {
                 Some(self.id_token(&client, &user.subject, old.auth_time, None, &response.access_token, now));
         }
         Ok(response)
+    }
+
+    /// What a refresh request may get from `token`: its user, the scopes (at most the
+    /// token's, RFC 6749 §6) and the audience (one of its resources, RFC 8707 §2.2). A token
+    /// presented by another client, or whose user is gone, ends its family.
+    async fn check_refresh(
+        &self,
+        catalog: &Catalog,
+        client: &Client,
+        token: &RefreshToken,
+        requested: Option<&[String]>,
+        params: &Params,
+    ) -> Result<(Arc<crate::catalog::User>, Vec<String>, Vec<String>), OAuthError> {
+        if token.client_id != client.client_id {
+            // A token presented by another client was stolen: end the family.
+            self.store.revoke_family(&token.family_id).await.map_err(store_error)?;
+            return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+        }
+        let Some(user) = catalog.user(&token.subject).cloned() else {
+            self.store.revoke_family(&token.family_id).await.map_err(store_error)?;
+            return Err(OAuthError::invalid_grant("the user behind this refresh token no longer exists"));
+        };
+        // Consents only ever grow (incremental consent merges), so the token's own scopes
+        // are the ceiling.
+        let scopes = match requested {
+            None => token.scopes.clone(),
+            Some(requested) => {
+                if let Some(extra) = requested.iter().find(|s| !token.scopes.contains(s)) {
+                    return Err(OAuthError::invalid_scope(format!("scope {extra} exceeds the original grant")));
+                }
+                requested.to_vec()
+            }
+        };
+        // The refresh token keeps the resources of the grant; an access token may be narrowed
+        // to one of them (RFC 8707 §2.2).
+        let audience = narrowed_resources(params.resources(), &token.resources)?;
+        Ok((user, scopes, audience))
     }
 
     /// Resolves the client a request presents (if self-registered) before the pure checks.

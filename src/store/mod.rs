@@ -335,6 +335,12 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Rotation, StoreError>;
 
+    /// The refresh token with this digest while it can be spent (unused, unexpired, its
+    /// family live and its consent active); changes nothing. The token endpoint checks a
+    /// request against it before rotating, so that a refused request does not spend the
+    /// grant; revocation and introspection read it.
+    async fn live_refresh_token(&self, digest: &[u8; 32], now: i64) -> Result<Option<RefreshToken>, StoreError>;
+
     async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError>;
 
     async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError>;

@@ -731,6 +731,22 @@ where
         D::rotate_refresh_token(&self.pool, old, new_digest, new_expires_at, now).await
     }
 
+    async fn live_refresh_token(&self, digest: &[u8; 32], now: i64) -> Result<Option<RefreshToken>, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.token FROM refresh_tokens t
+             JOIN refresh_families f ON f.family_id = t.family_id
+             JOIN consents c ON c.id = f.consent_id
+             WHERE t.digest = $1 AND t.used = 0 AND t.expires_at > $2
+               AND f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2",
+        )
+        .bind(&digest[..])
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|r| from_json(&r.try_get::<String, _>(0).map_err(corrupt)?)).transpose()
+    }
+
     async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE family_id = $1")
             .bind(family_id)

@@ -141,6 +141,10 @@ async fn suite(store: Arc<dyn Store>) {
 
     // Refresh rotation and reuse detection, sequential and concurrent.
     store.put_refresh_token(&digest(10), &refresh("fam-1", "consent-1", now + 3600)).await.unwrap();
+    // Reading a live token changes nothing; a spent or revoked one is not live.
+    let live = store.live_refresh_token(&digest(10), now).await.unwrap().expect("live");
+    assert_eq!((live.family_id.as_str(), live.consent_id.as_str()), ("fam-1", "consent-1"));
+    assert_eq!(store.live_refresh_token(&digest(10), now + 3600).await.unwrap(), None, "expired");
     assert!(matches!(
         store.rotate_refresh_token(&digest(10), &digest(11), now + 3600, now).await.unwrap(),
         Rotation::Rotated(_)
@@ -154,6 +158,8 @@ async fn suite(store: Arc<dyn Store>) {
         Rotation::Invalid,
         "family revoked"
     );
+    assert_eq!(store.live_refresh_token(&digest(10), now).await.unwrap(), None, "spent");
+    assert_eq!(store.live_refresh_token(&digest(11), now).await.unwrap(), None, "family revoked");
 
     store.put_refresh_token(&digest(20), &refresh("fam-2", "consent-1", now + 3600)).await.unwrap();
     let outcomes = futures_join(8, |i| {

@@ -517,3 +517,31 @@ async fn templates_can_be_overridden_from_a_folder() {
     assert!(page.headers.contains_key("content-security-policy"), "overridden pages keep the security headers");
     running.stop().await;
 }
+
+/// A refresh request the server refuses (scope beyond the grant, a resource it was not
+/// issued for) must not spend the refresh token: the client keeps its grant.
+#[tokio::test]
+async fn a_refused_refresh_request_leaves_the_grant_intact() {
+    let server = start_server(QUICKSTART).await;
+    let cli = client_id(&server, "billing-cli");
+    let mut agent = Agent::new();
+    let (challenge, verifier) = pkce();
+    let url = authorize_url(&server, &cli, "openid billing:read", &challenge, "");
+    let code = code_for(&server.base, &mut agent, &url, ("alice", "wonderland"), &[]).await;
+    let tokens = exchange(&server, &cli, &code, &verifier).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    let refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
+    let refresh_with = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![("grant_type", "refresh_token"), ("client_id", cli.as_str()), ("refresh_token", &refresh)];
+        pairs.extend_from_slice(extra);
+        form(&pairs)
+    };
+    server.post("/token", None, &refresh_with(&[("scope", "billing:refund")])).await.assert_error(400, "invalid_scope");
+    server
+        .post("/token", None, &refresh_with(&[("resource", "https://other.example.com")]))
+        .await
+        .assert_error(400, "invalid_target");
+    let refreshed = server.post("/token", None, &refresh_with(&[("scope", "billing:read")])).await;
+    assert_eq!(refreshed.status, 200, "the refused requests spent the grant: {}", refreshed.json);
+    assert_eq!(refreshed.json["scope"], "billing:read");
+}
