@@ -9,6 +9,8 @@ use super::{
     server::{AuthorizationServer, store_error},
 };
 use crate::catalog::Catalog;
+use crate::secrets::token_digest;
+use crate::store::RefreshToken;
 use crate::tokens::{AccessTokenClaims, Audience};
 
 /// RFC 7662 §2.2 response. Inactive tokens yield only `{"active": false}`, whatever the
@@ -25,13 +27,19 @@ pub struct ActiveClaims {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     pub client_id: String,
-    pub token_type: &'static str,
+    /// `Bearer` for access tokens; absent for refresh tokens (RFC 7662 §2.2 names only
+    /// access token types).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
     pub exp: i64,
-    pub iat: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
     pub sub: String,
-    pub aud: Audience,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
     pub iss: String,
-    pub jti: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,13 +51,13 @@ impl From<AccessTokenClaims> for ActiveClaims {
         ActiveClaims {
             scope: c.scope,
             client_id: c.client_id,
-            token_type: "Bearer",
+            token_type: Some("Bearer"),
             exp: c.exp,
-            iat: c.iat,
+            iat: Some(c.iat),
             sub: c.sub,
-            aud: c.aud,
+            aud: Some(c.aud),
             iss: c.iss,
-            jti: c.jti,
+            jti: Some(c.jti),
             tenant: c.tenant,
             roles: c.roles,
         }
@@ -57,6 +65,14 @@ impl From<AccessTokenClaims> for ActiveClaims {
 }
 
 impl AuthorizationServer {
+    /// The live refresh token `token` names, if it is one (bounded work for any input).
+    async fn live_refresh_token(&self, token: &str, now: i64) -> Result<Option<RefreshToken>, OAuthError> {
+        if token.len() > 512 {
+            return Ok(None);
+        }
+        self.store.live_refresh_token(&token_digest(token), now).await.map_err(store_error)
+    }
+
     /// RFC 7662: the caller must authenticate as a confidential client.
     pub async fn introspect(
         &self,
@@ -72,9 +88,28 @@ impl AuthorizationServer {
         }
         let token = params.require("token")?;
         // token_type_hint is only a hint (RFC 7662 §2.1); every token type is searched.
-        Ok(match self.active_claims(catalog, token, now).await? {
-            Some(claims) => Introspection { active: true, claims: Some(claims.into()) },
-            None => Introspection::default(),
+        if let Some(claims) = self.active_claims(catalog, token, now).await? {
+            return Ok(Introspection { active: true, claims: Some(claims.into()) });
+        }
+        // A refresh token is described only to the client it was issued to.
+        Ok(match self.live_refresh_token(token, now).await? {
+            Some(refresh) if refresh.client_id == caller.client_id => Introspection {
+                active: true,
+                claims: Some(ActiveClaims {
+                    scope: (!refresh.scopes.is_empty()).then(|| refresh.scopes.join(" ")),
+                    client_id: refresh.client_id,
+                    token_type: None,
+                    exp: refresh.expires_at,
+                    iat: None,
+                    sub: refresh.subject,
+                    aud: None,
+                    iss: self.issuer.clone(),
+                    jti: None,
+                    tenant: refresh.tenant,
+                    roles: None,
+                }),
+            },
+            _ => Introspection::default(),
         })
     }
 
@@ -91,6 +126,16 @@ impl AuthorizationServer {
         let caller = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
         let token = params.require("token")?;
         let Some(claims) = self.active_claims(catalog, token, now).await? else {
+            // RFC 7009 §2: refresh tokens MUST be revocable. Revoking one ends its family
+            // (every refresh token of the grant). Access tokens already issued from it stay
+            // valid until they expire (minutes); they are not tracked per grant.
+            if let Some(refresh) = self.live_refresh_token(token, now).await? {
+                if refresh.client_id != caller.client_id {
+                    return Err(OAuthError::unauthorized_client("the token was not issued to this client"));
+                }
+                self.store.revoke_family(&refresh.family_id).await.map_err(store_error)?;
+                tracing::info!(client_id = %caller.client_id, "refresh token revoked with its family");
+            }
             return Ok(());
         };
         if claims.client_id != caller.client_id {

@@ -545,3 +545,69 @@ async fn a_refused_refresh_request_leaves_the_grant_intact() {
     assert_eq!(refreshed.status, 200, "the refused requests spent the grant: {}", refreshed.json);
     assert_eq!(refreshed.json["scope"], "billing:read");
 }
+
+/// RFC 7009 §2: refresh tokens can be revoked (with their whole family); only by the
+/// client they were issued to. RFC 7662: a refresh token is described only to its client.
+#[tokio::test]
+async fn refresh_tokens_are_revocable_and_private_to_their_client() {
+    let server = start_server(QUICKSTART).await;
+    let cli = client_id(&server, "billing-cli");
+    let mut agent = Agent::new();
+    let (challenge, verifier) = pkce();
+    let url = authorize_url(&server, &cli, "openid billing:read", &challenge, "");
+    let code = code_for(&server.base, &mut agent, &url, ("alice", "wonderland"), &[]).await;
+    let tokens = exchange(&server, &cli, &code, &verifier).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    let refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
+
+    // Another client learns nothing and revokes nothing.
+    assert_eq!(server.introspect("partner-portal", &refresh).await, serde_json::json!({"active": false}));
+    server
+        .post_as("partner-portal", "/revoke", &form(&[("token", &refresh)]))
+        .await
+        .assert_error(400, "unauthorized_client");
+
+    // Its own client revokes it; the grant is gone.
+    let revoked = server
+        .post("/revoke", None, &form(&[("token", &refresh), ("token_type_hint", "refresh_token"), ("client_id", &cli)]))
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.json);
+    server
+        .post(
+            "/token",
+            None,
+            &form(&[("grant_type", "refresh_token"), ("client_id", &cli), ("refresh_token", &refresh)]),
+        )
+        .await
+        .assert_error(400, "invalid_grant");
+}
+
+/// RFC 7662 §2.2: a live refresh token introspected by its own (confidential) client.
+#[tokio::test]
+async fn a_refresh_token_is_described_to_its_own_client() {
+    let server = start_server(QUICKSTART).await;
+    let portal = client_id(&server, "partner-portal");
+    let mut agent = Agent::new();
+    let (challenge, verifier) = pkce();
+    let redirect = "http://127.0.0.1:40000/callback";
+    let url = authorize_url(&server, &portal, "openid billing:read", &challenge, "")
+        .replace(&form(&[("redirect_uri", REDIRECT)]), &form(&[("redirect_uri", redirect)]));
+    let code = code_for(&server.base, &mut agent, &url, ("alice", "wonderland"), &[]).await;
+    let body = form(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", redirect),
+        ("code_verifier", &verifier),
+    ]);
+    let tokens = server.post_as("partner-portal", "/token", &body).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    let refresh = tokens.json["refresh_token"].as_str().unwrap();
+    let described = server.introspect("partner-portal", refresh).await;
+    assert_eq!(described["active"], true, "{described}");
+    assert_eq!(described["client_id"], portal.as_str());
+    assert_eq!(described["scope"], "openid billing:read");
+    assert!(described["sub"].is_string() && described["exp"].as_i64().is_some(), "{described}");
+    assert_eq!(described["iss"], server.base.as_str());
+    // Another confidential client gets nothing.
+    assert_eq!(server.introspect("billing-agent", refresh).await, serde_json::json!({"active": false}));
+}
