@@ -150,16 +150,23 @@ impl At<'_, '_> {
     }
 }
 
-fn check_name(at: &mut At<'_, '_>, name: &str) {
-    if !is_dns_subdomain(name) {
+/// Names and namespaces as the API server would accept them. Both become path components
+/// of `inbound serve`'s credentials folder, so this is also what keeps `..` out of paths.
+fn check_name(at: &mut At<'_, '_>, meta: &kube::core::ObjectMeta) {
+    if !is_dns_subdomain(meta.name.as_deref().unwrap_or("")) {
         at.push("metadata.name", "must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.'), at most 253 characters");
+    }
+    if let Some(namespace) = &meta.namespace
+        && !is_dns_label(namespace)
+    {
+        at.push("metadata.namespace", "must be a lowercase RFC 1123 label (a-z, 0-9, '-'), at most 63 characters");
     }
 }
 
 fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     let spec = &app.spec;
     let ns = namespace_of(&app.metadata);
-    check_name(at, app.metadata.name.as_deref().unwrap_or(""));
+    check_name(at, &app.metadata);
     if spec.display_name.trim().is_empty() {
         at.push("spec.displayName", "must not be empty");
     }
@@ -215,7 +222,7 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
 
 fn check_scope(at: &mut At<'_, '_>, scope: &Scope) {
     let spec = &scope.spec;
-    check_name(at, scope.metadata.name.as_deref().unwrap_or(""));
+    check_name(at, &scope.metadata);
     if !is_valid_scope_token(&spec.scope) {
         at.push(
             "spec.scope",
@@ -244,7 +251,7 @@ fn check_scope(at: &mut At<'_, '_>, scope: &Scope) {
 fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
     let spec = &grant.spec;
     let ns = namespace_of(&grant.metadata);
-    check_name(at, grant.metadata.name.as_deref().unwrap_or(""));
+    check_name(at, &grant.metadata);
     let subject_ns = spec.subject.namespace.as_deref().unwrap_or(ns);
     let mut app = None;
     match spec.subject.kind {
@@ -303,7 +310,7 @@ fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
 fn check_policy(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index<'_>) {
     let spec = &policy.spec;
     let ns = namespace_of(&policy.metadata);
-    check_name(at, policy.metadata.name.as_deref().unwrap_or(""));
+    check_name(at, &policy.metadata);
     for (i, name) in spec.app_selector.names.iter().enumerate() {
         if !index.apps.contains_key(&(ns, name.as_str())) {
             at.push(format!("spec.appSelector.names[{i}]"), format!("InboundApp {ns}/{name} does not exist"));
@@ -385,7 +392,7 @@ fn check_registration(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index
 }
 
 fn check_user(at: &mut At<'_, '_>, user: &crate::api::DevelopmentUser, index: &Index<'_>) {
-    check_name(at, user.metadata.name.as_deref().unwrap_or(""));
+    check_name(at, &user.metadata);
     let spec = &user.spec;
     if spec.username.trim().is_empty() {
         at.push("spec.username", "must not be empty");
@@ -428,15 +435,16 @@ pub fn check_resource_uri(uri: &str) -> Result<(), String> {
 
 /// Kubernetes object names (RFC 1123 subdomain).
 fn is_dns_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// Kubernetes namespaces and subdomain labels (RFC 1123 label).
+fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 #[cfg(test)]
@@ -465,5 +473,9 @@ mod tests {
         assert!(!is_dns_subdomain("Billing"));
         assert!(!is_dns_subdomain("-x"));
         assert!(!is_dns_subdomain(""));
+        assert!(is_dns_label("team-a"));
+        assert!(!is_dns_label("a.b"), "namespaces have no dots");
+        assert!(!is_dns_label(".."));
+        assert!(!is_dns_label(&"a".repeat(64)));
     }
 }
