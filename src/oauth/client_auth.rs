@@ -102,10 +102,15 @@ pub fn authenticate(
         Presented::IdOnly => AuthMethod::None,
     };
     if used != registered {
-        return Err(OAuthError::invalid_client(format!(
-            "{AUTH_FAILED}: this client is registered for {}",
-            registered.as_str()
-        )));
+        // The detail is for the operator's log only: telling the caller would reveal that
+        // the client exists and how it authenticates.
+        tracing::info!(
+            client_id = %presented.client_id,
+            registered = registered.as_str(),
+            used = used.as_str(),
+            "client used another authentication method than it is registered for"
+        );
+        return Err(OAuthError::invalid_client(AUTH_FAILED));
     }
     if registered == AuthMethod::None {
         return Ok(client.clone());

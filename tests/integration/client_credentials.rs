@@ -193,3 +193,28 @@ async fn oversized_requests_are_refused_and_garbage_never_breaks_the_server() {
     assert_eq!(server.get("/healthz").await.status, 200);
     server.running.stop().await;
 }
+
+/// A failed client authentication says the same whatever failed, so that it does not reveal
+/// which client ids exist or how they authenticate.
+#[tokio::test]
+async fn client_authentication_failures_are_indistinguishable() {
+    let server = start_server(QUICKSTART).await;
+    let (id, secret) = server.creds("billing-agent");
+    let body = |client_id: &str, client_secret: &str| {
+        form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", client_secret)])
+    };
+    // A known client with the wrong method (it is registered for client_secret_basic), a
+    // known client with a wrong secret, an unknown client.
+    let wrong_method = server.post("/token", None, &body(&id, &secret)).await;
+    let wrong_secret = server.post("/token", Some((&id, "not-the-secret")), &body_without_secret()).await;
+    let unknown = server.post("/token", None, &body("no-such-client", "x")).await;
+    for reply in [&wrong_method, &wrong_secret, &unknown] {
+        reply.assert_error(401, "invalid_client");
+    }
+    assert_eq!(wrong_method.json, unknown.json, "the method a client uses is not revealed");
+    assert_eq!(wrong_secret.json, unknown.json);
+}
+
+fn body_without_secret() -> String {
+    form(&[("grant_type", "client_credentials")])
+}
