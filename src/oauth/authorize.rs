@@ -81,6 +81,17 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
             )));
         }
     }
+    // OAuth 2.0 Multiple Response Type Encoding Practices §2.1: the code is returned in
+    // the query; other modes (fragment, form_post) are not implemented and must not be
+    // silently ignored.
+    match params.get("response_mode") {
+        None | Some("query") => {}
+        Some(other) => {
+            return Err(fail(OAuthError::invalid_request(format!(
+                "response_mode {other:?} is not supported; use query"
+            ))));
+        }
+    }
     if !client.allows_grant(GrantType::AuthorizationCode) {
         return Err(fail(OAuthError::unauthorized_client(
             "this client is not allowed to use the authorization_code grant",

@@ -256,6 +256,10 @@ async fn authorization_errors_never_redirect_to_untrusted_uris() {
             "invalid_target",
         ),
         (authorize_url(&server, &cli, "openid", &challenge, "&prompt=none"), "login_required"),
+        // Only query responses are implemented; a client asking for another mode must not
+        // get a code it would read from the wrong place.
+        (authorize_url(&server, &cli, "openid", &challenge, "&response_mode=fragment"), "invalid_request"),
+        (authorize_url(&server, &cli, "openid", &challenge, "&response_mode=form_post"), "invalid_request"),
     ];
     for (url, code) in cases {
         let page = agent.get(&url).await;
