@@ -391,7 +391,7 @@ impl AuthorizationServer {
             let digest = token_digest(token);
             match self.verified.get(&digest) {
                 Some(claims) => (*claims).clone(),
-                None => match self.keys.load().verify::<AccessTokenClaims>(token, &self.issuer) {
+                None => match self.keys.load().verify_access_token::<AccessTokenClaims>(token, &self.issuer) {
                     Ok(claims) => {
                         self.verified.insert(digest, Arc::new(claims.clone()));
                         claims

@@ -32,6 +32,9 @@ pub enum VerifyError {
     UnknownKey,
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// RFC 9068 §4 / RFC 8725 §3.11: not typed `at+jwt` (e.g. an ID token).
+    #[error("not an access token (typ is not at+jwt)")]
+    WrongType,
 }
 
 /// The persisted key material: `keys.json` in a data directory (`inbound serve`) or the
@@ -333,10 +336,15 @@ impl KeySet {
         jwt
     }
 
-    /// Verifies signature, `iss` and `exp` (no leeway: a token is inactive the second it
-    /// expires). Audience is the caller's business.
-    pub fn verify<T: DeserializeOwned>(&self, token: &str, issuer: &str) -> Result<T, VerifyError> {
+    /// Verifies an access token this server issued: `typ`, signature, `iss` and `exp` (no
+    /// leeway: a token is inactive the second it expires). Audience is the caller's business.
+    pub fn verify_access_token<T: DeserializeOwned>(&self, token: &str, issuer: &str) -> Result<T, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        // RFC 9068 §4: `at+jwt`, or its full media type; case-insensitive (RFC 7515 §4.1.9).
+        let typ = header.typ.as_deref().unwrap_or("");
+        if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+            return Err(VerifyError::WrongType);
+        }
         let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
         let key = self.decoding.get(&kid).ok_or(VerifyError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::ES256);
@@ -445,14 +453,23 @@ mod tests {
         let token = keys.sign_access_token(&serde_json::json!({"iss": "https://i", "exp": exp, "sub": "s"}));
         let again = KeySet::load_or_create(&path, 2).unwrap();
         assert_eq!(again.active_kid(), keys.active_kid());
-        let claims: serde_json::Value = again.verify(&token, "https://i").unwrap();
+        let claims: serde_json::Value = again.verify_access_token(&token, "https://i").unwrap();
         assert_eq!(claims["sub"], "s");
-        assert!(again.verify::<serde_json::Value>(&token, "https://other").is_err());
+        assert!(again.verify_access_token::<serde_json::Value>(&token, "https://other").is_err());
+        // RFC 8725 §3.11: an ID token signed by the same key is not an access token.
+        let id_token = keys.sign_id_token(
+            &serde_json::json!({"iss": "https://i", "exp": exp, "sub": "s"}),
+            crate::api::IdTokenAlg::ES256,
+        );
+        assert!(matches!(
+            again.verify_access_token::<serde_json::Value>(&id_token, "https://i"),
+            Err(VerifyError::WrongType)
+        ));
         // Tampering with the payload breaks the signature.
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged = URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"https://i","exp":{exp},"sub":"admin"}}"#));
         parts[1] = &forged;
-        assert!(again.verify::<serde_json::Value>(&parts.join("."), "https://i").is_err());
+        assert!(again.verify_access_token::<serde_json::Value>(&parts.join("."), "https://i").is_err());
     }
 
     #[test]
