@@ -19,7 +19,14 @@ pub enum DurationError {
     Syntax(String),
     #[error("must be greater than zero")]
     Zero,
+    /// Longer than any lifetime this server accepts: expiry times must stay far from
+    /// overflowing.
+    #[error("must be at most 3650d, got {0:?}")]
+    TooLong(String),
 }
+
+/// The longest duration anywhere in a manifest or flag: ten years.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
 impl DurationString {
     pub fn parse(&self) -> Result<Duration, DurationError> {
@@ -85,6 +92,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     if total == 0 {
         return Err(DurationError::Zero);
     }
+    if total > MAX_DURATION.as_secs() {
+        return Err(DurationError::TooLong(s.to_string()));
+    }
     Ok(Duration::from_secs(total))
 }
 
@@ -106,5 +116,13 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} must not parse");
         }
         assert_eq!(parse_duration("0s"), Err(DurationError::Zero));
+    }
+
+    #[test]
+    fn bounded_so_that_expiry_times_cannot_overflow() {
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        assert_eq!(parse_duration("3650d1s"), Err(DurationError::TooLong("3650d1s".into())));
+        // Fits u64 seconds but not `i64` once added to now: refused, not wrapped.
+        assert!(matches!(parse_duration("106751991167300d"), Err(DurationError::TooLong(_))));
     }
 }

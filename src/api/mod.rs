@@ -20,7 +20,7 @@ pub use app::{
     AuthMethod, ClientType, CredentialsSecretRef, GrantType, IdTokenAlg, InboundApp, InboundAppSpec, InboundAppStatus,
     TokenFormat, TokenSettings,
 };
-pub use duration::{DurationError, DurationString};
+pub use duration::{DurationError, DurationString, MAX_DURATION};
 pub use grant::{ClientGrant, ClientGrantSpec, ClientGrantStatus, GrantSubject, SubjectKind};
 pub use key::{ObjectKey, namespace_of};
 pub use policy::{

@@ -5,6 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::time::Duration;
+
 use url::Url;
 
 use crate::protocol::loopback::is_loopback_host;
@@ -133,6 +135,14 @@ impl At<'_, '_> {
         }
     }
 
+    fn duration_at_most(&mut self, field: &str, value: Option<&DurationString>, max: Duration, label: &str) {
+        if let Some(d) = self.duration(field, value)
+            && d > max
+        {
+            self.push(field, format!("must be at most {label}, got {}", value.map(|v| v.0.as_str()).unwrap_or("")));
+        }
+    }
+
     fn scope_refs(&mut self, field: &str, ns: &str, scopes: &[String], index: &Index<'_>) {
         for (i, scope) in scopes.iter().enumerate() {
             if !index.has_scope(ns, scope) {
@@ -152,6 +162,8 @@ impl At<'_, '_> {
 
 /// Names and namespaces as the API server would accept them. Both become path components
 /// of `inbound serve`'s credentials folder, so this is also what keeps `..` out of paths.
+const DAY: Duration = Duration::from_secs(86_400);
+
 fn check_name(at: &mut At<'_, '_>, meta: &kube::core::ObjectMeta) {
     if !is_dns_subdomain(meta.name.as_deref().unwrap_or("")) {
         at.push("metadata.name", "must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.'), at most 253 characters");
@@ -212,7 +224,11 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     }
     at.scope_refs("spec.allowedScopes", ns, &spec.allowed_scopes, index);
     at.resource_uris("spec.allowedResources", &spec.allowed_resources);
-    at.duration("spec.tokens.accessTokenLifetime", spec.tokens.access_token_lifetime.as_ref());
+    // RFC 9700 §2.2.2/§4.14: access tokens short-lived; a day is the most a bearer token
+    // should live. Refresh tokens are bounded by the parser's ten years.
+    at.duration_at_most("spec.tokens.accessTokenLifetime", spec.tokens.access_token_lifetime.as_ref(), DAY, "24h");
+    at.duration("spec.tokens.refreshTokenLifetime", spec.tokens.refresh_token_lifetime.as_ref());
+    at.duration_at_most("spec.tokens.idTokenLifetime", spec.tokens.id_token_lifetime.as_ref(), DAY, "24h");
     if let Some(secret) = &spec.credentials_secret
         && !is_dns_subdomain(&secret.name)
     {

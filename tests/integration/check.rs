@@ -35,6 +35,9 @@ tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.tokens.accessToken
 tests/fixtures/broken/apps.yaml: InboundApp default/typo: spec.redirectUri: unknown field
 tests/fixtures/broken/apps.yaml: InboundApp default/bad-enum: spec.grantTypes[0]: unknown variant `password`, expected one of `client_credentials`, `authorization_code`, `refresh_token`
 tests/fixtures/broken/apps.yaml: InboundApp default/billing-agent: metadata.name: duplicate object: already defined in tests/fixtures/broken/apps.yaml (document 1)
+tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.accessTokenLifetime: must be at most 24h, got 2d
+tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.refreshTokenLifetime: must be at most 3650d, got "106751991167300d"
+tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.idTokenLifetime: must be a duration such as 90s, 15m, 1h30m or 30d, got "soon"
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.subject.name: InboundApp default/ghost does not exist
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.resources[0]: must be an absolute URI: relative URL without a base
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.expiresAt: must be an RFC 3339 time such as 2027-01-31T00:00:00Z
@@ -48,7 +51,7 @@ tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registr
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.resources[0]: must be an absolute http(s) URL without a fragment
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.clientIdMetadataDocuments.allowedDomains[0]: allowed domain `*`: a wildcard is only allowed as a leading `*.`
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/second: spec.registration: only one ConsentPolicy may enable self-registration; ConsentPolicy default/mcp does
-21 problem(s)
+24 problem(s)
 "#;
     assert_eq!(stderr, expected);
 }
