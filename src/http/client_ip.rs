@@ -59,6 +59,19 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The source a per-source limit counts: an IPv4 address, or the /64 of an IPv6 one. One
+/// IPv6 host normally holds a whole /64 (SLAAC and privacy addresses, RFC 8981), so counting
+/// single IPv6 addresses would give each client 2^64 sources.
+pub fn limit_source(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let network = std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
+            format!("{network}/64")
+        }
+    }
+}
+
 /// The client's address: the peer, unless the peer is a trusted proxy, then the right-most
 /// untrusted address of `X-Forwarded-For` (all of its values, in order).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
@@ -81,6 +94,16 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_sources_are_their_64() {
+        let a = limit_source("2001:db8:1:2::1".parse().unwrap());
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(limit_source("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap()), a, "same /64, same source");
+        assert_ne!(limit_source("2001:db8:1:3::1".parse().unwrap()), a);
+        assert_eq!(limit_source("192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(limit_source("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7", "mapped IPv4 counts as IPv4");
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

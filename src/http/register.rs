@@ -42,9 +42,9 @@ pub async fn register(
 ) -> Result<Response> {
     let catalog = state.catalog.load();
     let value = json_body(&headers, &body).map_err(|e| refused(&state, e))?;
-    let source = super::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
-    let response =
-        state.server.register(&catalog, &value, &source.to_string(), now()).await.map_err(|e| refused(&state, e))?;
+    let ip = super::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
+    let source = super::client_ip::limit_source(ip);
+    let response = state.server.register(&catalog, &value, &source, now()).await.map_err(|e| refused(&state, e))?;
     state.metrics.observe_oauth("register", "none", "success");
     Ok(no_store_json(StatusCode::CREATED, &response))
 }
