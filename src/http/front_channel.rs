@@ -39,10 +39,28 @@ struct AppView {
     /// Where a self-registered client comes from, so the user can judge it: the host of its
     /// metadata document, or that it registered itself.
     origin: Option<String>,
+    /// For a self-registered client, what identifies it: its client id and the hosts it may
+    /// send the user back to, and whether all of them are this computer (a local program the
+    /// user must have started: anyone can register one that looks like a known app).
+    client_id: Option<String>,
+    redirect_hosts: Vec<String>,
+    local_only: bool,
 }
 
 fn app_view(client: &Client) -> AppView {
+    let declared = client.origin == ClientOrigin::Declared;
+    let redirects: Vec<url::Url> = client.spec.redirect_uris.iter().filter_map(|u| url::Url::parse(u).ok()).collect();
+    let mut redirect_hosts: Vec<String> = redirects
+        .iter()
+        .map(|u| u.host_str().map(str::to_string).unwrap_or_else(|| format!("{}:", u.scheme())))
+        .collect();
+    redirect_hosts.dedup();
     AppView {
+        client_id: (!declared).then(|| client.client_id.clone()),
+        redirect_hosts: if declared { vec![] } else { redirect_hosts },
+        local_only: !declared
+            && !redirects.is_empty()
+            && redirects.iter().all(crate::protocol::loopback::is_loopback_host),
         name: client.spec.display_name.clone(),
         description: client.spec.description.clone(),
         // A self-registered client's logo is whatever it chose to send: not shown, so that an

@@ -496,4 +496,9 @@ async fn consent_page_marks_self_registered_clients_and_hides_their_logo() {
     assert!(consent.body.contains("Totally Official Bank"));
     assert!(consent.body.contains("registered itself; not verified by this site"), "{}", consent.body);
     assert!(!consent.body.contains("bank-logos.example.net"), "an unverified client's logo is shown");
+    // Who it is and where it sends the user: its client id and redirect hosts, and a warning
+    // that an app returning only to this computer must be one the user started.
+    assert!(consent.body.contains(&format!("<code id=\"app-client-id\">{client_id}</code>")), "{}", consent.body);
+    assert!(consent.body.contains("<span id=\"app-redirect-hosts\">127.0.0.1</span>"), "{}", consent.body);
+    assert!(consent.body.contains("id=\"app-local-only\""), "{}", consent.body);
 }

@@ -284,6 +284,8 @@ async fn consent_rules_roles_deny_incremental_csrf_and_revocation() {
     assert!(consent.body.contains("Cannot be granted: requires the role billing-admin"), "{}", consent.body);
     // billing:read is mandatory per the ConsentPolicy: no checkbox to uncheck.
     assert!(!consent.body.contains("name=\"scope\" value=\"billing:read\" id="), "mandatory scope is not optional");
+    // A declared app is vouched for by the platform: no self-registration warnings.
+    assert!(!consent.body.contains("app-local-only") && !consent.body.contains("app-client-id"), "{}", consent.body);
 
     // A form without its CSRF token is refused.
     let forged = bob
