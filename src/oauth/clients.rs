@@ -43,6 +43,9 @@ pub enum UnusableClient {
     MetadataDocumentsDisabled,
     #[error("client metadata document: {0}")]
     MetadataDocument(#[from] crate::cimd::CimdError),
+    /// The document asks for what the policy does not approve (e.g. a redirect URI).
+    #[error("client metadata document: {0}")]
+    UnapprovedMetadata(String),
     #[error("storage is unavailable")]
     StoreUnavailable,
 }
@@ -76,6 +79,10 @@ impl AuthorizationServer {
             let document = self.metadata_documents.fetch(client_id, &fetch_policy).await.map_err(|e| {
                 tracing::info!(client_id, error = %e, "client metadata document refused");
                 UnusableClient::MetadataDocument(e)
+            })?;
+            register::check_redirect_uris(&document.redirect_uris, &registration).map_err(|e| {
+                tracing::info!(client_id, error = %e, "client metadata document refused");
+                UnusableClient::UnapprovedMetadata(e.description)
             })?;
             let host =
                 url::Url::parse(client_id).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();

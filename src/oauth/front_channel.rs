@@ -235,6 +235,14 @@ impl AuthorizationServer {
         let (client, request) = match validate(catalog, params) {
             Ok(valid) => valid,
             Err(AuthorizeError::Page(e)) => return Err(Refusal::BadRequest(e)),
+            // RFC 9700 §4.11.2: a self-registered client's redirect URI was chosen by whoever
+            // registered it (within the policy's patterns); before a user has authenticated,
+            // redirecting its errors would let anyone bounce browsers off this issuer.
+            Err(AuthorizeError::Redirect { error, .. })
+                if params.get("client_id").is_some_and(|id| !catalog.is_declared(id)) =>
+            {
+                return Err(Refusal::BadRequest(error));
+            }
             Err(AuthorizeError::Redirect { redirect_uri, state, error }) => {
                 tracing::info!(error = error.code.as_str(), description = %error.description, "authorization request refused");
                 return Ok(Step::Redirect(error_redirect_url(&redirect_uri, &self.issuer, state.as_deref(), &error)));
@@ -244,7 +252,11 @@ impl AuthorizationServer {
             Some(s) if session_satisfies(&request, &s, now) => {
                 self.continue_as(catalog, &client, request, &s.subject, s.auth_time, now).await
             }
-            // OIDC Core §3.1.2.6: prompt=none must not show a page.
+            // OIDC Core §3.1.2.6: prompt=none must not show a page; but nothing is redirected
+            // for a self-registered client before a user has authenticated (above).
+            _ if request.prompts("none") && !catalog.is_declared(&client.client_id) => {
+                Err(Refusal::BadRequest(OAuthError::new(ErrorCode::LoginRequired, "the user is not logged in")))
+            }
             _ if request.prompts("none") => {
                 self.redirect_error(catalog, &request, ErrorCode::LoginRequired, "the user is not logged in")
             }

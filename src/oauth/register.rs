@@ -92,22 +92,7 @@ pub fn validate(body: &Value, registration: &RegistrationSettings) -> Result<Cli
     if code_flow && redirect_uris.is_empty() {
         return Err(RegistrationError::redirect("redirect_uris is required for the authorization_code grant"));
     }
-    if redirect_uris.len() > MAX_REDIRECT_URIS {
-        return Err(RegistrationError::redirect(format!("at most {MAX_REDIRECT_URIS} redirect_uris")));
-    }
-    for uri in &redirect_uris {
-        if uri.len() > MAX_URI_LEN {
-            return Err(RegistrationError::redirect("a redirect URI is too long"));
-        }
-        let parsed = url::Url::parse(uri).map_err(|_| RegistrationError::redirect(format!("{uri:?} is not a URL")))?;
-        // RFC 6749 §3.1.2: no fragment.
-        if parsed.fragment().is_some() {
-            return Err(RegistrationError::redirect(format!("{uri:?} must not contain a fragment")));
-        }
-        if !registration.redirect_uri_patterns.iter().any(|p| redirect_uri_matches(p, uri)) {
-            return Err(RegistrationError::redirect(format!("{uri:?} is not an approved redirect URI")));
-        }
-    }
+    check_redirect_uris(&redirect_uris, registration)?;
 
     let scope = string("scope")?.unwrap_or_default();
     let requested: Vec<&str> = scope.split_ascii_whitespace().collect();
@@ -163,6 +148,32 @@ pub fn validate(body: &Value, registration: &RegistrationSettings) -> Result<Cli
 
 /// Identical public registrations share one client: the digest of the policy and the
 /// normalized metadata. Confidential clients are never shared (each gets its own secret).
+/// The redirect URIs of a self-registered client (a registration or a metadata document):
+/// a bounded number, each a URL without fragment (RFC 6749 §3.1.2) that one of the policy's
+/// approved patterns allows (which also refuses forbidden schemes, userinfo and dot
+/// segments). RFC 9700 §4.11.2: anything else would make the issuer an open redirector.
+pub fn check_redirect_uris(
+    redirect_uris: &[String],
+    registration: &RegistrationSettings,
+) -> Result<(), RegistrationError> {
+    if redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(RegistrationError::redirect(format!("at most {MAX_REDIRECT_URIS} redirect_uris")));
+    }
+    for uri in redirect_uris {
+        if uri.len() > MAX_URI_LEN {
+            return Err(RegistrationError::redirect("a redirect URI is too long"));
+        }
+        let parsed = url::Url::parse(uri).map_err(|_| RegistrationError::redirect(format!("{uri:?} is not a URL")))?;
+        if parsed.fragment().is_some() {
+            return Err(RegistrationError::redirect(format!("{uri:?} must not contain a fragment")));
+        }
+        if !registration.redirect_uri_patterns.iter().any(|p| redirect_uri_matches(p, uri)) {
+            return Err(RegistrationError::redirect(format!("{uri:?} is not an approved redirect URI")));
+        }
+    }
+    Ok(())
+}
+
 pub fn dedupe_key(policy: &str, metadata: &ClientMetadata) -> Option<String> {
     if metadata.token_endpoint_auth_method != "none" {
         return None;

@@ -46,6 +46,12 @@ pub fn serve_mcp(listener: tokio::net::TcpListener, base: &str, issuer: &str) ->
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
     });
+    // A document whose redirect URI no approved pattern allows.
+    let unapproved = json!({
+        "client_id": format!("{base}/unapproved-client.json"),
+        "client_name": "Unapproved Redirects",
+        "redirect_uris": ["https://evil.example.net/steal"],
+    });
     let app = Router::new()
         .route(
             "/mcp",
@@ -62,6 +68,13 @@ pub fn serve_mcp(listener: tokio::net::TcpListener, base: &str, issuer: &str) ->
             get(move || {
                 let document = document.clone();
                 async move { ([("cache-control", "max-age=60")], Json(document)) }
+            }),
+        )
+        .route(
+            "/unapproved-client.json",
+            get(move || {
+                let document = unapproved.clone();
+                async move { Json(document) }
             }),
         );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -246,6 +259,30 @@ async fn resource_server_layer_challenges_and_accepts() {
         .await
         .unwrap();
     assert_eq!(refund.status(), 200);
+}
+
+/// RFC 9700 §4.11.2: a metadata document's redirect URIs must match the policy's approved
+/// patterns, as a registration's must; otherwise the issuer would redirect anywhere.
+#[tokio::test]
+async fn metadata_document_redirect_uris_must_be_approved() {
+    let (listener, base) = bind().await;
+    let server = inbound_for(&format!("{base}/mcp"), true).await;
+    let _mcp = serve_mcp(listener, &base, &server.base);
+    let client_id = format!("{base}/unapproved-client.json");
+    // Without PKCE, an error that would otherwise be redirected to the document's URI.
+    let url = format!(
+        "{}/authorize?{}",
+        server.base,
+        crate::support::server::form(&[
+            ("response_type", "code"),
+            ("client_id", &client_id),
+            ("redirect_uri", "https://evil.example.net/steal"),
+        ])
+    );
+    let page = Agent::new().get(&url).await;
+    assert!(page.location.is_none(), "redirected to an unapproved URI: {:?}", page.location);
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("not an approved redirect URI"), "{}", page.body);
 }
 
 #[tokio::test]

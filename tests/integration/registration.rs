@@ -304,9 +304,16 @@ async fn authorize_refuses_resources_the_client_may_not_use() {
             ("resource", "https://other.example.com"),
         ])
     );
+    // A self-registered client's errors before login are shown on a page, not redirected
+    // (its redirect URI is only pattern-approved: RFC 9700 §4.11.2).
     let page = Agent::new().get(&url).await;
-    assert_eq!(page.status, 303);
-    assert_eq!(page.redirect_param("error").as_deref(), Some("invalid_target"));
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.location.is_none());
+    assert!(page.body.contains("invalid_target"), "{}", page.body);
+    let silent = url.replace("resource=https%3A%2F%2Fother.example.com", "prompt=none");
+    let page = Agent::new().get(&silent).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.location.is_none() && page.body.contains("login_required"), "{}", page.body);
     // An unregistered redirect URI is never redirected to.
     let evil = url.replace("127.0.0.1%3A50000%2Fcallback", "evil.example.com%2Fcb");
     let page = Agent::new().get(&evil.replace("resource=https%3A%2F%2Fother.example.com", "")).await;
