@@ -234,6 +234,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registers a client unless an identical public registration exists (same
     /// `dedupe_key`) or a limit is reached; atomic with respect to concurrent registrations.
+    /// A client found by its `dedupe_key` is shared from then on and loses its registration
+    /// access token (nobody manages a shared client).
     async fn register_client(
         &self,
         client: &RegisteredClient,

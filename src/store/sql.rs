@@ -370,7 +370,19 @@ where
                 .await
                 .map_err(unavailable)?;
             if let Some(row) = row {
-                return Ok(Registration::Existing(Box::new(registered_from_row(&row)?)));
+                let mut existing = registered_from_row(&row)?;
+                // A shared client has no manager: the first registrant's RFC 7592 token would
+                // otherwise control what every later registrant uses (rename it, change its
+                // redirect URIs, delete everyone's consents).
+                if existing.registration_token_hash.take().is_some() {
+                    sqlx::query("UPDATE registered_clients SET registration_token_hash = NULL WHERE client_id = $1")
+                        .bind(existing.client_id.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    tx.commit().await.map_err(unavailable)?;
+                }
+                return Ok(Registration::Existing(Box::new(existing)));
             }
         }
         let total: i64 = sqlx::query_scalar(

@@ -80,15 +80,22 @@ async fn register_authorize_and_manage_a_public_mcp_client() {
     assert_eq!(uri, format!("{}/register/{client_id}", server.base));
     assert_eq!(created.json["client_name"], "Claude");
 
-    // Identical public registration: the same client, no management token for the second
-    // registrant.
+    assert_eq!(manage(&server, reqwest::Method::GET, &uri, &token, None).await.status, 200);
+
+    // Identical public registration: the same client, shared from now on. Nobody manages a
+    // shared client: no token for the second registrant, and the first one's stops working
+    // (it could rename the client, change its redirect URIs or delete everyone's consents).
     let again = register(&server, &mcp_client("Claude")).await;
     assert_eq!(again.status, 201, "{}", again.json);
     assert_eq!(again.json["client_id"], client_id.as_str());
     assert!(again.json.get("registration_access_token").is_none(), "{}", again.json);
-    // Different metadata: a different client.
+    assert_eq!(manage(&server, reqwest::Method::GET, &uri, &token, None).await.status, 401, "shared: unmanaged");
+    // Different metadata: a different client, managed by its registrant (RFC 7592 below).
     let other = register(&server, &mcp_client("Cursor")).await;
     assert_ne!(other.json["client_id"], client_id.as_str());
+    let other_id = other.json["client_id"].as_str().unwrap().to_string();
+    let other_token = other.json["registration_access_token"].as_str().unwrap().to_string();
+    let other_uri = other.json["registration_client_uri"].as_str().unwrap().to_string();
 
     // The user flow with `resource`: the token's audience is exactly the resource, the
     // mandatory scope is always part of it.
@@ -125,6 +132,9 @@ async fn register_authorize_and_manage_a_public_mcp_client() {
     wrong.assert_error(400, "invalid_target");
 
     // RFC 7592: read, update, delete with the registration access token.
+    let (client_id, token, uri) = (other_id, other_token, other_uri);
+    let tokens = authorize_and_exchange(&server, &client_id, "billing:read", MCP_RESOURCE, &[]).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
     let read = manage(&server, reqwest::Method::GET, &uri, &token, None).await;
     assert_eq!(read.status, 200, "{}", read.json);
     assert_eq!(read.json["client_id"], client_id.as_str());
@@ -132,11 +142,11 @@ async fn register_authorize_and_manage_a_public_mcp_client() {
     let wrong_token = manage(&server, reqwest::Method::GET, &uri, "not-the-token", None).await;
     assert_eq!(wrong_token.status, 401);
     assert_eq!(wrong_token.json["error"], "invalid_token");
-    let mut update = mcp_client("Claude (renamed)");
+    let mut update = mcp_client("Cursor (renamed)");
     update["client_id"] = json!(client_id);
     let updated = manage(&server, reqwest::Method::PUT, &uri, &token, Some(&update)).await;
     assert_eq!(updated.status, 200, "{}", updated.json);
-    assert_eq!(updated.json["client_name"], "Claude (renamed)");
+    assert_eq!(updated.json["client_name"], "Cursor (renamed)");
     let mut bad = update.clone();
     bad["redirect_uris"] = json!(["https://evil.com/cb"]);
     let refused = manage(&server, reqwest::Method::PUT, &uri, &token, Some(&bad)).await;
@@ -150,11 +160,15 @@ async fn register_authorize_and_manage_a_public_mcp_client() {
         .post(
             "/token",
             None,
-            &form(&[("grant_type", "refresh_token"), ("client_id", &client_id), ("refresh_token", next)]),
+            &form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", tokens.json["refresh_token"].as_str().unwrap()),
+            ]),
         )
         .await;
     after.assert_error(401, "invalid_client");
-    let introspected = server.introspect("billing-agent", refreshed.json["access_token"].as_str().unwrap()).await;
+    let introspected = server.introspect("billing-agent", tokens.json["access_token"].as_str().unwrap()).await;
     assert_eq!(introspected, json!({"active": false}));
 }
 
