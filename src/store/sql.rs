@@ -385,8 +385,11 @@ where
                 return Ok(Registration::Existing(Box::new(existing)));
             }
         }
+        // Limits count registrations only: metadata-document clients (ids that are URLs,
+        // `protocol::client_id`; registered ids are UUIDs) are recorded here too, bounded by
+        // the policy's allowed domains instead.
         let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM registered_clients WHERE policy_namespace = $1 AND policy_name = $2",
+            "SELECT COUNT(*) FROM registered_clients WHERE policy_namespace = $1 AND policy_name = $2 AND client_id NOT LIKE 'http%'",
         )
         .bind(client.policy.namespace.as_str())
         .bind(client.policy.name.as_str())
@@ -398,7 +401,7 @@ where
         }
         let hour_ago = now - 3600;
         let from_source: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM registered_clients WHERE source = $1 AND created_at > $2")
+            sqlx::query_scalar("SELECT COUNT(*) FROM registered_clients WHERE source = $1 AND created_at > $2 AND client_id NOT LIKE 'http%'")
                 .bind(client.source.as_str())
                 .bind(hour_ago)
                 .fetch_one(&mut *tx)
@@ -407,11 +410,13 @@ where
         if from_source >= limits.per_source_per_hour as i64 {
             return Ok(Registration::Limited(RegistrationLimit::PerSource));
         }
-        let recent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM registered_clients WHERE created_at > $1")
-            .bind(hour_ago)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let recent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM registered_clients WHERE created_at > $1 AND client_id NOT LIKE 'http%'",
+        )
+        .bind(hour_ago)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         if recent >= limits.total_per_hour as i64 {
             return Ok(Registration::Limited(RegistrationLimit::Total));
         }

@@ -255,6 +255,23 @@ async fn suite(store: Arc<dyn Store>) {
         store.register_client(&client("d3", None, "src"), &wide, now).await.unwrap(),
         Registration::Limited(RegistrationLimit::PerSource)
     );
+    // Metadata-document clients are not registrations: they count against no registration limit.
+    let other_policy = ObjectKey { namespace: "mcp".into(), name: "q".into() };
+    let under_q = |id: &str| RegisteredClient { policy: other_policy.clone(), ..client(id, None, "src-q") };
+    for i in 0..3 {
+        store.record_client(&under_q(&format!("https://app{i}.example.com/c.json"))).await.unwrap();
+    }
+    let one = inbound::api::RegistrationLimits { max_clients: 1, per_source_per_hour: 1, total_per_hour: 100 };
+    assert_eq!(
+        store.register_client(&under_q("q1"), &one, now).await.unwrap(),
+        Registration::Created,
+        "document clients are not counted"
+    );
+    for id in
+        ["q1", "https://app0.example.com/c.json", "https://app1.example.com/c.json", "https://app2.example.com/c.json"]
+    {
+        assert!(store.delete_registered_client(id, now).await.unwrap());
+    }
     let mut document = client("https://app.example.com/client.json", None, "app.example.com");
     store.record_client(&document).await.unwrap();
     document.metadata = serde_json::json!({ "client_name": "renamed" });
