@@ -46,6 +46,9 @@ pub enum UnusableClient {
     /// The document asks for what the policy does not approve (e.g. a redirect URI).
     #[error("client metadata document: {0}")]
     UnapprovedMetadata(String),
+    /// An administrator deleted this metadata-document client recently.
+    #[error("this client was deleted by an administrator")]
+    Deleted,
     #[error("storage is unavailable")]
     StoreUnavailable,
 }
@@ -118,9 +121,13 @@ impl AuthorizationServer {
                 created_at: now,
                 last_used_at: now,
             };
-            if let Err(e) = self.store.record_client(&record).await {
-                tracing::warn!(error = %e, "cannot record a metadata-document client");
-                return Err(UnusableClient::StoreUnavailable);
+            match self.store.record_client(&record, now).await {
+                Ok(true) => {}
+                Ok(false) => return Err(UnusableClient::Deleted),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record a metadata-document client");
+                    return Err(UnusableClient::StoreUnavailable);
+                }
             }
             let client = dynamic::client(
                 client_id,

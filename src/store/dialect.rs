@@ -27,6 +27,7 @@ macro_rules! migrations {
             migration!($backend, 2, "002_user_delegation"),
             migration!($backend, 3, "003_client_secret_order"),
             migration!($backend, 4, "004_registered_clients"),
+            migration!($backend, 5, "005_client_tombstones"),
         ]
     };
 }

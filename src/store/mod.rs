@@ -178,6 +178,10 @@ pub async fn open(url: Option<&str>, sqlite_path: &std::path::Path) -> Result<st
     }
 }
 
+/// How long an administrator's deletion of a metadata-document client stands. Blocking one
+/// for good is the policy's business (`allowedDomains`).
+pub const TOMBSTONE_LIFETIME: i64 = 30 * 86_400;
+
 /// Every table of the schema (both backends), the migrations' own `schema_migrations` aside.
 pub const TABLES: &[&str] = &[
     "objects",
@@ -191,6 +195,7 @@ pub const TABLES: &[&str] = &[
     "sessions",
     "pending_requests",
     "registered_clients",
+    "client_tombstones",
 ];
 
 #[async_trait]
@@ -247,8 +252,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records (or refreshes) a client known from its Client ID Metadata Document, so that
     /// it is listed, managed and reaped like a registered one. No limits apply: the
-    /// document's host is on the policy's allow list.
-    async fn record_client(&self, client: &RegisteredClient) -> Result<(), StoreError>;
+    /// document's host is on the policy's allow list. False, and nothing recorded, while
+    /// an administrator's deletion of it stands (see [`Store::delete_registered_client`]).
+    async fn record_client(&self, client: &RegisteredClient, now: i64) -> Result<bool, StoreError>;
 
     /// RFC 7592 update: new metadata (and dedupe key). False when the client is gone.
     async fn update_registered_client(
@@ -258,7 +264,9 @@ pub trait Store: Send + Sync + 'static {
         dedupe_key: Option<&str>,
     ) -> Result<bool, StoreError>;
 
-    /// Deletes a registered client with its consents, refresh tokens and secrets.
+    /// Deletes a registered client with its consents, refresh tokens and secrets. A
+    /// metadata-document client stays deleted for [`TOMBSTONE_LIFETIME`]: its document is
+    /// not recorded again meanwhile, so its tokens do not come back to life.
     async fn delete_registered_client(&self, client_id: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Every registered client (for the CLI and the admin API), oldest first.

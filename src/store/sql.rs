@@ -450,10 +450,11 @@ where
         row.as_ref().map(registered_from_row).transpose()
     }
 
-    async fn record_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn record_client(&self, client: &RegisteredClient, now: i64) -> Result<bool, StoreError> {
+        let recorded = sqlx::query(
             "INSERT INTO registered_clients (client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at)
-             VALUES ($1, $2, $3, $4, NULL, NULL, NULL, $5, $6, $6)
+             SELECT $1, $2, $3, $4, NULL, NULL, NULL, $5, $6, $6
+             WHERE NOT EXISTS (SELECT 1 FROM client_tombstones WHERE client_id = $1 AND expires_at > $7)
              ON CONFLICT (client_id) DO UPDATE SET metadata = excluded.metadata,
                  policy_namespace = excluded.policy_namespace, policy_name = excluded.policy_name,
                  last_used_at = excluded.last_used_at",
@@ -464,10 +465,11 @@ where
         .bind(to_json(&client.metadata)?)
         .bind(client.source.as_str())
         .bind(client.created_at)
+        .bind(now)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(())
+        Ok(D::rows_affected(&recorded) > 0)
     }
 
     async fn update_registered_client(
@@ -487,13 +489,20 @@ where
     }
 
     async fn delete_registered_client(&self, client_id: &str, now: i64) -> Result<bool, StoreError> {
-        let deleted = sqlx::query("DELETE FROM registered_clients WHERE client_id = $1")
+        let deleted = self.remove_registered_client(client_id, now).await?;
+        if deleted && crate::protocol::client_id::is_metadata_document_url(client_id) {
+            sqlx::query(
+                "INSERT INTO client_tombstones (client_id, deleted_at, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (client_id) DO UPDATE SET deleted_at = excluded.deleted_at, expires_at = excluded.expires_at",
+            )
             .bind(client_id)
+            .bind(now)
+            .bind(now + super::TOMBSTONE_LIFETIME)
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
-        self.forget_client(client_id, now).await?;
-        Ok(D::rows_affected(&deleted) == 1)
+        }
+        Ok(deleted)
     }
 
     async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
@@ -533,8 +542,9 @@ where
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
+        // Reaped, not deleted by anyone: a metadata-document client may come back.
         for id in &ids {
-            self.delete_registered_client(id, unused_since).await?;
+            self.remove_registered_client(id, unused_since).await?;
         }
         Ok(ids)
     }
@@ -847,6 +857,7 @@ where
             ("opaque_tokens", row),
             ("revocations", "seq"),
             ("client_secrets", row),
+            ("client_tombstones", row),
         ] {
             let result = sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE expires_at <= $1 LIMIT $2)"
@@ -859,6 +870,31 @@ where
             purged += D::rows_affected(&result);
         }
         Ok(purged)
+    }
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut <D::Database as Database>::Connection: Executor<'c, Database = D::Database>,
+    <D::Database as Database>::Arguments: IntoArguments<D::Database>,
+    usize: ColumnIndex<<D::Database as Database>::Row>,
+    for<'a> &'a str: ColumnIndex<<D::Database as Database>::Row> + Encode<'a, D::Database> + Type<D::Database>,
+    for<'a> &'a [u8]: Encode<'a, D::Database> + Type<D::Database>,
+    for<'a> Option<&'a str>: Encode<'a, D::Database>,
+    Option<Vec<u8>>: for<'a> Encode<'a, D::Database>,
+    String: Value<D::Database>,
+    i64: Value<D::Database>,
+    Vec<u8>: Value<D::Database>,
+{
+    /// Deletes a registered client with its consents, refresh tokens and secrets.
+    async fn remove_registered_client(&self, client_id: &str, now: i64) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM registered_clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        self.forget_client(client_id, now).await?;
+        Ok(D::rows_affected(&deleted) == 1)
     }
 }
 

@@ -382,3 +382,44 @@ async fn official_mcp_python_sdk_connects_registers_and_calls_tools() {
     assert_eq!(cimd["registered"], false);
     assert!(cimd["result"].as_str().unwrap().starts_with("3 invoices"));
 }
+
+/// An administrator's deletion of a metadata-document client sticks: its document is not
+/// fetched and recorded again on the next request, so its tokens stay dead.
+#[tokio::test]
+async fn a_deleted_metadata_document_client_stays_deleted() {
+    let (listener, base) = bind().await;
+    let server = inbound_for(&format!("{base}/mcp"), true).await;
+    let mcp = serve_mcp(listener, &base, &server.base);
+    let client_id = mcp.client_metadata_url();
+    let tokens = authorize_and_exchange(&server, &client_id, "billing:read", &mcp.url, &[]).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    let access = tokens.json["access_token"].as_str().unwrap().to_string();
+    assert_eq!(server.introspect("billing-agent", &access).await["active"], true);
+
+    // Deleted from the store as `inbound clients delete` does (another process).
+    let now = jiff::Timestamp::now().as_second();
+    assert!(server.store().await.delete_registered_client(&client_id, now).await.unwrap());
+    // Past the server's 5 s cache of resolved clients, the token is inactive and stays so.
+    let started = std::time::Instant::now();
+    while server.introspect("billing-agent", &access).await["active"] == true {
+        assert!(started.elapsed() < Duration::from_secs(10), "the deleted client's token is still active");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.introspect("billing-agent", &access).await, json!({"active": false}), "came back to life");
+    assert!(server.store().await.registered_client(&client_id).await.unwrap().is_none(), "recorded again");
+    let url = format!(
+        "{}/authorize?{}",
+        server.base,
+        crate::support::server::form(&[
+            ("response_type", "code"),
+            ("client_id", &client_id),
+            ("redirect_uri", "http://127.0.0.1:50000/callback"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ])
+    );
+    let page = Agent::new().get(&url).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("deleted by an administrator"), "{}", page.body);
+}

@@ -259,7 +259,7 @@ async fn suite(store: Arc<dyn Store>) {
     let other_policy = ObjectKey { namespace: "mcp".into(), name: "q".into() };
     let under_q = |id: &str| RegisteredClient { policy: other_policy.clone(), ..client(id, None, "src-q") };
     for i in 0..3 {
-        store.record_client(&under_q(&format!("https://app{i}.example.com/c.json"))).await.unwrap();
+        assert!(store.record_client(&under_q(&format!("https://app{i}.example.com/c.json")), now).await.unwrap());
     }
     let one = inbound::api::RegistrationLimits { max_clients: 1, per_source_per_hour: 1, total_per_hour: 100 };
     assert_eq!(
@@ -273,9 +273,9 @@ async fn suite(store: Arc<dyn Store>) {
         assert!(store.delete_registered_client(id, now).await.unwrap());
     }
     let mut document = client("https://app.example.com/client.json", None, "app.example.com");
-    store.record_client(&document).await.unwrap();
+    assert!(store.record_client(&document, now).await.unwrap());
     document.metadata = serde_json::json!({ "client_name": "renamed" });
-    store.record_client(&document).await.unwrap();
+    assert!(store.record_client(&document, now).await.unwrap());
     let recorded = store.registered_client(&document.client_id).await.unwrap().unwrap();
     assert_eq!(recorded.metadata["client_name"], "renamed");
     assert_eq!(recorded.registration_token_hash, None);
