@@ -15,7 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("private_file", &["secrets"]),
     ("catalog", &["api", "protocol", "secrets"]),
     // Opaque access tokens are stored with their claims.
-    ("store", &["api", "secrets", "tokens"]),
+    ("store", &["api", "protocol", "secrets", "tokens"]),
     ("tokens", &["api", "private_file", "secrets"]),
     ("cimd", &["protocol"]),
     ("identity", &["catalog"]),
