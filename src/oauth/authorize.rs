@@ -120,11 +120,17 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
             return Err(fail(OAuthError::invalid_scope(format!("scope {s} is not available to this client"))));
         }
     }
-    for resource in params.resources() {
-        if !client.spec.allowed_resources.contains(resource) {
+    // RFC 8707 §2: each resource must be one the client may use; carried in its declared
+    // spelling (`protocol::resource`).
+    let mut resources: Vec<String> = Vec::new();
+    for requested in params.resources() {
+        let Some(declared) = crate::protocol::resource::find(&client.spec.allowed_resources, requested) else {
             return Err(fail(OAuthError::invalid_target(format!(
-                "resource {resource} is not allowed for this client"
+                "resource {requested} is not allowed for this client"
             ))));
+        };
+        if !resources.contains(declared) {
+            resources.push(declared.clone());
         }
     }
     let tenant = params.get("tenant").map(str::to_string);
@@ -165,7 +171,7 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
             prompt,
             max_age,
             code_challenge: code_challenge.to_string(),
-            resources: params.resources().to_vec(),
+            resources,
             tenant,
         },
     ))

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::OAuthError;
 use crate::api::GrantType;
 use crate::catalog::{Catalog, Client, GrantRule};
-use crate::protocol::scope::parse_scope;
+use crate::protocol::{resource, scope::parse_scope};
 
 /// The request's choices: `scope`, RFC 8707 `resource`s and `tenant`.
 #[derive(Debug, Default)]
@@ -55,18 +55,17 @@ pub fn decide(catalog: &Catalog, client: &Client, request: &Request<'_>, now: i6
         let audience = audience.into_iter().cloned().collect();
         (grants, audience)
     } else {
-        for resource in request.resources {
-            if !grants.iter().any(|g| g.resources.contains(resource)) {
-                return Err(OAuthError::invalid_target(format!("resource {resource} is not granted to this client")));
-            }
-        }
-        let grants = grants.into_iter().filter(|g| g.resources.iter().any(|r| request.resources.contains(r))).collect();
+        // Each requested resource in the spelling its grant declares (`protocol::resource`).
         let mut audience: Vec<String> = Vec::new();
-        for r in request.resources {
-            if !audience.contains(r) {
-                audience.push(r.clone());
+        for requested in request.resources {
+            let Some(declared) = grants.iter().find_map(|g| resource::find(&g.resources, requested)) else {
+                return Err(OAuthError::invalid_target(format!("resource {requested} is not granted to this client")));
+            };
+            if !audience.contains(declared) {
+                audience.push(declared.clone());
             }
         }
+        let grants = grants.into_iter().filter(|g| g.resources.iter().any(|r| audience.contains(r))).collect();
         (grants, audience)
     };
 

@@ -424,8 +424,14 @@ fn narrowed_resources(requested: &[String], granted: &[String]) -> Result<Vec<St
     if requested.is_empty() {
         return Ok(granted.to_vec());
     }
-    if let Some(other) = requested.iter().find(|r| !granted.contains(r)) {
-        return Err(OAuthError::invalid_target(format!("resource {other} was not authorized for this grant")));
+    let mut narrowed: Vec<String> = Vec::new();
+    for r in requested {
+        let Some(declared) = crate::protocol::resource::find(granted, r) else {
+            return Err(OAuthError::invalid_target(format!("resource {r} was not authorized for this grant")));
+        };
+        if !narrowed.contains(declared) {
+            narrowed.push(declared.clone());
+        }
     }
-    Ok(requested.to_vec())
+    Ok(narrowed)
 }

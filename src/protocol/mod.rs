@@ -12,4 +12,5 @@ pub mod loopback;
 pub mod paths;
 pub mod pattern;
 pub mod redirect;
+pub mod resource;
 pub mod scope;

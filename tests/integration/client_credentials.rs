@@ -218,3 +218,21 @@ async fn client_authentication_failures_are_indistinguishable() {
 fn body_without_secret() -> String {
     form(&[("grant_type", "client_credentials")])
 }
+
+/// RFC 8707 resources as clients in the field send them: an origin with a trailing slash,
+/// the host in another case. The token carries the declared spelling; another path is
+/// another resource.
+#[tokio::test]
+async fn resources_match_in_any_host_case_and_with_an_origins_slash() {
+    let server = start_server(QUICKSTART).await;
+    for requested in ["https://billing.example.com/", "https://BILLING.example.com"] {
+        let reply = server.token("billing-agent", &format!("&{}", form(&[("resource", requested)]))).await;
+        assert_eq!(reply.status, 200, "{requested}: {}", reply.json);
+        let claims =
+            verify_jwt(&server, reply.json["access_token"].as_str().unwrap(), "https://billing.example.com").await;
+        assert_eq!(claims["aud"], "https://billing.example.com", "the declared spelling");
+    }
+    let reply =
+        server.token("billing-agent", &format!("&{}", form(&[("resource", "https://billing.example.com/v2")]))).await;
+    reply.assert_error(400, "invalid_target");
+}

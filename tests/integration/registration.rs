@@ -103,6 +103,11 @@ async fn register_authorize_and_manage_a_public_mcp_client() {
     assert_eq!(tokens.status, 200, "{}", tokens.json);
     let access = claims(tokens.json["access_token"].as_str().unwrap());
     assert_eq!(access["aud"], MCP_RESOURCE);
+    // The resource as some MCP clients spell it (host case): the same resource, carried in
+    // its declared spelling.
+    let shouted = authorize_and_exchange(&server, &client_id, "billing:read", "https://MCP.Example.com/mcp", &[]).await;
+    assert_eq!(shouted.status, 200, "{}", shouted.json);
+    assert_eq!(claims(shouted.json["access_token"].as_str().unwrap())["aud"], MCP_RESOURCE);
     let scopes: Vec<&str> = access["scope"].as_str().unwrap().split(' ').collect();
     assert!(scopes.contains(&"billing:read") && scopes.contains(&"billing:refund"), "{access}");
     // Refresh keeps the audience; a resource outside the grant is invalid_target.
