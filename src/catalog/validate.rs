@@ -102,9 +102,10 @@ impl<'a> Index<'a> {
         Index { apps, scopes, duplicate_usernames, registration_policy }
     }
 
-    /// `openid` is built in (OpenID Connect); every other scope must be declared.
+    /// `openid` and `offline_access` are built in (OpenID Connect); every other scope must
+    /// be declared.
     fn has_scope(&self, ns: &str, scope: &str) -> bool {
-        scope == crate::protocol::scope::OPENID || self.scopes.contains(&(ns, scope))
+        crate::protocol::scope::is_builtin(scope) || self.scopes.contains(&(ns, scope))
     }
 }
 

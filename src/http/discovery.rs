@@ -19,6 +19,10 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
     let catalog = state.catalog.load();
     let mut scopes = catalog.scope_names();
     scopes.insert(0, crate::protocol::scope::OPENID.to_string());
+    // Refresh tokens can always be issued (to clients allowed the grant).
+    if !scopes.iter().any(|s| s == crate::protocol::scope::OFFLINE_ACCESS) {
+        scopes.insert(1, crate::protocol::scope::OFFLINE_ACCESS.to_string());
+    }
     let registration = catalog.registration_policy().and_then(|p| p.spec.registration.clone());
     let mut document = serde_json::json!({
         "issuer": issuer,

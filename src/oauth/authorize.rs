@@ -115,6 +115,12 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
         }
     }
     for s in &scopes {
+        if s == scope::OFFLINE_ACCESS {
+            if !client.allows_grant(GrantType::RefreshToken) {
+                return Err(fail(OAuthError::invalid_scope("offline_access needs the refresh_token grant")));
+            }
+            continue;
+        }
         let declared = s == scope::OPENID || catalog.scope(&client.key.namespace, s).is_some();
         if !declared || !client.spec.allowed_scopes.contains(s) {
             return Err(fail(OAuthError::invalid_scope(format!("scope {s} is not available to this client"))));

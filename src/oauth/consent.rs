@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::OAuthError;
 use crate::catalog::{Catalog, Client, User};
-use crate::protocol::scope::OPENID;
+use crate::protocol::scope::is_builtin;
 use crate::store::Consent;
 
 /// One scope on the consent screen.
@@ -83,7 +83,7 @@ pub fn plan(
     existing: Option<Consent>,
     force_prompt: bool,
 ) -> ConsentPlan {
-    let wanted: Vec<&String> = scopes.iter().filter(|s| *s != OPENID).collect();
+    let wanted: Vec<&String> = scopes.iter().filter(|s| !is_builtin(s)).collect();
     if let Some(consent) = existing {
         if !force_prompt && wanted.iter().all(|s| consent.scopes.contains(s)) {
             return ConsentPlan::Covered(consent);

@@ -23,7 +23,10 @@ use super::{
 };
 use crate::api::ScopeKind;
 use crate::catalog::{Catalog, Client, User};
-use crate::protocol::{redirect, scope::OPENID};
+use crate::protocol::{
+    redirect,
+    scope::{OPENID, is_builtin},
+};
 use crate::secrets::{random_token, token_digest};
 use crate::store::{AuthorizationCode, Consent, Session};
 
@@ -482,7 +485,7 @@ impl AuthorizationServer {
             )));
         }
         let scopes: Vec<String> =
-            request.scopes.iter().filter(|s| *s == OPENID || consent.scopes.contains(s)).cloned().collect();
+            request.scopes.iter().filter(|s| is_builtin(s) || consent.scopes.contains(s)).cloned().collect();
         let code = random_token(32);
         let record = AuthorizationCode {
             client_id: client.client_id.clone(),

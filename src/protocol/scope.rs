@@ -3,6 +3,15 @@
 /// The OpenID Connect scope: built in, never declared by a Scope.
 pub const OPENID: &str = "openid";
 
+/// OpenID Connect Core §11: asks for a refresh token that works while the user is away.
+/// Built in; a client that may use the refresh_token grant may request it.
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// Scopes this server defines itself (OpenID Connect's); every other is a declared Scope.
+pub fn is_builtin(scope: &str) -> bool {
+    scope == OPENID || scope == OFFLINE_ACCESS
+}
+
 /// `scope-token = 1*NQCHAR`, `NQCHAR = %x21 / %x23-5B / %x5D-7E`.
 pub fn is_valid_scope_token(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))

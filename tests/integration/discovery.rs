@@ -25,7 +25,15 @@ async fn oidc_discovery_and_rfc8414_metadata_agree() {
     );
     assert_eq!(
         m["scopes_supported"],
-        serde_json::json!(["openid", "billing:read", "billing:refund", "email", "profile", "reports:export"])
+        serde_json::json!([
+            "openid",
+            "offline_access",
+            "billing:read",
+            "billing:refund",
+            "email",
+            "profile",
+            "reports:export"
+        ])
     );
     assert_eq!(m["authorization_endpoint"], format!("{}/authorize", server.base));
     assert_eq!(m["userinfo_endpoint"], format!("{}/userinfo", server.base));

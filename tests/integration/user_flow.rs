@@ -617,3 +617,20 @@ async fn a_refresh_token_is_described_to_its_own_client() {
     // Another confidential client gets nothing.
     assert_eq!(server.introspect("billing-agent", refresh).await, serde_json::json!({"active": false}));
 }
+
+/// OpenID Connect Core §11: `offline_access` is accepted from a client allowed refresh
+/// tokens (not asked on the consent screen: the grant itself is), and a `scope` with
+/// surrounding spaces is read as its tokens.
+#[tokio::test]
+async fn offline_access_and_a_padded_scope_are_accepted() {
+    let server = start_server(QUICKSTART).await;
+    let cli = client_id(&server, "billing-cli");
+    let mut agent = Agent::new();
+    let (challenge, verifier) = pkce();
+    let url = authorize_url(&server, &cli, " openid offline_access billing:read ", &challenge, "");
+    let code = code_for(&server.base, &mut agent, &url, ("alice", "wonderland"), &[]).await;
+    let tokens = exchange(&server, &cli, &code, &verifier).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    assert!(tokens.json["refresh_token"].is_string());
+    assert_eq!(tokens.json["scope"], "openid offline_access billing:read");
+}
