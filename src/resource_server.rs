@@ -76,7 +76,41 @@ pub struct ProtectedResource {
     pub scopes_supported: Vec<String>,
     jwks_uri: String,
     http: reqwest::Client,
-    keys: RwLock<(HashMap<String, DecodingKey>, Option<Instant>)>,
+    keys: RwLock<KeyCache>,
+}
+
+/// The issuer's keys as last fetched.
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    /// When the keys were fetched, and for how long they are fresh (the response's
+    /// `Cache-Control: max-age`): past that, a known kid is checked against a new fetch, so
+    /// that a key the issuer removed stops being trusted.
+    fetched: Option<(Instant, Duration)>,
+    /// The last fetch for an unknown kid (junk tokens must not make us hammer the issuer).
+    unknown_kid_fetch: Option<Instant>,
+}
+
+/// Freshness of a JWKS without `max-age`, and the most any `max-age` is believed.
+const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
+const MAX_JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+impl KeyCache {
+    fn is_fresh(&self) -> bool {
+        self.fetched.is_some_and(|(at, fresh_for)| at.elapsed() < fresh_for)
+    }
+}
+
+/// `max-age` of a `Cache-Control` header, bounded; the default without one.
+fn jwks_max_age(cache_control: Option<&str>) -> Duration {
+    cache_control
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .filter_map(|d| d.trim().strip_prefix("max-age="))
+        .find_map(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_JWKS_MAX_AGE)
+        .min(MAX_JWKS_MAX_AGE)
 }
 
 impl ProtectedResource {
@@ -88,8 +122,16 @@ impl ProtectedResource {
             issuer,
             scopes_supported: Vec::new(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client"),
-            keys: RwLock::new((HashMap::new(), None)),
+            keys: RwLock::new(KeyCache::default()),
         })
+    }
+
+    /// Fetches the issuer's keys from `jwks_uri` instead of `{issuer}/jwks` (e.g. the
+    /// in-cluster Service of the issuer).
+    pub fn with_jwks_uri(self: Arc<Self>, jwks_uri: &str) -> Arc<ProtectedResource> {
+        let mut this = Arc::try_unwrap(self).ok().expect("configure before sharing");
+        this.jwks_uri = jwks_uri.to_string();
+        Arc::new(this)
     }
 
     pub fn with_scopes(resource: &str, issuer: &str, scopes: &[&str]) -> Arc<ProtectedResource> {
@@ -199,17 +241,37 @@ impl ProtectedResource {
         if !matches!(alg, Algorithm::ES256 | Algorithm::RS256) {
             return None;
         }
-        if let Some(key) = self.keys.read().expect("lock").0.get(kid) {
-            return Some(key.clone());
+        let (cached, fresh, may_fetch_unknown) = {
+            let cache = self.keys.read().expect("lock");
+            let may = cache.unknown_kid_fetch.is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
+            (cache.keys.get(kid).cloned(), cache.is_fresh(), may)
+        };
+        match cached {
+            // Known and fresh: no network.
+            Some(key) if fresh => return Some(key),
+            // Known but stale: refetch (at most once per max-age, since a fetch makes the
+            // cache fresh again); if the issuer cannot be reached, keep trusting it.
+            Some(key) => {
+                return match self.refresh().await {
+                    Some(keys) => keys.get(kid).cloned(),
+                    None => Some(key),
+                };
+            }
+            // Unknown: the issuer may have published a new key; refetch at most every 10 s.
+            None if !may_fetch_unknown => return None,
+            None => self.keys.write().expect("lock").unknown_kid_fetch = Some(Instant::now()),
         }
-        // An unknown kid: the issuer may have published a new key. Refetch, at most every
-        // 10 s so that junk tokens cannot make us hammer the issuer.
-        let recently = self.keys.read().expect("lock").1.is_some_and(|at| at.elapsed() < Duration::from_secs(10));
-        if recently {
+        self.refresh().await.and_then(|keys| keys.get(kid).cloned())
+    }
+
+    /// Fetches the JWKS and replaces the cache; None when the fetch fails (cache kept).
+    async fn refresh(&self) -> Option<HashMap<String, DecodingKey>> {
+        let response = self.http.get(&self.jwks_uri).send().await.ok()?;
+        if !response.status().is_success() {
             return None;
         }
-        self.keys.write().expect("lock").1 = Some(Instant::now());
-        let body = self.http.get(&self.jwks_uri).send().await.ok()?.bytes().await.ok()?;
+        let fresh_for = jwks_max_age(response.headers().get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()));
+        let body = response.bytes().await.ok()?;
         let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&body).ok()?;
         let mut keys = HashMap::new();
         for jwk in &jwks.keys {
@@ -217,9 +279,10 @@ impl ProtectedResource {
                 keys.insert(id, key);
             }
         }
-        let found = keys.get(kid).cloned();
-        self.keys.write().expect("lock").0 = keys;
-        found
+        let mut cache = self.keys.write().expect("lock");
+        cache.keys = keys.clone();
+        cache.fetched = Some((Instant::now(), fresh_for));
+        Some(keys)
     }
 
     /// The response for a refusal, with the challenge of RFC 6750 §3 / RFC 9728 §5.1.
@@ -308,4 +371,17 @@ pub fn declared_metadata(
 fn bearer(request: &Request) -> Option<String> {
     let value = request.headers().get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     crate::protocol::bearer::token_of(value).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_freshness_follows_max_age_within_bounds() {
+        assert_eq!(jwks_max_age(Some("public, max-age=60")), Duration::from_secs(60));
+        assert_eq!(jwks_max_age(Some("max-age=999999")), MAX_JWKS_MAX_AGE);
+        assert_eq!(jwks_max_age(Some("no-cache")), DEFAULT_JWKS_MAX_AGE);
+        assert_eq!(jwks_max_age(None), DEFAULT_JWKS_MAX_AGE);
+    }
 }

@@ -423,3 +423,43 @@ async fn a_deleted_metadata_document_client_stays_deleted() {
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("deleted by an administrator"), "{}", page.body);
 }
+
+/// The resource-server layer re-reads the issuer's JWKS once it is stale (max-age): a key
+/// the issuer no longer publishes stops being trusted.
+#[tokio::test]
+async fn the_resource_server_layer_drops_a_key_the_issuer_removed() {
+    let server = crate::support::server::start_server(QUICKSTART).await;
+    // The issuer's JWKS through a switch: published, then withdrawn, with max-age=1.
+    let publish = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (listener, base) = bind().await;
+    let (upstream, switch) = (server.url("/jwks"), publish.clone());
+    let app = Router::new().route(
+        "/jwks",
+        get(move || {
+            let (upstream, switch) = (upstream.clone(), switch.clone());
+            async move {
+                let keys = if switch.load(std::sync::atomic::Ordering::SeqCst) {
+                    reqwest::get(&upstream).await.unwrap().json::<Value>().await.unwrap()
+                } else {
+                    json!({"keys": []})
+                };
+                ([("cache-control", "max-age=1")], Json(keys))
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let resource =
+        ProtectedResource::new("https://billing.example.com", &server.base).with_jwks_uri(&format!("{base}/jwks"));
+    let token =
+        server.token("billing-agent", "&scope=billing%3Aread").await.json["access_token"].as_str().unwrap().to_string();
+    assert!(resource.check(Some(&token), &[]).await.is_ok(), "published key");
+    publish.store(false, std::sync::atomic::Ordering::SeqCst);
+    // Still fresh: no fetch, still trusted.
+    assert!(resource.check(Some(&token), &[]).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        resource.check(Some(&token), &[]).await.unwrap_err(),
+        Refusal::InvalidToken("unknown signing key".into()),
+        "a withdrawn key is trusted after its JWKS went stale"
+    );
+}
