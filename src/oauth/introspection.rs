@@ -89,6 +89,11 @@ impl AuthorizationServer {
         let token = params.require("token")?;
         // token_type_hint is only a hint (RFC 7662 §2.1); every token type is searched.
         if let Some(claims) = self.active_claims(catalog, token, now).await? {
+            // Anyone can register a confidential client: a self-registered caller learns
+            // only about its own tokens (RFC 7662 §4 lets the server answer active:false).
+            if caller.origin != crate::catalog::ClientOrigin::Declared && claims.client_id != caller.client_id {
+                return Ok(Introspection::default());
+            }
             return Ok(Introspection { active: true, claims: Some(claims.into()) });
         }
         // A refresh token is described only to the client it was issued to.

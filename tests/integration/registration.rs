@@ -248,6 +248,12 @@ async fn registration_errors_follow_rfc_7591() {
     r.assert_error(400, "unauthorized_client");
     let r = server.post("/token", Some((id, "wrong")), "grant_type=client_credentials").await;
     r.assert_error(401, "invalid_client");
+    // Anyone can register a confidential client: it is never trusted to read other
+    // clients' tokens through introspection (RFC 7662 §4: active:false, nothing else).
+    let others = server.token("billing-agent", "").await.json["access_token"].as_str().unwrap().to_string();
+    let r = server.post("/introspect", Some((id, secret)), &form(&[("token", &others)])).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json, json!({"active": false}), "a self-registered client read another client's token");
     let read = manage(
         &server,
         reqwest::Method::GET,
