@@ -42,6 +42,9 @@ use crate::protocol::pattern;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest accepted document.
 pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024;
+
+/// How long after it expired a document's last good copy may stand in for a failed refetch.
+pub const STALE_IF_ERROR: Duration = Duration::from_secs(3600);
 /// Cache lifetime of a document served without caching headers.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 /// Longest a document is cached, whatever its headers say.
@@ -191,9 +194,23 @@ impl CimdFetcher {
         if let Some(doc) = self.cache().get(&key, Instant::now()) {
             return Ok(doc);
         }
-        let (doc, ttl) = tokio::time::timeout(self.inner.timeout, self.download(&url, client_id, policy))
+        let downloaded = tokio::time::timeout(self.inner.timeout, self.download(&url, client_id, policy))
             .await
-            .map_err(|_| CimdError::Timeout)??;
+            .map_err(|_| CimdError::Timeout)
+            .and_then(|d| d);
+        let (doc, ttl) = match downloaded {
+            Ok(fetched) => fetched,
+            // Errors are never cached; but a host briefly down, or answering HTML, a 404 or a
+            // challenge page (all seen from real clients' hosts), does not break its clients
+            // at once: the last good copy serves for STALE_IF_ERROR after it expired.
+            Err(e) => match self.cache().stale(&key, Instant::now()) {
+                Some(doc) => {
+                    tracing::warn!(client_id, error = %e, "client metadata document refetch failed; using the last good copy");
+                    return Ok(doc);
+                }
+                None => return Err(e),
+            },
+        };
         let doc = Arc::new(doc);
         if let Some(ttl) = ttl {
             let now = Instant::now();
@@ -507,9 +524,11 @@ struct CacheEntry {
 }
 
 impl Cache {
+    /// A fresh copy.
     fn get(&mut self, key: &CacheKey, now: Instant) -> Option<Arc<ClientMetadataDocument>> {
         match self.entries.get(key) {
             Some(entry) if entry.expires > now => Some(Arc::clone(&entry.doc)),
+            Some(entry) if entry.expires + STALE_IF_ERROR > now => None,
             Some(_) => {
                 self.entries.remove(key);
                 None
@@ -518,11 +537,17 @@ impl Cache {
         }
     }
 
+    /// An expired copy still within [`STALE_IF_ERROR`] (RFC 5861 §4), for when a refetch
+    /// fails.
+    fn stale(&mut self, key: &CacheKey, now: Instant) -> Option<Arc<ClientMetadataDocument>> {
+        self.entries.get(key).filter(|e| e.expires + STALE_IF_ERROR > now).map(|e| Arc::clone(&e.doc))
+    }
+
     /// Inserts, keeping at most [`MAX_CACHE_ENTRIES`]: when full, expired entries go
     /// first, then the one closest to expiry.
     fn insert(&mut self, key: CacheKey, doc: Arc<ClientMetadataDocument>, expires: Instant, now: Instant) {
         if !self.entries.contains_key(&key) && self.entries.len() >= MAX_CACHE_ENTRIES {
-            self.entries.retain(|_, entry| entry.expires > now);
+            self.entries.retain(|_, entry| entry.expires + STALE_IF_ERROR > now);
             if self.entries.len() >= MAX_CACHE_ENTRIES
                 && let Some(oldest) = self.entries.iter().min_by_key(|(_, entry)| entry.expires).map(|(k, _)| k.clone())
             {
@@ -760,8 +785,13 @@ mod tests {
         cache.insert(key(0), sample(&key(0).1), now + Duration::from_secs(10), now);
         assert!(cache.get(&key(0), now).is_some());
         assert!(cache.get(&(true, key(0).1), now).is_none(), "the policy mode is part of the key");
-        assert!(cache.get(&key(0), now + Duration::from_secs(10)).is_none(), "expired");
-        assert!(cache.entries.is_empty(), "an expired entry is dropped on lookup");
+        let expired = now + Duration::from_secs(10);
+        assert!(cache.get(&key(0), expired).is_none(), "expired");
+        assert!(cache.stale(&key(0), expired).is_some(), "kept to bridge a failed refetch");
+        let gone = expired + STALE_IF_ERROR;
+        assert!(cache.stale(&key(0), gone).is_none(), "stale for a bounded time only");
+        assert!(cache.get(&key(0), gone).is_none());
+        assert!(cache.entries.is_empty(), "an entry past its stale window is dropped on lookup");
 
         let doc = sample(&key(0).1);
         for i in 0..MAX_CACHE_ENTRIES {

@@ -18,6 +18,7 @@ struct Hits {
     total: AtomicUsize,
     client: AtomicUsize,
     no_store: AtomicUsize,
+    flaky: AtomicUsize,
 }
 
 struct Docs {
@@ -113,6 +114,17 @@ async fn serve_documents() -> Docs {
             }),
         )
         .route("/missing.json", get(|| async { StatusCode::NOT_FOUND }))
+        // Valid once (max-age=1), then the host misbehaves as real ones have: an HTML page.
+        .route(
+            "/flaky.json",
+            get(|State((hits, base)): S| async move {
+                if hits.flaky.fetch_add(1, Ordering::SeqCst) == 0 {
+                    json(Some("max-age=1"), document(&format!("{base}/flaky.json"), serde_json::json!({})))
+                } else {
+                    ([(header::CONTENT_TYPE, "text/html")], "<html>challenge</html>").into_response()
+                }
+            }),
+        )
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&hits),
             |State(hits): State<Arc<Hits>>, request: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -236,4 +248,18 @@ async fn ssrf_and_domain_guards_refuse_without_a_request() {
     fetcher.fetch(&client_id, &loopback_policy()).await.unwrap();
     assert_eq!(fetcher.fetch(&client_id, &strict).await, Err(CimdError::ForbiddenAddress));
     assert_eq!(docs.total(), 1);
+}
+
+/// A host that is briefly down (or answers HTML, a 404 or a challenge page) does not break
+/// its clients at once: the last good copy is used for a bounded time after it expired.
+#[tokio::test]
+async fn a_briefly_failing_host_is_bridged_by_the_last_good_copy() {
+    let docs = serve_documents().await;
+    let fetcher = CimdFetcher::new().unwrap();
+    let url = docs.url("/flaky.json");
+    let first = fetcher.fetch(&url, &loopback_policy()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = fetcher.fetch(&url, &loopback_policy()).await.expect("the stale copy bridges the failure");
+    assert_eq!(second.client_id, first.client_id);
+    assert_eq!(docs.hits.flaky.load(Ordering::SeqCst), 2, "it was fetched again (and failed)");
 }
