@@ -18,6 +18,7 @@ fn main() {
         iat: 1_900_000_000,
         jti: "rEfplQcuMQdv8A_SCfAjvQ".into(),
         client_id: "bc810102-2429-44b7-9048-fa94d06ea4d0".into(),
+        client_namespace: Some("default".into()),
         scope: Some("billing:read billing:refund".into()),
         tenant: Some("acme".into()),
         roles: None,

@@ -7,7 +7,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::admin::{ClientFilter, ClientSummary};
-use crate::api::{DurationError, DurationString};
+use crate::api::{DurationError, DurationString, ObjectKey};
+use crate::catalog::validate::Trust;
 use crate::http::client_ip::Cidr;
 use crate::runtime::{operator::OperatorOptions, serve::ServeOptions};
 
@@ -75,7 +76,21 @@ pub struct ServerArgs {
     /// Pod range).
     #[arg(long, env = "INBOUND_TRUSTED_PROXIES", value_delimiter = ',', value_parser = trusted_proxy)]
     pub trusted_proxies: Vec<Option<Cidr>>,
+    /// The one ConsentPolicy allowed to enable self-registration, as NAMESPACE/NAME. Default:
+    /// in a cluster, the oldest such policy in the operator's namespace; in a folder, the
+    /// first. Any other policy enabling it is refused (InvalidSpec).
+    #[arg(long, env = "INBOUND_REGISTRATION_POLICY", value_parser = registration_policy)]
+    pub registration_policy: Option<PolicyName>,
+    /// Pins a resource URI (token audience) to the namespace that owns it, as URI=NAMESPACE
+    /// (repeat the flag; comma-separated in the variable). Without a pin, the namespace whose
+    /// Scope declared the resource first owns it.
+    #[arg(long = "resource-owner", env = "INBOUND_RESOURCE_OWNERS", value_delimiter = ',', value_parser = resource_owner)]
+    pub resource_owners: Vec<Option<(String, String)>>,
 }
+
+/// `--registration-policy`: a policy's NAMESPACE/NAME, or nothing (an empty chart value).
+#[derive(Clone, Debug)]
+pub struct PolicyName(Option<ObjectKey>);
 
 impl ServerArgs {
     /// An empty `INBOUND_STORE` (a chart value left blank) means the default store.
@@ -86,6 +101,15 @@ impl ServerArgs {
     /// Empty entries dropped, so `INBOUND_TRUSTED_PROXIES=""` is none.
     fn trusted_proxies(&self) -> Vec<Cidr> {
         self.trusted_proxies.iter().flatten().copied().collect()
+    }
+
+    /// The trust decisions of this deployment; `operator_namespace` in a cluster.
+    fn trust(&self, operator_namespace: Option<String>) -> Trust {
+        Trust {
+            operator_namespace,
+            registration_policy: self.registration_policy.clone().and_then(|p| p.0),
+            resource_owners: self.resource_owners.iter().flatten().cloned().collect(),
+        }
     }
 }
 
@@ -125,6 +149,7 @@ impl ServeArgs {
             store: self.server.store(),
             maintenance_interval: MAINTENANCE_INTERVAL,
             trusted_proxies: self.server.trusted_proxies(),
+            trust: self.server.trust(None),
         }
     }
 }
@@ -198,7 +223,6 @@ impl OperatorArgs {
         Ok(OperatorOptions {
             listen: self.listen,
             issuer: self.issuer,
-            namespace,
             watch_namespaces: self
                 .watch_namespaces
                 .into_iter()
@@ -220,6 +244,8 @@ impl OperatorArgs {
             maintenance_interval: MAINTENANCE_INTERVAL,
             templates: self.server.templates.clone(),
             trusted_proxies: self.server.trusted_proxies(),
+            trust: self.server.trust(Some(namespace.clone())),
+            namespace,
         })
     }
 }
@@ -227,6 +253,33 @@ impl OperatorArgs {
 /// A duration flag: `90s`, `15m`, `1h30m`, `30d` (the syntax of the resources' durations).
 fn duration(value: &str) -> Result<Duration, DurationError> {
     DurationString::from(value).parse()
+}
+
+fn registration_policy(value: &str) -> Result<PolicyName, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(PolicyName(None));
+    }
+    match value.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(PolicyName(Some(ObjectKey { namespace: namespace.into(), name: name.into() })))
+        }
+        _ => Err(format!("{value:?} is not NAMESPACE/NAME")),
+    }
+}
+
+/// One `--resource-owner URI=NAMESPACE`; an empty entry is none.
+fn resource_owner(value: &str) -> Result<Option<(String, String)>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.rsplit_once('=') {
+        Some((uri, namespace)) if url::Url::parse(uri).is_ok() && !namespace.is_empty() => {
+            Ok(Some((uri.to_string(), namespace.to_string())))
+        }
+        _ => Err(format!("{value:?} is not URI=NAMESPACE (an absolute resource URI and a namespace)")),
+    }
 }
 
 /// One `--trusted-proxies` entry; an empty one (`a,,b`, or the variable set but empty) is

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             print!("{}", inbound::api::crds_yaml());
             ExitCode::SUCCESS
         }
-        Command::Check { paths } => match folder::load(&paths) {
+        Command::Check { paths } => match folder::load(&paths, &Default::default()) {
             Ok(manifests) => {
                 println!("{} object(s) checked, no problems", manifests.len());
                 ExitCode::SUCCESS
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::ResourceMetadata { paths, issuer } => match folder::load(&paths) {
+        Command::ResourceMetadata { paths, issuer } => match folder::load(&paths, &Default::default()) {
             Ok(manifests) => {
                 let all = inbound::resource_server::declared_metadata(&manifests, &issuer);
                 println!("{}", serde_json::to_string_pretty(&all).expect("metadata serializes"));

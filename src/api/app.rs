@@ -45,7 +45,8 @@ pub struct InboundAppSpec {
     /// `confidential` clients hold a secret; `public` clients (CLIs, SPAs, native apps) do not.
     #[serde(default)]
     pub client_type: ClientType,
-    /// OAuth grant types the app may use.
+    /// OAuth grant types the app may use (none for an app that is only a resource server).
+    #[serde(default)]
     pub grant_types: Vec<GrantType>,
     /// Exact redirect URIs (https, or http on a loopback address).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -74,10 +75,23 @@ pub struct InboundAppSpec {
     /// directory (`inbound serve`). Defaults to `<app name>-credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<CredentialsSecretRef>,
+    /// The app is the resource server (RFC 7662's protected resource) of these resources: it
+    /// may introspect tokens whose audience names one of them. Each must be owned by the
+    /// app's namespace. Without it, an app introspects only its own tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_server: Option<ResourceServer>,
     /// After a secret rotation (set the annotation `inbound.dev/rotate-secret` to a new
     /// value), how long the previous client secret keeps working. Default `24h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_rotation_overlap: Option<DurationString>,
+}
+
+/// What an app serves as a resource server.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceServer {
+    /// Resource URIs (token audiences) this app serves.
+    pub resources: Vec<String>,
 }
 
 /// Confidential or public client (RFC 6749 §2.1).

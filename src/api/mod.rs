@@ -18,7 +18,7 @@ mod user;
 
 pub use app::{
     AuthMethod, ClientType, CredentialsSecretRef, GrantType, IdTokenAlg, InboundApp, InboundAppSpec, InboundAppStatus,
-    TokenFormat, TokenSettings,
+    ResourceServer, TokenFormat, TokenSettings,
 };
 pub use duration::{DurationError, DurationString, MAX_DURATION};
 pub use grant::{ClientGrant, ClientGrantSpec, ClientGrantStatus, GrantSubject, SubjectKind};

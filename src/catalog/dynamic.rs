@@ -136,6 +136,7 @@ pub fn client(
             tokens: TokenSettings::default(),
             first_party: false,
             credentials_secret: None,
+            resource_server: None,
             secret_rotation_overlap: None,
         },
         labels: Default::default(),

@@ -6,7 +6,7 @@ use std::{
 };
 
 use super::manifest::{Manifest, Problem, Source, parse_file};
-use super::validate::validate;
+use super::validate::{Trust, validate_with};
 
 /// Every `.yaml`/`.yml` file under `paths` (files as given, folders recursively), sorted,
 /// skipping hidden entries (such as the `.inbound` data directory).
@@ -47,7 +47,7 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 ///
 /// Returns the manifests when there is no problem at all, otherwise every problem found
 /// (parse and semantic), so one run of `inbound check` reports everything.
-pub fn load(paths: &[PathBuf]) -> Result<Vec<Manifest>, Vec<Problem>> {
+pub fn load(paths: &[PathBuf], trust: &Trust) -> Result<Vec<Manifest>, Vec<Problem>> {
     let files = manifest_files(paths).map_err(|e| {
         vec![Problem {
             source: Source { file: paths_display(paths), document: 0 },
@@ -74,7 +74,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Manifest>, Vec<Problem>> {
             }),
         }
     }
-    problems.extend(validate(&manifests));
+    problems.extend(validate_with(&manifests, trust));
     // Report in file and document order; the sort is stable, so field order within a
     // document is kept.
     problems.sort_by(|a, b| (&a.source.file, a.source.document).cmp(&(&b.source.file, b.source.document)));

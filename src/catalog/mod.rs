@@ -278,6 +278,16 @@ impl Catalog {
         self.scopes.get(&(namespace.to_string(), scope.to_string()))
     }
 
+    /// Whether `scope` may appear in a token of `namespace` with this audience. A scope
+    /// declared for a resource (`spec.resource`) goes only into tokens for that resource,
+    /// so narrowing the audience (RFC 8707 §2.2) narrows the scopes with it.
+    pub fn scope_fits_audience(&self, namespace: &str, scope: &str, audience: &[String]) -> bool {
+        match self.scope(namespace, scope).and_then(|s| s.resource.as_deref()) {
+            None => true,
+            Some(resource) => crate::protocol::resource::find(audience, resource).is_some(),
+        }
+    }
+
     /// Every scope string declared anywhere (for `scopes_supported`), sorted and unique.
     pub fn scope_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.scopes.keys().map(|(_, s)| s.clone()).collect();

@@ -2,8 +2,14 @@
 //!
 //! The same rules run in `inbound check`, when `inbound serve` (re)loads its folder, and in
 //! the operator; every problem names the file, the object and the field.
+//!
+//! Besides well-formedness, this is where the shared-cluster trust model is decided (README
+//! "Who can mint what"): every resource URI has one owning namespace, and only that
+//! namespace's objects can put it, or its scopes, into a token; one explicitly chosen
+//! ConsentPolicy enables self-registration. An object breaking these rules is invalid on its
+//! own and never displaces the object that holds the claim.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::time::Duration;
 
@@ -12,22 +18,41 @@ use url::Url;
 use crate::protocol::loopback::is_loopback_host;
 
 use super::manifest::{Manifest, Object, Problem};
-use crate::api::namespace_of;
 use crate::api::{
     ClientGrant, ClientType, ConsentPolicy, ConsentPolicySpec, DurationString, GrantType, InboundApp, Scope, ScopeKind,
     SubjectKind,
 };
+use crate::api::{ObjectKey, namespace_of};
 use crate::protocol::scope::is_valid_scope_token;
 
-/// Every problem of the set, in manifest order.
+/// What the deployment decides about trust across namespaces: the operator's configuration.
+/// Folder mode has one author and uses the default (no namespace is special).
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    /// The operator's namespace: only a ConsentPolicy there may enable self-registration
+    /// (unless `registration_policy` names one).
+    pub operator_namespace: Option<String>,
+    /// The one ConsentPolicy allowed to enable self-registration (`--registration-policy`).
+    pub registration_policy: Option<ObjectKey>,
+    /// Resource URIs pinned to their owning namespace (`--resource-owner URI=NAMESPACE`),
+    /// so that no other namespace can claim them even before the owner declares its scopes.
+    pub resource_owners: BTreeMap<String, String>,
+}
+
+/// Every problem of the set, in manifest order, under the default trust (folder mode).
 pub fn validate(manifests: &[Manifest]) -> Vec<Problem> {
+    validate_with(manifests, &Trust::default())
+}
+
+/// Every problem of the set, in manifest order.
+pub fn validate_with(manifests: &[Manifest], trust: &Trust) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let index = Index::new(manifests, &mut problems);
+    let index = Index::new(manifests, trust, &mut problems);
     for m in manifests {
         let mut at = At { manifest: m, problems: &mut problems };
         match &m.object {
             Object::App(app) => check_app(&mut at, app, &index),
-            Object::Scope(scope) => check_scope(&mut at, scope),
+            Object::Scope(scope) => check_scope(&mut at, scope, &index),
             Object::Grant(grant) => check_grant(&mut at, grant, &index),
             Object::Policy(policy) => check_policy(&mut at, policy, &index),
             Object::User(user) => check_user(&mut at, user, &index),
@@ -36,25 +61,45 @@ pub fn validate(manifests: &[Manifest]) -> Vec<Problem> {
     problems
 }
 
-/// Lookups across the set: apps by (namespace, name), declared scope strings per namespace.
+/// Lookups across the set: apps by (namespace, name), declared scopes per namespace,
+/// resource owners.
 struct Index<'a> {
     apps: HashMap<(&'a str, &'a str), &'a InboundApp>,
-    scopes: HashSet<(&'a str, &'a str)>,
+    scopes: HashMap<(&'a str, &'a str), &'a Scope>,
     /// Usernames declared more than once.
     duplicate_usernames: HashSet<&'a str>,
-    /// The first ConsentPolicy (in manifest order) enabling self-registration.
+    /// The ConsentPolicy that enables self-registration (`Kind namespace/name`).
     registration_policy: Option<String>,
+    /// Why other policies may not: the rule they break.
+    registration_rule: String,
+    owners: Vec<ResourceOwner>,
+}
+
+/// The namespace owning a resource URI, and what gave it the claim.
+#[derive(Debug)]
+struct ResourceOwner {
+    resource: String,
+    namespace: String,
+    /// `--resource-owner`, or the first Scope that declared it.
+    claimed_by: String,
+}
+
+/// An object's age for "the oldest claim wins": its creation time in a cluster (none in
+/// a folder, where the manifest order decides).
+fn age(m: &Manifest) -> Option<jiff::Timestamp> {
+    m.object.metadata().creation_timestamp.as_ref().map(|t| t.0)
 }
 
 impl<'a> Index<'a> {
-    fn new(manifests: &'a [Manifest], problems: &mut Vec<Problem>) -> Self {
+    fn new(manifests: &'a [Manifest], trust: &Trust, problems: &mut Vec<Problem>) -> Self {
         let mut seen: HashMap<(&str, &str, &str), &Manifest> = HashMap::new();
         let mut scope_owner: HashMap<(&str, &str), &Manifest> = HashMap::new();
         let mut apps = HashMap::new();
-        let mut scopes = HashSet::new();
+        let mut scopes = HashMap::new();
         let mut usernames = HashSet::new();
         let mut duplicate_usernames = HashSet::new();
-        let mut registration_policy = None;
+        let mut registration_candidates: Vec<&Manifest> = Vec::new();
+        let mut claims: Vec<&Manifest> = Vec::new();
         for m in manifests {
             let meta = m.object.metadata();
             let ns = namespace_of(meta);
@@ -88,25 +133,119 @@ impl<'a> Index<'a> {
                             ),
                         ));
                     }
-                    scopes.insert(key);
+                    scopes.entry(key).or_insert(scope.as_ref());
+                    if scope.spec.resource.as_deref().is_some_and(|r| check_resource_uri(r).is_ok()) {
+                        claims.push(m);
+                    }
                 }
                 Object::User(user) if !usernames.insert(user.spec.username.as_str()) => {
                     duplicate_usernames.insert(user.spec.username.as_str());
                 }
-                Object::Policy(policy) if registration_policy.is_none() && enables_registration(&policy.spec) => {
-                    registration_policy = Some(m.object.display_name());
-                }
+                Object::Policy(policy) if enables_registration(&policy.spec) => registration_candidates.push(m),
                 _ => {}
             }
         }
-        Index { apps, scopes, duplicate_usernames, registration_policy }
+        let (registration_policy, registration_rule) = choose_registration_policy(&registration_candidates, trust);
+        Index {
+            apps,
+            scopes,
+            duplicate_usernames,
+            registration_policy,
+            registration_rule,
+            owners: resource_owners(&claims, trust),
+        }
+    }
+
+    /// The owner of `resource` (compared as `protocol::resource` does).
+    fn owner(&self, resource: &str) -> Option<&ResourceOwner> {
+        self.owners.iter().find(|o| crate::protocol::resource::same_resource(&o.resource, resource))
+    }
+
+    /// `Ok` when `namespace` owns `resource`; else why not, for the problem message.
+    fn check_owned_by(&self, resource: &str, namespace: &str) -> Result<(), String> {
+        match self.owner(resource) {
+            Some(owner) if owner.namespace == namespace => Ok(()),
+            Some(owner) => Err(format!(
+                "resource {resource} is owned by namespace {} ({}); only objects there can grant it",
+                owner.namespace, owner.claimed_by
+            )),
+            None => Err(format!(
+                "no Scope declares resource {resource}: the namespace that owns an API declares its scopes \
+                 with spec.resource, which makes it the owner"
+            )),
+        }
     }
 
     /// `openid` and `offline_access` are built in (OpenID Connect); every other scope must
     /// be declared.
     fn has_scope(&self, ns: &str, scope: &str) -> bool {
-        crate::protocol::scope::is_builtin(scope) || self.scopes.contains(&(ns, scope))
+        crate::protocol::scope::is_builtin(scope) || self.scopes.contains_key(&(ns, scope))
     }
+}
+
+/// Resource owners: pinned ones from the configuration, then, for every other resource, the
+/// namespace of the oldest Scope declaring it (manifest order in a folder). A later claim
+/// from another namespace is a problem of that Scope and never moves the resource.
+fn resource_owners(claims: &[&Manifest], trust: &Trust) -> Vec<ResourceOwner> {
+    let mut owners: Vec<ResourceOwner> = trust
+        .resource_owners
+        .iter()
+        .map(|(resource, namespace)| ResourceOwner {
+            resource: resource.clone(),
+            namespace: namespace.clone(),
+            claimed_by: "pinned by --resource-owner".into(),
+        })
+        .collect();
+    let mut claims: Vec<(usize, &&Manifest)> = claims.iter().enumerate().collect();
+    // Objects without a creation time (a folder) keep manifest order; in a cluster the
+    // oldest claim wins, whatever order the watch caches list them in.
+    claims.sort_by_key(|(i, m)| (age(m), *i));
+    for (_, m) in claims {
+        let Object::Scope(scope) = &m.object else { continue };
+        let Some(resource) = &scope.spec.resource else { continue };
+        if owners.iter().any(|o| crate::protocol::resource::same_resource(&o.resource, resource)) {
+            continue;
+        }
+        owners.push(ResourceOwner {
+            resource: resource.clone(),
+            namespace: namespace_of(&scope.metadata).to_string(),
+            claimed_by: format!("declared first by {}", m.object.display_name()),
+        });
+    }
+    owners
+}
+
+/// The one ConsentPolicy that enables self-registration, and the rule the others break.
+/// Named by `--registration-policy`; else, in a cluster, the oldest in the operator's
+/// namespace; in a folder, the first.
+fn choose_registration_policy(candidates: &[&Manifest], trust: &Trust) -> (Option<String>, String) {
+    if let Some(key) = &trust.registration_policy {
+        let name = format!("ConsentPolicy {}/{}", key.namespace, key.name);
+        let rule = format!("self-registration is enabled only by {name} (--registration-policy)");
+        let found = candidates.iter().any(|m| m.object.display_name() == name);
+        return (found.then_some(name), rule);
+    }
+    let mut eligible: Vec<(usize, &&Manifest)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| trust.operator_namespace.as_deref().is_none_or(|ns| namespace_of(m.object.metadata()) == ns))
+        .collect();
+    eligible.sort_by_key(|(i, m)| (age(m), *i));
+    let chosen = eligible.first().map(|(_, m)| m.object.display_name());
+    let rule = match (&trust.operator_namespace, &chosen) {
+        (Some(ns), Some(chosen)) => {
+            format!(
+                "only one ConsentPolicy may enable self-registration, in the operator's namespace {ns}; {chosen} does"
+            )
+        }
+        (Some(ns), None) => format!(
+            "only a ConsentPolicy in the operator's namespace {ns} (or the one --registration-policy names) may \
+             enable self-registration"
+        ),
+        (None, Some(chosen)) => format!("only one ConsentPolicy may enable self-registration; {chosen} does"),
+        (None, None) => String::new(),
+    };
+    (chosen, rule)
 }
 
 fn problem(m: &Manifest, field: &str, message: String) -> Problem {
@@ -183,8 +322,24 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     if spec.display_name.trim().is_empty() {
         at.push("spec.displayName", "must not be empty");
     }
-    if spec.grant_types.is_empty() {
-        at.push("spec.grantTypes", "must name at least one grant type");
+    if spec.grant_types.is_empty() && spec.resource_server.is_none() {
+        at.push("spec.grantTypes", "must name at least one grant type (or spec.resourceServer, for an API)");
+    }
+    if let Some(server) = &spec.resource_server {
+        if spec.client_type == ClientType::Public {
+            at.push("spec.resourceServer", "a resource server authenticates to introspect: it must be confidential");
+        }
+        if server.resources.is_empty() {
+            at.push("spec.resourceServer.resources", "must name at least one resource");
+        }
+        // Introspection reveals who a token acts for: only the resource's owner may declare
+        // who reads its tokens.
+        for (i, resource) in server.resources.iter().enumerate() {
+            let checked = check_resource_uri(resource).and_then(|()| index.check_owned_by(resource, ns));
+            if let Err(message) = checked {
+                at.push(format!("spec.resourceServer.resources[{i}]"), message);
+            }
+        }
     }
     let mut seen = HashSet::new();
     for (i, grant_type) in spec.grant_types.iter().enumerate() {
@@ -225,6 +380,32 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     }
     at.scope_refs("spec.allowedScopes", ns, &spec.allowed_scopes, index);
     at.resource_uris("spec.allowedResources", &spec.allowed_resources);
+    // Users are asked for resources of the app's own namespace only. Without a user
+    // (client_credentials), allowedResources only narrows what ClientGrants give, and a
+    // resource's owner may grant it to an app of another namespace.
+    let asks_users = spec.grant_types.contains(&GrantType::AuthorizationCode);
+    for (i, resource) in spec.allowed_resources.iter().enumerate() {
+        if check_resource_uri(resource).is_err() {
+            continue;
+        }
+        let owned = match index.check_owned_by(resource, ns) {
+            Err(_) if !asks_users && index.owner(resource).is_some() => Ok(()),
+            owned => owned,
+        };
+        if let Err(message) = owned {
+            at.push(format!("spec.allowedResources[{i}]"), message);
+        }
+    }
+    for (i, scope) in spec.allowed_scopes.iter().enumerate() {
+        if let Some(resource) = index.scopes.get(&(ns, scope.as_str())).and_then(|s| s.spec.resource.as_deref())
+            && crate::protocol::resource::find(&spec.allowed_resources, resource).is_none()
+        {
+            at.push(
+                format!("spec.allowedScopes[{i}]"),
+                format!("scope {scope} is for resource {resource}, which spec.allowedResources does not list"),
+            );
+        }
+    }
     // RFC 9700 §2.2.2/§4.14: access tokens short-lived; a day is the most a bearer token
     // should live. Refresh tokens are bounded by the parser's ten years.
     at.duration_at_most("spec.tokens.accessTokenLifetime", spec.tokens.access_token_lifetime.as_ref(), DAY, "24h");
@@ -237,7 +418,7 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     }
 }
 
-fn check_scope(at: &mut At<'_, '_>, scope: &Scope) {
+fn check_scope(at: &mut At<'_, '_>, scope: &Scope, index: &Index<'_>) {
     let spec = &scope.spec;
     check_name(at, &scope.metadata);
     if !is_valid_scope_token(&spec.scope) {
@@ -258,10 +439,14 @@ fn check_scope(at: &mut At<'_, '_>, scope: &Scope) {
         }
         _ => {}
     }
-    if let Some(resource) = &spec.resource
-        && let Err(message) = check_resource_uri(resource)
-    {
-        at.push("spec.resource", message);
+    if let Some(resource) = &spec.resource {
+        if let Err(message) = check_resource_uri(resource) {
+            at.push("spec.resource", message);
+        } else if let Err(message) = index.check_owned_by(resource, namespace_of(&scope.metadata)) {
+            // A namespace declaring scopes for another's API could otherwise put them into
+            // tokens that API accepts.
+            at.push("spec.resource", message);
+        }
     }
 }
 
@@ -273,19 +458,25 @@ fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
     let mut app = None;
     match spec.subject.kind {
         SubjectKind::InboundApp => {
-            if subject_ns != ns {
-                at.push("spec.subject.namespace", "an InboundApp subject must be in the grant's namespace");
-            } else {
-                match index.apps.get(&(ns, spec.subject.name.as_str())) {
-                    None => {
-                        at.push("spec.subject.name", format!("InboundApp {ns}/{} does not exist", spec.subject.name))
-                    }
-                    Some(found) if !found.spec.grant_types.contains(&GrantType::ClientCredentials) => at.push(
-                        "spec.subject.name",
-                        format!("InboundApp {ns}/{} does not allow the client_credentials grant", spec.subject.name),
+            // A resource's owner grants it, to an app of any namespace; a grant of another
+            // namespace's app must therefore say which of its own resources it gives.
+            if subject_ns != ns && spec.resources.is_empty() {
+                at.push(
+                    "spec.resources",
+                    "a ClientGrant for an app of another namespace must name the resources (of this namespace) it grants",
+                );
+            }
+            match index.apps.get(&(subject_ns, spec.subject.name.as_str())) {
+                None => at
+                    .push("spec.subject.name", format!("InboundApp {subject_ns}/{} does not exist", spec.subject.name)),
+                Some(found) if !found.spec.grant_types.contains(&GrantType::ClientCredentials) => at.push(
+                    "spec.subject.name",
+                    format!(
+                        "InboundApp {subject_ns}/{} does not allow the client_credentials grant",
+                        spec.subject.name
                     ),
-                    Some(found) => app = Some(*found),
-                }
+                ),
+                Some(found) => app = Some(*found),
             }
         }
         SubjectKind::ServiceAccount => {
@@ -296,10 +487,27 @@ fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
     }
     at.scope_refs("spec.scopes", ns, &spec.scopes, index);
     at.resource_uris("spec.resources", &spec.resources);
+    for (i, resource) in spec.resources.iter().enumerate() {
+        if check_resource_uri(resource).is_ok()
+            && let Err(message) = index.check_owned_by(resource, ns)
+        {
+            at.push(format!("spec.resources[{i}]"), message);
+        }
+    }
+    for (i, scope) in spec.scopes.iter().enumerate() {
+        if let Some(resource) = index.scopes.get(&(ns, scope.as_str())).and_then(|s| s.spec.resource.as_deref())
+            && crate::protocol::resource::find(&spec.resources, resource).is_none()
+        {
+            at.push(
+                format!("spec.scopes[{i}]"),
+                format!("scope {scope} is for resource {resource}, which spec.resources does not name"),
+            );
+        }
+    }
     if let Some(app) = app {
         if !app.spec.allowed_resources.is_empty() {
             for (i, resource) in spec.resources.iter().enumerate() {
-                if !app.spec.allowed_resources.contains(resource) {
+                if crate::protocol::resource::find(&app.spec.allowed_resources, resource).is_none() {
                     at.push(format!("spec.resources[{i}]"), "is not in the app's spec.allowedResources");
                 }
             }
@@ -371,13 +579,23 @@ fn check_registration(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index
     let Some(registration) = &policy.spec.registration else { return };
     let ns = namespace_of(&policy.metadata);
     if enables_registration(&policy.spec)
-        && let Some(first) = &index.registration_policy
-        && *first != format!("ConsentPolicy {ns}/{}", policy.metadata.name.as_deref().unwrap_or(""))
+        && index.registration_policy.as_deref()
+            != Some(&format!("ConsentPolicy {ns}/{}", policy.metadata.name.as_deref().unwrap_or("")))
     {
-        at.push("spec.registration", format!("only one ConsentPolicy may enable self-registration; {first} does"));
+        at.push("spec.registration", index.registration_rule.clone());
     }
     let scopes: Vec<String> = registration.approved_scopes.iter().map(|s| s.scope.clone()).collect();
     at.scope_refs("spec.registration.approvedScopes", ns, &scopes, index);
+    for (i, scope) in scopes.iter().enumerate() {
+        if let Some(resource) = index.scopes.get(&(ns, scope.as_str())).and_then(|s| s.spec.resource.as_deref())
+            && crate::protocol::resource::find(&registration.resources, resource).is_none()
+        {
+            at.push(
+                format!("spec.registration.approvedScopes[{i}]"),
+                format!("scope {scope} is for resource {resource}, which spec.registration.resources does not list"),
+            );
+        }
+    }
     for (i, pattern) in registration.redirect_uri_patterns.iter().enumerate() {
         if let Err(e) = crate::protocol::pattern::validate_redirect_pattern(pattern) {
             at.push(format!("spec.registration.redirectUriPatterns[{i}]"), e);
@@ -386,7 +604,13 @@ fn check_registration(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index
     for (i, resource) in registration.resources.iter().enumerate() {
         // RFC 8707 §2: an absolute URI without a fragment.
         match Url::parse(resource) {
-            Ok(url) if url.fragment().is_none() && matches!(url.scheme(), "https" | "http") => {}
+            Ok(url) if url.fragment().is_none() && matches!(url.scheme(), "https" | "http") => {
+                // Self-registered clients belong to the policy's namespace: they get tokens
+                // only for resources it owns.
+                if let Err(message) = index.check_owned_by(resource, ns) {
+                    at.push(format!("spec.registration.resources[{i}]"), message);
+                }
+            }
             _ => at.push(
                 format!("spec.registration.resources[{i}]"),
                 "must be an absolute http(s) URL without a fragment",
@@ -494,5 +718,179 @@ mod tests {
         assert!(!is_dns_label("a.b"), "namespaces have no dots");
         assert!(!is_dns_label(".."));
         assert!(!is_dns_label(&"a".repeat(64)));
+    }
+
+    fn problems_with(yaml: &str, trust: &Trust) -> Vec<String> {
+        let (manifests, parse) = crate::catalog::manifest::parse_file("t.yaml", yaml);
+        assert!(parse.is_empty(), "{parse:?}");
+        validate_with(&manifests, trust)
+            .into_iter()
+            .map(|p| format!("{} {}: {}", p.object.unwrap_or_default(), p.field.unwrap_or_default(), p.message))
+            .collect()
+    }
+
+    /// team-a owns billing (its Scopes declare it); team-b tries every way in.
+    const TEAMS: &str = "
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: refund, namespace: team-a, creationTimestamp: '2026-01-01T00:00:00Z'}
+spec: {scope: 'billing:refund', description: Refund, resource: 'https://billing.example.com', requiredRoles: [admin]}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: refund, namespace: team-b, creationTimestamp: '2026-02-01T00:00:00Z'}
+spec: {scope: 'billing:refund', description: Refund, resource: 'https://billing.example.com/'}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: loose, namespace: team-b}
+spec: {scope: 'billing:loose', description: Refund without a resource}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: agent, namespace: team-b}
+spec: {displayName: Agent, grantTypes: [client_credentials], allowedResources: ['https://billing.example.com']}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: portal, namespace: team-b}
+spec:
+  displayName: Portal
+  grantTypes: [authorization_code]
+  redirectUris: ['https://portal.example.com/cb']
+  allowedResources: ['https://billing.example.com']
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: self-service, namespace: team-b}
+spec:
+  subject: {kind: InboundApp, name: agent}
+  scopes: ['billing:loose']
+  resources: ['https://billing.example.com']
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: for-team-b, namespace: team-a}
+spec:
+  subject: {kind: InboundApp, name: agent, namespace: team-b}
+  scopes: ['billing:refund']
+  resources: ['https://billing.example.com']
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: no-resource, namespace: team-a}
+spec:
+  subject: {kind: InboundApp, name: agent, namespace: team-b}
+  scopes: []
+";
+
+    #[test]
+    fn a_resource_belongs_to_the_namespace_that_declared_it_first() {
+        let problems = problems_with(TEAMS, &Trust::default());
+        let owned_by_a = "resource https://billing.example.com is owned by namespace team-a \
+                          (declared first by Scope team-a/refund); only objects there can grant it";
+        assert_eq!(
+            problems,
+            [
+                format!("Scope team-b/refund spec.resource: {}", owned_by_a.replace(".com is", ".com/ is")),
+                format!("InboundApp team-b/portal spec.allowedResources[0]: {owned_by_a}"),
+                format!("ClientGrant team-b/self-service spec.resources[0]: {owned_by_a}"),
+                "ClientGrant team-a/no-resource spec.resources: a ClientGrant for an app of another namespace \
+                 must name the resources (of this namespace) it grants"
+                    .to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_oldest_claim_wins_whatever_the_order_and_a_pin_beats_both() {
+        // Listed first but younger: team-b still loses.
+        let mut reordered: Vec<&str> = TEAMS.split("---").collect();
+        reordered.swap(0, 1);
+        let problems = problems_with(&reordered.join("---"), &Trust::default());
+        assert!(problems[0].starts_with("Scope team-b/refund spec.resource: resource"), "{problems:?}");
+
+        let pinned = Trust {
+            resource_owners: [("https://billing.example.com".to_string(), "team-c".to_string())].into(),
+            ..Trust::default()
+        };
+        let problems = problems_with(TEAMS, &pinned);
+        assert!(
+            problems.iter().any(|p| p.starts_with("Scope team-a/refund spec.resource: resource https://billing.example.com is owned by namespace team-c (pinned by --resource-owner)")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unclaimed_resources_and_scopes_outside_their_resource_are_refused() {
+        let yaml = "
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: read, namespace: ns}
+spec: {scope: 'api:read', description: Read, resource: 'https://api.example.com'}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: agent, namespace: ns}
+spec: {displayName: Agent, grantTypes: [client_credentials]}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: g, namespace: ns}
+spec:
+  subject: {kind: InboundApp, name: agent}
+  scopes: ['api:read']
+  resources: ['https://nobody.example.com']
+";
+        let problems = problems_with(yaml, &Trust::default());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("ClientGrant ns/g spec.resources[0]: no Scope declares resource"));
+        assert_eq!(
+            problems[1],
+            "ClientGrant ns/g spec.scopes[0]: scope api:read is for resource https://api.example.com, which \
+             spec.resources does not name"
+        );
+    }
+
+    const POLICIES: &str = "
+apiVersion: inbound.dev/v1alpha1
+kind: ConsentPolicy
+metadata: {name: aaa, namespace: aaa, creationTimestamp: '2026-03-01T00:00:00Z'}
+spec: {registration: {dynamic: true}}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ConsentPolicy
+metadata: {name: mcp, namespace: inbound-system, creationTimestamp: '2026-02-01T00:00:00Z'}
+spec: {registration: {dynamic: true}}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ConsentPolicy
+metadata: {name: newer, namespace: inbound-system, creationTimestamp: '2026-04-01T00:00:00Z'}
+spec: {registration: {dynamic: true}}
+";
+
+    #[test]
+    fn self_registration_is_enabled_by_one_explicitly_chosen_policy() {
+        let cluster = Trust { operator_namespace: Some("inbound-system".into()), ..Trust::default() };
+        let rule = "only one ConsentPolicy may enable self-registration, in the operator's namespace \
+                    inbound-system; ConsentPolicy inbound-system/mcp does";
+        assert_eq!(
+            problems_with(POLICIES, &cluster),
+            [
+                format!("ConsentPolicy aaa/aaa spec.registration: {rule}"),
+                format!("ConsentPolicy inbound-system/newer spec.registration: {rule}"),
+            ]
+        );
+        let named = Trust {
+            registration_policy: Some(ObjectKey { namespace: "inbound-system".into(), name: "newer".into() }),
+            ..cluster
+        };
+        let problems = problems_with(POLICIES, &named);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().all(|p| p.ends_with(
+            "spec.registration: self-registration is enabled only by ConsentPolicy inbound-system/newer \
+             (--registration-policy)"
+        )));
+        assert!(!problems.iter().any(|p| p.contains("/newer spec")), "{problems:?}");
     }
 }

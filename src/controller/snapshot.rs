@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::api::{ClientGrant, ClientType, ConsentPolicy, InboundApp, ObjectKey, Scope};
 use crate::catalog::ClientRecord;
 use crate::catalog::manifest::{Manifest, Object, Problem, Source};
-use crate::catalog::validate::validate;
+use crate::catalog::validate::{Trust, validate_with};
 use crate::clock::now;
 use crate::store::{Store, StoreError};
 
@@ -47,7 +47,7 @@ impl Validated {
     }
 }
 
-pub fn validate_objects(objects: &Objects) -> Validated {
+pub fn validate_objects(objects: &Objects, trust: &Trust) -> Validated {
     let source = |kind: &str| Source { file: format!("kubernetes {kind}"), document: 1 };
     let mut manifests: Vec<Manifest> = Vec::new();
     // Objects being deleted are no longer served, whatever their spec says.
@@ -70,7 +70,7 @@ pub fn validate_objects(objects: &Objects) -> Validated {
     let mut problems: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
     // Each round removes at least one object, so this ends; the bound is a safety net.
     for _ in 0..=manifests.len() {
-        let found = validate(&manifests);
+        let found = validate_with(&manifests, trust);
         if found.is_empty() {
             break;
         }
@@ -152,7 +152,7 @@ metadata: {name: bad, namespace: ns}
 spec: {displayName: Bad, grantTypes: [authorization_code], redirectUris: ['http://evil.example/cb']}
 ",
         );
-        let validated = validate_objects(&objects(&yaml));
+        let validated = validate_objects(&objects(&yaml), &Trust::default());
         let served: Vec<String> = validated.manifests.iter().map(|m| m.object.display_name()).collect();
         assert_eq!(served, ["InboundApp ns/good", "Scope ns/read"]);
         let message = validated.message("InboundApp ns/bad").unwrap();
@@ -173,7 +173,7 @@ kind: ClientGrant
 metadata: {name: g, namespace: ns}
 spec: {subject: {kind: InboundApp, name: bad}, scopes: []}
 ";
-        let validated = validate_objects(&objects(yaml));
+        let validated = validate_objects(&objects(yaml), &Trust::default());
         assert!(validated.manifests.is_empty(), "{:?}", validated.manifests);
         assert!(validated.problems.contains_key("InboundApp ns/bad"));
         assert!(validated.problems.contains_key("ClientGrant ns/g"), "{:?}", validated.problems);

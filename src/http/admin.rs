@@ -11,14 +11,16 @@ use axum::{
 use serde_json::json;
 
 use super::{AppState, HttpError, response::no_store_json};
-use crate::admin::{ClientFilter, ClientSummary};
+use std::collections::BTreeSet;
+
+use crate::admin::{AdminAuthorizer, AdminDenied, ClientFilter, ClientSummary};
 use crate::clock::now;
 use crate::oauth::{ErrorCode, OAuthError};
 
 type Result<T> = std::result::Result<T, HttpError>;
 
-/// Authorizes the caller for `verb`; returns who it is.
-async fn caller(state: &AppState, headers: &HeaderMap, verb: &str) -> Result<String> {
+/// The caller's bearer token, once the admin API is enabled.
+fn bearer<'a>(state: &'a AppState, headers: &'a HeaderMap) -> Result<(&'a dyn AdminAuthorizer, &'a str)> {
     let Some(authorizer) = &state.admin else {
         return Err(HttpError::new(OAuthError::invalid_request("the admin API is not enabled (operator mode only)"))
             .with_status(StatusCode::NOT_FOUND));
@@ -27,9 +29,45 @@ async fn caller(state: &AppState, headers: &HeaderMap, verb: &str) -> Result<Str
         return Err(HttpError::new(OAuthError::new(ErrorCode::InvalidToken, "a Kubernetes bearer token is required"))
             .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"inbound-admin\"")));
     };
-    let namespace =
-        state.catalog.load().registration_policy().map(|p| p.key.namespace.clone()).unwrap_or_else(|| "default".into());
-    Ok(authorizer.authorize(token, verb, &namespace).await?)
+    Ok((authorizer.as_ref(), token))
+}
+
+/// Authorizes `verb` on the registered clients of each namespace in `namespaces` (the
+/// namespaces of the policies that admitted them: permission follows the client, not
+/// whichever policy enables registration today). Returns the caller's name and the
+/// namespaces it may act in; with none, the first refusal.
+async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    verb: &str,
+    namespaces: BTreeSet<String>,
+) -> Result<(String, BTreeSet<String>)> {
+    let (authorizer, token) = bearer(state, headers)?;
+    let mut allowed = BTreeSet::new();
+    let mut caller = None;
+    let mut refusal = None;
+    for namespace in namespaces {
+        match authorizer.authorize(token, verb, &namespace).await {
+            Ok(name) => {
+                caller = Some(name);
+                allowed.insert(namespace);
+            }
+            // Not authenticated, or the check itself failed: no other namespace will differ.
+            Err(e @ (AdminDenied::Unauthenticated | AdminDenied::Unavailable(_))) => return Err(e.into()),
+            Err(e) => refusal = refusal.or(Some(e)),
+        }
+    }
+    match (caller, refusal) {
+        (Some(caller), _) => Ok((caller, allowed)),
+        (None, Some(refusal)) => Err(refusal.into()),
+        (None, None) => Err(AdminDenied::Unauthenticated.into()),
+    }
+}
+
+/// Where an empty answer is authorized: the registration policy's namespace (else the
+/// operator's), so that an unauthorized caller is refused even when there is nothing to see.
+fn home_namespace(state: &AppState) -> String {
+    state.catalog.load().registration_policy().map(|p| p.key.namespace.clone()).unwrap_or_else(|| "default".into())
 }
 
 fn filter(query: Option<String>) -> Result<ClientFilter> {
@@ -48,25 +86,30 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    caller(&state, &headers, "list").await?;
     let filter = filter(query)?;
     let clients = selected(&state, &filter).await?;
-    let summaries: Vec<ClientSummary> = clients.iter().map(Into::into).collect();
+    let mut namespaces: BTreeSet<String> = clients.iter().map(|c| c.policy.namespace.clone()).collect();
+    namespaces.insert(home_namespace(&state));
+    let (_, allowed) = authorize(&state, &headers, "list", namespaces).await?;
+    let summaries: Vec<ClientSummary> =
+        clients.iter().filter(|c| allowed.contains(&c.policy.namespace)).map(Into::into).collect();
     Ok(no_store_json(StatusCode::OK, &json!({ "clients": summaries })))
 }
 
 /// `DELETE /admin/clients?filters` (at least one filter) or `DELETE /admin/clients/{id}`.
+/// All or nothing: a caller not allowed for one of the matched clients deletes none.
 pub async fn delete_matching(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
-    let user = caller(&state, &headers, "delete").await?;
     let filter = filter(query)?;
     if filter.is_empty() {
+        bearer(&state, &headers)?;
         return Err(HttpError::new(OAuthError::invalid_request("give at least one filter")));
     }
     let clients = selected(&state, &filter).await?;
+    let user = authorize_all(&state, &headers, &clients).await?;
     let deleted = delete(&state, &user, clients.iter().map(|c| c.client_id.as_str())).await?;
     Ok(no_store_json(StatusCode::OK, &json!({ "deleted": deleted })))
 }
@@ -76,14 +119,36 @@ pub async fn delete_one(
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> Result<Response> {
-    let user = caller(&state, &headers, "delete").await?;
-    let deleted = delete(&state, &user, std::iter::once(client_id.as_str())).await?;
+    let filter = ClientFilter { id_equals: Some(client_id.clone()), ..ClientFilter::default() };
+    let clients = selected(&state, &filter).await?;
+    let user = authorize_all(&state, &headers, &clients).await?;
+    let deleted = delete(&state, &user, clients.iter().map(|c| c.client_id.as_str())).await?;
     if deleted.is_empty() {
         return Err(
             HttpError::new(OAuthError::invalid_request("no such registered client")).with_status(StatusCode::NOT_FOUND)
         );
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `delete` on the namespace of every client in `clients` (or, with none, the home
+/// namespace: the caller learns nothing about what exists without permission).
+async fn authorize_all(
+    state: &AppState,
+    headers: &HeaderMap,
+    clients: &[crate::store::RegisteredClient],
+) -> Result<String> {
+    let mut namespaces: BTreeSet<String> = clients.iter().map(|c| c.policy.namespace.clone()).collect();
+    if namespaces.is_empty() {
+        namespaces.insert(home_namespace(state));
+    }
+    let wanted = namespaces.len();
+    let (user, allowed) = authorize(state, headers, "delete", namespaces.clone()).await?;
+    if allowed.len() < wanted {
+        let denied = namespaces.difference(&allowed).next().cloned().unwrap_or_default();
+        return Err(AdminDenied::Forbidden(user, "delete".into(), denied).into());
+    }
+    Ok(user)
 }
 
 async fn delete<'a>(state: &AppState, user: &str, ids: impl Iterator<Item = &'a str>) -> Result<Vec<String>> {

@@ -139,6 +139,17 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
             resources.push(declared.clone());
         }
     }
+    let resources = default_resources(resources, &client.spec.allowed_resources).map_err(fail)?;
+    // A scope declared for a resource is granted only with that resource in the audience.
+    for s in &scopes {
+        if let Some(resource) = catalog.scope(&client.key.namespace, s).and_then(|d| d.resource.as_deref())
+            && crate::protocol::resource::find(&resources, resource).is_none()
+        {
+            return Err(fail(OAuthError::invalid_scope(format!(
+                "scope {s} is for resource {resource}: request it with resource={resource}"
+            ))));
+        }
+    }
     let tenant = params.get("tenant").map(str::to_string);
     if let Some(t) = &tenant
         && !client.spec.allowed_tenants.is_empty()
@@ -183,6 +194,20 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
     ))
 }
 
+/// The audience when the request names no `resource` (RFC 8707 §2: the server may use a
+/// default): the client's one allowed resource; with several, the client must choose
+/// (`invalid_target`); with none, the server's default audience (an empty list).
+fn default_resources(requested: Vec<String>, allowed: &[String]) -> Result<Vec<String>, OAuthError> {
+    match (requested.is_empty(), allowed) {
+        (false, _) | (true, []) => Ok(requested),
+        (true, [only]) => Ok(vec![only.clone()]),
+        (true, _) => Err(OAuthError::invalid_target(format!(
+            "this client may ask for several resources ({}): name one with the resource parameter",
+            allowed.join(", ")
+        ))),
+    }
+}
+
 /// The redirect back to the client: `redirect_uri` plus parameters, keeping any query the
 /// registered URI has, and always the RFC 9207 `iss`.
 pub fn redirect_url(redirect_uri: &str, issuer: &str, params: &[(&str, &str)]) -> String {
@@ -204,4 +229,20 @@ pub fn error_redirect_url(redirect_uri: &str, issuer: &str, state: Option<&str>,
         params.push(("state", state));
     }
     redirect_url(redirect_uri, issuer, &params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_resource_the_single_allowed_resource_is_the_audience() {
+        let one = ["https://api.example.com".to_string()];
+        let two = ["https://a.example.com".to_string(), "https://b.example.com".to_string()];
+        assert_eq!(default_resources(vec![], &one).unwrap(), one);
+        assert_eq!(default_resources(vec![], &[]).unwrap(), Vec::<String>::new(), "the default audience");
+        assert_eq!(default_resources(vec![two[1].clone()], &two).unwrap(), [two[1].clone()]);
+        let error = default_resources(vec![], &two).unwrap_err();
+        assert_eq!(error.code, super::super::ErrorCode::InvalidTarget, "RFC 8707 §2: the client must choose");
+    }
 }

@@ -35,6 +35,8 @@ pub struct Entitlement {
 /// - `resource` (RFC 8707): every requested resource must be granted (`invalid_target`),
 ///   and only grants naming one of them apply; the token's audience is exactly the
 ///   requested resources. Without it, the audience is every resource of the applicable grants.
+///   Grants come from the resources' owners (validation keeps every other grant out), so no
+///   token carries an audience its owner did not give this client.
 /// - `scope`: requested ∩ granted (RFC 6749 §3.3 lets the server narrow the request); a
 ///   scope no Scope declares, or a request of which nothing is granted, is `invalid_scope`.
 ///   Without it, every granted scope.
@@ -69,12 +71,20 @@ pub fn decide(catalog: &Catalog, client: &Client, request: &Request<'_>, now: i6
         (grants, audience)
     };
 
-    let granted: BTreeSet<&str> = grants.iter().flat_map(|g| g.scopes.iter().map(String::as_str)).collect();
+    // A grant's scopes are declared in its own namespace (the resource owner's, which may
+    // not be the client's); a scope for one resource is dropped from a token for another.
+    let granted: BTreeSet<&str> = grants
+        .iter()
+        .flat_map(|g| {
+            g.scopes.iter().filter(|s| catalog.scope_fits_audience(&g.key.namespace, s, &audience)).map(String::as_str)
+        })
+        .collect();
     let scopes = match request.scope {
         None => granted.into_iter().map(str::to_string).collect(),
         Some(scope) => {
             let requested = parse_scope(scope)?;
-            if let Some(unknown) = requested.iter().find(|s| catalog.scope(&client.key.namespace, s).is_none()) {
+            let declared = |s: &str| grants.iter().any(|g| catalog.scope(&g.key.namespace, s).is_some());
+            if let Some(unknown) = requested.iter().find(|s| !declared(s)) {
                 return Err(OAuthError::invalid_scope(format!("unknown scope {unknown}")));
             }
             let scopes: Vec<String> = requested.into_iter().filter(|s| granted.contains(s.as_str())).collect();
@@ -225,5 +235,51 @@ spec:
             code("agent", Request { tenant: Some("acme"), resources: &other, ..Default::default() }),
             ErrorCode::InvalidTarget
         );
+    }
+
+    #[test]
+    fn a_scope_declared_for_a_resource_goes_only_into_tokens_for_it() {
+        let yaml = r#"
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: agent}
+spec: {displayName: Agent, grantTypes: [client_credentials]}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: a}
+spec: {scope: "a:read", description: A, resource: "https://a.example.com"}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: b}
+spec: {scope: "b:read", description: B, resource: "https://b.example.com"}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: any}
+spec: {scope: "any", description: Any}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: both}
+spec:
+  subject: {kind: InboundApp, name: agent}
+  scopes: ["a:read", "b:read", "any"]
+  resources: ["https://a.example.com", "https://b.example.com"]
+"#;
+        let (manifests, problems) = parse_file("t.yaml", yaml);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(crate::catalog::validate::validate(&manifests).is_empty());
+        let key = ObjectKey { namespace: "default".into(), name: "agent".into() };
+        let records = HashMap::from([(key, ClientRecord { client_id: "agent".into(), secret_hashes: vec![] })]);
+        let catalog = Catalog::build(&manifests, &records, &HashMap::new(), &Defaults::default());
+        let client = catalog.client("agent").unwrap();
+        let only_a = ["https://a.example.com/".to_string()];
+        let e = decide(&catalog, &client, &Request { resources: &only_a, ..Default::default() }, 0).unwrap();
+        assert_eq!(e.audience, ["https://a.example.com"]);
+        assert_eq!(e.scopes, ["a:read", "any"], "b:read is for another audience");
+        let e = decide(&catalog, &client, &Request::default(), 0).unwrap();
+        assert_eq!(e.scopes, ["a:read", "any", "b:read"]);
     }
 }

@@ -8,7 +8,7 @@ use super::{
     params::Params,
     server::{AuthorizationServer, store_error},
 };
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Client, ClientOrigin};
 use crate::secrets::token_digest;
 use crate::store::RefreshToken;
 use crate::tokens::{AccessTokenClaims, Audience};
@@ -27,6 +27,8 @@ pub struct ActiveClaims {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_namespace: Option<String>,
     /// `Bearer` for access tokens; absent for refresh tokens (RFC 7662 §2.2 names only
     /// access token types).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,6 +53,7 @@ impl From<AccessTokenClaims> for ActiveClaims {
         ActiveClaims {
             scope: c.scope,
             client_id: c.client_id,
+            client_namespace: c.client_namespace,
             token_type: Some("Bearer"),
             exp: c.exp,
             iat: Some(c.iat),
@@ -62,6 +65,22 @@ impl From<AccessTokenClaims> for ActiveClaims {
             roles: c.roles,
         }
     }
+}
+
+/// Who may read an access token's claims (RFC 7662 §2.1: the server decides which protected
+/// resources may query it; §4: to anyone else the token is `active: false`). The token's
+/// own client may; so may an app declared as the resource server (`spec.resourceServer`) of
+/// a resource in the token's audience. Self-registered clients (anyone can register one)
+/// only ever see their own tokens.
+fn may_introspect(caller: &Client, claims: &AccessTokenClaims) -> bool {
+    if claims.client_id == caller.client_id {
+        return true;
+    }
+    if caller.origin != ClientOrigin::Declared {
+        return false;
+    }
+    let Some(server) = &caller.spec.resource_server else { return false };
+    claims.aud.to_list().iter().any(|aud| crate::protocol::resource::find(&server.resources, aud).is_some())
 }
 
 impl AuthorizationServer {
@@ -89,9 +108,7 @@ impl AuthorizationServer {
         let token = params.require("token")?;
         // token_type_hint is only a hint (RFC 7662 §2.1); every token type is searched.
         if let Some(claims) = self.active_claims(catalog, token, now).await? {
-            // Anyone can register a confidential client: a self-registered caller learns
-            // only about its own tokens (RFC 7662 §4 lets the server answer active:false).
-            if caller.origin != crate::catalog::ClientOrigin::Declared && claims.client_id != caller.client_id {
+            if !may_introspect(&caller, &claims) {
                 return Ok(Introspection::default());
             }
             return Ok(Introspection { active: true, claims: Some(claims.into()) });
@@ -103,6 +120,7 @@ impl AuthorizationServer {
                 claims: Some(ActiveClaims {
                     scope: (!refresh.scopes.is_empty()).then(|| refresh.scopes.join(" ")),
                     client_id: refresh.client_id,
+                    client_namespace: None,
                     token_type: None,
                     exp: refresh.expires_at,
                     iat: None,

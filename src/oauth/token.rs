@@ -152,7 +152,7 @@ impl AuthorizationServer {
             expires_at: now + client.refresh_token_lifetime.as_secs() as i64,
         });
         let audience = narrowed_resources(params.resources(), &code.resources)?;
-        let issue = self.user_issue(&user.subject, &user.roles, &code.scopes, &audience, code.tenant.clone());
+        let issue = user_issue(catalog, &client, user, &code.scopes, &audience, code.tenant.clone());
         let (mut response, claims) = self.mint(&client, issue, now).await?;
         if let Some(refresh) = refresh {
             let value = random_token(32);
@@ -214,7 +214,7 @@ impl AuthorizationServer {
             // returns to); checked now.
             None => self.check_refresh(catalog, &client, &old, requested.as_deref(), params).await?,
         };
-        let issue = self.user_issue(&user.subject, &user.roles, &scopes, &audience, old.tenant.clone());
+        let issue = user_issue(catalog, &client, &user, &scopes, &audience, old.tenant.clone());
         let (mut response, _) = self.mint(&client, issue, now).await?;
         response.refresh_token = Some(next);
         if scopes.iter().any(|s| s == OPENID) {
@@ -293,23 +293,6 @@ impl AuthorizationServer {
         Ok(client)
     }
 
-    fn user_issue(
-        &self,
-        subject: &str,
-        roles: &[String],
-        scopes: &[String],
-        resources: &[String],
-        tenant: Option<String>,
-    ) -> Issue {
-        Issue {
-            sub: subject.to_string(),
-            audience: resources.to_vec(),
-            scopes: scopes.to_vec(),
-            tenant,
-            roles: Some(roles.to_vec()),
-        }
-    }
-
     /// OpenID Connect Core §2 ID token, with `at_hash` (§3.1.3.6) for the access token.
     fn id_token(
         &self,
@@ -353,6 +336,7 @@ impl AuthorizationServer {
             iat: now,
             jti: random_token(16),
             client_id: client.client_id.clone(),
+            client_namespace: Some(client.key.namespace.clone()),
             scope: scope.clone(),
             tenant: issue.tenant,
             roles: issue.roles,
@@ -415,6 +399,29 @@ impl AuthorizationServer {
         let _ = self.resolve_client(catalog, &claims.client_id, now).await;
         let active = catalog.client(&claims.client_id).is_some();
         Ok(active.then_some(claims))
+    }
+}
+
+/// An access token for `user`: scopes bound to a resource the audience does not name are
+/// left out (the grant keeps them; a request naming that resource gets them).
+fn user_issue(
+    catalog: &Catalog,
+    client: &Client,
+    user: &crate::catalog::User,
+    scopes: &[String],
+    audience: &[String],
+    tenant: Option<String>,
+) -> Issue {
+    Issue {
+        sub: user.subject.clone(),
+        audience: audience.to_vec(),
+        scopes: scopes
+            .iter()
+            .filter(|s| catalog.scope_fits_audience(&client.key.namespace, s, audience))
+            .cloned()
+            .collect(),
+        tenant,
+        roles: Some(user.roles.clone()),
     }
 }
 

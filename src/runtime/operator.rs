@@ -58,6 +58,9 @@ pub struct OperatorOptions {
     pub templates: Option<PathBuf>,
     /// Proxies (Ingress, load balancer) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// Who owns which resource, which policy enables self-registration (README "Who can
+    /// mint what").
+    pub trust: crate::catalog::validate::Trust,
 }
 
 /// Joins the election, loads the keys (waiting for a leader to create them), binds and
@@ -148,6 +151,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         leader,
         reconciler,
         resync: options.resync_interval,
+        trust: options.trust.clone(),
         stop: tasks.stop_flag(),
     }));
     Ok(Running { addr, issuer, data_dir: options.data_dir, state, tasks })
@@ -162,6 +166,7 @@ struct SnapshotLoop {
     leader: watch::Receiver<bool>,
     reconciler: reconcile::Reconciler,
     resync: Duration,
+    trust: crate::catalog::validate::Trust,
     stop: watch::Receiver<bool>,
 }
 
@@ -177,7 +182,7 @@ async fn snapshot_loop(mut l: SnapshotLoop) {
     let mut leader = l.leader.clone();
     loop {
         let objects = l.caches.objects();
-        let validated = snapshot::validate_objects(&objects);
+        let validated = snapshot::validate_objects(&objects, &l.trust);
         match snapshot::client_records(&validated, l.store.as_ref()).await {
             Ok(records) => {
                 let next = Catalog::build(&validated.manifests, &records, &HashMap::new(), &l.defaults)

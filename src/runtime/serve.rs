@@ -49,6 +49,9 @@ pub struct ServeOptions {
     pub maintenance_interval: Duration,
     /// Proxies (Ingress, load balancer) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// Who owns which resource, which policy enables self-registration (README "Who can
+    /// mint what").
+    pub trust: crate::catalog::validate::Trust,
 }
 
 /// A started folder server and what its startup banner tells a human.
@@ -70,7 +73,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
     }
     // Taken before reading, so an edit made while starting is still noticed.
     let loaded_fingerprint = folder::fingerprint(&options.config);
-    let manifests = folder::load(&options.config).map_err(|problems| {
+    let manifests = folder::load(&options.config, &options.trust).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         anyhow::anyhow!("the configuration is invalid:\n  {}", lines.join("\n  "))
     })?;
@@ -124,7 +127,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
     let upkeep = Upkeep { store, revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
     tasks.serve_and_maintain(listener, &state, upkeep);
     tasks.spawn(watch_folder(
-        options.config.clone(),
+        Folder { paths: options.config.clone(), trust: options.trust.clone() },
         loaded_fingerprint,
         options.reload_interval,
         provisioner,
@@ -137,10 +140,16 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
     Ok(Started { running, banner })
 }
 
+/// The manifests `inbound serve` follows, and the trust rules they are validated under.
+struct Folder {
+    paths: Vec<PathBuf>,
+    trust: crate::catalog::validate::Trust,
+}
+
 /// Polls the folder; on a change, validates and swaps in a new snapshot. An invalid edit is
 /// logged exactly as `inbound check` prints it and the last good snapshot keeps serving.
 async fn watch_folder(
-    paths: Vec<PathBuf>,
+    Folder { paths, trust }: Folder,
     loaded_fingerprint: u64,
     interval: Duration,
     provisioner: provision::Provisioner,
@@ -160,7 +169,7 @@ async fn watch_folder(
             continue;
         }
         last = current;
-        let manifests = match folder::load(&paths) {
+        let manifests = match folder::load(&paths, &trust) {
             Ok(m) => m,
             Err(problems) => {
                 for problem in &problems {

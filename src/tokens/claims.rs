@@ -36,6 +36,11 @@ pub struct AccessTokenClaims {
     pub iat: i64,
     pub jti: String,
     pub client_id: String,
+    /// The namespace the client belongs to: its InboundApp's, or the registration policy's
+    /// for a self-registered client. Resource servers can apply their own policy to it
+    /// (README "Who can mint what"); absent from tokens issued before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_namespace: Option<String>,
     /// Space-delimited granted scopes; absent when none were granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,

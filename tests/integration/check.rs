@@ -15,7 +15,7 @@ fn inbound(args: &[&str]) -> (i32, String, String) {
 fn examples_are_valid() {
     let (code, stdout, stderr) = inbound(&["check", "examples/quickstart"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout.trim(), "14 object(s) checked, no problems");
+    assert_eq!(stdout.trim(), "15 object(s) checked, no problems");
     for (folder, objects) in [("examples/cluster", 5), ("examples/mcp", 4)] {
         let (code, stdout, stderr) = inbound(&["check", folder]);
         assert_eq!(code, 0, "{folder}: {stderr}");

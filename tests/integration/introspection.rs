@@ -15,12 +15,20 @@ async fn introspection_requires_client_auth_and_hides_inactive_tokens() {
         .assert_error(401, "invalid_client");
     server.post("/introspect", Some((&id, &secret)), "").await.assert_error(400, "invalid_request");
 
-    // Another confidential client (a resource server) may introspect.
-    let info = server.introspect("reporting-job", &token).await;
-    assert_eq!(info["active"], true);
+    // The resource server of the token's audience may introspect (RFC 7662 §2.1)...
+    let info = server.introspect("billing-api", &token).await;
+    assert_eq!(info["active"], true, "{info}");
     assert_eq!(info["client_id"], id.as_str());
+    assert_eq!(info["client_namespace"], "default");
     assert_eq!(info["tenant"], "acme");
     assert_eq!(info["token_type"], "Bearer");
+    // ...and the token's own client; any other confidential client learns nothing (§4).
+    assert_eq!(server.introspect("billing-agent", &token).await["active"], true);
+    assert_eq!(
+        server.introspect("reporting-job", &token).await,
+        serde_json::json!({"active": false}),
+        "a client that serves no resource of the token read its claims"
+    );
 
     for bad in ["garbage", "a.b.c", &format!("{token}x"), &"x".repeat(2000)] {
         let info = server.introspect("billing-agent", bad).await;

@@ -86,7 +86,7 @@ async fn state_survives_a_restart() {
     assert_eq!(second.get("/jwks").await.json, jwks, "same signing key");
     assert_eq!(second.token("billing-agent", "").await.status, 200);
     // Tokens issued before the restart are still active.
-    assert_eq!(second.introspect("billing-agent", &opaque).await["active"], true);
+    assert_eq!(second.introspect("reporting-job", &opaque).await["active"], true);
     assert_eq!(second.introspect("billing-agent", &token).await["active"], true);
     second.running.stop().await;
 }

@@ -394,19 +394,19 @@ async fn a_deleted_metadata_document_client_stays_deleted() {
     let tokens = authorize_and_exchange(&server, &client_id, "billing:read", &mcp.url, &[]).await;
     assert_eq!(tokens.status, 200, "{}", tokens.json);
     let access = tokens.json["access_token"].as_str().unwrap().to_string();
-    assert_eq!(server.introspect("billing-agent", &access).await["active"], true);
+    assert_eq!(server.introspect("mcp/mcp-server", &access).await["active"], true);
 
     // Deleted from the store as `inbound clients delete` does (another process).
     let now = jiff::Timestamp::now().as_second();
     assert!(server.store().await.delete_registered_client(&client_id, now).await.unwrap());
     // Past the server's 5 s cache of resolved clients, the token is inactive and stays so.
     let started = std::time::Instant::now();
-    while server.introspect("billing-agent", &access).await["active"] == true {
+    while server.introspect("mcp/mcp-server", &access).await["active"] == true {
         assert!(started.elapsed() < Duration::from_secs(10), "the deleted client's token is still active");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(server.introspect("billing-agent", &access).await, json!({"active": false}), "came back to life");
+    assert_eq!(server.introspect("mcp/mcp-server", &access).await, json!({"active": false}), "came back to life");
     assert!(server.store().await.registered_client(&client_id).await.unwrap().is_none(), "recorded again");
     let url = format!(
         "{}/authorize?{}",

@@ -388,7 +388,7 @@ async fn operator_reconciles_serves_and_fails_over() {
     leader.child.kill().unwrap();
     leader.child.wait().unwrap();
     let killed = Instant::now();
-    api.apply(APPS_NS, "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: after-failover}\nspec: {displayName: After, grantTypes: [client_credentials]}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: after-failover}\nspec:\n  subject: {kind: InboundApp, name: after-failover}\n  scopes: ['inventory:read']\n",
+    api.apply(APPS_NS, "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: after-failover}\nspec: {displayName: After, grantTypes: [client_credentials], resourceServer: {resources: ['https://inventory.example.com']}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: after-failover}\nspec:\n  subject: {kind: InboundApp, name: after-failover}\n  scopes: ['inventory:read']\n  resources: ['https://inventory.example.com']\n",
     );
     eventually("the survivor leads and reconciles", Duration::from_secs(15), || {
         secret(&api, "after-failover-credentials").map(|_| ())
@@ -422,7 +422,8 @@ async fn operator_reconciles_serves_and_fails_over() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(refused, "tokens still issued to a deleted app");
-    // Another app asks about the old token: inactive (its client no longer exists).
+    // The inventory API's resource server asks about the old token: inactive (its client no
+    // longer exists).
     let mut after_ok = false;
     for _ in 0..25 {
         let reply = survivor.post("/introspect", Some((&after_creds.0, &after_creds.1)), &introspect(&token)).await;
@@ -563,9 +564,24 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     let kubeconfig = install_chart_identity(&api, dir.path());
     let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
     op.wait_ready().await;
-    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/scopes.yaml"]);
-    api.apply(APPS_NS, "apiVersion: inbound.dev/v1alpha1\nkind: ConsentPolicy\nmetadata: {name: mcp}\nspec:\n  appSelector: {matchLabels: {none: none}}\n  registration:\n    dynamic: true\n    approvedScopes: [{scope: 'inventory:read', mandatory: true}]\n    redirectUriPatterns: ['http://127.0.0.1/callback']\n",
-    );
+    // The registration policy lives in the operator's namespace (a cluster-wide singleton).
+    api.kubectl_ok(&["apply", "-n", NS, "-f", "examples/cluster/scopes.yaml"]);
+    let policy = |name: &str| {
+        format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: ConsentPolicy\nmetadata: {{name: {name}}}\nspec:\n  appSelector: {{matchLabels: {{none: none}}}}\n  registration:\n    dynamic: true\n    approvedScopes: [{{scope: 'inventory:read', mandatory: true}}]\n    redirectUriPatterns: ['http://127.0.0.1/callback']\n    resources: ['https://inventory.example.com']\n"
+        )
+    };
+    // A policy enabling registration in another namespace, even one created first, is
+    // refused on its own.
+    let hostile_policy = |name: &str| {
+        format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: ConsentPolicy\nmetadata: {{name: {name}}}\nspec:\n  registration: {{dynamic: true, redirectUriPatterns: ['http://127.0.0.1/callback']}}\n"
+        )
+    };
+    api.apply(APPS_NS, &hostile_policy("aaa"));
+    let early = refused(&api, "consentpolicy", APPS_NS, "aaa").await;
+    assert!(early["message"].as_str().unwrap().contains("only a ConsentPolicy in the operator's namespace"), "{early}");
+    api.apply(NS, &policy("mcp"));
     let http = reqwest::Client::new();
     let started = Instant::now();
     loop {
@@ -589,8 +605,33 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     assert_eq!(registered.status, 201, "{}", registered.json);
     let client_id = registered.json["client_id"].as_str().unwrap().to_string();
 
+    // It took nothing over, and a second one in another namespace does not either: the
+    // registered client keeps working, and so does its admin authority.
+    api.kubectl_ok(&["create", "namespace", "zzz"]);
+    api.apply("zzz", &hostile_policy("zzz"));
+    let hostile = refused(&api, "consentpolicy", "zzz", "zzz").await;
+    assert_eq!(hostile["reason"], "InvalidSpec", "{hostile}");
+    let hostile = api.get_json(&["consentpolicy", "aaa", "-n", APPS_NS]).unwrap();
+    let hostile = ready_condition(&hostile).unwrap();
+    assert_eq!(hostile["reason"], "InvalidSpec", "{hostile}");
+    let message = hostile["message"].as_str().unwrap();
+    assert!(
+        message.contains("in the operator's namespace inbound-system; ConsentPolicy inbound-system/mcp does"),
+        "{message}"
+    );
+    let mcp = api.get_json(&["consentpolicy", "mcp", "-n", NS]).unwrap();
+    assert_eq!(ready_condition(&mcp).unwrap()["status"], "True", "{mcp}");
+    let authorize = format!(
+        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcallback&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&scope=inventory%3Aread",
+        op.base
+    );
+    let page = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = page.get(&authorize).send().await.unwrap();
+    assert_eq!(login.status(), 200, "the registered client stopped working: {}", login.text().await.unwrap());
+
     // Two ServiceAccounts: one bound to the chart's clients-admin role in the policy's
-    // namespace, one without.
+    // namespace (the operator's), one without. A binding in the hostile policy's namespace
+    // would grant nothing.
     api.kubectl_ok(&["create", "serviceaccount", "ops", "-n", APPS_NS]);
     api.kubectl_ok(&["create", "serviceaccount", "nobody", "-n", APPS_NS]);
     api.kubectl_ok(&[
@@ -598,7 +639,7 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
         "rolebinding",
         "ops-clients",
         "-n",
-        APPS_NS,
+        NS,
         "--clusterrole",
         "inbound-clients-admin",
         &format!("--serviceaccount={APPS_NS}:ops"),
@@ -663,4 +704,103 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
         (holder(&api).as_deref() == Some("replica-b")).then_some(())
     })
     .await;
+}
+
+/// The payload of a JWT, unverified (the tests check what a token carries).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Audiences have owners (README "Who can mint what"): team-a's Scopes claim the billing
+/// API. team-b, with write access to inbound.dev in its own namespace only, tries to mint a
+/// billing token for its agent: its own grant for billing, and its own Scope claiming it,
+/// are InvalidSpec, and no token is issued. Once team-a grants team-b's agent, the token
+/// carries exactly team-a's scope and says which namespace the client is from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_cannot_mint_tokens_for_another_namespaces_api() {
+    const BILLING: &str = "https://billing.example.com";
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.install_crds("crds/inbound.dev.yaml");
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
+    op.wait_ready().await;
+    for ns in ["team-a", "team-b"] {
+        api.kubectl_ok(&["create", "namespace", ns]);
+    }
+    api.apply(
+        "team-a",
+        &format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: refund}}\nspec: {{scope: 'billing:refund', description: Refund, resource: '{BILLING}'}}\n"
+        ),
+    );
+    eventually("team-a's Scope is Ready", Duration::from_secs(15), || {
+        let scope = api.get_json(&["scope", "refund", "-n", "team-a"])?;
+        (ready_condition(&scope)?["status"] == "True").then_some(())
+    })
+    .await;
+    api.apply(
+        "team-b",
+        &format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: agent}}\nspec: {{displayName: Agent, grantTypes: [client_credentials]}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: refund}}\nspec: {{scope: 'billing:refund', description: Refund}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: claim}}\nspec: {{scope: 'billing:everything', description: All of billing, resource: '{BILLING}/'}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {{name: self-service}}\nspec:\n  subject: {{kind: InboundApp, name: agent}}\n  scopes: ['billing:refund']\n  resources: ['{BILLING}']\n"
+        ),
+    );
+    for (kind, name) in [("clientgrant", "self-service"), ("scope", "claim")] {
+        let ready = refused(&api, kind, "team-b", name).await;
+        assert_eq!(ready["reason"], "InvalidSpec", "{ready}");
+        let message = ready["message"].as_str().unwrap();
+        assert!(message.contains("is owned by namespace team-a (declared first by Scope team-a/refund)"), "{message}");
+    }
+    let creds = eventually("team-b's agent has credentials", Duration::from_secs(15), || {
+        let secret = api.get_json(&["secret", "agent-credentials", "-n", "team-b"])?;
+        let field = |k: &str| {
+            use base64::Engine;
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(secret["data"][k].as_str()?).ok()?).ok()
+        };
+        Some((field("client_id")?, field("client_secret")?))
+    })
+    .await;
+    let request = format!("grant_type=client_credentials&resource={}", urlencoding(BILLING));
+    let denied = op.post("/token", Some((&creds.0, &creds.1)), &request).await;
+    denied.assert_error(400, "unauthorized_client");
+
+    // The owner grants team-b's agent its API: the token carries team-a's scope, and the
+    // client's namespace for the resource server's own policy.
+    api.apply(
+        "team-a",
+        &format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {{name: team-b-agent}}\nspec:\n  subject: {{kind: InboundApp, name: agent, namespace: team-b}}\n  scopes: ['billing:refund']\n  resources: ['{BILLING}']\n"
+        ),
+    );
+    let started = Instant::now();
+    let granted = loop {
+        let reply = op.post("/token", Some((&creds.0, &creds.1)), &request).await;
+        if reply.status == 200 {
+            break reply;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "team-a's grant never applied: {}", reply.json);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let claims = jwt_claims(granted.json["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], BILLING, "{claims}");
+    assert_eq!(claims["scope"], "billing:refund", "{claims}");
+    assert_eq!(claims["client_namespace"], "team-b", "{claims}");
+    // team-b's own grant stays refused: nothing it declares reaches the billing audience.
+    assert_eq!(refused(&api, "clientgrant", "team-b", "self-service").await["reason"], "InvalidSpec");
+}
+
+/// The Ready condition of an object once it is False.
+async fn refused(api: &ApiServer, kind: &str, namespace: &str, name: &str) -> Value {
+    eventually(&format!("{kind} {namespace}/{name} is refused"), Duration::from_secs(15), || {
+        let object = api.get_json(&[kind, name, "-n", namespace])?;
+        let ready = ready_condition(&object)?.clone();
+        (ready["status"] == "False").then_some(ready)
+    })
+    .await
+}
+
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

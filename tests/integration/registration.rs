@@ -173,7 +173,7 @@ async fn register_authorize_and_manage_a_public_mcp_client() {
         )
         .await;
     after.assert_error(401, "invalid_client");
-    let introspected = server.introspect("billing-agent", tokens.json["access_token"].as_str().unwrap()).await;
+    let introspected = server.introspect("mcp/mcp-server", tokens.json["access_token"].as_str().unwrap()).await;
     assert_eq!(introspected, json!({"active": false}));
 }
 
@@ -465,6 +465,7 @@ async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
             store: None,
             maintenance_interval: Duration::from_secs(5),
             trusted_proxies: if trusted.is_empty() { vec![] } else { vec![trusted.parse().unwrap()] },
+            trust: Default::default(),
         };
         async move { inbound::runtime::serve::start(options).await.map(|started| started.running) }
     };

@@ -241,6 +241,7 @@ impl Previous {
                 iat: now,
                 jti: "jti-opaque".into(),
                 client_id: "old-app".into(),
+                client_namespace: None,
                 scope: Some("billing:read".into()),
                 tenant: None,
                 roles: None,

@@ -499,6 +499,7 @@ async fn templates_can_be_overridden_from_a_folder() {
         store: None,
         maintenance_interval: std::time::Duration::from_secs(5),
         trusted_proxies: Vec::new(),
+        trust: Default::default(),
     })
     .await
     .unwrap()

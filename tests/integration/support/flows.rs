@@ -70,14 +70,40 @@ pub async fn exchange(server: &TestServer, client_id: &str, code: &str, verifier
         .await
 }
 
-/// A ConsentPolicy enabling self-registration, beside the quickstart's.
+/// Self-registration for an MCP server at `resource`, beside the quickstart: in namespace
+/// `mcp`, which owns the resource through its Scopes (the same scope strings as the
+/// quickstart's billing API, bound to the MCP server), with `mcp/mcp-server` as the
+/// resource server that may introspect its tokens. `extra` continues `spec.registration`.
 pub fn registration_policy(resource: &str, extra: &str) -> String {
     format!(
         "apiVersion: inbound.dev/v1alpha1
-kind: ConsentPolicy
-metadata: {{name: mcp, namespace: default}}
+kind: Scope
+metadata: {{name: read, namespace: mcp}}
+spec: {{scope: 'billing:read', description: Read invoices through the MCP server, resource: '{resource}'}}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {{name: refund, namespace: mcp}}
 spec:
-  appSelector: {{matchLabels: {{self-registered: 'only'}}}}
+  scope: 'billing:refund'
+  description: Issue refunds through the MCP server
+  resource: '{resource}'
+  requiredRoles: [billing-admin]
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {{name: profile, namespace: mcp}}
+spec: {{scope: profile, description: Your name, kind: userInfo, userAttribute: name}}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {{name: mcp-server, namespace: mcp}}
+spec: {{displayName: MCP server, resourceServer: {{resources: ['{resource}']}}}}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ConsentPolicy
+metadata: {{name: mcp, namespace: mcp}}
+spec:
   registration:
     dynamic: true
     approvedScopes:

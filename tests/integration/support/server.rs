@@ -72,6 +72,7 @@ async fn start_with_options(
         store: store.clone(),
         maintenance_interval,
         trusted_proxies: Vec::new(),
+        trust: Default::default(),
     })
     .await
     .expect("server starts")
@@ -120,8 +121,10 @@ impl Reply {
 
 impl TestServer {
     /// `(client_id, client_secret)` from the app's credentials folder.
+    /// The credentials of `app` (in namespace `default`) or `namespace/app`.
     pub fn creds(&self, app: &str) -> (String, String) {
-        let dir = self.data_dir.join("credentials/default").join(format!("{app}-credentials"));
+        let (namespace, app) = app.split_once('/').unwrap_or(("default", app));
+        let dir = self.data_dir.join("credentials").join(namespace).join(format!("{app}-credentials"));
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         (read("client_id"), read("client_secret"))
     }
