@@ -134,6 +134,8 @@ pub enum AdminDenied {
     Forbidden(String, String, String),
     #[error("cannot check the caller: {0}")]
     Unavailable(String),
+    #[error("too many authentication attempts; retry shortly")]
+    Throttled,
 }
 
 impl ClientFilter {
@@ -197,10 +199,93 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// Answers of the admin API's authorization checks, remembered for a short while so that a
+/// caller repeating a bad token (or one listing many namespaces) costs the API server one
+/// review, not one per request. Keyed by a digest of the token, never the token; bounded.
+#[derive(Debug)]
+pub struct ReviewCache<V> {
+    entries: std::collections::HashMap<(Vec<u8>, String), (V, i64)>,
+    capacity: usize,
+}
+
+impl<V: Clone> ReviewCache<V> {
+    pub fn new(capacity: usize) -> Self {
+        ReviewCache { entries: std::collections::HashMap::new(), capacity }
+    }
+
+    /// The remembered answer for (`token_digest`, `question`), if not expired at `now`.
+    pub fn get(&self, token_digest: &[u8], question: &str, now: i64) -> Option<V> {
+        let (value, until) = self.entries.get(&(token_digest.to_vec(), question.to_string()))?;
+        (now < *until).then(|| value.clone())
+    }
+
+    /// Remembers `value` until `until`. When full, expired entries go first; if none have
+    /// expired everything is forgotten (a flood of distinct tokens must not grow memory).
+    pub fn put(&mut self, token_digest: &[u8], question: &str, value: V, until: i64, now: i64) {
+        if self.entries.len() >= self.capacity {
+            self.entries.retain(|_, (_, u)| now < *u);
+            if self.entries.len() >= self.capacity {
+                self.entries.clear();
+            }
+        }
+        self.entries.insert((token_digest.to_vec(), question.to_string()), (value, until));
+    }
+}
+
+/// A token bucket: at most `burst` reviews at once, refilled at `per_second`. Bounds the
+/// TokenReviews that unauthenticated requests can make the API server do.
+#[derive(Debug)]
+pub struct Throttle {
+    tokens: f64,
+    burst: f64,
+    per_second: f64,
+    last: f64,
+}
+
+impl Throttle {
+    pub fn new(burst: u32, per_second: u32) -> Self {
+        Throttle { tokens: burst as f64, burst: burst as f64, per_second: per_second as f64, last: 0.0 }
+    }
+
+    /// Takes one token at `now` (seconds, any monotonic origin); false when none is left.
+    pub fn try_take(&mut self, now: f64) -> bool {
+        self.tokens = (self.tokens + (now - self.last).max(0.0) * self.per_second).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::ObjectKey;
+
+    #[test]
+    fn review_cache_expires_and_stays_bounded() {
+        let mut cache = ReviewCache::new(2);
+        cache.put(b"a", "authn", false, 100, 0);
+        assert_eq!(cache.get(b"a", "authn", 99), Some(false));
+        assert_eq!(cache.get(b"a", "authn", 100), None, "expired");
+        assert_eq!(cache.get(b"a", "list default", 50), None, "another question");
+        cache.put(b"b", "authn", true, 100, 0);
+        cache.put(b"c", "authn", true, 100, 0);
+        assert!(cache.entries.len() <= 2);
+        assert_eq!(cache.get(b"c", "authn", 1), Some(true));
+    }
+
+    #[test]
+    fn throttle_allows_a_burst_then_the_rate() {
+        let mut throttle = Throttle::new(3, 2);
+        assert!((0..3).all(|_| throttle.try_take(10.0)));
+        assert!(!throttle.try_take(10.0), "burst spent");
+        assert!(throttle.try_take(10.5), "one more after half a second at 2/s");
+        assert!(!throttle.try_take(10.5));
+    }
 
     fn client(id: &str, name: &str, created: i64, used: i64) -> RegisteredClient {
         RegisteredClient {

@@ -162,6 +162,14 @@ pub struct OperatorArgs {
     /// Public issuer URL, as clients reach the Service (e.g. https://auth.example.com).
     #[arg(long, env = "INBOUND_ISSUER")]
     pub issuer: String,
+    /// Address of the admin API (`/admin/clients`), apart from the public listener; the
+    /// default is reachable only from inside the Pod (`kubectl port-forward`).
+    #[arg(long, env = "INBOUND_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    pub admin_listen: SocketAddr,
+    /// The audience admin API tokens must be bound to (`kubectl create token SA --audience
+    /// ...`); default: the issuer followed by `/admin`.
+    #[arg(long, env = "INBOUND_ADMIN_AUDIENCE")]
+    pub admin_audience: Option<String>,
     /// The operator's namespace (holds the leader Lease and the signing-keys Secret);
     /// default: the namespace of the Pod's ServiceAccount.
     #[arg(long, env = "INBOUND_NAMESPACE")]
@@ -220,8 +228,14 @@ impl OperatorArgs {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| format!("inbound-{}", std::process::id())),
         };
+        let admin_audience = self
+            .admin_audience
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| format!("{}/admin", self.issuer.trim_end_matches('/')));
         Ok(OperatorOptions {
             listen: self.listen,
+            admin_listen: self.admin_listen,
+            admin_audience,
             issuer: self.issuer,
             watch_namespaces: self
                 .watch_namespaces

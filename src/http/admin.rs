@@ -53,7 +53,9 @@ async fn authorize(
                 allowed.insert(namespace);
             }
             // Not authenticated, or the check itself failed: no other namespace will differ.
-            Err(e @ (AdminDenied::Unauthenticated | AdminDenied::Unavailable(_))) => return Err(e.into()),
+            Err(e @ (AdminDenied::Unauthenticated | AdminDenied::Unavailable(_) | AdminDenied::Throttled)) => {
+                return Err(e.into());
+            }
             Err(e) => refusal = refusal.or(Some(e)),
         }
     }

@@ -207,6 +207,12 @@ impl From<AdminDenied> for HttpError {
                 "cannot check the caller; retry later",
             ))
             .internal(detail),
+            // RFC 6585 §4.
+            e @ AdminDenied::Throttled => {
+                HttpError::new(OAuthError::new(ErrorCode::TemporarilyUnavailable, e.to_string()))
+                    .with_status(StatusCode::TOO_MANY_REQUESTS)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            }
         }
     }
 }

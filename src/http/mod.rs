@@ -71,7 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             routes = routes.route(&path, get(discovery::metadata));
         }
     }
-    routes
+    let routes = routes
         .route(paths::OIDC_DISCOVERY, get(discovery::metadata))
         .route(paths::OAUTH_METADATA, get(discovery::metadata))
         .route(paths::JWKS, get(discovery::jwks))
@@ -88,11 +88,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::ACCOUNT_API_ONE, axum::routing::delete(front_channel::account_api_revoke))
         .route(paths::REGISTER, post(register::register))
         .route(paths::REGISTER_ONE, get(register::read).put(register::update).delete(register::delete))
-        .route(paths::ADMIN_CLIENTS, get(admin::list).delete(admin::delete_matching))
-        .route(paths::ADMIN_CLIENT, axum::routing::delete(admin::delete_one))
         .route(paths::HEALTHZ, get(health::healthz))
         .route(paths::READYZ, get(health::readyz))
-        .route(paths::METRICS, get(health::metrics))
+        .route(paths::METRICS, get(health::metrics));
+    common_layers(routes, state)
+}
+
+/// The admin API (`/admin/clients`, operator mode), served on a listener of its own: never
+/// on the public issuer host, where it would invite cluster credentials and unauthenticated
+/// load onto the API server.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    let routes = Router::new()
+        .route(paths::ADMIN_CLIENTS, get(admin::list).delete(admin::delete_matching))
+        .route(paths::ADMIN_CLIENT, axum::routing::delete(admin::delete_one))
+        .route(paths::HEALTHZ, get(health::healthz));
+    common_layers(routes, state)
+}
+
+/// What every listener's responses get: error pages, metrics, limits, headers, timeouts.
+fn common_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    routes
         .layer(middleware::from_fn_with_state(state.clone(), pages::render_error_pages))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

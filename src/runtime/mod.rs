@@ -99,6 +99,11 @@ impl Tasks {
         self.spawn(server::serve(listener, router(state.clone()), self.stopped()));
         self.spawn(maintain(upkeep, self.stopped()));
     }
+
+    /// The admin API on its own listener (operator mode).
+    fn serve_admin(&mut self, listener: TcpListener, state: &Arc<AppState>) {
+        self.spawn(server::serve(listener, crate::http::admin_router(state.clone()), self.stopped()));
+    }
 }
 
 /// What the handlers share: the OAuth core and the serving state around it. Each mode

@@ -32,6 +32,10 @@ use crate::tokens::{KeySet, RotationPolicy, VerifiedTokens};
 #[derive(Clone, Debug)]
 pub struct OperatorOptions {
     pub listen: SocketAddr,
+    /// The admin API's own listener (never the public one).
+    pub admin_listen: SocketAddr,
+    /// What admin API tokens must be bound to (TokenReview `audiences`).
+    pub admin_audience: String,
     /// Public issuer URL (what clients reach through the Service or Ingress).
     pub issuer: String,
     /// The operator's own namespace: the Lease and the signing-keys Secret live there.
@@ -110,12 +114,15 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         verified: verified.clone(),
         catalog: catalog.clone(),
         templates: options.templates.clone(),
-        admin: Some(Arc::new(admin_auth::KubernetesAdmin { client: client.clone() })),
+        admin: Some(Arc::new(admin_auth::KubernetesAdmin::new(client.clone(), options.admin_audience.clone()))),
         trusted_proxies: options.trusted_proxies.clone(),
     })?;
     let upkeep =
         Upkeep { store: store.clone(), revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
     tasks.serve_and_maintain(listener, &state, upkeep);
+    let (admin_listener, admin_addr) = super::bind(options.admin_listen).await?;
+    tracing::info!(%admin_addr, audience = %options.admin_audience, "admin API listening");
+    tasks.serve_admin(admin_listener, &state);
 
     // Every replica follows the keys Secret; the leader rotates it.
     tasks.watches.push(tokio::spawn(follow_keys(

@@ -21,6 +21,8 @@ const APPS_NS: &str = "default";
 struct Operator {
     child: Child,
     base: String,
+    /// The admin API's listener.
+    admin: String,
     log: PathBuf,
 }
 
@@ -30,12 +32,14 @@ impl Operator {
     }
 
     fn start_with(kubeconfig: &Path, data_dir: &Path, identity: &str, log_dir: &Path, extra: &[&str]) -> Operator {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (port, admin_port) = (free(), free());
         let base = format!("http://127.0.0.1:{port}");
         let log = log_dir.join(format!("{identity}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_inbound"))
             .arg("operator")
             .args(["--listen", &format!("127.0.0.1:{port}"), "--issuer", &base, "--namespace", NS])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--identity", identity, "--lease-duration", "3s", "--resync-interval", "1s"])
@@ -47,7 +51,7 @@ impl Operator {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Operator { child, base, log }
+        Operator { child, base, admin: format!("http://127.0.0.1:{admin_port}"), log }
     }
 
     fn log(&self) -> String {
@@ -644,10 +648,14 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
         "inbound-clients-admin",
         &format!("--serviceaccount={APPS_NS}:ops"),
     ]);
-    let token = |sa: &str| api.kubectl_ok(&["create", "token", sa, "-n", APPS_NS]).trim().to_string();
+    // Tokens bound to the admin audience (the issuer + /admin), never API-server tokens.
+    let audience = format!("{}/admin", op.base);
+    let token =
+        |sa: &str| api.kubectl_ok(&["create", "token", sa, "-n", APPS_NS, "--audience", &audience]).trim().to_string();
     let (ops, nobody) = (token("ops"), token("nobody"));
+    let api_server_token = api.kubectl_ok(&["create", "token", "ops", "-n", APPS_NS]).trim().to_string();
     let list = |bearer: Option<String>, query: &str| {
-        let mut request = http.get(format!("{}/admin/clients{query}", op.base));
+        let mut request = http.get(format!("{}/admin/clients{query}", op.admin));
         if let Some(t) = bearer {
             request = request.bearer_auth(t);
         }
@@ -655,6 +663,9 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     };
     assert_eq!(list(None, "").await.status, 401);
     assert_eq!(list(Some("not-a-token".into()), "").await.status, 401);
+    // The public listener has no admin API at all.
+    let public = http.get(format!("{}/admin/clients", op.base)).bearer_auth(&ops).send().await.unwrap();
+    assert_eq!(public.status(), 404, "the admin API is served on the public listener");
     let forbidden = list(Some(nobody.clone()), "").await;
     assert_eq!(forbidden.status, 403, "{}", forbidden.json);
     assert!(forbidden.json["error_description"].as_str().unwrap().contains("system:serviceaccount:default:nobody"));
@@ -669,6 +680,9 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(listed.json["clients"][0]["client_id"], client_id.as_str(), "{}", listed.json);
+    // The same ServiceAccount's token for the API server (no audience binding) is refused.
+    let unbound = list(Some(api_server_token), "").await;
+    assert_eq!(unbound.status, 401, "a token not bound to the admin audience was accepted: {}", unbound.json);
     assert!(listed.json["clients"][0].get("secret_hash").is_none());
     assert_eq!(list(Some(ops.clone()), "?name_contains=nothing").await.json["clients"], json!([]));
     let bad_filter = list(Some(ops.clone()), "?colour=blue").await;
@@ -676,7 +690,7 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
 
     // Delete: refused to nobody, done for ops; the client is then unknown.
     let delete = |bearer: &str| {
-        let request = http.delete(format!("{}/admin/clients/{client_id}", op.base)).bearer_auth(bearer);
+        let request = http.delete(format!("{}/admin/clients/{client_id}", op.admin)).bearer_auth(bearer);
         async move { request.send().await.unwrap().status().as_u16() }
     };
     assert_eq!(delete(&nobody).await, 403);
