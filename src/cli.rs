@@ -10,7 +10,10 @@ use crate::admin::{ClientFilter, ClientSummary};
 use crate::api::{DurationError, DurationString, ObjectKey};
 use crate::catalog::validate::Trust;
 use crate::http::client_ip::Cidr;
-use crate::runtime::{operator::OperatorOptions, serve::ServeOptions};
+use crate::runtime::{
+    operator::{OperatorOptions, Role},
+    serve::ServeOptions,
+};
 
 #[derive(Parser)]
 #[command(name = "inbound", version, about = "Kubernetes-native OAuth 2.1 / OpenID Connect provider for inbound apps")]
@@ -162,6 +165,11 @@ pub struct OperatorArgs {
     /// Public issuer URL, as clients reach the Service (e.g. https://auth.example.com).
     #[arg(long, env = "INBOUND_ISSUER")]
     pub issuer: String,
+    /// What this process does: `all`, or one half of a split deployment (`server`: serves
+    /// OAuth, reads only the four kinds and the signing keys, needs --store postgres://;
+    /// `controller`: leads and writes Secrets, status, events and keys, serves the admin API).
+    #[arg(long, env = "INBOUND_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
     /// Address of the admin API (`/admin/clients`), apart from the public listener; the
     /// default is reachable only from inside the Pod (`kubectl port-forward`).
     #[arg(long, env = "INBOUND_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
@@ -233,6 +241,7 @@ impl OperatorArgs {
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| format!("{}/admin", self.issuer.trim_end_matches('/')));
         Ok(OperatorOptions {
+            role: self.role,
             listen: self.listen,
             admin_listen: self.admin_listen,
             admin_audience,

@@ -66,6 +66,11 @@ where
         KindCache { stores }
     }
 
+    /// A cache that watches nothing (what a process without the permission does not read).
+    fn empty() -> Self {
+        KindCache { stores: Vec::new() }
+    }
+
     /// Every cached object, cloned.
     pub fn objects(&self) -> Vec<K> {
         self.stores.iter().flat_map(|s| s.state()).map(|o| (*o).clone()).collect()
@@ -90,13 +95,16 @@ pub struct Caches {
     pub scopes: KindCache<Scope>,
     pub grants: KindCache<ClientGrant>,
     pub policies: KindCache<ConsentPolicy>,
-    /// Secrets labelled as managed by inbound (credentials).
+    /// Secrets labelled as managed by inbound (credentials); empty when not watched (the
+    /// serving role may not read Secrets).
     pub secrets: KindCache<Secret>,
     pub changed: Arc<Notify>,
 }
 
 impl Caches {
-    pub fn start(client: &Client, namespaces: &[String], tasks: &mut Vec<JoinHandle<()>>) -> Caches {
+    /// `secrets`: whether the credentials Secrets are watched too (only the controller,
+    /// which writes them, needs them).
+    pub fn start(client: &Client, namespaces: &[String], secrets: bool, tasks: &mut Vec<JoinHandle<()>>) -> Caches {
         let changed = Arc::new(Notify::new());
         let all = watcher::Config::default();
         let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
@@ -105,7 +113,11 @@ impl Caches {
             scopes: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
             grants: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
             policies: KindCache::start(client, namespaces, all, &changed, tasks),
-            secrets: KindCache::start(client, namespaces, owned, &changed, tasks),
+            secrets: if secrets {
+                KindCache::start(client, namespaces, owned, &changed, tasks)
+            } else {
+                KindCache::empty()
+            },
             changed,
         }
     }

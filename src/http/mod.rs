@@ -105,6 +105,15 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
     common_layers(routes, state)
 }
 
+/// Health and metrics only: the listener of a process that serves no OAuth.
+pub fn health_router(state: Arc<AppState>) -> Router {
+    let routes = Router::new()
+        .route(paths::HEALTHZ, get(health::healthz))
+        .route(paths::READYZ, get(health::readyz))
+        .route(paths::METRICS, get(health::metrics));
+    common_layers(routes, state)
+}
+
 /// What every listener's responses get: error pages, metrics, limits, headers, timeouts.
 fn common_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
     routes

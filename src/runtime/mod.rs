@@ -100,6 +100,12 @@ impl Tasks {
         self.spawn(maintain(upkeep, self.stopped()));
     }
 
+    /// Only health and metrics (the controller role, which serves no OAuth).
+    fn serve_health_and_maintain(&mut self, listener: TcpListener, state: &Arc<AppState>, upkeep: Upkeep) {
+        self.spawn(server::serve(listener, crate::http::health_router(state.clone()), self.stopped()));
+        self.spawn(maintain(upkeep, self.stopped()));
+    }
+
     /// The admin API on its own listener (operator mode).
     fn serve_admin(&mut self, listener: TcpListener, state: &Arc<AppState>) {
         self.spawn(server::serve(listener, crate::http::admin_router(state.clone()), self.stopped()));

@@ -28,9 +28,35 @@ use crate::http::{AppState, client_ip::Cidr};
 use crate::secrets::SecretHasher;
 use crate::tokens::{KeySet, RotationPolicy, VerifiedTokens};
 
+/// What one operator process does. A cluster many teams share runs the two halves apart
+/// (chart `split.enabled`), so that the Pods parsing internet traffic hold no Secret access.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Both halves in one process (one Pod with SQLite, or replicas on PostgreSQL).
+    #[default]
+    All,
+    /// Serves OAuth from the watched objects and the shared store: reads the four kinds and
+    /// the signing-keys Secret; never leads, writes nothing to Kubernetes.
+    Server,
+    /// Leads and writes: credentials Secrets, signing keys, status, events, the admin API;
+    /// serves no OAuth (only health and metrics), so it need not be exposed.
+    Controller,
+}
+
+impl Role {
+    fn serves_oauth(self) -> bool {
+        self != Role::Controller
+    }
+
+    fn controls(self) -> bool {
+        self != Role::Server
+    }
+}
+
 /// How to run the operator.
 #[derive(Clone, Debug)]
 pub struct OperatorOptions {
+    pub role: Role,
     pub listen: SocketAddr,
     /// The admin API's own listener (never the public one).
     pub admin_listen: SocketAddr,
@@ -76,14 +102,26 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     let mut tasks = Tasks::new();
 
     // Who leads.
+    if options.role == Role::Server && options.store.is_none() {
+        anyhow::bail!("--role server shares the controller's store: give --store postgres://...");
+    }
     let (leader_tx, leader) = watch::channel(false);
-    let lease_config = lease::LeaseConfig {
-        namespace: options.namespace.clone(),
-        name: options.lease_name.clone(),
-        identity: options.identity.clone(),
-        duration: options.lease_duration,
-    };
-    tasks.spawn(lease::run(client.clone(), lease_config, leader_tx, tasks.stopped()));
+    if options.role.controls() {
+        let lease_config = lease::LeaseConfig {
+            namespace: options.namespace.clone(),
+            name: options.lease_name.clone(),
+            identity: options.identity.clone(),
+            duration: options.lease_duration,
+        };
+        tasks.spawn(lease::run(client.clone(), lease_config, leader_tx, tasks.stopped()));
+    } else {
+        // Never leads; the sender lives as long as the process so that waiting on it waits.
+        let stopped = tasks.stopped();
+        tasks.spawn(async move {
+            let _never_leads = leader_tx;
+            stopped.await
+        });
+    }
 
     // Keys: one document in a Secret, shared by every replica.
     let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &options.namespace);
@@ -114,15 +152,24 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         verified: verified.clone(),
         catalog: catalog.clone(),
         templates: options.templates.clone(),
-        admin: Some(Arc::new(admin_auth::KubernetesAdmin::new(client.clone(), options.admin_audience.clone()))),
+        admin: options.role.controls().then(|| {
+            Arc::new(admin_auth::KubernetesAdmin::new(client.clone(), options.admin_audience.clone()))
+                as Arc<dyn crate::admin::AdminAuthorizer>
+        }),
         trusted_proxies: options.trusted_proxies.clone(),
     })?;
     let upkeep =
         Upkeep { store: store.clone(), revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
-    tasks.serve_and_maintain(listener, &state, upkeep);
-    let (admin_listener, admin_addr) = super::bind(options.admin_listen).await?;
-    tracing::info!(%admin_addr, audience = %options.admin_audience, "admin API listening");
-    tasks.serve_admin(admin_listener, &state);
+    if options.role.serves_oauth() {
+        tasks.serve_and_maintain(listener, &state, upkeep);
+    } else {
+        tasks.serve_health_and_maintain(listener, &state, upkeep);
+    }
+    if options.role.controls() {
+        let (admin_listener, admin_addr) = super::bind(options.admin_listen).await?;
+        tracing::info!(%admin_addr, audience = %options.admin_audience, "admin API listening");
+        tasks.serve_admin(admin_listener, &state);
+    }
 
     // Every replica follows the keys Secret; the leader rotates it.
     tasks.watches.push(tokio::spawn(follow_keys(
@@ -131,7 +178,8 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         keys,
         verified,
     )));
-    let caches = Arc::new(cache::Caches::start(&client, &options.watch_namespaces, &mut tasks.watches));
+    let caches =
+        Arc::new(cache::Caches::start(&client, &options.watch_namespaces, options.role.controls(), &mut tasks.watches));
     let defaults = Defaults { access_token_lifetime: options.access_token_lifetime, ..Defaults::default() };
     tasks.spawn(rotate_keys(
         key_secrets,

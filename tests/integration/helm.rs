@@ -223,18 +223,19 @@ fn default_render_is_a_restricted_single_replica_operator() {
 
     // Least privilege, exactly.
     let rules = &named(&objects, "ClusterRole", "inbound")["rules"];
-    let resources = json!(["inboundapps", "scopes", "clientgrants", "consentpolicies"]);
     assert_eq!(
         *rules,
         json!([
-            { "apiGroups": ["inbound.dev"], "resources": resources,
-              "verbs": ["get", "list", "watch", "patch", "update"] },
+            // Only apps get a (finalizer) patch; of the other kinds only status is written.
+            { "apiGroups": ["inbound.dev"], "resources": ["inboundapps"], "verbs": ["get", "list", "watch", "patch"] },
+            { "apiGroups": ["inbound.dev"], "resources": ["scopes", "clientgrants", "consentpolicies"],
+              "verbs": ["get", "list", "watch"] },
             { "apiGroups": ["inbound.dev"],
               "resources": ["inboundapps/status", "scopes/status", "clientgrants/status", "consentpolicies/status"],
-              "verbs": ["get", "patch", "update"] },
+              "verbs": ["get", "patch"] },
             { "apiGroups": ["inbound.dev"], "resources": ["inboundapps/finalizers"], "verbs": ["update"] },
             { "apiGroups": [""], "resources": ["secrets"],
-              "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"] },
+              "verbs": ["get", "list", "watch", "create", "patch", "delete"] },
             { "apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"] },
             { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
         ])
@@ -260,6 +261,8 @@ fn default_render_is_a_restricted_single_replica_operator() {
             { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"] },
             { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["inbound-leader"],
               "verbs": ["get", "update", "patch"] },
+            { "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["inbound-signing-keys"],
+              "verbs": ["update"] },
         ])
     );
     assert_eq!(one(&objects, "RoleBinding")["roleRef"]["name"], role["metadata"]["name"]);
@@ -325,6 +328,49 @@ fn several_replicas_need_postgres_from_a_secret() {
 #[track_caller]
 fn objects_with(values: &Value, extra: &[&str]) -> Vec<Value> {
     objects(&render_with(values, extra).unwrap_or_else(|e| panic!("render failed:\n{e}")))
+}
+
+/// split.enabled: the Deployment the Service selects runs `--role server` as its own
+/// read-only ServiceAccount; the controller Deployment, which nothing selects, keeps the
+/// writing identity. Refused without PostgreSQL.
+#[test]
+fn split_separates_the_serving_pods_from_the_writer() {
+    let mut values = postgres(3);
+    values["split"] = json!({ "enabled": true, "controller": { "replicaCount": 2 } });
+    let objects = render(values);
+    let server = named(&objects, "Deployment", "inbound");
+    let controller = named(&objects, "Deployment", "inbound-controller");
+    assert_eq!(server["spec"]["replicas"], 3);
+    assert_eq!(controller["spec"]["replicas"], 2);
+    assert_eq!(env_value(server, "INBOUND_ROLE"), "server");
+    assert_eq!(env_value(controller, "INBOUND_ROLE"), "controller");
+    assert_eq!(server["spec"]["template"]["spec"]["serviceAccountName"], "inbound-server");
+    assert_eq!(controller["spec"]["template"]["spec"]["serviceAccountName"], "inbound");
+    let service = one(&objects, "Service");
+    assert_eq!(service["spec"]["selector"], server["spec"]["selector"]["matchLabels"]);
+    assert_eq!(service["spec"]["selector"]["inbound.dev/role"], "server");
+    assert_eq!(controller["spec"]["selector"]["matchLabels"]["inbound.dev/role"], "controller");
+    assert_eq!(
+        named(&objects, "ClusterRole", "inbound-server")["rules"],
+        json!([{ "apiGroups": ["inbound.dev"], "resources": ["inboundapps", "scopes", "clientgrants", "consentpolicies"],
+                 "verbs": ["get", "list", "watch"] }])
+    );
+    assert_eq!(
+        named(&objects, "Role", "inbound-server-keys")["rules"],
+        json!([{ "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["inbound-signing-keys"],
+                 "verbs": ["get", "list", "watch"] }])
+    );
+    // Nothing else is bound to the serving identity.
+    let bound_to_server: Vec<String> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+        .filter(|o| o["subjects"].as_array().is_some_and(|s| s.iter().any(|s| s["name"] == "inbound-server")))
+        .map(|o| o["roleRef"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bound_to_server, ["inbound-server", "inbound-server-keys"]);
+
+    let e = render_err(json!({ "issuer": ISSUER, "split": { "enabled": true } }));
+    assert!(e.contains("split.enabled needs store.type=postgres"), "{e}");
 }
 
 #[test]
@@ -507,7 +553,7 @@ fn rendered_chart_applies_to_a_real_api_server() {
     }
     for (args, expected) in [
         (&["patch", "inboundapps.inbound.dev", "-n", "team-a"][..], true),
-        (&["update", "inboundapps.inbound.dev", "--subresource", "status", "-n", "team-a"], true),
+        (&["patch", "inboundapps.inbound.dev", "--subresource", "status", "-n", "team-a"], true),
         (&["update", "inboundapps.inbound.dev", "--subresource", "finalizers", "-n", "team-a"], true),
         (&["delete", "secrets", "-n", "team-a"], true),
         (&["create", "events.events.k8s.io", "-n", "team-a"], true),
@@ -518,6 +564,9 @@ fn rendered_chart_applies_to_a_real_api_server() {
         (&["create", "subjectaccessreviews.authorization.k8s.io"], true),
         // Not granted.
         (&["create", "inboundapps.inbound.dev", "-n", "team-a"], false),
+        (&["update", "scopes.inbound.dev", "-n", "team-a"], false),
+        (&["update", "inboundapps.inbound.dev", "--subresource", "status", "-n", "team-a"], false),
+        (&["update", "secrets", "-n", "team-a"], false),
         (&["delete", "inboundapps.inbound.dev", "-n", "team-a"], false),
         (&["delete", "events", "-n", "team-a"], false),
         (&["get", "configmaps", "-n", "team-a"], false),

@@ -119,13 +119,23 @@ fn secret(api: &ApiServer, name: &str) -> Option<(Value, (String, String))> {
 /// permissions).
 fn install_chart_identity(api: &ApiServer, dir: &Path) -> PathBuf {
     let values = json!({ "issuer": "https://auth.example.com", "crds": { "install": false } });
-    let stream = crate::helm::render_with(&values, &[]).unwrap_or_else(|e| panic!("chart render failed:\n{e}"));
+    install_chart(api, dir, &values);
+    kubeconfig_for(api, dir, "inbound")
+}
+
+/// The chart rendered with `values` and applied, in the operator's namespace.
+fn install_chart(api: &ApiServer, dir: &Path, values: &Value) {
+    let stream = crate::helm::render_with(values, &[]).unwrap_or_else(|e| panic!("chart render failed:\n{e}"));
     let rendered = dir.join("chart.yaml");
     std::fs::write(&rendered, stream).unwrap();
     api.kubectl_ok(&["create", "namespace", NS]);
     api.kubectl_ok(&["apply", "--server-side", "-f", rendered.to_str().unwrap()]);
-    let token = api.kubectl_ok(&["create", "token", "inbound", "-n", NS, "--duration", "1h"]);
-    let kubeconfig = dir.join("kubeconfig");
+}
+
+/// A kubeconfig that authenticates as the ServiceAccount `NS/service_account`.
+fn kubeconfig_for(api: &ApiServer, dir: &Path, service_account: &str) -> PathBuf {
+    let token = api.kubectl_ok(&["create", "token", service_account, "-n", NS, "--duration", "1h"]);
+    let kubeconfig = dir.join(format!("kubeconfig-{service_account}"));
     std::fs::write(
         &kubeconfig,
         format!(
@@ -817,4 +827,98 @@ async fn refused(api: &ApiServer, kind: &str, namespace: &str, name: &str) -> Va
 
 fn urlencoding(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Serving apart from writing (chart `split.enabled`): the Pods that parse internet traffic
+/// run `--role server` under a ServiceAccount that may read the four kinds and the
+/// signing-keys Secret and nothing else; the controller (`--role controller`) writes
+/// Secrets, status and keys and serves no OAuth. `kubectl auth can-i` proves the rules on
+/// the real API server, and both halves run with exactly those rights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_serving_pods_hold_only_read_rights_and_still_serve() {
+    let api = ApiServer::start();
+    let pg = crate::support::postgres::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.install_crds("crds/inbound.dev.yaml");
+    let values = json!({
+        "issuer": "https://auth.example.com",
+        "crds": { "install": false },
+        "split": { "enabled": true },
+        "store": { "type": "postgres", "postgres": { "existingSecret": "inbound-postgres" } },
+    });
+    install_chart(&api, dir.path(), &values);
+    let can = |who: &str, args: &[&str]| {
+        let who = format!("system:serviceaccount:{NS}:{who}");
+        let (ok, stdout, _) = api.kubectl(&[&["auth", "can-i"], args, &["--as", &who]].concat());
+        ok && stdout.trim() == "yes"
+    };
+    for (allowed, args) in [
+        (true, &["watch", "inboundapps.inbound.dev", "-A"][..]),
+        (true, &["list", "consentpolicies.inbound.dev", "-n", "team-a"]),
+        (true, &["get", "secret/inbound-signing-keys", "-n", NS]),
+        (true, &["watch", "secret/inbound-signing-keys", "-n", NS]),
+        (false, &["get", "secret/inventory-sync-credentials", "-n", "default"]),
+        (false, &["list", "secrets", "-n", NS]),
+        (false, &["create", "secrets", "-n", "default"]),
+        (false, &["update", "secret/inbound-signing-keys", "-n", NS]),
+        (false, &["patch", "inboundapps.inbound.dev", "-n", "default"]),
+        (false, &["patch", "scopes.inbound.dev", "--subresource", "status", "-n", "default"]),
+        (false, &["create", "events", "-n", "default"]),
+        (false, &["create", "tokenreviews.authentication.k8s.io"]),
+        (false, &["update", "leases.coordination.k8s.io/inbound-leader", "-n", NS]),
+    ] {
+        assert_eq!(can("inbound-server", args), allowed, "server: can-i {args:?}");
+    }
+    for (allowed, args) in [
+        (true, &["patch", "scopes.inbound.dev", "--subresource", "status", "-n", "default"][..]),
+        (true, &["patch", "inboundapps.inbound.dev", "-n", "default"]),
+        (true, &["create", "secrets", "-n", "default"]),
+        (true, &["update", "secret/inbound-signing-keys", "-n", NS]),
+        (true, &["create", "tokenreviews.authentication.k8s.io"]),
+        // Status is all it writes of the other kinds; Secrets are applied, never replaced.
+        (false, &["update", "scopes.inbound.dev", "-n", "default"]),
+        (false, &["patch", "consentpolicies.inbound.dev", "-n", "default"]),
+        (false, &["update", "secret/inventory-sync-credentials", "-n", "default"]),
+    ] {
+        assert_eq!(can("inbound", args), allowed, "controller: can-i {args:?}");
+    }
+
+    // Both halves, each with its own ServiceAccount's rights, on one PostgreSQL store.
+    let store = pg.url();
+    let controller_config = kubeconfig_for(&api, dir.path(), "inbound");
+    let server_config = kubeconfig_for(&api, dir.path(), "inbound-server");
+    let controller_args = ["--role", "controller", "--store", store.as_str()];
+    let mut controller =
+        Operator::start_with(&controller_config, &dir.path().join("c"), "controller-0", dir.path(), &controller_args);
+    controller.wait_ready().await;
+    let server_args = ["--role", "server", "--store", store.as_str()];
+    let mut server = Operator::start_with(&server_config, &dir.path().join("s"), "server-0", dir.path(), &server_args);
+    server.wait_ready().await;
+    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
+    let creds = eventually("the controller wrote the credentials", Duration::from_secs(20), || {
+        secret(&api, "inventory-sync-credentials").map(|(_, creds)| creds)
+    })
+    .await;
+    let started = Instant::now();
+    loop {
+        let reply = server.token(&creds).await;
+        if reply.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the server never served the app: {}\n{}",
+            reply.json,
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The controller serves no OAuth; neither half logs a secret or a permission error.
+    let refused = reqwest::Client::new().post(format!("{}/token", controller.base)).send().await.unwrap();
+    assert_eq!(refused.status(), 404);
+    for half in [&controller, &server] {
+        let log = half.log();
+        assert!(!log.contains(&creds.1), "a client secret was logged");
+        assert!(!log.contains("forbidden"), "missing permission:\n{log}");
+    }
 }

@@ -38,6 +38,20 @@ app.kubernetes.io/part-of: inbound
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* A Deployment's selector: the chart's, plus the role when serving and writing are split
+(so that the Service selects only the serving Pods). Takes the deployment context. */}}
+{{- define "inbound.podSelectorLabels" -}}
+{{ include "inbound.selectorLabels" .root }}
+{{- with .role }}
+inbound.dev/role: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* The serving Pods' ServiceAccount when split (it may read, never write). */}}
+{{- define "inbound.serverServiceAccountName" -}}
+{{- printf "%s-server" (include "inbound.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "inbound.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "inbound.fullname" .) .Values.serviceAccount.name }}
@@ -90,6 +104,9 @@ versions, and policy/v1beta1 is among them whatever --kube-version says).
 {{- end }}
 {{- if and (eq .Values.store.type "sqlite") (gt (int .Values.replicaCount) 1) }}
 {{- fail (printf "replicaCount %d needs store.type=postgres: the embedded SQLite store serves a single replica (set replicaCount=1, or store.type=postgres with store.postgres.existingSecret)" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if and .Values.split.enabled (ne .Values.store.type "postgres") }}
+{{- fail "split.enabled needs store.type=postgres: the serving Pods and the controller share the store" }}
 {{- end }}
 {{- if and (eq .Values.store.type "postgres") (not .Values.store.postgres.existingSecret) }}
 {{- fail "store.type=postgres requires store.postgres.existingSecret: the name of a Secret in the release namespace whose key store.postgres.key (default url) holds the postgres:// URL" }}
