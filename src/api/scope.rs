@@ -50,6 +50,11 @@ pub struct ScopeSpec {
     /// Mandatory scopes cannot be unchecked on the consent screen.
     #[serde(default)]
     pub mandatory: bool,
+    /// Listed in the discovery document's `scopes_supported`. Off by default: in a cluster
+    /// many teams share, the metadata would otherwise publish every team's permissions
+    /// (RFC 8414 §2 lets a server leave supported scopes out).
+    #[serde(default)]
+    pub advertised: bool,
 }
 
 /// What a scope grants.

@@ -288,12 +288,19 @@ impl Catalog {
         }
     }
 
-    /// Every scope string declared anywhere (for `scopes_supported`), sorted and unique.
-    pub fn scope_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.scopes.keys().map(|(_, s)| s.clone()).collect();
+    /// What discovery lists as `scopes_supported`: OpenID Connect's built-ins, the scopes the
+    /// registration policy lets self-registered clients ask for (they discover them here),
+    /// and every Scope marked `advertised`; sorted and unique after the built-ins.
+    pub fn advertised_scopes(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.scopes.values().filter(|s| s.advertised).map(|s| s.scope.clone()).collect();
+        if let Some(registration) = self.registration_policy().and_then(|p| p.spec.registration.as_ref()) {
+            names.extend(registration.approved_scopes.iter().map(|a| a.scope.clone()));
+        }
+        names.retain(|s| !crate::protocol::scope::is_builtin(s));
         names.sort();
         names.dedup();
-        names
+        let builtins = [crate::protocol::scope::OPENID, crate::protocol::scope::OFFLINE_ACCESS];
+        builtins.into_iter().map(str::to_string).chain(names).collect()
     }
 
     /// The ConsentPolicy governing `client`: the one that admitted a self-registered client,

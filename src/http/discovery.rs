@@ -17,12 +17,8 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
     let issuer = state.server.issuer();
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
     let catalog = state.catalog.load();
-    let mut scopes = catalog.scope_names();
-    scopes.insert(0, crate::protocol::scope::OPENID.to_string());
-    // Refresh tokens can always be issued (to clients allowed the grant).
-    if !scopes.iter().any(|s| s == crate::protocol::scope::OFFLINE_ACCESS) {
-        scopes.insert(1, crate::protocol::scope::OFFLINE_ACCESS.to_string());
-    }
+    // offline_access: refresh tokens can always be issued (to clients allowed the grant).
+    let scopes = catalog.advertised_scopes();
     let registration = catalog.registration_policy().and_then(|p| p.spec.registration.clone());
     let mut document = serde_json::json!({
         "issuer": issuer,

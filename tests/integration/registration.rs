@@ -64,6 +64,12 @@ async fn registration_is_advertised_only_when_enabled() {
         assert_eq!(metadata["authorization_response_iss_parameter_supported"], true);
         assert!(metadata["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("none")));
         assert!(metadata.get("client_id_metadata_document_supported").is_none(), "CIMD not enabled here");
+        // What self-registered clients may ask for is advertised; other permissions are not.
+        assert_eq!(
+            metadata["scopes_supported"],
+            json!(["openid", "offline_access", "billing:read", "billing:refund", "email", "profile"]),
+            "{path}"
+        );
     }
 }
 
