@@ -87,6 +87,29 @@ pub struct ClientMetadata {
     pub software_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software_version: Option<String>,
+    /// A metadata document's keys (RFC 7591 §2 `jwks_uri` / `jwks`), kept to notice a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+}
+
+impl ClientMetadata {
+    /// Whether a user who consented to `self` consented to `next` too: the same redirect
+    /// URIs (where codes go) and the same keys (who the client is). A metadata document that
+    /// changes either must ask its users again.
+    pub fn same_binding(&self, next: &ClientMetadata) -> bool {
+        let uris = |m: &ClientMetadata| {
+            let mut uris = m.redirect_uris.clone();
+            uris.sort();
+            uris.dedup();
+            uris
+        };
+        uris(self) == uris(next)
+            && self.jwks_uri == next.jwks_uri
+            && self.jwks == next.jwks
+            && self.token_endpoint_auth_method == next.token_endpoint_auth_method
+    }
 }
 
 /// Builds the serving view of a self-registered client under `policy`.
@@ -162,4 +185,28 @@ pub fn allowed_scopes(_registered: &str, registration: &RegistrationSettings) ->
 /// The policy's mandatory scopes for self-registered clients.
 pub fn mandatory_scopes(registration: &RegistrationSettings) -> Vec<String> {
     registration.approved_scopes.iter().filter(|a| a.mandatory).map(|a| a.scope.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientMetadata;
+
+    #[test]
+    fn a_change_of_redirect_uris_or_keys_breaks_the_binding() {
+        let base = ClientMetadata {
+            redirect_uris: vec!["http://127.0.0.1/cb".into(), "https://a.example.com/cb".into()],
+            token_endpoint_auth_method: "none".into(),
+            ..Default::default()
+        };
+        let mut reordered = base.clone();
+        reordered.redirect_uris.reverse();
+        reordered.client_name = Some("Renamed".into());
+        assert!(base.same_binding(&reordered), "order and display fields do not matter");
+        let mut added = base.clone();
+        added.redirect_uris.push("https://b.example.com/cb".into());
+        assert!(!base.same_binding(&added));
+        let mut keyed = base.clone();
+        keyed.jwks_uri = Some("https://a.example.com/jwks".into());
+        assert!(!base.same_binding(&keyed));
+    }
 }

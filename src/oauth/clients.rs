@@ -106,8 +106,24 @@ impl AuthorizationServer {
                 scope: document.scope.clone().unwrap_or_else(|| {
                     registration.approved_scopes.iter().map(|a| a.scope.as_str()).collect::<Vec<_>>().join(" ")
                 }),
+                jwks_uri: document.extra.get("jwks_uri").and_then(Value::as_str).map(str::to_string),
+                jwks: document.extra.get("jwks").cloned(),
                 ..Default::default()
             };
+            // The document is re-read whenever its cache lifetime ends (at most a day). If
+            // its redirect URIs or keys changed, what users consented to is not what the
+            // client now is: their consents (and the refresh tokens they back) end, and
+            // each user is asked again.
+            let previous = match self.store.registered_client(client_id).await {
+                Ok(previous) => previous,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read registered clients");
+                    return Err(UnusableClient::StoreUnavailable);
+                }
+            };
+            let rebound = previous
+                .and_then(|p| serde_json::from_value::<dynamic::ClientMetadata>(p.metadata).ok())
+                .is_some_and(|old| !old.same_binding(&metadata));
             // Recorded in the store like a registered client: listed by `inbound clients`,
             // deletable (with its consents and tokens), reaped when unused.
             let record = RegisteredClient {
@@ -127,6 +143,19 @@ impl AuthorizationServer {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot record a metadata-document client");
                     return Err(UnusableClient::StoreUnavailable);
+                }
+            }
+            if rebound {
+                match self.store.forget_client(client_id, now).await {
+                    Ok(revoked) => tracing::info!(
+                        client_id,
+                        consents = revoked,
+                        "client metadata document changed its redirect URIs or keys; its users consent again"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot revoke the consents of a changed metadata-document client");
+                        return Err(UnusableClient::StoreUnavailable);
+                    }
                 }
             }
             let client = dynamic::client(

@@ -143,6 +143,10 @@ pub fn validate(body: &Value, registration: &RegistrationSettings) -> Result<Cli
         contacts,
         software_id: string("software_id")?,
         software_version: string("software_version")?,
+        // No client authentication by keys yet (private_key_jwt): registered keys are not
+        // accepted, so none are kept.
+        jwks_uri: None,
+        jwks: None,
     })
 }
 

@@ -463,3 +463,85 @@ async fn the_resource_server_layer_drops_a_key_the_issuer_removed() {
         "a withdrawn key is trusted after its JWKS went stale"
     );
 }
+
+/// A metadata document is re-read when its cache lifetime ends; while its redirect URIs and
+/// keys stay the same, nothing changes for its users. Once they change, the consents given
+/// to the old document end (with their refresh tokens): every user is asked again.
+#[tokio::test]
+async fn a_metadata_document_that_changes_its_redirect_uris_asks_its_users_again() {
+    let (listener, base) = bind().await;
+    let server = inbound_for(&format!("{base}/mcp"), true).await;
+    let client_id = format!("{base}/changing.json");
+    let document = std::sync::Arc::new(std::sync::Mutex::new(json!({
+        "client_id": client_id,
+        "client_name": "Changing Client",
+        "redirect_uris": ["http://127.0.0.1/callback"],
+        "token_endpoint_auth_method": "none",
+    })));
+    let served = document.clone();
+    let app = Router::new().route(
+        "/changing.json",
+        get(move || {
+            let document = served.lock().unwrap().clone();
+            // One second: each resolution after the server's own short cache re-reads it.
+            async move { ([("cache-control", "max-age=1")], Json(document)) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mcp_url = format!("{base}/mcp");
+    let tokens = authorize_and_exchange(&server, &client_id, "billing:read", &mcp_url, &[]).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    let mut refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
+    let refresh_once = |token: String| {
+        let server = &server;
+        let client_id = client_id.clone();
+        async move {
+            server
+                .post(
+                    "/token",
+                    None,
+                    &crate::support::server::form(&[
+                        ("grant_type", "refresh_token"),
+                        ("client_id", &client_id),
+                        ("refresh_token", &token),
+                    ]),
+                )
+                .await
+        }
+    };
+    // Re-read but unchanged (a new name only): the grant lives on.
+    document.lock().unwrap()["client_name"] = json!("Renamed Client");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let unchanged = refresh_once(refresh.clone()).await;
+    assert_eq!(unchanged.status, 200, "an unchanged document ended the grant: {}", unchanged.json);
+    refresh = unchanged.json["refresh_token"].as_str().unwrap().to_string();
+
+    // A new redirect URI (one the policy allows): the consent ends once it is noticed.
+    document.lock().unwrap()["redirect_uris"] =
+        json!(["http://127.0.0.1/callback", "https://app.example.com/oauth/cb"]);
+    let started = std::time::Instant::now();
+    loop {
+        let reply = refresh_once(refresh.clone()).await;
+        if reply.status == 400 {
+            reply.assert_error(400, "invalid_grant");
+            break;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.json);
+        refresh = reply.json["refresh_token"].as_str().unwrap().to_string();
+        assert!(started.elapsed() < Duration::from_secs(15), "the changed document kept its users' consents");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The user's consent to the client is gone: the next authorization asks again.
+    let subject = {
+        use base64::Engine;
+        let payload = tokens.json["access_token"].as_str().unwrap().split('.').nth(1).unwrap().to_string();
+        let claims: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims["sub"].as_str().unwrap().to_string()
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let consents = server.store().await.consents_of(&subject, now).await.unwrap();
+    assert!(!consents.iter().any(|c| c.client_id == client_id), "the consent to the old document survived");
+    let again = authorize_and_exchange(&server, &client_id, "billing:read", &mcp_url, &[]).await;
+    assert_eq!(again.status, 200, "{}", again.json);
+}
