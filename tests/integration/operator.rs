@@ -578,15 +578,8 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     let kubeconfig = install_chart_identity(&api, dir.path());
     let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
     op.wait_ready().await;
-    // The registration policy lives in the operator's namespace (a cluster-wide singleton).
-    api.kubectl_ok(&["apply", "-n", NS, "-f", "examples/cluster/scopes.yaml"]);
-    let policy = |name: &str| {
-        format!(
-            "apiVersion: inbound.dev/v1alpha1\nkind: ConsentPolicy\nmetadata: {{name: {name}}}\nspec:\n  appSelector: {{matchLabels: {{none: none}}}}\n  registration:\n    dynamic: true\n    approvedScopes: [{{scope: 'inventory:read', mandatory: true}}]\n    redirectUriPatterns: ['http://127.0.0.1/callback']\n    resources: ['https://inventory.example.com']\n"
-        )
-    };
-    // A policy enabling registration in another namespace, even one created first, is
-    // refused on its own.
+    // The registration policy lives in the operator's namespace (a cluster-wide singleton):
+    // examples/mcp's policy and Scopes, applied there as the README says.
     let hostile_policy = |name: &str| {
         format!(
             "apiVersion: inbound.dev/v1alpha1\nkind: ConsentPolicy\nmetadata: {{name: {name}}}\nspec:\n  registration: {{dynamic: true, redirectUriPatterns: ['http://127.0.0.1/callback']}}\n"
@@ -595,7 +588,9 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     api.apply(APPS_NS, &hostile_policy("aaa"));
     let early = refused(&api, "consentpolicy", APPS_NS, "aaa").await;
     assert!(early["message"].as_str().unwrap().contains("only a ConsentPolicy in the operator's namespace"), "{early}");
-    api.apply(NS, &policy("mcp"));
+    for file in ["examples/mcp/scopes.yaml", "examples/mcp/policy.yaml"] {
+        api.kubectl_ok(&["apply", "-n", NS, "-f", file]);
+    }
     let http = reqwest::Client::new();
     let started = Instant::now();
     loop {
@@ -630,13 +625,13 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     assert_eq!(hostile["reason"], "InvalidSpec", "{hostile}");
     let message = hostile["message"].as_str().unwrap();
     assert!(
-        message.contains("in the operator's namespace inbound-system; ConsentPolicy inbound-system/mcp does"),
+        message.contains("in the operator's namespace inbound-system; ConsentPolicy inbound-system/mcp-clients does"),
         "{message}"
     );
-    let mcp = api.get_json(&["consentpolicy", "mcp", "-n", NS]).unwrap();
+    let mcp = api.get_json(&["consentpolicy", "mcp-clients", "-n", NS]).unwrap();
     assert_eq!(ready_condition(&mcp).unwrap()["status"], "True", "{mcp}");
     let authorize = format!(
-        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcallback&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&scope=inventory%3Aread",
+        "{}/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcallback&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&scope=mcp%3Atools",
         op.base
     );
     let page = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
