@@ -255,8 +255,9 @@ impl Catalog {
         self.clients.contains_key(client_id)
     }
 
-    /// The ConsentPolicy enabling self-registration, if any (validation admits one; with
-    /// several, the first by namespace and name).
+    /// The ConsentPolicy enabling self-registration, if any. Validation admits exactly one
+    /// (the one the operator's configuration chooses); the minimum only makes the answer
+    /// deterministic for a catalog built without validation.
     pub fn registration_policy(&self) -> Option<&Policy> {
         self.policies.iter().filter(|p| p.enables_registration()).min_by(|a, b| a.key.cmp(&b.key))
     }

@@ -46,12 +46,15 @@ tests/fixtures/broken/grants.yaml: Scope default/no-version: apiVersion: must be
 tests/fixtures/broken/grants.yaml: ConsentPolicy default/policy: spec.consent.durations[1]: exceeds spec.consent.maxDuration (90d)
 tests/fixtures/broken/grants.yaml: ConsentPolicy default/policy: spec.consent.defaultDuration: must be one of spec.consent.durations
 tests/fixtures/broken/grants.yaml: InboundApp ../../etc/escape: metadata.namespace: must be a lowercase RFC 1123 label (a-z, 0-9, '-'), at most 63 characters
+tests/fixtures/broken/ownership.yaml: Scope team-b/refund: spec.resource: resource https://billing.example.com is owned by namespace team-a (declared first by Scope team-a/refund); only objects there can grant it
+tests/fixtures/broken/ownership.yaml: ClientGrant team-b/self-service: spec.resources[0]: resource https://billing.example.com is owned by namespace team-a (declared first by Scope team-a/refund); only objects there can grant it
+tests/fixtures/broken/ownership.yaml: ClientGrant team-b/self-service: spec.resources[1]: no Scope declares resource https://nobody.example.com: the namespace that owns an API declares its scopes with spec.resource, which makes it the owner
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.approvedScopes[0]: no Scope in namespace default declares scope "tools:run"
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.redirectUriPatterns[0]: redirect pattern `https://*.com/cb`: host `*.com`: `*` is not allowed in the registrable domain; write a fixed domain you control after the wildcard label (like `*.example.com`)
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.resources[0]: must be an absolute http(s) URL without a fragment
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.clientIdMetadataDocuments.allowedDomains[0]: allowed domain `*`: a wildcard is only allowed as a leading `*.`
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/second: spec.registration: only one ConsentPolicy may enable self-registration; ConsentPolicy default/mcp does
-24 problem(s)
+27 problem(s)
 "#;
     assert_eq!(stderr, expected);
 }
