@@ -808,6 +808,61 @@ async fn a_namespace_cannot_mint_tokens_for_another_namespaces_api() {
     assert_eq!(claims["client_namespace"], "team-b", "{claims}");
     // team-b's own grant stays refused: nothing it declares reaches the billing audience.
     assert_eq!(refused(&api, "clientgrant", "team-b", "self-service").await["reason"], "InvalidSpec");
+
+    // Introspection is for resource servers: team-a's billing API reads the token; team-b
+    // cannot declare itself billing's resource server, and its other apps learn nothing.
+    api.apply(
+        "team-a",
+        &format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: billing-api}}\nspec: {{displayName: Billing API, resourceServer: {{resources: ['{BILLING}']}}}}\n"
+        ),
+    );
+    api.apply(
+        "team-b",
+        &format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: fake-billing}}\nspec: {{displayName: Fake, resourceServer: {{resources: ['{BILLING}']}}}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: nosy}}\nspec: {{displayName: Nosy, grantTypes: [client_credentials]}}\n"
+        ),
+    );
+    let fake = refused(&api, "inboundapp", "team-b", "fake-billing").await;
+    assert!(fake["message"].as_str().unwrap().contains("spec.resourceServer.resources[0]: resource"), "{fake}");
+    let app_creds = |ns: &str, name: &str| {
+        let (api, ns, name) = (&api, ns.to_string(), format!("{name}-credentials"));
+        move || {
+            let secret = api.get_json(&["secret", &name, "-n", &ns])?;
+            let field = |k: &str| {
+                use base64::Engine;
+                String::from_utf8(base64::engine::general_purpose::STANDARD.decode(secret["data"][k].as_str()?).ok()?)
+                    .ok()
+            };
+            Some((field("client_id")?, field("client_secret")?))
+        }
+    };
+    let billing_api =
+        eventually("billing-api credentials", Duration::from_secs(15), app_creds("team-a", "billing-api")).await;
+    let nosy = eventually("nosy credentials", Duration::from_secs(15), app_creds("team-b", "nosy")).await;
+    let token = granted.json["access_token"].as_str().unwrap();
+    let introspect = format!("token={token}");
+    let started = Instant::now();
+    let read = loop {
+        let reply = op.post("/introspect", Some((&billing_api.0, &billing_api.1)), &introspect).await;
+        if reply.status == 200 && reply.json["active"] == true {
+            break reply.json;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "billing-api never served: {}", reply.json);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(read["client_namespace"], "team-b", "{read}");
+    assert_eq!(read["scope"], "billing:refund", "{read}");
+    let started = Instant::now();
+    loop {
+        let reply = op.post("/introspect", Some((&nosy.0, &nosy.1)), &introspect).await;
+        if reply.status == 200 {
+            assert_eq!(reply.json, json!({"active": false}), "another client of team-b read the token");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "nosy never served: {}", reply.json);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The Ready condition of an object once it is False.
