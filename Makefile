@@ -2,11 +2,12 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/inbound/target
 export CARGO_TARGET_DIR
 
-.PHONY: test test-deps lint unit integration crds quickstart bench bench-postgres
+.PHONY: test test-deps lint unit integration crds quickstart bench bench-postgres fuzz fuzz-smoke
 
-## Everything CI runs: install what the tests need, lint, all tests.
+## Everything CI runs: install what the tests need, lint, all tests, a short fuzzing pass.
 test: test-deps lint
 	cargo test --locked --lib --bins --tests
+	$(MAKE) fuzz-smoke
 
 ## Tools the tests use that are not Rust crates (installed from Debian if missing).
 test-deps:
@@ -38,3 +39,12 @@ bench:
 ## Code exchange and refresh rotation against PostgreSQL (see README "Performance").
 bench-postgres:
 	bash benches/bench-postgres.sh
+
+## Every fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each (libFuzzer, nightly, ASan).
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## What CI runs: every target for a few seconds (finds regressions against the seeds).
+fuzz-smoke:
+	bash scripts/fuzz.sh 5

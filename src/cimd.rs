@@ -434,7 +434,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 }
 
 /// Parses and validates a fetched body as the document for `client_id`.
-fn parse_document(body: &[u8], client_id: &str) -> Result<ClientMetadataDocument, CimdError> {
+pub fn parse_document(body: &[u8], client_id: &str) -> Result<ClientMetadataDocument, CimdError> {
     let invalid = |reason: &str| CimdError::Invalid(reason.to_string());
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| invalid("it is not valid JSON"))?;
     if !value.is_object() {
