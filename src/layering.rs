@@ -18,10 +18,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["api", "protocol", "secrets", "tokens"]),
     ("tokens", &["api", "private_file", "secrets"]),
     ("cimd", &["protocol"]),
-    ("identity", &["catalog"]),
+    ("remote_keys", &[]),
+    ("identity", &["api", "catalog", "remote_keys"]),
     ("oauth", &["api", "catalog", "cimd", "identity", "protocol", "secrets", "store", "tokens"]),
     ("admin", &["api", "protocol", "store"]),
-    ("resource_server", &["api", "catalog", "protocol", "tokens"]),
+    ("resource_server", &["api", "catalog", "protocol", "remote_keys", "tokens"]),
     ("http", &["admin", "api", "catalog", "clock", "identity", "metrics", "oauth", "protocol", "secrets", "store"]),
     // The runtime assembles everything below it; the command line sits on top.
     (

@@ -16,12 +16,13 @@
 //!         tokens    signing keys, JWS, JWKS, revocations
 //!         catalog   manifests in, immutable snapshots of plain types out
 //!         cimd      Client ID Metadata Documents: a fetcher trait and its HTTP client
-//!         identity  end-user authentication sources
+//!         identity  end-user authentication sources (development users, upstream OpenID Connect)
 //!           api       CRD types, ObjectKey
 //!           protocol  paths, scope grammar, redirect matching, URL patterns, loopback rules
 //!           clock, secrets, metrics, private_file    (ground floor)
 //!
 //! resource_server  a tower layer for the application's own APIs (validates our tokens)
+//! remote_keys      another issuer's JWKS, fetched and cached (resource_server, identity)
 //! ```
 //!
 //! The core (`oauth`) takes a catalog snapshot, a store, a fetcher and `now`; it never
@@ -55,6 +56,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod private_file;
 pub mod protocol;
+pub mod remote_keys;
 pub mod resource_server;
 pub mod runtime;
 pub mod secrets;

@@ -18,11 +18,7 @@
 //!     .merge(resource.metadata_router());
 //! ```
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
@@ -32,8 +28,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
+
+use crate::remote_keys::RemoteKeys;
 
 type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Response> + Send>>;
 
@@ -74,43 +72,7 @@ pub struct ProtectedResource {
     pub resource: String,
     pub issuer: String,
     pub scopes_supported: Vec<String>,
-    jwks_uri: String,
-    http: reqwest::Client,
-    keys: RwLock<KeyCache>,
-}
-
-/// The issuer's keys as last fetched.
-#[derive(Default)]
-struct KeyCache {
-    keys: HashMap<String, DecodingKey>,
-    /// When the keys were fetched, and for how long they are fresh (the response's
-    /// `Cache-Control: max-age`): past that, a known kid is checked against a new fetch, so
-    /// that a key the issuer removed stops being trusted.
-    fetched: Option<(Instant, Duration)>,
-    /// The last fetch for an unknown kid (junk tokens must not make us hammer the issuer).
-    unknown_kid_fetch: Option<Instant>,
-}
-
-/// Freshness of a JWKS without `max-age`, and the most any `max-age` is believed.
-const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
-const MAX_JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
-
-impl KeyCache {
-    fn is_fresh(&self) -> bool {
-        self.fetched.is_some_and(|(at, fresh_for)| at.elapsed() < fresh_for)
-    }
-}
-
-/// `max-age` of a `Cache-Control` header, bounded; the default without one.
-fn jwks_max_age(cache_control: Option<&str>) -> Duration {
-    cache_control
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .filter_map(|d| d.trim().strip_prefix("max-age="))
-        .find_map(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_JWKS_MAX_AGE)
-        .min(MAX_JWKS_MAX_AGE)
+    keys: RemoteKeys,
 }
 
 impl ProtectedResource {
@@ -118,11 +80,9 @@ impl ProtectedResource {
         let issuer = issuer.trim_end_matches('/').to_string();
         Arc::new(ProtectedResource {
             resource: resource.to_string(),
-            jwks_uri: format!("{issuer}/jwks"),
+            keys: RemoteKeys::new(&format!("{issuer}/jwks")),
             issuer,
             scopes_supported: Vec::new(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("HTTP client"),
-            keys: RwLock::new(KeyCache::default()),
         })
     }
 
@@ -130,7 +90,7 @@ impl ProtectedResource {
     /// in-cluster Service of the issuer).
     pub fn with_jwks_uri(self: Arc<Self>, jwks_uri: &str) -> Arc<ProtectedResource> {
         let mut this = Arc::try_unwrap(self).ok().expect("configure before sharing");
-        this.jwks_uri = jwks_uri.to_string();
+        this.keys = RemoteKeys::new(jwks_uri);
         Arc::new(this)
     }
 
@@ -226,7 +186,10 @@ impl ProtectedResource {
             return Err(invalid("not an access token (typ must be at+jwt)"));
         }
         let kid = header.kid.ok_or_else(|| invalid("no key id"))?;
-        let key = self.key(&kid, header.alg).await.ok_or_else(|| invalid("unknown signing key"))?;
+        if !matches!(header.alg, Algorithm::ES256 | Algorithm::RS256) {
+            return Err(invalid("unsupported signing algorithm"));
+        }
+        let key = self.keys.key(&kid).await.ok_or_else(|| invalid("unknown signing key"))?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = 0;
         validation.set_issuer(&[&self.issuer]);
@@ -235,54 +198,6 @@ impl ProtectedResource {
         jsonwebtoken::decode::<TokenClaims>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|e| Refusal::InvalidToken(format!("the token is not valid here: {e}")))
-    }
-
-    async fn key(&self, kid: &str, alg: Algorithm) -> Option<DecodingKey> {
-        if !matches!(alg, Algorithm::ES256 | Algorithm::RS256) {
-            return None;
-        }
-        let (cached, fresh, may_fetch_unknown) = {
-            let cache = self.keys.read().expect("lock");
-            let may = cache.unknown_kid_fetch.is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
-            (cache.keys.get(kid).cloned(), cache.is_fresh(), may)
-        };
-        match cached {
-            // Known and fresh: no network.
-            Some(key) if fresh => return Some(key),
-            // Known but stale: refetch (at most once per max-age, since a fetch makes the
-            // cache fresh again); if the issuer cannot be reached, keep trusting it.
-            Some(key) => {
-                return match self.refresh().await {
-                    Some(keys) => keys.get(kid).cloned(),
-                    None => Some(key),
-                };
-            }
-            // Unknown: the issuer may have published a new key; refetch at most every 10 s.
-            None if !may_fetch_unknown => return None,
-            None => self.keys.write().expect("lock").unknown_kid_fetch = Some(Instant::now()),
-        }
-        self.refresh().await.and_then(|keys| keys.get(kid).cloned())
-    }
-
-    /// Fetches the JWKS and replaces the cache; None when the fetch fails (cache kept).
-    async fn refresh(&self) -> Option<HashMap<String, DecodingKey>> {
-        let response = self.http.get(&self.jwks_uri).send().await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        let fresh_for = jwks_max_age(response.headers().get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()));
-        let body = response.bytes().await.ok()?;
-        let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&body).ok()?;
-        let mut keys = HashMap::new();
-        for jwk in &jwks.keys {
-            if let (Some(id), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)) {
-                keys.insert(id, key);
-            }
-        }
-        let mut cache = self.keys.write().expect("lock");
-        cache.keys = keys.clone();
-        cache.fetched = Some((Instant::now(), fresh_for));
-        Some(keys)
     }
 
     /// The response for a refusal, with the challenge of RFC 6750 §3 / RFC 9728 §5.1.
@@ -350,7 +265,7 @@ pub fn declared_metadata(
                     add(r, Some(&s.spec.scope));
                 }
             }
-            Object::User(_) => {}
+            Object::User(_) | Object::Provider(_) => {}
         }
     }
     let issuer = issuer.trim_end_matches('/');
@@ -371,17 +286,4 @@ pub fn declared_metadata(
 fn bearer(request: &Request) -> Option<String> {
     let value = request.headers().get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     crate::protocol::bearer::token_of(value).map(str::to_string)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jwks_freshness_follows_max_age_within_bounds() {
-        assert_eq!(jwks_max_age(Some("public, max-age=60")), Duration::from_secs(60));
-        assert_eq!(jwks_max_age(Some("max-age=999999")), MAX_JWKS_MAX_AGE);
-        assert_eq!(jwks_max_age(Some("no-cache")), DEFAULT_JWKS_MAX_AGE);
-        assert_eq!(jwks_max_age(None), DEFAULT_JWKS_MAX_AGE);
-    }
 }

@@ -10,6 +10,7 @@
 mod app;
 mod duration;
 mod grant;
+mod identity_provider;
 mod key;
 mod policy;
 mod scope;
@@ -22,6 +23,10 @@ pub use app::{
 };
 pub use duration::{DurationError, DurationString, MAX_DURATION};
 pub use grant::{ClientGrant, ClientGrantSpec, ClientGrantStatus, GrantSubject, SubjectKind};
+pub use identity_provider::{
+    ClaimMapping, IdentityProvider, IdentityProviderSpec, IdentityProviderStatus, OidcProvider, RoleMapping,
+    SecretKeyRef, SecretSource, TenantMapping,
+};
 pub use key::{ObjectKey, namespace_of};
 pub use policy::{
     AppSelector, ApprovedScope, ConsentPolicy, ConsentPolicySpec, ConsentPolicyStatus, ConsentSettings, EmptyScope,
@@ -41,9 +46,9 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests.
 pub const API_VERSION: &str = "inbound.dev/v1alpha1";
 
-/// The four CustomResourceDefinitions, in a stable order.
+/// The CustomResourceDefinitions, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    [InboundApp::crd(), Scope::crd(), ClientGrant::crd(), ConsentPolicy::crd()]
+    [InboundApp::crd(), Scope::crd(), ClientGrant::crd(), ConsentPolicy::crd(), IdentityProvider::crd()]
         .into_iter()
         .map(without_null_enum_values)
         .collect()

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{API_VERSION, ClientGrant, ConsentPolicy, DevelopmentUser, InboundApp, Scope};
+use crate::api::{API_VERSION, ClientGrant, ConsentPolicy, DevelopmentUser, IdentityProvider, InboundApp, Scope};
 
 /// A parsed custom resource of one of the four kinds.
 #[derive(Clone, Debug)]
@@ -19,6 +19,8 @@ pub enum Object {
     Policy(Box<ConsentPolicy>),
     /// Folder mode only: a static end user.
     User(Box<DevelopmentUser>),
+    /// An identity source for end-user sign-in.
+    Provider(Box<IdentityProvider>),
 }
 
 impl Object {
@@ -29,6 +31,7 @@ impl Object {
             Object::Grant(_) => "ClientGrant",
             Object::Policy(_) => "ConsentPolicy",
             Object::User(_) => "DevelopmentUser",
+            Object::Provider(_) => "IdentityProvider",
         }
     }
 
@@ -39,6 +42,7 @@ impl Object {
             Object::Grant(o) => &o.metadata,
             Object::Policy(o) => &o.metadata,
             Object::User(o) => &o.metadata,
+            Object::Provider(o) => &o.metadata,
         }
     }
 
@@ -170,11 +174,14 @@ fn parse_object(value: serde_json::Value) -> Result<(Object, Vec<String>), Probl
         "ClientGrant" => typed::<ClientGrant>(value).map(|(o, u)| (Object::Grant(Box::new(o)), u)),
         "ConsentPolicy" => typed::<ConsentPolicy>(value).map(|(o, u)| (Object::Policy(Box::new(o)), u)),
         "DevelopmentUser" => typed::<DevelopmentUser>(value).map(|(o, u)| (Object::User(Box::new(o)), u)),
+        "IdentityProvider" => typed::<IdentityProvider>(value).map(|(o, u)| (Object::Provider(Box::new(o)), u)),
         other => {
             return Err(problem(
                 object_name,
                 Some("kind"),
-                format!("must be one of InboundApp, Scope, ClientGrant, ConsentPolicy, DevelopmentUser, got {other:?}"),
+                format!(
+                    "must be one of InboundApp, Scope, ClientGrant, ConsentPolicy, IdentityProvider, DevelopmentUser, got {other:?}"
+                ),
             ));
         }
     };

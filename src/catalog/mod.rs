@@ -112,6 +112,20 @@ pub struct User {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// An IdentityProvider, resolved for serving.
+#[derive(Clone, Debug)]
+pub struct UpstreamProvider {
+    pub key: ObjectKey,
+    pub spec: crate::api::IdentityProviderSpec,
+}
+
+impl UpstreamProvider {
+    /// The source name users signed in through it carry: `namespace/name`.
+    pub fn source(&self) -> String {
+        format!("{}/{}", self.key.namespace, self.key.name)
+    }
+}
+
 /// A ConsentPolicy, resolved for serving: its key and its spec (no Kubernetes metadata).
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -138,6 +152,8 @@ pub struct Catalog {
     policies: Vec<Policy>,
     users_by_name: HashMap<String, Arc<User>>,
     users_by_subject: HashMap<String, Arc<User>>,
+    /// Identity sources, in (namespace, name) order.
+    providers: Vec<Arc<UpstreamProvider>>,
     /// Self-registered clients resolved by recent requests (shared across snapshots).
     dynamic: Arc<dynamic::DynamicClients>,
     defaults: Defaults,
@@ -212,6 +228,9 @@ impl Catalog {
                 Object::Policy(policy) => {
                     catalog.policies.push(Policy { key: ObjectKey::of(&policy.metadata), spec: policy.spec.clone() })
                 }
+                Object::Provider(provider) => {
+                    catalog.providers.push(Arc::new(UpstreamProvider { key, spec: provider.spec.clone() }));
+                }
                 Object::User(user) => {
                     let Some(subject) = subjects.get(&key) else { continue };
                     let spec = &user.spec;
@@ -228,6 +247,7 @@ impl Catalog {
                 }
             }
         }
+        catalog.providers.sort_by(|a, b| a.key.cmp(&b.key));
         catalog
     }
 
@@ -336,5 +356,16 @@ impl Catalog {
 
     pub fn user(&self, subject: &str) -> Option<&Arc<User>> {
         self.users_by_subject.get(subject)
+    }
+
+    /// The upstream identity providers users may sign in with, in (namespace, name) order.
+    pub fn identity_providers(&self) -> &[Arc<UpstreamProvider>] {
+        &self.providers
+    }
+
+    /// The identity provider `name` (its object name; validation keeps them in one
+    /// namespace).
+    pub fn identity_provider(&self, name: &str) -> Option<&Arc<UpstreamProvider>> {
+        self.providers.iter().find(|p| p.key.name == name)
     }
 }

@@ -56,6 +56,7 @@ pub fn validate_with(manifests: &[Manifest], trust: &Trust) -> Vec<Problem> {
             Object::Grant(grant) => check_grant(&mut at, grant, &index),
             Object::Policy(policy) => check_policy(&mut at, policy, &index),
             Object::User(user) => check_user(&mut at, user, &index),
+            Object::Provider(provider) => check_provider(&mut at, provider, trust),
         }
     }
     problems
@@ -646,6 +647,81 @@ fn check_user(at: &mut At<'_, '_>, user: &crate::api::DevelopmentUser, index: &I
             "spec.passwordHash",
             "must be an argon2 PHC string ($argon2id$...); `inbound hash-password` prints one",
         ),
+    }
+}
+
+/// ID token algorithms an IdentityProvider may accept: asymmetric only (a symmetric key
+/// would be the client secret, shared with whoever else knows it; `none` is no signature).
+pub const ID_TOKEN_ALGS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+fn check_provider(at: &mut At<'_, '_>, provider: &crate::api::IdentityProvider, trust: &Trust) {
+    check_name(at, &provider.metadata);
+    let spec = &provider.spec;
+    let ns = namespace_of(&provider.metadata);
+    // Who users are is decided for the whole deployment: only in the operator's namespace.
+    if let Some(operator) = trust.operator_namespace.as_deref()
+        && ns != operator
+    {
+        at.push(
+            "metadata.namespace",
+            format!("IdentityProviders are honoured only in the operator's namespace {operator:?}: who users are is not any namespace's decision"),
+        );
+    }
+    if spec.display_name.trim().is_empty() {
+        at.push("spec.displayName", "must not be empty");
+    }
+    match Url::parse(&spec.oidc.issuer) {
+        Err(e) => at.push("spec.oidc.issuer", format!("must be an absolute URL: {e}")),
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            at.push("spec.oidc.issuer", "must not have a query or fragment (OpenID Connect Discovery §2)")
+        }
+        Ok(url) if url.scheme() == "https" || (url.scheme() == "http" && is_loopback_host(&url)) => {}
+        Ok(_) => at.push("spec.oidc.issuer", "must be https (http only on a loopback address, for development)"),
+    }
+    if spec.oidc.client_id.trim().is_empty() {
+        at.push("spec.oidc.clientId", "must not be empty");
+    }
+    if let Some(secret) = &spec.oidc.client_secret {
+        let given = [secret.secret_key_ref.is_some(), secret.file.is_some(), secret.env.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            at.push("spec.oidc.clientSecret", "must name exactly one of secretKeyRef, file, env");
+        }
+        if let Some(r) = &secret.secret_key_ref
+            && (r.name.is_empty() || r.key.is_empty())
+        {
+            at.push("spec.oidc.clientSecret.secretKeyRef", "needs name and key");
+        }
+    }
+    for (i, scope) in spec.oidc.scopes.iter().enumerate() {
+        if !is_valid_scope_token(scope) {
+            at.push(format!("spec.oidc.scopes[{i}]"), "is not a valid scope token (RFC 6749 §3.3)");
+        }
+    }
+    for (i, alg) in spec.oidc.id_token_signing_algs.iter().enumerate() {
+        if !ID_TOKEN_ALGS.contains(&alg.as_str()) {
+            at.push(
+                format!("spec.oidc.idTokenSigningAlgs[{i}]"),
+                format!("must be one of {}", ID_TOKEN_ALGS.join(", ")),
+            );
+        }
+    }
+    let claims = &spec.claims;
+    if claims.subject.is_empty() {
+        at.push("spec.claims.subject", "must name a claim");
+    }
+    if let Some(tenant) = &claims.tenant
+        && tenant.claim.is_some() == tenant.value.is_some()
+    {
+        at.push("spec.claims.tenant", "must give exactly one of claim, value");
+    }
+    if claims.roles.as_ref().is_some_and(|r| r.claim.is_empty()) {
+        at.push("spec.claims.roles.claim", "must name a claim");
+    }
+    for (i, domain) in spec.email_domains.iter().enumerate() {
+        let bare = domain.strip_prefix("*.").unwrap_or(domain);
+        if bare.is_empty() || bare.contains(['@', '/', ':', '*']) {
+            at.push(format!("spec.emailDomains[{i}]"), "must be a domain (example.com or *.example.com)");
+        }
     }
 }
 

@@ -123,7 +123,7 @@ mod tests {
                 Object::Scope(o) => objects.scopes.push(*o),
                 Object::Grant(o) => objects.grants.push(*o),
                 Object::Policy(o) => objects.policies.push(*o),
-                Object::User(_) => unreachable!(),
+                Object::User(_) | Object::Provider(_) => unreachable!(),
             }
         }
         objects

@@ -17,13 +17,14 @@ use serde::Serialize;
 
 use super::{
     AppState, HttpError,
-    pages::{see_other, session_cookie_value},
+    pages::{UPSTREAM_COOKIE, cookie_value, see_other, session_cookie_value},
 };
 use crate::catalog::{Client, ClientOrigin};
 use crate::clock::now;
+use crate::identity::upstream::{AuthenticationRequest, Callback};
 use crate::oauth::{
     ErrorCode, OAuthError,
-    front_channel::{ConnectedApp, ConsentDecision, Refusal, Step},
+    front_channel::{ConnectedApp, ConsentDecision, Refusal, Step, password_offered},
     params::Params,
 };
 use crate::protocol::paths;
@@ -75,16 +76,46 @@ fn app_view(client: &Client) -> AppView {
     }
 }
 
-/// Renders a step of the flow.
+/// How long a browser may take to sign in upstream (the binding cookie's lifetime).
+const UPSTREAM_COOKIE_MAX_AGE: i64 = 600;
+
+/// Renders a step of the flow; going upstream needs the provider's discovery (network).
+async fn respond(state: &AppState, step: Step) -> Result<Response> {
+    let Step::Upstream(redirect) = step else { return Ok(render(state, step)) };
+    let redirect_uri = format!("{}{}", state.server.issuer(), paths::LOGIN_CALLBACK);
+    let request = AuthenticationRequest {
+        redirect_uri: &redirect_uri,
+        state: &redirect.state,
+        nonce: &redirect.nonce,
+        code_challenge: &redirect.code_challenge,
+        login_hint: redirect.login_hint.as_deref(),
+    };
+    let url = state.upstreams.authentication_url(&redirect.provider, &request).await.map_err(|e| {
+        tracing::warn!(provider = %redirect.provider.source(), error = %e, "cannot send the browser to the identity provider");
+        HttpError::from(Refusal::Failed(OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            format!("signing in with {} is not possible right now; try again later", redirect.provider.spec.display_name),
+        )))
+    })?;
+    let mut response = see_other(&url);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, state.pages.upstream_cookie(&redirect.binding, UPSTREAM_COOKIE_MAX_AGE));
+    Ok(response)
+}
+
+/// Renders a step of the flow that needs no network.
 fn render(state: &AppState, step: Step) -> Response {
     match step {
         Step::Redirect(location) => see_other(&location),
+        Step::Upstream(_) => unreachable!("respond() sends the browser upstream"),
         Step::Login(form) => state.pages.render(
             if form.failed { StatusCode::UNAUTHORIZED } else { StatusCode::OK },
             "login.html",
             minijinja::context! {
                 app => form.client.as_deref().map(app_view), request_id => form.request_id, csrf => form.csrf,
                 error => form.failed.then_some("Wrong username or password."),
+                password => form.password, providers => form.providers,
             },
         ),
         Step::Consent(form) => state.pages.render(
@@ -136,13 +167,22 @@ pub async fn authorize_post(State(state): State<Arc<AppState>>, headers: HeaderM
 async fn authorize(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Response> {
     let catalog = state.catalog.load_full();
     let step = state.server.authorize(&catalog, params, session_cookie_value(headers), now()).await?;
-    Ok(render(state, step))
+    respond(state, step).await
 }
 
 pub async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response> {
     let form = Form::parse(&body);
     let pending = state.server.take_pending(form.get("request_id"), form.get("csrf"), now()).await?;
     let catalog = state.catalog.load_full();
+    if let Some(provider) = form.get("provider") {
+        let step = state.server.choose_provider(&catalog, pending, provider, now()).await?;
+        return respond(&state, step).await;
+    }
+    if !password_offered(&catalog) {
+        return Err(
+            Refusal::BadRequest(OAuthError::invalid_request("signing in with a password is not offered here")).into()
+        );
+    }
     // Password hashing is deliberately slow: off the async threads.
     let (identity, verify_catalog) = (state.identity.clone(), catalog.clone());
     let (username, password) =
@@ -152,10 +192,61 @@ pub async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Re
         .ok()
         .flatten();
     let (step, session) = state.server.login(&catalog, pending, user, now()).await?;
-    let mut response = render(&state, step);
+    let mut response = respond(&state, step).await?;
     if let Some(session) = session {
         response.headers_mut().append(header::SET_COOKIE, state.pages.session_cookie(&session.value, session.max_age));
     }
+    Ok(response)
+}
+
+/// OpenID Connect Core §3.1.2.5/§3.1.2.6: the upstream identity provider sends the browser
+/// back with a code (or an error) and our `state`.
+pub async fn login_callback(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = params(query.unwrap_or_default().as_bytes())?;
+    let catalog = state.catalog.load_full();
+    let binding = cookie_value(&headers, UPSTREAM_COOKIE);
+    let (pending, provider, attempt) =
+        state.server.take_upstream(&catalog, params.get("state"), binding, now()).await?;
+    let outcome = match (params.get("error"), params.get("code")) {
+        (Some(error), _) => Err((error == "access_denied", format!("the identity provider answered {error}"))),
+        (None, None) => Err((false, "the identity provider sent no code".to_string())),
+        (None, Some(code)) => {
+            let redirect_uri = format!("{}{}", state.server.issuer(), paths::LOGIN_CALLBACK);
+            let callback = Callback {
+                code,
+                iss: params.get("iss"),
+                redirect_uri: &redirect_uri,
+                code_verifier: &attempt.code_verifier,
+                nonce: &attempt.nonce,
+            };
+            state.upstreams.complete(&provider, &callback, now()).await.map_err(|e| {
+                tracing::warn!(provider = %provider.source(), error = %e, "upstream sign-in failed");
+                (false, e.to_string())
+            })
+        }
+    };
+    let mut response = match outcome {
+        Ok(identity) => {
+            let (step, session) = state.server.login(&catalog, pending, Some(identity), now()).await?;
+            let mut response = respond(&state, step).await?;
+            if let Some(session) = session {
+                response
+                    .headers_mut()
+                    .append(header::SET_COOKIE, state.pages.session_cookie(&session.value, session.max_age));
+            }
+            response
+        }
+        Err((cancelled, reason)) => {
+            let step = state.server.upstream_failed(&catalog, pending, &provider, cancelled, &reason)?;
+            respond(&state, step).await?
+        }
+    };
+    // The binding is spent.
+    response.headers_mut().append(header::SET_COOKIE, state.pages.upstream_cookie("", 0));
     Ok(response)
 }
 
@@ -169,7 +260,7 @@ pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     };
     let catalog = state.catalog.load_full();
     let step = state.server.consent(&catalog, pending, session_cookie_value(&headers), decision, now()).await?;
-    Ok(render(&state, step))
+    respond(&state, step).await
 }
 
 /// A connected app as the account page and its API show it.
@@ -211,11 +302,11 @@ async fn connected_apps(state: &AppState, subject: &str) -> Result<Vec<Connected
 pub async fn account(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
     let value = session_cookie_value(&headers);
     let Some(session) = state.server.session(value, now()).await? else {
-        let form = state.server.login_form(None, None, false, now()).await?;
+        let form = state.server.login_form(&state.catalog.load(), None, None, false, now()).await?;
         return Ok(render(&state, Step::Login(form)));
     };
     let apps = connected_apps(&state, &session.subject).await?;
-    let username = state.catalog.load().user(&session.subject).map(|u| u.username.clone()).unwrap_or_default();
+    let username = state.server.user(&session.subject).await?.map(|u| u.username).unwrap_or_default();
     let csrf = state.server.account_csrf(value.unwrap_or(""));
     Ok(state.pages.render(
         StatusCode::OK,

@@ -45,8 +45,10 @@ pub struct AppState {
     pub catalog: Arc<ArcSwap<Catalog>>,
     pub metrics: Metrics,
     pub pages: pages::Pages,
-    /// Who end users are (login).
-    pub identity: Arc<dyn crate::identity::IdentitySource>,
+    /// Who end users are (password login).
+    pub identity: Arc<dyn crate::identity::PasswordSource>,
+    /// Upstream identity providers: discovery, keys, the relying-party requests.
+    pub upstreams: Arc<crate::identity::upstream::Upstreams>,
     /// Set once the first configuration is loaded and the store answers.
     pub ready: AtomicBool,
     /// Who may use `/admin/clients` (operator mode); None disables the admin API.
@@ -80,6 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::REVOKE, post(endpoints::revoke))
         .route(paths::AUTHORIZE, get(front_channel::authorize_get).post(front_channel::authorize_post))
         .route(paths::LOGIN, post(front_channel::login))
+        .route(paths::LOGIN_CALLBACK, get(front_channel::login_callback))
         .route(paths::CONSENT, post(front_channel::consent))
         .route(paths::USERINFO, get(front_channel::userinfo).post(front_channel::userinfo))
         .route(paths::ACCOUNT, get(front_channel::account))

@@ -20,6 +20,8 @@ const DEFAULTS: &[(&str, &str)] = &[
 
 /// Name of the login session cookie.
 pub const SESSION_COOKIE: &str = "inbound_session";
+/// Name of the cookie binding an upstream sign-in to the browser that started it.
+pub const UPSTREAM_COOKIE: &str = "inbound_upstream";
 
 /// The page renderer.
 pub struct Pages {
@@ -65,9 +67,19 @@ impl Pages {
 
     /// `Set-Cookie` for a new session.
     pub fn session_cookie(&self, value: &str, max_age: i64) -> HeaderValue {
+        self.cookie(SESSION_COOKIE, value, "/", max_age)
+    }
+
+    /// `Set-Cookie` binding an upstream sign-in to this browser: sent back only to the
+    /// callback, and with `SameSite=Lax` still on the upstream's top-level redirect.
+    pub fn upstream_cookie(&self, value: &str, max_age: i64) -> HeaderValue {
+        self.cookie(UPSTREAM_COOKIE, value, crate::protocol::paths::LOGIN_CALLBACK, max_age)
+    }
+
+    fn cookie(&self, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
         let secure = if self.secure_cookies { "; Secure" } else { "" };
         HeaderValue::from_str(&format!(
-            "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+            "{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
         ))
         .expect("cookie is ASCII")
     }
@@ -101,13 +113,18 @@ pub fn see_other(location: &str) -> Response {
 
 /// The session cookie's value, if the request carries one.
 pub fn session_cookie_value(headers: &HeaderMap) -> Option<&str> {
+    cookie_value(headers, SESSION_COOKIE)
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
 }
 

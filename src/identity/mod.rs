@@ -1,19 +1,40 @@
-//! End-user authentication sources.
+//! End-user authentication sources: each says who signed in, as an [`Identity`]; the core
+//! records it (`store::UserRecord`) and carries on with the flow.
 //!
-//! One source now: the static `DevelopmentUser`s of the manifest folder. An upstream OpenID
-//! Connect provider and a trusted fronting proxy will implement the same trait.
+//! - [`StaticUsers`]: the `DevelopmentUser`s of the manifest folder (passwords);
+//! - [`upstream`]: an upstream OpenID Provider (`IdentityProvider` of type `oidc`), with
+//!   `inbound` as its relying party.
 
-use std::sync::Arc;
+pub mod upstream;
+
+use std::collections::BTreeMap;
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 
-use crate::catalog::{Catalog, User};
+use crate::catalog::Catalog;
 
-/// Verifies a user's credentials.
-pub trait IdentitySource: Send + Sync {
+/// The source name of development users.
+pub const DEVELOPMENT_SOURCE: &str = "development";
+
+/// Who an identity source says signed in, mapped to `inbound`'s user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The source: [`DEVELOPMENT_SOURCE`], or `namespace/name` of an IdentityProvider.
+    pub source: String,
+    /// Stable, opaque `sub`, unique across sources.
+    pub subject: String,
+    /// What pages call the user.
+    pub username: String,
+    pub tenant: Option<String>,
+    pub roles: Vec<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Verifies a user's password.
+pub trait PasswordSource: Send + Sync {
     /// The user, if `username` and `password` are right. Blocking (password hashing is
     /// deliberately slow): call from a blocking thread.
-    fn authenticate(&self, catalog: &Catalog, username: &str, password: &str) -> Option<Arc<User>>;
+    fn authenticate(&self, catalog: &Catalog, username: &str, password: &str) -> Option<Identity>;
 }
 
 /// Users declared as `DevelopmentUser` manifests; passwords checked against argon2 hashes.
@@ -24,14 +45,22 @@ pub struct StaticUsers;
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$kV8Q2nYz2V4t0Uqf1c0bQmQ0x6lV2xH0qJ8rQm3d1yA";
 
-impl IdentitySource for StaticUsers {
-    fn authenticate(&self, catalog: &Catalog, username: &str, password: &str) -> Option<Arc<User>> {
+impl PasswordSource for StaticUsers {
+    fn authenticate(&self, catalog: &Catalog, username: &str, password: &str) -> Option<Identity> {
         let user = catalog.user_by_name(username);
         let hash = user.map(|u| u.password_hash.as_str()).unwrap_or(DUMMY_HASH);
         let ok = PasswordHash::new(hash)
             .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false);
-        if ok { user.cloned() } else { None }
+        let user = user.filter(|_| ok)?;
+        Some(Identity {
+            source: DEVELOPMENT_SOURCE.to_string(),
+            subject: user.subject.clone(),
+            username: user.username.clone(),
+            tenant: user.tenant.clone(),
+            roles: user.roles.clone(),
+            attributes: user.attributes.clone(),
+        })
     }
 }
 

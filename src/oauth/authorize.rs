@@ -28,6 +28,10 @@ pub struct AuthorizationRequest {
     pub code_challenge: String,
     pub resources: Vec<String>,
     pub tenant: Option<String>,
+    /// OpenID Connect Core §3.1.2.1 `login_hint`: selects an identity provider by email
+    /// domain and is passed on to it. Bounded like every parameter.
+    #[serde(default)]
+    pub login_hint: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -190,6 +194,7 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
             code_challenge: code_challenge.to_string(),
             resources,
             tenant,
+            login_hint: params.get("login_hint").filter(|h| !h.is_empty() && h.len() <= 256).map(str::to_string),
         },
     ))
 }

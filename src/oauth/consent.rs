@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::OAuthError;
-use crate::catalog::{Catalog, Client, User};
+use crate::catalog::{Catalog, Client};
 use crate::protocol::scope::is_builtin;
-use crate::store::Consent;
+use crate::store::{Consent, UserRecord as User};
 
 /// One scope on the consent screen.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -135,6 +135,23 @@ pub fn items(catalog: &Catalog, client: &Client, user: &User, scopes: &[String])
             })
         })
         .collect()
+}
+
+/// Whether `user` may still hold `scope` for `client`: the app still lists it in
+/// `allowedScopes` and the user still has every role its Scope requires. Consents and
+/// refresh tokens carry what was granted once; this is what they are narrowed by at every
+/// covered authorization and every refresh, so that losing a role (at the identity
+/// source, seen at the next login) or an app losing a scope takes effect without anyone
+/// revoking anything.
+pub fn entitled(catalog: &Catalog, client: &Client, user: &User, scope: &str) -> bool {
+    if is_builtin(scope) {
+        return true;
+    }
+    let allowed = client.spec.allowed_scopes.iter().any(|s| s == scope);
+    allowed
+        && catalog
+            .scope(&client.key.namespace, scope)
+            .is_some_and(|spec| spec.required_roles.iter().all(|r| user.roles.contains(r)))
 }
 
 /// Applies the user's choices: mandatory scopes are always included (and must be

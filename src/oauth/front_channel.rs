@@ -22,13 +22,14 @@ use super::{
     token::CODE_LIFETIME,
 };
 use crate::api::ScopeKind;
-use crate::catalog::{Catalog, Client, User};
+use crate::catalog::{Catalog, Client, UpstreamProvider};
+use crate::identity::Identity;
 use crate::protocol::{
     redirect,
     scope::{OPENID, is_builtin},
 };
 use crate::secrets::{random_token, token_digest};
-use crate::store::{AuthorizationCode, Consent, Session};
+use crate::store::{AuthorizationCode, Consent, Session, UserRecord};
 
 /// How long a login session lasts.
 pub const SESSION_LIFETIME: i64 = 8 * 3600;
@@ -44,6 +45,43 @@ pub enum Step {
     Consent(ConsentForm),
     /// A 303 to the client's redirect URI (code or error), registered at this moment.
     Redirect(String),
+    /// Sign in at an upstream identity provider: the handler builds its URL (discovery is
+    /// network) and sets the browser-binding cookie.
+    Upstream(UpstreamRedirect),
+}
+
+/// Where the browser goes to sign in upstream, and what binds the callback to it.
+#[derive(Debug)]
+pub struct UpstreamRedirect {
+    pub provider: Arc<UpstreamProvider>,
+    /// The OAuth `state` sent upstream: the id of the pending request.
+    pub state: String,
+    pub nonce: String,
+    /// PKCE S256 challenge of the verifier kept with the pending request.
+    pub code_challenge: String,
+    pub login_hint: Option<String>,
+    /// The browser-binding cookie's value (only its digest is stored): the callback must
+    /// come back in the browser that left, or anyone could complete a sign-in started by
+    /// someone else (login CSRF, RFC 9700 §4.7).
+    pub binding: String,
+}
+
+/// An upstream sign-in in progress, kept with its pending request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpstreamAttempt {
+    /// The IdentityProvider's name.
+    pub provider: String,
+    pub nonce: String,
+    pub code_verifier: String,
+    /// Hex SHA-256 of the browser-binding cookie.
+    binding_digest: String,
+}
+
+/// A choice on the login page.
+#[derive(Debug, Serialize)]
+pub struct ProviderChoice {
+    pub name: String,
+    pub display_name: String,
 }
 
 /// A request refused on a page, never redirected: the client or the redirect URI cannot be
@@ -82,6 +120,10 @@ pub struct LoginForm {
     pub csrf: String,
     /// The previous attempt had wrong credentials.
     pub failed: bool,
+    /// Offer the password form (there are development users).
+    pub password: bool,
+    /// Upstream identity providers to offer.
+    pub providers: Vec<ProviderChoice>,
 }
 
 /// The consent page's form.
@@ -116,7 +158,7 @@ pub struct ConsentDecision {
 }
 
 /// An authorization in progress between pages, kept server-side under a random id.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Pending {
     /// None when the login is for the account page.
     request: Option<AuthorizationRequest>,
@@ -126,6 +168,8 @@ struct Pending {
     items: Vec<ScopeItem>,
     durations: Vec<DurationChoice>,
     tenant: Option<String>,
+    #[serde(default)]
+    upstream: Option<UpstreamAttempt>,
 }
 
 /// A submitted form's pending authorization, taken (one use) after its CSRF token matched.
@@ -149,7 +193,7 @@ pub fn session_satisfies(request: &AuthorizationRequest, session: &Session, now:
 
 /// The tenant a code is issued for: the one asked for (which must be the user's own when
 /// the user belongs to one), else the user's.
-pub fn choose_tenant(asked: Option<&str>, user: &User) -> Result<Option<String>, OAuthError> {
+pub fn choose_tenant(asked: Option<&str>, user: &UserRecord) -> Result<Option<String>, OAuthError> {
     match (asked, &user.tenant) {
         (Some(asked), Some(own)) if asked != own => {
             Err(OAuthError::access_denied("the user does not belong to the requested tenant"))
@@ -164,7 +208,7 @@ pub fn choose_tenant(asked: Option<&str>, user: &User) -> Result<Option<String>,
 pub fn merge_consent(
     existing: Option<Consent>,
     client_id: &str,
-    user: &User,
+    user: &UserRecord,
     tenant: Option<String>,
     scopes: Vec<String>,
     seconds: i64,
@@ -199,7 +243,7 @@ pub fn merge_consent(
 pub fn released_claims(
     catalog: &Catalog,
     namespace: &str,
-    user: &User,
+    user: &UserRecord,
     scopes: &[&str],
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
@@ -263,7 +307,10 @@ impl AuthorizationServer {
             _ if request.prompts("none") => {
                 self.redirect_error(catalog, &request, ErrorCode::LoginRequired, "the user is not logged in")
             }
-            _ => self.login_form(Some(client), Some(request), false, now).await.map(Step::Login),
+            _ => match home_realm(catalog, &request) {
+                Some(provider) => self.upstream_step(provider.clone(), Some(request), now).await,
+                None => self.login_form(catalog, Some(client), Some(request), false, now).await.map(Step::Login),
+            },
         }
     }
 
@@ -273,25 +320,131 @@ impl AuthorizationServer {
         self.store.session(&token_digest(value), now).await.map_err(failed)
     }
 
+    /// The record of a user who signed in before.
+    pub async fn user(&self, subject: &str) -> Result<Option<UserRecord>, Refusal> {
+        self.store.user(subject).await.map_err(failed)
+    }
+
     /// A login form, for an authorization request or (without one) the account page.
     pub async fn login_form(
         &self,
+        catalog: &Catalog,
         client: Option<Arc<Client>>,
         request: Option<AuthorizationRequest>,
         failed_before: bool,
         now: i64,
     ) -> Result<LoginForm, Refusal> {
+        let pending = Pending { request, csrf: random_token(24), ..Pending::default() };
+        let request_id = self.save_pending(&pending, now).await?;
+        let providers = catalog
+            .identity_providers()
+            .iter()
+            .map(|p| ProviderChoice { name: p.key.name.clone(), display_name: p.spec.display_name.clone() })
+            .collect();
+        Ok(LoginForm {
+            client,
+            request_id,
+            csrf: pending.csrf,
+            failed: failed_before,
+            password: password_offered(catalog),
+            providers,
+        })
+    }
+
+    /// The login page's "Continue with ..." was chosen: the browser goes upstream.
+    pub async fn choose_provider(
+        &self,
+        catalog: &Catalog,
+        pending: PendingAuthorization,
+        name: &str,
+        now: i64,
+    ) -> Result<Step, Refusal> {
+        let Some(provider) = catalog.identity_provider(name) else {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request("no such identity provider")));
+        };
+        self.upstream_step(provider.clone(), pending.0.request, now).await
+    }
+
+    /// Keeps the request with a fresh upstream attempt and sends the browser upstream.
+    async fn upstream_step(
+        &self,
+        provider: Arc<UpstreamProvider>,
+        request: Option<AuthorizationRequest>,
+        now: i64,
+    ) -> Result<Step, Refusal> {
+        let (nonce, code_verifier, binding) = (random_token(24), random_token(32), random_token(24));
+        let login_hint = request.as_ref().and_then(|r| r.login_hint.clone());
         let pending = Pending {
             request,
             csrf: random_token(24),
-            subject: None,
-            auth_time: None,
-            items: vec![],
-            durations: vec![],
-            tenant: None,
+            upstream: Some(UpstreamAttempt {
+                provider: provider.key.name.clone(),
+                nonce: nonce.clone(),
+                code_verifier: code_verifier.clone(),
+                binding_digest: hex(&token_digest(&binding)),
+            }),
+            ..Pending::default()
         };
-        let request_id = self.save_pending(&pending, now).await?;
-        Ok(LoginForm { client, request_id, csrf: pending.csrf, failed: failed_before })
+        let state = self.save_pending(&pending, now).await?;
+        tracing::info!(provider = %provider.source(), "sign-in sent to the upstream identity provider");
+        Ok(Step::Upstream(UpstreamRedirect {
+            provider,
+            state,
+            nonce,
+            code_challenge: super::pkce::challenge_s256(&code_verifier),
+            login_hint,
+            binding,
+        }))
+    }
+
+    /// The upstream sent the browser back with `state`: the pending request it names, if
+    /// the browser is the one that left (its binding cookie). One use.
+    pub async fn take_upstream(
+        &self,
+        catalog: &Catalog,
+        state: Option<&str>,
+        binding: Option<&str>,
+        now: i64,
+    ) -> Result<(PendingAuthorization, Arc<UpstreamProvider>, UpstreamAttempt), Refusal> {
+        let invalid = || {
+            Refusal::Forbidden(OAuthError::invalid_request(
+                "this sign-in has expired or was started in another browser; start again from the app",
+            ))
+        };
+        let id = state.ok_or_else(invalid)?;
+        let json = self.store.pending(id, now).await.map_err(failed)?;
+        let mut pending: Pending = json.and_then(|j| serde_json::from_str(&j).ok()).ok_or_else(invalid)?;
+        let attempt = pending.upstream.take().ok_or_else(invalid)?;
+        let presented = hex(&token_digest(binding.unwrap_or("")));
+        if !bool::from(presented.as_bytes().ct_eq(attempt.binding_digest.as_bytes())) {
+            tracing::warn!("upstream callback without the browser binding of its sign-in");
+            return Err(invalid());
+        }
+        self.store.delete_pending(id).await.map_err(failed)?;
+        let Some(provider) = catalog.identity_provider(&attempt.provider).cloned() else {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request("the identity provider no longer exists")));
+        };
+        Ok((PendingAuthorization(pending), provider, attempt))
+    }
+
+    /// The upstream answered with an error, or its answer could not be used. A user who
+    /// cancelled there (`access_denied`) goes back to the app with `access_denied`; any other
+    /// failure is shown on a page (the app can do nothing about it, the user may retry).
+    pub fn upstream_failed(
+        &self,
+        catalog: &Catalog,
+        pending: PendingAuthorization,
+        provider: &UpstreamProvider,
+        cancelled: bool,
+        reason: &str,
+    ) -> Result<Step, Refusal> {
+        let source = provider.source();
+        tracing::info!(provider = %source, cancelled, reason, "sign-in at the upstream identity provider failed");
+        let description = format!("signing in with {} did not succeed: {reason}", provider.spec.display_name);
+        match pending.0.request {
+            Some(request) if cancelled => self.redirect_error(catalog, &request, ErrorCode::AccessDenied, &description),
+            _ => Err(Refusal::Forbidden(OAuthError::access_denied(description))),
+        }
     }
 
     /// Loads the pending authorization a form names and checks its CSRF token; one use per
@@ -318,13 +471,14 @@ impl AuthorizationServer {
         Ok(PendingAuthorization(pending))
     }
 
-    /// The login form was submitted; `user` is who the identity source authenticated (None
-    /// for wrong credentials). On success a session starts and the flow continues.
+    /// The login form was submitted; `identity` is who the identity source authenticated
+    /// (None for wrong credentials). On success the user's record is refreshed, a session
+    /// starts and the flow continues.
     pub async fn login(
         &self,
         catalog: &Catalog,
         pending: PendingAuthorization,
-        user: Option<Arc<User>>,
+        identity: Option<Identity>,
         now: i64,
     ) -> Result<(Step, Option<NewSession>), Refusal> {
         let PendingAuthorization(pending) = pending;
@@ -332,15 +486,16 @@ impl AuthorizationServer {
             let _ = self.resolve_client(catalog, &request.client_id, now).await;
         }
         let client = pending.request.as_ref().and_then(|r| catalog.client(&r.client_id));
-        let Some(user) = user else {
+        let Some(identity) = identity else {
             tracing::info!("login failed");
-            let form = self.login_form(client, pending.request, true, now).await?;
+            let form = self.login_form(catalog, client, pending.request, true, now).await?;
             return Ok((Step::Login(form), None));
         };
+        let user = self.store.record_login(&user_record(identity), now).await.map_err(failed)?;
         let value = random_token(32);
         let session = Session { subject: user.subject.clone(), auth_time: now };
         self.store.put_session(&token_digest(&value), &session, now + SESSION_LIFETIME).await.map_err(failed)?;
-        tracing::info!(subject = %user.subject, "user logged in");
+        tracing::info!(subject = %user.subject, source = %user.source, "user logged in");
         let new_session = Some(NewSession { value, max_age: SESSION_LIFETIME });
         match (pending.request, client) {
             (Some(request), Some(client)) => {
@@ -386,7 +541,8 @@ impl AuthorizationServer {
             return Err(Refusal::BadRequest(OAuthError::invalid_request("choose one of the offered durations")));
         };
         let _ = self.resolve_client(catalog, &request.client_id, now).await;
-        let (Some(client), Some(user)) = (catalog.client(&request.client_id), catalog.user(&subject).cloned()) else {
+        let user = self.store.user(&subject).await.map_err(failed)?;
+        let (Some(client), Some(user)) = (catalog.client(&request.client_id), user) else {
             return self.redirect_error(
                 catalog,
                 &request,
@@ -415,8 +571,8 @@ impl AuthorizationServer {
         auth_time: i64,
         now: i64,
     ) -> Result<Step, Refusal> {
-        let Some(user) = catalog.user(subject).cloned() else {
-            return self.login_form(Some(client.clone()), Some(request), false, now).await.map(Step::Login);
+        let Some(user) = self.store.user(subject).await.map_err(failed)? else {
+            return self.login_form(catalog, Some(client.clone()), Some(request), false, now).await.map(Step::Login);
         };
         let tenant = match choose_tenant(request.tenant.as_deref(), &user) {
             Ok(tenant) => tenant,
@@ -450,6 +606,7 @@ impl AuthorizationServer {
                     items,
                     durations,
                     tenant,
+                    upstream: None,
                 };
                 let request_id = self.save_pending(&pending, now).await?;
                 Ok(Step::Consent(ConsentForm {
@@ -474,7 +631,7 @@ impl AuthorizationServer {
         catalog: &Catalog,
         client: &Client,
         request: &AuthorizationRequest,
-        user: &User,
+        user: &UserRecord,
         auth_time: i64,
         consent: &Consent,
         now: i64,
@@ -484,8 +641,14 @@ impl AuthorizationServer {
                 "the redirect URI is no longer registered for this app",
             )));
         }
-        let scopes: Vec<String> =
-            request.scopes.iter().filter(|s| is_builtin(s) || consent.scopes.contains(s)).cloned().collect();
+        // What the user still holds the roles for and the app may still ask for: a consent
+        // given earlier does not outlive either (checked at every covered authorization).
+        let scopes: Vec<String> = request
+            .scopes
+            .iter()
+            .filter(|s| is_builtin(s) || (consent.scopes.contains(s) && consent::entitled(catalog, client, user, s)))
+            .cloned()
+            .collect();
         let code = random_token(32);
         let record = AuthorizationCode {
             client_id: client.client_id.clone(),
@@ -587,11 +750,58 @@ impl AuthorizationServer {
         if !scopes.contains(&OPENID) {
             return Err(OAuthError::new(ErrorCode::InsufficientScope, "the access token lacks the openid scope"));
         }
-        let Some(user) = catalog.user(&claims.sub) else {
+        let Some(user) = self.store.user(&claims.sub).await.map_err(store_error)? else {
             return Err(OAuthError::new(ErrorCode::InvalidToken, "the user no longer exists"));
         };
         let namespace = catalog.client(&claims.client_id).map(|c| c.key.namespace.clone()).unwrap_or_default();
-        Ok(released_claims(catalog, &namespace, user, &scopes))
+        Ok(released_claims(catalog, &namespace, &user, &scopes))
+    }
+}
+
+/// Whether a password can sign anyone in (development users exist).
+pub fn password_offered(catalog: &Catalog) -> bool {
+    !catalog.usernames().is_empty()
+}
+
+/// Home-realm discovery: the identity provider a request goes to without the login page —
+/// the one serving its tenant, else the one serving its `login_hint`'s email domain, else
+/// the only way to sign in at all.
+pub fn home_realm<'a>(catalog: &'a Catalog, request: &AuthorizationRequest) -> Option<&'a Arc<UpstreamProvider>> {
+    let providers = catalog.identity_providers();
+    if let Some(tenant) = &request.tenant
+        && let Some(p) = providers.iter().find(|p| p.spec.tenants.contains(tenant))
+    {
+        return Some(p);
+    }
+    let domain = request.login_hint.as_deref().and_then(|h| h.rsplit_once('@')).map(|(_, d)| d.to_ascii_lowercase());
+    if let Some(domain) = domain
+        && let Some(p) = providers.iter().find(|p| {
+            p.spec.email_domains.iter().any(|pattern| crate::protocol::pattern::domain_matches(pattern, &domain))
+        })
+    {
+        return Some(p);
+    }
+    match providers {
+        [only] if !password_offered(catalog) => Some(only),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the store records of a login.
+fn user_record(identity: Identity) -> UserRecord {
+    UserRecord {
+        subject: identity.subject,
+        source: identity.source,
+        username: identity.username,
+        tenant: identity.tenant,
+        roles: identity.roles,
+        attributes: identity.attributes,
+        first_login_at: 0,
+        last_login_at: 0,
     }
 }
 
@@ -612,11 +822,13 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
-    fn user(tenant: Option<&str>) -> User {
-        User {
+    fn user(tenant: Option<&str>) -> UserRecord {
+        UserRecord {
             subject: "sub-alice".into(),
             username: "alice".into(),
-            password_hash: String::new(),
+            source: "development".into(),
+            first_login_at: NOW,
+            last_login_at: NOW,
             roles: vec![],
             tenant: tenant.map(str::to_string),
             attributes: BTreeMap::from([
@@ -640,6 +852,7 @@ mod tests {
             code_challenge: "x".repeat(43),
             resources: vec![],
             tenant: None,
+            login_hint: None,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::api::{GrantType, TokenFormat};
 use crate::catalog::{Catalog, Client};
 use crate::protocol::scope::OPENID;
 use crate::secrets::{random_token, token_digest};
-use crate::store::{CodeRedemption, RefreshToken, Rotation};
+use crate::store::{CodeRedemption, RefreshToken, Rotation, UserRecord};
 use crate::tokens::{AccessTokenClaims, Audience, IdTokenClaims};
 
 /// Successful token response (RFC 6749 §5.1).
@@ -135,7 +135,7 @@ impl AuthorizationServer {
         }
         pkce::verify(verifier, &code.code_challenge)?;
         let consent = self.store.consent(&code.consent_id, now).await.map_err(store_error)?;
-        let user = catalog.user(&code.subject);
+        let user = self.store.user(&code.subject).await.map_err(store_error)?;
         let (Some(consent), Some(user)) = (consent, user) else {
             return Err(OAuthError::invalid_grant("the consent or the user behind this code no longer exists"));
         };
@@ -152,7 +152,7 @@ impl AuthorizationServer {
             expires_at: now + client.refresh_token_lifetime.as_secs() as i64,
         });
         let audience = narrowed_resources(params.resources(), &code.resources)?;
-        let issue = user_issue(catalog, &client, user, &code.scopes, &audience, code.tenant.clone());
+        let issue = user_issue(catalog, &client, &user, &code.scopes, &audience, code.tenant.clone());
         let (mut response, claims) = self.mint(&client, issue, now).await?;
         if let Some(refresh) = refresh {
             let value = random_token(32);
@@ -234,13 +234,13 @@ impl AuthorizationServer {
         token: &RefreshToken,
         requested: Option<&[String]>,
         params: &Params,
-    ) -> Result<(Arc<crate::catalog::User>, Vec<String>, Vec<String>), OAuthError> {
+    ) -> Result<(UserRecord, Vec<String>, Vec<String>), OAuthError> {
         if token.client_id != client.client_id {
             // A token presented by another client was stolen: end the family.
             self.store.revoke_family(&token.family_id).await.map_err(store_error)?;
             return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
         }
-        let Some(user) = catalog.user(&token.subject).cloned() else {
+        let Some(user) = self.store.user(&token.subject).await.map_err(store_error)? else {
             self.store.revoke_family(&token.family_id).await.map_err(store_error)?;
             return Err(OAuthError::invalid_grant("the user behind this refresh token no longer exists"));
         };
@@ -255,6 +255,10 @@ impl AuthorizationServer {
                 requested.to_vec()
             }
         };
+        // The grant narrows with the user's roles and the app's allowed scopes as they are
+        // now (the response's `scope` says what was issued, RFC 6749 §5.1).
+        let scopes: Vec<String> =
+            scopes.into_iter().filter(|s| super::consent::entitled(catalog, client, &user, s)).collect();
         // The refresh token keeps the resources of the grant; an access token may be narrowed
         // to one of them (RFC 8707 §2.2).
         let audience = narrowed_resources(params.resources(), &token.resources)?;
@@ -407,7 +411,7 @@ impl AuthorizationServer {
 fn user_issue(
     catalog: &Catalog,
     client: &Client,
-    user: &crate::catalog::User,
+    user: &UserRecord,
     scopes: &[String],
     audience: &[String],
     tenant: Option<String>,

@@ -10,6 +10,9 @@ pub const REVOKE: &str = "/revoke";
 pub const AUTHORIZE: &str = "/authorize";
 pub const USERINFO: &str = "/userinfo";
 pub const LOGIN: &str = "/login";
+/// Where upstream identity providers send the browser back (the redirect URI to register
+/// there: the issuer followed by this path).
+pub const LOGIN_CALLBACK: &str = "/login/callback";
 pub const CONSENT: &str = "/consent";
 pub const ACCOUNT: &str = "/account/apps";
 pub const ACCOUNT_REVOKE: &str = "/account/apps/{id}/revoke";
@@ -35,6 +38,7 @@ pub const ALL: &[&str] = &[
     AUTHORIZE,
     USERINFO,
     LOGIN,
+    LOGIN_CALLBACK,
     CONSENT,
     ACCOUNT,
     ACCOUNT_REVOKE,

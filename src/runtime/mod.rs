@@ -126,6 +126,8 @@ struct Assembly {
     templates: Option<PathBuf>,
     admin: Option<Arc<dyn AdminAuthorizer>>,
     trusted_proxies: Vec<Cidr>,
+    /// Where IdentityProvider client secrets are read (files and env, or Kubernetes Secrets).
+    secrets: Arc<dyn crate::identity::upstream::SecretResolver>,
 }
 
 /// The one place the [`AuthorizationServer`] and the [`AppState`] are built.
@@ -151,6 +153,10 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
         metrics: Metrics::default(),
         pages: crate::http::pages::Pages::new(a.templates, secure_cookies)?,
         identity: Arc::new(crate::identity::StaticUsers),
+        upstreams: Arc::new(
+            crate::identity::upstream::Upstreams::new(a.secrets)
+                .context("cannot build the HTTP client for upstream identity providers")?,
+        ),
         ready: Default::default(),
         admin: a.admin,
         trusted_proxies: a.trusted_proxies,

@@ -157,6 +157,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
                 as Arc<dyn crate::admin::AdminAuthorizer>
         }),
         trusted_proxies: options.trusted_proxies.clone(),
+        secrets: Arc::new(KubernetesSecrets { client: client.clone() }),
     })?;
     let upkeep =
         Upkeep { store: store.clone(), revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
@@ -340,5 +341,34 @@ async fn rotate_keys(
         if let Err(e) = signing_keys::rotate(&api, &options.signing_keys_secret, &policy).await {
             tracing::warn!(error = %e, "cannot rotate signing keys");
         }
+    }
+}
+
+/// IdentityProvider client secrets from Kubernetes Secrets, read in the IdentityProvider's
+/// namespace (validation admits IdentityProviders only in the operator's namespace).
+struct KubernetesSecrets {
+    client: kube::Client,
+}
+
+#[async_trait::async_trait]
+impl crate::identity::upstream::SecretResolver for KubernetesSecrets {
+    async fn resolve(&self, namespace: &str, source: &crate::api::SecretSource) -> Result<String, String> {
+        let Some(reference) = &source.secret_key_ref else {
+            if let Some(var) = &source.env {
+                return std::env::var(var).map_err(|_| format!("environment variable {var} is not set"));
+            }
+            return Err("in a cluster, name the client secret with secretKeyRef (or env)".into());
+        };
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(self.client.clone(), namespace);
+        let secret = api
+            .get_opt(&reference.name)
+            .await
+            .map_err(|e| format!("cannot read Secret {namespace}/{}: {e}", reference.name))?
+            .ok_or_else(|| format!("Secret {namespace}/{} does not exist", reference.name))?;
+        let bytes = secret
+            .data
+            .and_then(|mut d| d.remove(&reference.key))
+            .ok_or_else(|| format!("Secret {namespace}/{} has no key {:?}", reference.name, reference.key))?;
+        String::from_utf8(bytes.0).map(|s| s.trim().to_string()).map_err(|_| "the secret is not UTF-8 text".into())
     }
 }

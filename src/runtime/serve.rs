@@ -118,6 +118,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
         templates: options.templates.clone(),
         admin: None,
         trusted_proxies: options.trusted_proxies.clone(),
+        secrets: Arc::new(crate::identity::upstream::LocalSecrets { base: secrets_base(&options.config) }),
     })?;
     // The folder is loaded and the store answered: ready from the first request.
     state.ready.store(true, Ordering::Relaxed);
@@ -194,5 +195,15 @@ async fn watch_folder(
                 tracing::warn!(error = %e, "configuration change not applied; still serving the previous configuration");
             }
         }
+    }
+}
+
+/// Where `file:` client secrets of IdentityProviders are relative to: the (first)
+/// configuration folder, or the folder of a configuration file.
+fn secrets_base(config: &[PathBuf]) -> PathBuf {
+    match config.first() {
+        Some(path) if path.is_dir() => path.clone(),
+        Some(path) => path.parent().map(PathBuf::from).unwrap_or_default(),
+        None => PathBuf::from("."),
     }
 }

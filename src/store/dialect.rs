@@ -28,6 +28,7 @@ macro_rules! migrations {
             migration!($backend, 3, "003_client_secret_order"),
             migration!($backend, 4, "004_registered_clients"),
             migration!($backend, 5, "005_client_tombstones"),
+            migration!($backend, 6, "006_users"),
         ]
     };
 }

@@ -108,6 +108,27 @@ pub enum Rotation {
     Invalid,
 }
 
+/// An end user as the store knows them: who an identity source said they are at their last
+/// login. UserInfo, refresh and consent read this record (never the configuration), so a
+/// user signed in through any source is the same on every replica and after a restart.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct UserRecord {
+    /// Stable, opaque subject identifier (`sub`).
+    pub subject: String,
+    /// The identity source that signed them in last (`development`, or `namespace/name` of
+    /// an IdentityProvider).
+    pub source: String,
+    /// What the user is called on pages (a login name or an email address).
+    pub username: String,
+    pub tenant: Option<String>,
+    /// Roles, checked against `Scope.spec.requiredRoles` and carried in access tokens.
+    pub roles: Vec<String>,
+    /// Attributes released by userInfo scopes (`email`, `name`...).
+    pub attributes: std::collections::BTreeMap<String, String>,
+    pub first_login_at: i64,
+    pub last_login_at: i64,
+}
+
 /// A login session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
@@ -196,6 +217,7 @@ pub const TABLES: &[&str] = &[
     "pending_requests",
     "registered_clients",
     "client_tombstones",
+    "users",
 ];
 
 #[async_trait]
@@ -352,6 +374,14 @@ pub trait Store: Send + Sync + 'static {
     async fn live_refresh_token(&self, digest: &[u8; 32], now: i64) -> Result<Option<RefreshToken>, StoreError>;
 
     async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError>;
+
+    /// Records a login: creates the user's record or refreshes it with what the identity
+    /// source said now (`first_login_at` is kept, `last_login_at` becomes `now`). Returns
+    /// the record as stored.
+    async fn record_login(&self, user: &UserRecord, now: i64) -> Result<UserRecord, StoreError>;
+
+    /// The user with this subject, if they ever signed in.
+    async fn user(&self, subject: &str) -> Result<Option<UserRecord>, StoreError>;
 
     async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError>;
     async fn session(&self, digest: &[u8; 32], now: i64) -> Result<Option<Session>, StoreError>;

@@ -25,7 +25,7 @@ use sqlx::{
 
 use super::{
     AuthorizationCode, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration, RegistrationLimit,
-    Revocation, Rotation, Session, Store, StoreError,
+    Revocation, Rotation, Session, Store, StoreError, UserRecord,
 };
 use crate::api::ObjectKey;
 use crate::secrets::SecretHash;
@@ -781,6 +781,53 @@ where
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    async fn record_login(&self, user: &UserRecord, now: i64) -> Result<UserRecord, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO users (subject, source, username, tenant, roles, attributes, first_login_at, last_login_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (subject) DO UPDATE SET source = excluded.source, username = excluded.username,
+               tenant = excluded.tenant, roles = excluded.roles, attributes = excluded.attributes,
+               last_login_at = excluded.last_login_at
+             RETURNING first_login_at",
+        )
+        .bind(user.subject.as_str())
+        .bind(user.source.as_str())
+        .bind(user.username.as_str())
+        .bind(user.tenant.as_deref())
+        .bind(to_json(&user.roles)?)
+        .bind(to_json(&user.attributes)?)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let first_login_at: i64 = row.try_get(0).map_err(corrupt)?;
+        Ok(UserRecord { first_login_at, last_login_at: now, ..user.clone() })
+    }
+
+    async fn user(&self, subject: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT subject, source, username, tenant, roles, attributes, first_login_at, last_login_at
+             FROM users WHERE subject = $1",
+        )
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some(r) = row else { return Ok(None) };
+        let roles: String = r.try_get(4).map_err(corrupt)?;
+        let attributes: String = r.try_get(5).map_err(corrupt)?;
+        Ok(Some(UserRecord {
+            subject: r.try_get(0).map_err(corrupt)?,
+            source: r.try_get(1).map_err(corrupt)?,
+            username: r.try_get(2).map_err(corrupt)?,
+            tenant: r.try_get(3).map_err(corrupt)?,
+            roles: from_json(&roles)?,
+            attributes: from_json(&attributes)?,
+            first_login_at: r.try_get(6).map_err(corrupt)?,
+            last_login_at: r.try_get(7).map_err(corrupt)?,
+        }))
     }
 
     async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@ mod check;
 mod cimd;
 mod client_credentials;
 mod discovery;
+mod federation;
 mod helm;
 mod introspection;
 mod kubernetes;

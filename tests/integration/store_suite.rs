@@ -6,7 +6,7 @@ use inbound::api::ObjectKey;
 use inbound::secrets::SecretHash;
 use inbound::store::{
     AuthorizationCode, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration, RegistrationLimit,
-    Rotation, Session, SqliteStore, Store,
+    Rotation, Session, SqliteStore, Store, UserRecord,
 };
 
 use crate::support::postgres::Postgres;
@@ -307,6 +307,32 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.pending("p", now).await.unwrap().as_deref(), Some("{}"));
     store.delete_pending("p").await.unwrap();
     assert_eq!(store.pending("p", now).await.unwrap(), None);
+
+    // User records: created at the first login, refreshed at every later one.
+    assert_eq!(store.user("sub-u").await.unwrap(), None);
+    let mut user = UserRecord {
+        subject: "sub-u".into(),
+        source: "inbound/corporate".into(),
+        username: "u@example.com".into(),
+        tenant: Some("acme".into()),
+        roles: vec!["admin".into()],
+        attributes: [("email".to_string(), "u@example.com".to_string())].into(),
+        ..UserRecord::default()
+    };
+    let first = store.record_login(&user, now).await.unwrap();
+    assert_eq!((first.first_login_at, first.last_login_at), (now, now));
+    assert_eq!(store.user("sub-u").await.unwrap().as_ref(), Some(&first));
+    user.roles.clear();
+    user.tenant = None;
+    let second = store.record_login(&user, now + 100).await.unwrap();
+    assert_eq!((second.first_login_at, second.last_login_at), (now, now + 100), "the first login is kept");
+    let stored = store.user("sub-u").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.roles.len(), stored.tenant.as_deref()),
+        (0, None),
+        "what the source says now replaces the record"
+    );
+    assert_eq!(stored, second);
 
     // Purge: only expired rows, in bounded batches.
     for i in 0..5u8 {
