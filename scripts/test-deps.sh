@@ -26,3 +26,6 @@ bash "$(dirname "$0")/helm-env.sh"
 
 # The official MCP Python SDK in a venv (~/.cache/inbound/mcp-venv), for the MCP authorization tests.
 bash "$(dirname "$0")/mcp-env.sh"
+
+# A real upstream OpenID Provider (npm oidc-provider in ~/.cache/inbound/oidc-provider), for the federation tests.
+bash "$(dirname "$0")/oidc-provider-env.sh"

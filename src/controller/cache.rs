@@ -1,4 +1,4 @@
-//! Watch caches (kube-runtime reflectors) of the four kinds and of the Secrets inbound owns.
+//! Watch caches (kube-runtime reflectors) of the inbound.dev kinds and of the Secrets inbound owns.
 //!
 //! Every event wakes the snapshot loop. While the API server is unreachable the watchers
 //! retry with backoff and the stores keep their last contents, so serving continues from the
@@ -17,7 +17,7 @@ use tokio::{sync::Notify, task::JoinHandle};
 
 use super::credentials::{MANAGED_BY, MANAGED_BY_LABEL};
 use super::snapshot::Objects;
-use crate::api::{ClientGrant, ConsentPolicy, InboundApp, Scope};
+use crate::api::{ClientGrant, ConsentPolicy, IdentityProvider, InboundApp, Scope};
 
 /// The stores of one kind: one per watched namespace, or one for all namespaces.
 pub struct KindCache<K: Resource + Clone + 'static>
@@ -95,6 +95,7 @@ pub struct Caches {
     pub scopes: KindCache<Scope>,
     pub grants: KindCache<ClientGrant>,
     pub policies: KindCache<ConsentPolicy>,
+    pub providers: KindCache<IdentityProvider>,
     /// Secrets labelled as managed by inbound (credentials); empty when not watched (the
     /// serving role may not read Secrets).
     pub secrets: KindCache<Secret>,
@@ -112,7 +113,8 @@ impl Caches {
             apps: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
             scopes: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
             grants: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
-            policies: KindCache::start(client, namespaces, all, &changed, tasks),
+            policies: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
+            providers: KindCache::start(client, namespaces, all, &changed, tasks),
             secrets: if secrets {
                 KindCache::start(client, namespaces, owned, &changed, tasks)
             } else {
@@ -128,6 +130,7 @@ impl Caches {
         self.scopes.wait_until_ready().await;
         self.grants.wait_until_ready().await;
         self.policies.wait_until_ready().await;
+        self.providers.wait_until_ready().await;
         self.secrets.wait_until_ready().await;
     }
 
@@ -137,6 +140,7 @@ impl Caches {
             scopes: self.scopes.objects(),
             grants: self.grants.objects(),
             policies: self.policies.objects(),
+            providers: self.providers.objects(),
         }
     }
 }

@@ -3,7 +3,11 @@
 //! events). Objects are reconciled one by one and an error on one never stops the others:
 //! it is logged and retried on the next pass.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -18,7 +22,8 @@ use super::cache::Caches;
 use super::credentials::{self, Endpoints, IssueReason, Plan};
 use super::snapshot::Validated;
 use super::status::{self, CREDENTIALS_ISSUED, Desired};
-use crate::api::{Condition, InboundApp, InboundAppStatus};
+use crate::api::{Condition, IdentityProvider, InboundApp, InboundAppStatus, ObjectKey};
+use crate::catalog::UpstreamProvider;
 use crate::protocol::paths;
 use crate::secrets::{ClientSecret, SecretHasher};
 use crate::store::{Store, StoreError};
@@ -37,8 +42,26 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
 }
 
+/// Whether an IdentityProvider can be used now: its discovery document, keys and client
+/// secret (the runtime checks them over the network; the controller reports the answer).
+#[async_trait::async_trait]
+pub trait ProviderCheck: Send + Sync {
+    async fn check(&self, provider: &UpstreamProvider) -> Result<(), String>;
+}
+
+/// How long a successful check stands, and a failed one, before the provider is checked
+/// again (a change of its spec checks at once).
+const PROVIDER_CHECK_TTL: Duration = Duration::from_secs(300);
+const PROVIDER_RETRY: Duration = Duration::from_secs(5);
+
+/// A check's answer: for which generation, when, and what it found.
+type ProviderChecked = (Option<i64>, Instant, Result<(), String>);
+
 pub struct Reconciler {
     pub client: kube::Client,
+    /// Checks IdentityProviders; results kept per object and generation.
+    pub providers: Arc<dyn ProviderCheck>,
+    provider_checks: std::sync::Mutex<HashMap<ObjectKey, ProviderChecked>>,
     pub recorder: Recorder,
     pub store: Arc<dyn Store>,
     pub hasher: SecretHasher,
@@ -55,9 +78,19 @@ impl Reconciler {
         hasher: SecretHasher,
         issuer: String,
         default_overlap: Duration,
+        providers: Arc<dyn ProviderCheck>,
     ) -> Reconciler {
         let reporter = Reporter { controller: "inbound".into(), instance: Some(identity.to_string()) };
-        Reconciler { recorder: Recorder::new(client.clone(), reporter), client, store, hasher, issuer, default_overlap }
+        Reconciler {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            providers,
+            provider_checks: Default::default(),
+            store,
+            hasher,
+            issuer,
+            default_overlap,
+        }
     }
 
     pub async fn reconcile_all(&self, caches: &Caches, validated: &Validated) {
@@ -81,6 +114,72 @@ impl Reconciler {
         for policy in caches.policies.objects() {
             self.reconcile_plain(&policy, "ConsentPolicy", validated).await;
         }
+        for provider in caches.providers.objects() {
+            self.reconcile_provider(&provider, validated).await;
+        }
+    }
+
+    /// Ready once the spec is valid (and trusted: the operator's namespace) and the
+    /// upstream answered discovery and JWKS with the client secret readable.
+    async fn reconcile_provider(&self, provider: &IdentityProvider, validated: &Validated) {
+        if provider.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let key = ObjectKey::of(&provider.metadata);
+        let object_name = format!("IdentityProvider {}/{}", key.namespace, key.name);
+        let desired = match validated.message(&object_name) {
+            Some(message) => Desired::not_ready("InvalidSpec", message),
+            None => {
+                let upstream = UpstreamProvider { key: key.clone(), spec: provider.spec.clone() };
+                match self.check_provider(&upstream, provider.metadata.generation).await {
+                    Ok(()) => Desired::ready(
+                        "Discovered",
+                        format!("{} answered discovery and JWKS; users can sign in", provider.spec.oidc.issuer),
+                    ),
+                    Err(reason) => Desired::not_ready("UpstreamUnavailable", reason),
+                }
+            }
+        };
+        let current = provider.conditions();
+        let conditions = status::conditions(current, &[desired], provider.metadata.generation, &now_rfc3339());
+        let result = async {
+            self.report_invalid(provider, current, &conditions).await;
+            let (before, after) = (status::ready(current), status::ready(&conditions));
+            if let Some(after) = after
+                && after.reason == "UpstreamUnavailable"
+                && before.is_none_or(|b| b.reason != after.reason || b.message != after.message)
+            {
+                self.event(provider, EventType::Warning, "UpstreamUnavailable", &after.message).await;
+            }
+            if current == conditions.as_slice() && provider.observed_generation() == provider.metadata.generation {
+                return Ok(());
+            }
+            let status =
+                serde_json::json!({ "conditions": conditions, "observedGeneration": provider.metadata.generation });
+            self.apply_status(provider, status).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(object = %object_name, error = %e, "cannot write status; retrying on the next pass");
+        }
+    }
+
+    async fn check_provider(&self, provider: &UpstreamProvider, generation: Option<i64>) -> Result<(), String> {
+        if let Some((checked_generation, at, result)) = self.provider_checks.lock().expect("lock").get(&provider.key)
+            && *checked_generation == generation
+            && at.elapsed() < if result.is_ok() { PROVIDER_CHECK_TTL } else { PROVIDER_RETRY }
+        {
+            return result.clone();
+        }
+        let result = self.providers.check(provider).await;
+        if let Err(reason) = &result {
+            tracing::warn!(provider = %provider.source(), reason, "identity provider not usable");
+        }
+        self.provider_checks
+            .lock()
+            .expect("lock")
+            .insert(provider.key.clone(), (generation, Instant::now(), result.clone()));
+        result
     }
 
     /// Scopes, grants and policies: only a Ready condition.
@@ -398,7 +497,7 @@ macro_rules! has_conditions {
         }
     )*};
 }
-has_conditions!(crate::api::Scope, crate::api::ClientGrant, crate::api::ConsentPolicy);
+has_conditions!(crate::api::Scope, crate::api::ClientGrant, crate::api::ConsentPolicy, crate::api::IdentityProvider);
 
 fn now_seconds() -> i64 {
     jiff::Timestamp::now().as_second()

@@ -7,20 +7,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::api::{ClientGrant, ClientType, ConsentPolicy, InboundApp, ObjectKey, Scope};
+use crate::api::{ClientGrant, ClientType, ConsentPolicy, IdentityProvider, InboundApp, ObjectKey, Scope};
 use crate::catalog::ClientRecord;
 use crate::catalog::manifest::{Manifest, Object, Problem, Source};
 use crate::catalog::validate::{Trust, validate_with};
 use crate::clock::now;
 use crate::store::{Store, StoreError};
 
-/// The objects of the four kinds, as the watch caches hold them.
+/// The objects of the inbound.dev kinds, as the watch caches hold them.
 #[derive(Clone, Debug, Default)]
 pub struct Objects {
     pub apps: Vec<InboundApp>,
     pub scopes: Vec<Scope>,
     pub grants: Vec<ClientGrant>,
     pub policies: Vec<ConsentPolicy>,
+    pub providers: Vec<IdentityProvider>,
 }
 
 /// The result of validating a set of objects.
@@ -63,6 +64,12 @@ pub fn validate_objects(objects: &Objects, trust: &Trust) -> Validated {
     }
     for policy in objects.policies.iter().filter(|o| live(&o.metadata)) {
         manifests.push(Manifest { source: source("ConsentPolicy"), object: Object::Policy(Box::new(policy.clone())) });
+    }
+    for provider in objects.providers.iter().filter(|o| live(&o.metadata)) {
+        manifests.push(Manifest {
+            source: source("IdentityProvider"),
+            object: Object::Provider(Box::new(provider.clone())),
+        });
     }
     // Stable order: problems and the catalog do not depend on watch event order.
     manifests.sort_by_key(|m| m.object.display_name());
@@ -123,7 +130,8 @@ mod tests {
                 Object::Scope(o) => objects.scopes.push(*o),
                 Object::Grant(o) => objects.grants.push(*o),
                 Object::Policy(o) => objects.policies.push(*o),
-                Object::User(_) | Object::Provider(_) => unreachable!(),
+                Object::Provider(o) => objects.providers.push(*o),
+                Object::User(_) => unreachable!(),
             }
         }
         objects

@@ -144,7 +144,40 @@ impl Upstreams {
         self.discovered.lock().expect("lock").remove(&provider.key);
         let discovered = self.discovered(provider).await?;
         discovered.keys.refresh().await.map_err(|e| UpstreamError::Unavailable(format!("JWKS {e}")))?;
-        self.client_secret(provider).await?;
+        let secret = self.client_secret(provider).await?;
+        self.probe_client_authentication(provider, &discovered.metadata, secret.as_deref()).await
+    }
+
+    /// Whether the upstream accepts `inbound`'s client credentials, without a user: a token
+    /// request with a code that cannot exist. RFC 6749 §5.2 makes the server say
+    /// `invalid_client` when client authentication fails, and `invalid_grant` (or another
+    /// error) when it succeeded and the code is what is wrong.
+    async fn probe_client_authentication(
+        &self,
+        provider: &UpstreamProvider,
+        metadata: &ProviderMetadata,
+        secret: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        let oidc = &provider.spec.oidc;
+        let mut form = vec![("grant_type", "authorization_code"), ("code", "inbound-readiness-probe")];
+        let mut request = self.http.post(&metadata.token_endpoint).header(reqwest::header::ACCEPT, "application/json");
+        match secret {
+            Some(secret) => request = request.basic_auth(form_encode(&oidc.client_id), Some(form_encode(secret))),
+            None => form.push(("client_id", oidc.client_id.as_str())),
+        }
+        let response = request
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unavailable(format!("token endpoint: {}", network(&e))))?;
+        let body = read_bounded(response).await.map_err(UpstreamError::Unavailable)?;
+        let error: Map<String, Value> = serde_json::from_slice(&body).unwrap_or_default();
+        if error.get("error").and_then(Value::as_str) == Some("invalid_client") {
+            return Err(UpstreamError::Secret(format!(
+                "the upstream refuses client {:?} with this secret (invalid_client)",
+                oidc.client_id
+            )));
+        }
         Ok(())
     }
 
@@ -252,11 +285,8 @@ impl Upstreams {
         let header = jsonwebtoken::decode_header(id_token).map_err(|_| invalid("not a JWS"))?;
         let allowed = &provider.spec.oidc.id_token_signing_algs;
         let alg_name = format!("{:?}", header.alg);
-        let accepted = if allowed.is_empty() {
-            DEFAULT_ALGS.contains(&alg_name.as_str())
-        } else {
-            allowed.contains(&alg_name)
-        };
+        let accepted =
+            if allowed.is_empty() { DEFAULT_ALGS.contains(&alg_name.as_str()) } else { allowed.contains(&alg_name) };
         if !accepted {
             return Err(invalid(&format!("signed with {alg_name}, which this provider does not accept")));
         }

@@ -197,6 +197,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         hasher,
         issuer.clone(),
         options.secret_rotation_overlap,
+        Arc::new(UpstreamCheck(state.upstreams.clone())),
     );
     tasks.spawn(snapshot_loop(SnapshotLoop {
         caches,
@@ -370,5 +371,16 @@ impl crate::identity::upstream::SecretResolver for KubernetesSecrets {
             .and_then(|mut d| d.remove(&reference.key))
             .ok_or_else(|| format!("Secret {namespace}/{} has no key {:?}", reference.name, reference.key))?;
         String::from_utf8(bytes.0).map(|s| s.trim().to_string()).map_err(|_| "the secret is not UTF-8 text".into())
+    }
+}
+
+/// The controller's readiness check of IdentityProviders, over the same relying-party
+/// client that signs users in.
+struct UpstreamCheck(Arc<crate::identity::upstream::Upstreams>);
+
+#[async_trait::async_trait]
+impl reconcile::ProviderCheck for UpstreamCheck {
+    async fn check(&self, provider: &crate::catalog::UpstreamProvider) -> Result<(), String> {
+        self.0.check(provider).await.map_err(|e| e.to_string())
     }
 }

@@ -148,7 +148,7 @@ fn default_render_is_a_restricted_single_replica_operator() {
     };
     assert_eq!(names("ClusterRole"), ["inbound", "inbound-reviews", "inbound-clients-admin"]);
     assert_eq!(names("ClusterRoleBinding"), ["inbound", "inbound-reviews"]);
-    assert_eq!(kinds(&objects, "CustomResourceDefinition").len(), 4);
+    assert_eq!(kinds(&objects, "CustomResourceDefinition").len(), 5);
     for kind in ["PodDisruptionBudget", "ServiceMonitor", "PersistentVolumeClaim"] {
         assert!(kinds(&objects, kind).is_empty(), "{kind} rendered by default");
     }
@@ -228,10 +228,10 @@ fn default_render_is_a_restricted_single_replica_operator() {
         json!([
             // Only apps get a (finalizer) patch; of the other kinds only status is written.
             { "apiGroups": ["inbound.dev"], "resources": ["inboundapps"], "verbs": ["get", "list", "watch", "patch"] },
-            { "apiGroups": ["inbound.dev"], "resources": ["scopes", "clientgrants", "consentpolicies"],
+            { "apiGroups": ["inbound.dev"], "resources": ["scopes", "clientgrants", "consentpolicies", "identityproviders"],
               "verbs": ["get", "list", "watch"] },
             { "apiGroups": ["inbound.dev"],
-              "resources": ["inboundapps/status", "scopes/status", "clientgrants/status", "consentpolicies/status"],
+              "resources": ["inboundapps/status", "scopes/status", "clientgrants/status", "consentpolicies/status", "identityproviders/status"],
               "verbs": ["get", "patch"] },
             { "apiGroups": ["inbound.dev"], "resources": ["inboundapps/finalizers"], "verbs": ["update"] },
             { "apiGroups": [""], "resources": ["secrets"],
@@ -352,7 +352,7 @@ fn split_separates_the_serving_pods_from_the_writer() {
     assert_eq!(controller["spec"]["selector"]["matchLabels"]["inbound.dev/role"], "controller");
     assert_eq!(
         named(&objects, "ClusterRole", "inbound-server")["rules"],
-        json!([{ "apiGroups": ["inbound.dev"], "resources": ["inboundapps", "scopes", "clientgrants", "consentpolicies"],
+        json!([{ "apiGroups": ["inbound.dev"], "resources": ["inboundapps", "scopes", "clientgrants", "consentpolicies", "identityproviders"],
                  "verbs": ["get", "list", "watch"] }])
     );
     assert_eq!(

@@ -319,7 +319,7 @@ fn mcp_python() -> PathBuf {
 }
 
 /// Runs the SDK driver; returns its JSON summary.
-async fn sdk_run(mcp_url: &str, storage: &std::path::Path, extra: &[&str]) -> Value {
+pub async fn sdk_run(mcp_url: &str, storage: &std::path::Path, extra: &[&str]) -> Value {
     let mut command = Command::new(mcp_python());
     command
         .arg("tests/mcp/mcp_client.py")

@@ -972,3 +972,103 @@ async fn split_serving_pods_hold_only_read_rights_and_still_serve() {
         assert!(!log.contains("forbidden"), "missing permission:\n{log}");
     }
 }
+
+/// An IdentityProvider for the upstream of these tests, its client secret in a Secret.
+fn cluster_identity_provider(name: &str, issuer: &str, secret: &str) -> String {
+    format!(
+        "apiVersion: inbound.dev/v1alpha1
+kind: IdentityProvider
+metadata: {{name: {name}}}
+spec:
+  displayName: Acme SSO
+  oidc:
+    issuer: {issuer}
+    clientId: inbound
+    clientSecret: {{secretKeyRef: {{name: {secret}, key: client-secret}}}}
+    scopes: [openid, email, profile, groups]
+  claims:
+    roles: {{claim: groups, values: {{billing-admins: [billing-admin]}}}}
+"
+    )
+}
+
+fn client_secret(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData: {{client-secret: {value}}}\n")
+}
+
+/// Federated sign-in in a cluster: an IdentityProvider in the operator's namespace goes
+/// Ready once the upstream (a real `oidc-provider`) answered discovery and JWKS and accepted
+/// inbound's client secret from a Kubernetes Secret; one anywhere else is refused; and the
+/// official MCP SDK completes its flow with the user signing in upstream, their upstream
+/// group giving the role a scope requires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.install_crds("crds/inbound.dev.yaml");
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
+    op.wait_ready().await;
+    let accounts = json!({"alice": {"email": "alice@acme.test", "name": "Alice", "groups": ["billing-admins"]}});
+    let upstream = crate::support::upstream::Upstream::start(
+        &format!("{}/login/callback", op.base),
+        "the-right-secret",
+        accounts,
+        false,
+    );
+
+    // Who users are is not any namespace's decision.
+    api.apply(APPS_NS, &cluster_identity_provider("rogue", &upstream.issuer, "rogue-secret"));
+    let rogue = refused(&api, "identityprovider", APPS_NS, "rogue").await;
+    assert_eq!(rogue["reason"], "InvalidSpec", "{rogue}");
+    assert!(rogue["message"].as_str().unwrap().contains("only in the operator's namespace"), "{rogue}");
+
+    // A wrong client secret: Ready=False with the upstream's verdict (and an event).
+    api.apply(NS, &client_secret("acme-sso", "a-wrong-secret"));
+    api.apply(NS, &cluster_identity_provider("acme-sso", &upstream.issuer, "acme-sso"));
+    let wrong = refused(&api, "identityprovider", NS, "acme-sso").await;
+    assert_eq!(wrong["reason"], "UpstreamUnavailable", "{wrong}");
+    assert!(wrong["message"].as_str().unwrap().contains("invalid_client"), "{wrong}");
+    assert!(!wrong["message"].as_str().unwrap().contains("a-wrong-secret"), "{wrong}");
+    assert!(api.events(NS, "acme-sso").contains("UpstreamUnavailable"), "{}", api.events(NS, "acme-sso"));
+
+    // The right one: Ready.
+    api.apply(NS, &client_secret("acme-sso", "the-right-secret"));
+    eventually("the IdentityProvider is Ready", Duration::from_secs(30), || {
+        let idp = api.get_json(&["identityprovider", "acme-sso", "-n", NS])?;
+        (ready_condition(&idp)?["status"] == "True").then_some(())
+    })
+    .await;
+    let printed = api.kubectl_ok(&["get", "identityproviders", "-n", NS]);
+    assert!(printed.contains("Acme SSO") && printed.contains(&upstream.issuer), "{printed}");
+
+    // An MCP server in the cluster setup; its registration policy in the operator's namespace.
+    let (listener, base) = crate::mcp::bind().await;
+    let resource = format!("{base}/mcp");
+    let mcp = crate::mcp::serve_mcp(listener, &base, &op.base);
+    let policy = crate::support::flows::registration_policy(&resource, "")
+        .replace("namespace: mcp", &format!("namespace: {NS}"));
+    api.apply(NS, &policy);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while reply(http.get(format!("{}/.well-known/oauth-authorization-server", op.base)).send().await.unwrap())
+        .await
+        .json
+        .get("registration_endpoint")
+        .is_none()
+    {
+        assert!(started.elapsed() < Duration::from_secs(15), "registration never enabled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // No development users in a cluster and one identity provider: /authorize goes straight
+    // upstream; the step-up to billing:refund needs the role the upstream group maps to.
+    let storage = dir.path().join("mcp.json");
+    let run = crate::mcp::sdk_run(
+        &mcp.url,
+        &storage,
+        &["--username", "alice", "--upstream", &upstream.issuer, "--tool", "refund", "--approve-scopes", "all"],
+    )
+    .await;
+    assert_eq!(run["result"], "refund issued", "{run}\n{}", op.log());
+    assert!(op.log().contains("user logged in"), "{}", op.log());
+}

@@ -350,11 +350,22 @@ class Browser:
     """The user's browser: one cookie jar for the whole run (so a second authorization in the
     same run, e.g. a step-up, reuses the inbound session), no automatic redirects."""
 
-    MAX_STEPS = 12
+    MAX_STEPS = 24
 
-    def __init__(self, username: str, password: str, redirect_uri: str, approve_scopes: list[str], timeout: float):
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        redirect_uri: str,
+        approve_scopes: list[str],
+        timeout: float,
+        upstream: str | None = None,
+    ):
         self.username = username
         self.password = password
+        # The origin of an upstream OpenID Provider inbound may send the user to (federated
+        # sign-in): its development login (account name) and consent forms are submitted too.
+        self.upstream = urlsplit(upstream) if upstream else None
         self.redirect_uri = redirect_uri
         self.approve_scopes = approve_scopes
         self.http = httpx.Client(
@@ -412,7 +423,11 @@ class Browser:
                     log.info("browser: landed on the redirect URI with a code (params: %s)", ", ".join(sorted(params)))
                     return params
                 t = urlsplit(target)
-                if (t.scheme, t.netloc) != (origin.scheme, origin.netloc):
+                upstream = self.upstream is not None and (t.scheme, t.netloc) == (
+                    self.upstream.scheme,
+                    self.upstream.netloc,
+                )
+                if (t.scheme, t.netloc) != (origin.scheme, origin.netloc) and not upstream:
                     raise DriverError(f"redirected off the authorization server to {safe_url(target)}")
                 response = self.http.get(target)
                 continue
@@ -425,7 +440,10 @@ class Browser:
                 )
             login = find_form(page, "/login")
             consent = find_form(page, "/consent")
-            if login is not None:
+            at_upstream = self.upstream is not None and (urlsplit(str(response.url)).netloc == self.upstream.netloc)
+            if at_upstream:
+                response = self._submit_upstream(response, page)
+            elif login is not None:
                 if logged_in:
                     raise DriverError(f"login refused for {self.username!r}: {page.summary()}")
                 response = self._submit_login(response, login)
@@ -451,6 +469,23 @@ class Browser:
             content=urlencode(fields).encode(),
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
+
+    def _submit_upstream(self, page_response: Any, page: PageParser) -> Any:
+        """The upstream provider's page: its login form (`login`, `password`) or its consent
+        form (hidden `prompt=consent`)."""
+        if not page.forms:
+            raise DriverError(f"upstream page without a form: {page.title.strip()}: {page.summary()}")
+        form = page.forms[0]
+        names = {c.get("name") for c in form.controls}
+        fields = []
+        for name, value in form_fields(form, None):
+            if name == "login":
+                value = self.username
+            elif name == "password":
+                value = "upstream-password-unused"
+            fields.append((name, value))
+        log.info("browser: %s at the upstream provider", "signing in" if "login" in names else "consenting")
+        return self._post(page_response, form, fields)
 
     def _submit_login(self, page_response: Any, form: Form) -> Any:
         names = {c.get("name") for c in form.controls}
@@ -632,7 +667,9 @@ def tool_result_text(result: Any) -> str:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     storage = FileTokenStorage(args.storage, args.client_metadata_url)
-    browser = Browser(args.username, args.password, args.redirect_uri, args.approve_scopes, args.timeout)
+    browser = Browser(
+        args.username, args.password, args.redirect_uri, args.approve_scopes, args.timeout, args.upstream
+    )
     try:
         provider = make_provider(args, storage, browser)
         http_client = httpx.AsyncClient(
@@ -771,6 +808,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             "authorizing with the scope of the WWW-Authenticate challenge, else the protected "
             "resource's scopes_supported, else the authorization server's"
         ),
+    )
+    p.add_argument(
+        "--upstream",
+        help="origin of an upstream OpenID Provider inbound sends the user to (federated sign-in); "
+        "--username is then the upstream account",
     )
     p.add_argument("--tool", help="tool to call after listing tools")
     p.add_argument("--tool-args", default="{}", help="JSON object of tool arguments (default {})")

@@ -182,8 +182,13 @@ impl ApiServer {
 }
 
 /// The CustomResourceDefinitions of `crds/inbound.dev.yaml`.
-pub const CRDS: [&str; 4] =
-    ["inboundapps.inbound.dev", "scopes.inbound.dev", "clientgrants.inbound.dev", "consentpolicies.inbound.dev"];
+pub const CRDS: [&str; 5] = [
+    "inboundapps.inbound.dev",
+    "scopes.inbound.dev",
+    "clientgrants.inbound.dev",
+    "consentpolicies.inbound.dev",
+    "identityproviders.inbound.dev",
+];
 
 /// The `Ready` condition of an object's status.
 pub fn ready_condition(object: &Value) -> Option<&Value> {
