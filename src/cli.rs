@@ -67,6 +67,9 @@ pub struct ServerArgs {
     /// Access token lifetime when the app does not set one.
     #[arg(long, env = "INBOUND_ACCESS_TOKEN_LIFETIME", default_value = "15m", value_parser = duration)]
     pub access_token_lifetime: Duration,
+    /// How long a user's sign-in lasts (apps may ask for less: `spec.tokens.sessionLifetime`).
+    #[arg(long, env = "INBOUND_SESSION_LIFETIME", default_value = "8h", value_parser = duration)]
+    pub session_lifetime: Duration,
     /// Folder of templates overriding the built-in login, consent, error and account pages.
     #[arg(long, env = "INBOUND_TEMPLATES")]
     pub templates: Option<PathBuf>,
@@ -147,6 +150,7 @@ impl ServeArgs {
             issuer: self.issuer,
             default_audience: self.server.default_audience.clone(),
             access_token_lifetime: self.server.access_token_lifetime,
+            session_lifetime: self.server.session_lifetime,
             reload_interval: Duration::from_secs(1),
             templates: self.server.templates.clone(),
             store: self.server.store(),
@@ -262,6 +266,7 @@ impl OperatorArgs {
             key_publish_ahead: self.key_publish_ahead,
             default_audience: self.server.default_audience.clone(),
             access_token_lifetime: self.server.access_token_lifetime,
+            session_lifetime: self.server.session_lifetime,
             secret_rotation_overlap: self.secret_rotation_overlap,
             resync_interval: self.resync_interval,
             maintenance_interval: MAINTENANCE_INTERVAL,

@@ -51,6 +51,10 @@ pub struct InboundAppSpec {
     /// Exact redirect URIs (https, or http on a loopback address).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirect_uris: Vec<String>,
+    /// Where the browser may be sent after signing out (OpenID Connect RP-Initiated Logout
+    /// §3, `post_logout_redirect_uri`), matched exactly like redirect URIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
     /// How the app authenticates at the token endpoint. Defaults to `client_secret_basic`
     /// for confidential clients and `none` for public clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +179,10 @@ pub struct TokenSettings {
     /// ID token signing algorithm: `RS256` (default, as OpenID Connect requires) or `ES256`.
     #[serde(default)]
     pub id_token_signing_alg: IdTokenAlg,
+    /// How old a user's sign-in may be for this app (an older one signs in again); at most
+    /// the server's `--session-lifetime`, which applies otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_lifetime: Option<DurationString>,
 }
 
 /// ID token signing algorithms.

@@ -152,6 +152,8 @@ pub fn client(
             client_type: if auth_method == AuthMethod::None { ClientType::Public } else { ClientType::Confidential },
             grant_types,
             redirect_uris: metadata.redirect_uris.clone(),
+            // RP-initiated logout redirects are for declared apps only.
+            post_logout_redirect_uris: Vec::new(),
             token_endpoint_auth_method: Some(auth_method),
             allowed_scopes: allowed_scopes(&metadata.scope, &registration),
             allowed_resources: registration.resources.clone(),
@@ -167,6 +169,7 @@ pub fn client(
         access_token_lifetime: defaults.access_token_lifetime,
         refresh_token_lifetime: defaults.refresh_token_lifetime,
         id_token_lifetime: defaults.id_token_lifetime,
+        session_lifetime: defaults.session_lifetime,
         origin,
         policy: Some(policy_key),
     }

@@ -39,6 +39,8 @@ pub struct Client {
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
     pub id_token_lifetime: Duration,
+    /// How old a sign-in may be for this app: an older session signs in again.
+    pub session_lifetime: Duration,
     pub origin: ClientOrigin,
     /// The ConsentPolicy that admitted a self-registered client.
     pub policy: Option<ObjectKey>,
@@ -88,6 +90,8 @@ pub struct Defaults {
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
     pub id_token_lifetime: Duration,
+    /// How long a sign-in lasts (the login session), unless an app asks for less.
+    pub session_lifetime: Duration,
 }
 
 impl Default for Defaults {
@@ -96,6 +100,7 @@ impl Default for Defaults {
             access_token_lifetime: Duration::from_secs(15 * 60),
             refresh_token_lifetime: Duration::from_secs(30 * 86_400),
             id_token_lifetime: Duration::from_secs(3600),
+            session_lifetime: Duration::from_secs(8 * 3600),
         }
     }
 }
@@ -193,6 +198,7 @@ impl Catalog {
                             defaults.refresh_token_lifetime,
                         ),
                         id_token_lifetime: lifetime(&tokens.id_token_lifetime, defaults.id_token_lifetime),
+                        session_lifetime: lifetime(&tokens.session_lifetime, defaults.session_lifetime),
                         origin: ClientOrigin::Declared,
                         policy: None,
                     };

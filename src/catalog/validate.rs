@@ -373,6 +373,11 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
             at.push(format!("spec.redirectUris[{i}]"), message);
         }
     }
+    for (i, uri) in spec.post_logout_redirect_uris.iter().enumerate() {
+        if let Err(message) = check_redirect_uri(uri) {
+            at.push(format!("spec.postLogoutRedirectUris[{i}]"), message);
+        }
+    }
     if let Some(logo) = &spec.logo_uri {
         match Url::parse(logo) {
             Ok(url) if url.scheme() == "https" => {}
@@ -412,6 +417,7 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     at.duration_at_most("spec.tokens.accessTokenLifetime", spec.tokens.access_token_lifetime.as_ref(), DAY, "24h");
     at.duration("spec.tokens.refreshTokenLifetime", spec.tokens.refresh_token_lifetime.as_ref());
     at.duration_at_most("spec.tokens.idTokenLifetime", spec.tokens.id_token_lifetime.as_ref(), DAY, "24h");
+    at.duration("spec.tokens.sessionLifetime", spec.tokens.session_lifetime.as_ref());
     if let Some(secret) = &spec.credentials_secret
         && !is_dns_subdomain(&secret.name)
     {

@@ -28,6 +28,7 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
         "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
         "userinfo_endpoint": format!("{issuer}{}", paths::USERINFO),
+        "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

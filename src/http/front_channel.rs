@@ -22,6 +22,7 @@ use super::{
 use crate::catalog::{Client, ClientOrigin};
 use crate::clock::now;
 use crate::identity::upstream::{AuthenticationRequest, Callback};
+use crate::oauth::logout::LogoutStep;
 use crate::oauth::{
     ErrorCode, OAuthError,
     front_channel::{ConnectedApp, ConsentDecision, Refusal, Step, password_offered},
@@ -261,6 +262,52 @@ pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     let catalog = state.catalog.load_full();
     let step = state.server.consent(&catalog, pending, session_cookie_value(&headers), decision, now()).await?;
     respond(&state, step).await
+}
+
+/// OpenID Connect RP-Initiated Logout §2 (GET): the confirmation page.
+pub async fn logout_get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = params(query.unwrap_or_default().as_bytes())?;
+    logout(&state, &headers, &params).await
+}
+
+/// The same request as a form POST (§2 allows both), or the confirmation submitted.
+pub async fn logout_post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    logout(&state, &headers, &params(&body)?).await
+}
+
+async fn logout(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Response> {
+    let catalog = state.catalog.load_full();
+    let session = session_cookie_value(headers);
+    let step = if params.get("confirm") == Some("yes") {
+        state.server.confirm_logout(&catalog, params, session).await?
+    } else {
+        state.server.logout(&catalog, params, session, now()).await?
+    };
+    Ok(match step {
+        LogoutStep::Confirm { request, csrf } => state.pages.render(
+            StatusCode::OK,
+            "logout.html",
+            minijinja::context! {
+                app => request.client.as_deref().map(app_view), csrf => csrf, confirm => true,
+                id_token_hint => request.id_token_hint,
+                client_id => request.client.as_ref().map(|c| c.client_id.clone()),
+                post_logout_redirect_uri => request.post_logout_redirect_uri, state => request.state,
+            },
+        ),
+        LogoutStep::Done { redirect } => {
+            let mut response = match redirect {
+                Some(location) => see_other(&location),
+                None => state.pages.render(StatusCode::OK, "logout.html", minijinja::context! { confirm => false }),
+            };
+            // The cookie goes with the session.
+            response.headers_mut().append(header::SET_COOKIE, state.pages.session_cookie("", 0));
+            response
+        }
+    })
 }
 
 /// A connected app as the account page and its API show it.

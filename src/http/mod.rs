@@ -84,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::LOGIN, post(front_channel::login))
         .route(paths::LOGIN_CALLBACK, get(front_channel::login_callback))
         .route(paths::CONSENT, post(front_channel::consent))
+        .route(paths::END_SESSION, get(front_channel::logout_get).post(front_channel::logout_post))
         .route(paths::USERINFO, get(front_channel::userinfo).post(front_channel::userinfo))
         .route(paths::ACCOUNT, get(front_channel::account))
         .route(paths::ACCOUNT_REVOKE, post(front_channel::account_revoke))

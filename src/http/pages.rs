@@ -16,6 +16,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("consent.html", include_str!("templates/consent.html")),
     ("error.html", include_str!("templates/error.html")),
     ("account.html", include_str!("templates/account.html")),
+    ("logout.html", include_str!("templates/logout.html")),
 ];
 
 /// Name of the login session cookie.

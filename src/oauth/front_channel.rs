@@ -31,8 +31,6 @@ use crate::protocol::{
 use crate::secrets::{random_token, token_digest};
 use crate::store::{AuthorizationCode, Consent, Session, UserRecord};
 
-/// How long a login session lasts.
-pub const SESSION_LIFETIME: i64 = 8 * 3600;
 /// How long a user may take on the login and consent pages.
 const PENDING_LIFETIME: i64 = 600;
 
@@ -186,9 +184,12 @@ pub struct ConnectedApp {
 
 /// OpenID Connect Core §3.1.2.1: an existing session satisfies the request unless
 /// `prompt=login` asks for a fresh login or the authentication is older than `max_age`
-/// seconds.
-pub fn session_satisfies(request: &AuthorizationRequest, session: &Session, now: i64) -> bool {
-    !request.prompts("login") && request.max_age.is_none_or(|max| now - session.auth_time <= max)
+/// seconds, or than the app's own session lifetime.
+pub fn session_satisfies(request: &AuthorizationRequest, client: &Client, session: &Session, now: i64) -> bool {
+    let age = now - session.auth_time;
+    !request.prompts("login")
+        && request.max_age.is_none_or(|max| age <= max)
+        && age <= client.session_lifetime.as_secs() as i64
 }
 
 /// The tenant a code is issued for: the one asked for (which must be the user's own when
@@ -296,7 +297,7 @@ impl AuthorizationServer {
             }
         };
         match self.session(session_value, now).await? {
-            Some(s) if session_satisfies(&request, &s, now) => {
+            Some(s) if session_satisfies(&request, &client, &s, now) => {
                 self.continue_as(catalog, &client, request, &s.subject, s.auth_time, now).await
             }
             // OIDC Core §3.1.2.6: prompt=none must not show a page; but nothing is redirected
@@ -494,9 +495,10 @@ impl AuthorizationServer {
         let user = self.store.record_login(&user_record(identity), now).await.map_err(failed)?;
         let value = random_token(32);
         let session = Session { subject: user.subject.clone(), auth_time: now };
-        self.store.put_session(&token_digest(&value), &session, now + SESSION_LIFETIME).await.map_err(failed)?;
+        let lifetime = catalog.defaults().session_lifetime.as_secs() as i64;
+        self.store.put_session(&token_digest(&value), &session, now + lifetime).await.map_err(failed)?;
         tracing::info!(subject = %user.subject, source = %user.source, "user logged in");
-        let new_session = Some(NewSession { value, max_age: SESSION_LIFETIME });
+        let new_session = Some(NewSession { value, max_age: lifetime });
         match (pending.request, client) {
             (Some(request), Some(client)) => {
                 Ok((self.continue_as(catalog, &client, request, &user.subject, now, now).await?, new_session))
@@ -859,13 +861,25 @@ mod tests {
     #[test]
     fn session_freshness_follows_prompt_and_max_age() {
         // OIDC Core §3.1.2.1.
+        let (manifests, _) = parse_file(
+            "t.yaml",
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: a}\nspec: {displayName: A, clientType: public, grantTypes: [authorization_code], redirectUris: ['http://127.0.0.1/cb'], tokens: {sessionLifetime: 1h}}\n",
+        );
+        let key = crate::api::ObjectKey { namespace: "default".into(), name: "a".into() };
+        let records =
+            HashMap::from([(key, crate::catalog::ClientRecord { client_id: "c".into(), secret_hashes: vec![] })]);
+        let catalog = Catalog::build(&manifests, &records, &HashMap::new(), &Defaults::default());
+        let client = catalog.client("c").unwrap();
         let session = Session { subject: "s".into(), auth_time: NOW - 100 };
-        assert!(session_satisfies(&request(&[], None), &session, NOW));
-        assert!(session_satisfies(&request(&[], Some(100)), &session, NOW), "exactly max_age old is fresh");
-        assert!(!session_satisfies(&request(&[], Some(99)), &session, NOW), "older than max_age");
-        assert!(session_satisfies(&request(&[], Some(0)), &Session { auth_time: NOW, ..session.clone() }, NOW));
-        assert!(!session_satisfies(&request(&["login"], None), &session, NOW), "prompt=login forces a login");
-        assert!(session_satisfies(&request(&["consent"], None), &session, NOW));
+        assert!(session_satisfies(&request(&[], None), &client, &session, NOW));
+        assert!(session_satisfies(&request(&[], Some(100)), &client, &session, NOW), "exactly max_age old is fresh");
+        assert!(!session_satisfies(&request(&[], Some(99)), &client, &session, NOW), "older than max_age");
+        let fresh = Session { auth_time: NOW, ..session.clone() };
+        assert!(session_satisfies(&request(&[], Some(0)), &client, &fresh, NOW));
+        assert!(!session_satisfies(&request(&["login"], None), &client, &session, NOW), "prompt=login forces a login");
+        assert!(session_satisfies(&request(&["consent"], None), &client, &session, NOW));
+        let old = Session { auth_time: NOW - 3601, ..session.clone() };
+        assert!(!session_satisfies(&request(&[], None), &client, &old, NOW), "older than the app's sessionLifetime");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod consent;
 pub mod error;
 pub mod front_channel;
 pub mod introspection;
+pub mod logout;
 pub mod params;
 pub mod pkce;
 pub mod register;

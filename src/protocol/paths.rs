@@ -14,6 +14,8 @@ pub const LOGIN: &str = "/login";
 /// there: the issuer followed by this path).
 pub const LOGIN_CALLBACK: &str = "/login/callback";
 pub const CONSENT: &str = "/consent";
+/// OpenID Connect RP-Initiated Logout: the `end_session_endpoint`.
+pub const END_SESSION: &str = "/logout";
 pub const ACCOUNT: &str = "/account/apps";
 pub const ACCOUNT_REVOKE: &str = "/account/apps/{id}/revoke";
 pub const ACCOUNT_API: &str = "/account/api/apps";
@@ -40,6 +42,7 @@ pub const ALL: &[&str] = &[
     LOGIN,
     LOGIN_CALLBACK,
     CONSENT,
+    END_SESSION,
     ACCOUNT,
     ACCOUNT_REVOKE,
     ACCOUNT_API,

@@ -80,6 +80,7 @@ pub struct OperatorOptions {
     pub key_publish_ahead: Duration,
     pub default_audience: Option<String>,
     pub access_token_lifetime: Duration,
+    pub session_lifetime: Duration,
     /// Default overlap of a rotated client secret.
     pub secret_rotation_overlap: Duration,
     /// Full re-check of every object even without watch events (rotation schedules, expiry).
@@ -181,7 +182,11 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     )));
     let caches =
         Arc::new(cache::Caches::start(&client, &options.watch_namespaces, options.role.controls(), &mut tasks.watches));
-    let defaults = Defaults { access_token_lifetime: options.access_token_lifetime, ..Defaults::default() };
+    let defaults = Defaults {
+        access_token_lifetime: options.access_token_lifetime,
+        session_lifetime: options.session_lifetime,
+        ..Defaults::default()
+    };
     tasks.spawn(rotate_keys(
         key_secrets,
         options.clone(),

@@ -39,6 +39,7 @@ pub struct ServeOptions {
     pub issuer: Option<String>,
     pub default_audience: Option<String>,
     pub access_token_lifetime: Duration,
+    pub session_lifetime: Duration,
     /// How often the folder is checked for edits.
     pub reload_interval: Duration,
     /// Folder of templates overriding the built-in pages (same file names).
@@ -102,7 +103,11 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
         data_dir: options.data_dir.clone(),
         issuer: issuer.clone(),
     };
-    let defaults = Defaults { access_token_lifetime: options.access_token_lifetime, ..Defaults::default() };
+    let defaults = Defaults {
+        access_token_lifetime: options.access_token_lifetime,
+        session_lifetime: options.session_lifetime,
+        ..Defaults::default()
+    };
     let provisioned = provisioner.provision(&manifests).await?;
     let catalog = Arc::new(ArcSwap::from_pointee(provisioned.catalog(&manifests, &defaults)));
 

@@ -263,6 +263,10 @@ impl KeySet {
             .map(|k| Ok((k.kid.clone(), DecodingKey::from_ec_components(&k.x, &k.y).map_err(|e| e.to_string())?)))
             .collect::<Result<_, String>>()?;
         let rsa = file.rsa_keys.iter().map(RsaSigningKey::from_stored).collect::<Result<Vec<_>, _>>()?;
+        let mut decoding: HashMap<String, DecodingKey> = decoding;
+        for r in &rsa {
+            decoding.insert(r.kid.clone(), DecodingKey::from_rsa_components(&r.n, &r.e).map_err(|e| e.to_string())?);
+        }
         let active_rsa = active_index(&file.rsa_keys, file.active_rsa_kid.as_deref()).ok_or("no RSA key")?;
         Ok(KeySet { rsa, active_rsa, keys, active, decoding, secret_hash_key, rng: SystemRandom::new() })
     }
@@ -352,6 +356,32 @@ impl KeySet {
         validation.validate_aud = false;
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss"]);
+        jsonwebtoken::decode::<T>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| VerifyError::Invalid(e.to_string()))
+    }
+}
+
+impl KeySet {
+    /// Verifies an ID token this server issued, as an `id_token_hint` (OpenID Connect
+    /// RP-Initiated Logout §2): `typ`, signature (ES256 or RS256, by its key), `iss`. Expiry
+    /// is not checked: the hint names a past sign-in, and is often presented after its ID
+    /// token expired.
+    pub fn verify_id_token_hint<T: DeserializeOwned>(&self, token: &str, issuer: &str) -> Result<T, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+            return Err(VerifyError::WrongType);
+        }
+        if !matches!(header.alg, Algorithm::ES256 | Algorithm::RS256) {
+            return Err(VerifyError::Invalid("unsupported algorithm".into()));
+        }
+        let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+        let key = self.decoding.get(&kid).ok_or(VerifyError::UnknownKey)?;
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["iss", "sub", "aud"]);
         jsonwebtoken::decode::<T>(token, key, &validation)
             .map(|data| data.claims)
             .map_err(|e| VerifyError::Invalid(e.to_string()))

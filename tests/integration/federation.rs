@@ -58,10 +58,6 @@ fn claims_of(jwt: &str) -> Value {
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-fn cli_id(server: &TestServer) -> String {
-    std::fs::read_to_string(server.data_dir.join("credentials/default/billing-cli-credentials/client_id")).unwrap()
-}
-
 async fn exchange(server: &TestServer, cli: &str, code: &str, redirect: &str, verifier: &str) -> Value {
     let reply = server
         .post(
@@ -84,7 +80,7 @@ async fn exchange(server: &TestServer, cli: &str, code: &str, redirect: &str, ve
 async fn users_sign_in_through_an_upstream_openid_provider_and_lose_scopes_with_their_groups() {
     let (server, upstream) = federated(UPSTREAM_SECRET, alice(&["billing-admins", "staff"])).await;
     let (redirect, callback) = callback_server().await;
-    let cli = cli_id(&server);
+    let cli = server.client_id("billing-cli");
     let authorize = |challenge: &str, extra: &str| {
         format!(
             "{}/authorize?{}{extra}",
@@ -202,7 +198,7 @@ async fn start_upstream_sign_in(server: &TestServer, agent: &mut Agent, redirect
         server.base,
         form(&[
             ("response_type", "code"),
-            ("client_id", &cli_id(server)),
+            ("client_id", &server.client_id("billing-cli")),
             ("redirect_uri", redirect),
             ("scope", "openid billing:read"),
             ("state", "s1"),

@@ -466,6 +466,7 @@ async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
             issuer: None,
             default_audience: None,
             access_token_lifetime: Duration::from_secs(900),
+            session_lifetime: Duration::from_secs(8 * 3600),
             reload_interval: Duration::from_secs(1),
             templates: None,
             store: None,

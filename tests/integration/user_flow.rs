@@ -8,12 +8,8 @@ use openidconnect::{
 };
 
 use crate::support::flows::{REDIRECT, authorize_url, code_for, exchange, pkce};
-use crate::support::server::{QUICKSTART, TestServer, form, start_server};
+use crate::support::server::{QUICKSTART, form, start_server};
 use crate::support::user_agent::Agent;
-
-fn client_id(server: &TestServer, app: &str) -> String {
-    std::fs::read_to_string(server.data_dir.join(format!("credentials/default/{app}-credentials/client_id"))).unwrap()
-}
 
 #[tokio::test]
 async fn openidconnect_crate_full_flow_with_a_confidential_client() {
@@ -111,7 +107,7 @@ async fn openidconnect_crate_full_flow_with_a_confidential_client() {
 #[tokio::test]
 async fn public_client_pkce_consent_reuse_and_refresh_reuse_detection() {
     let server = start_server(QUICKSTART).await;
-    let cli = client_id(&server, "billing-cli");
+    let cli = server.client_id("billing-cli");
     let mut agent = Agent::new();
     let (challenge, verifier) = pkce();
     let code = code_for(
@@ -210,7 +206,7 @@ async fn public_client_pkce_consent_reuse_and_refresh_reuse_detection() {
 #[tokio::test]
 async fn authorization_errors_never_redirect_to_untrusted_uris() {
     let server = start_server(QUICKSTART).await;
-    let cli = client_id(&server, "billing-cli");
+    let cli = server.client_id("billing-cli");
     let (challenge, _) = pkce();
     let mut agent = Agent::new();
 
@@ -274,7 +270,7 @@ async fn authorization_errors_never_redirect_to_untrusted_uris() {
 #[tokio::test]
 async fn consent_rules_roles_deny_incremental_csrf_and_revocation() {
     let server = start_server(QUICKSTART).await;
-    let cli = client_id(&server, "billing-cli");
+    let cli = server.client_id("billing-cli");
     let mut bob = Agent::new();
     let (challenge, verifier) = pkce();
     let url = authorize_url(&server, &cli, "openid billing:read billing:refund", &challenge, "");
@@ -367,7 +363,7 @@ async fn app_supplied_text_is_escaped_and_first_party_apps_skip_consent() {
         .replace("displayName: Billing CLI", "displayName: \"<script>alert(1)</script>\"")
         .replace("description: Command-line access to your invoices.", "description: \"<img src=x onerror=alert(2)>\"");
     server.edit("apps.yaml", &hostile).await;
-    let cli = client_id(&server, "billing-cli");
+    let cli = server.client_id("billing-cli");
     let mut agent = Agent::new();
     let (challenge, _) = pkce();
     let login = agent.get(&authorize_url(&server, &cli, "openid billing:read", &challenge, "")).await;
@@ -395,7 +391,7 @@ async fn app_supplied_text_is_escaped_and_first_party_apps_skip_consent() {
 #[tokio::test]
 async fn wrong_password_and_userinfo_errors() {
     let server = start_server(QUICKSTART).await;
-    let cli = client_id(&server, "billing-cli");
+    let cli = server.client_id("billing-cli");
     let mut agent = Agent::new();
     let (challenge, _) = pkce();
     let login = agent.get(&authorize_url(&server, &cli, "openid", &challenge, "")).await;
@@ -433,7 +429,7 @@ async fn prompt_login_max_age_userinfo_post_and_es256_id_tokens() {
             ),
         )
         .await;
-    let cli = client_id(&server, "billing-cli");
+    let cli = server.client_id("billing-cli");
     let mut agent = Agent::new();
     let (challenge, verifier) = pkce();
     let code = code_for(
@@ -494,6 +490,7 @@ async fn templates_can_be_overridden_from_a_folder() {
         issuer: None,
         default_audience: None,
         access_token_lifetime: std::time::Duration::from_secs(900),
+        session_lifetime: std::time::Duration::from_secs(8 * 3600),
         reload_interval: std::time::Duration::from_secs(1),
         templates: Some(templates),
         store: None,
@@ -530,7 +527,7 @@ async fn templates_can_be_overridden_from_a_folder() {
 #[tokio::test]
 async fn a_refused_refresh_request_leaves_the_grant_intact() {
     let server = start_server(QUICKSTART).await;
-    let cli = client_id(&server, "billing-cli");
+    let cli = server.client_id("billing-cli");
     let mut agent = Agent::new();
     let (challenge, verifier) = pkce();
     let url = authorize_url(&server, &cli, "openid billing:read", &challenge, "");
@@ -558,7 +555,7 @@ async fn a_refused_refresh_request_leaves_the_grant_intact() {
 #[tokio::test]
 async fn refresh_tokens_are_revocable_and_private_to_their_client() {
     let server = start_server(QUICKSTART).await;
-    let cli = client_id(&server, "billing-cli");
+    let cli = server.client_id("billing-cli");
     let mut agent = Agent::new();
     let (challenge, verifier) = pkce();
     let url = authorize_url(&server, &cli, "openid billing:read", &challenge, "");
@@ -593,7 +590,7 @@ async fn refresh_tokens_are_revocable_and_private_to_their_client() {
 #[tokio::test]
 async fn a_refresh_token_is_described_to_its_own_client() {
     let server = start_server(QUICKSTART).await;
-    let portal = client_id(&server, "partner-portal");
+    let portal = server.client_id("partner-portal");
     let mut agent = Agent::new();
     let (challenge, verifier) = pkce();
     let redirect = "http://127.0.0.1:40000/callback";
@@ -625,7 +622,7 @@ async fn a_refresh_token_is_described_to_its_own_client() {
 #[tokio::test]
 async fn offline_access_and_a_padded_scope_are_accepted() {
     let server = start_server(QUICKSTART).await;
-    let cli = client_id(&server, "billing-cli");
+    let cli = server.client_id("billing-cli");
     let mut agent = Agent::new();
     let (challenge, verifier) = pkce();
     let url = authorize_url(&server, &cli, " openid offline_access billing:read ", &challenge, "");

@@ -67,6 +67,7 @@ async fn start_with_options(
         issuer: issuer.map(str::to_string),
         default_audience: None,
         access_token_lifetime: Duration::from_secs(900),
+        session_lifetime: Duration::from_secs(8 * 3600),
         reload_interval: Duration::from_millis(200),
         templates: None,
         store: store.clone(),
@@ -127,6 +128,13 @@ impl TestServer {
         let dir = self.data_dir.join("credentials").join(namespace).join(format!("{app}-credentials"));
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         (read("client_id"), read("client_secret"))
+    }
+
+    /// The client id of `app` (`namespace/app`, or in `default`): public apps too.
+    pub fn client_id(&self, app: &str) -> String {
+        let (namespace, app) = app.split_once('/').unwrap_or(("default", app));
+        let path = self.data_dir.join("credentials").join(namespace).join(format!("{app}-credentials/client_id"));
+        std::fs::read_to_string(path).unwrap()
     }
 
     /// The server's store, opened beside it (a second connection, as `inbound clients` does).

@@ -23,7 +23,14 @@ impl Page {
         let start =
             self.body.find(&marker).unwrap_or_else(|| panic!("no field {name} in:\n{}", self.body)) + marker.len();
         let end = self.body[start..].find('"').unwrap();
-        self.body[start..start + end].to_string()
+        // The value as the browser submits it: minijinja escapes `/`, `&`, quotes and `<>`.
+        self.body[start..start + end]
+            .replace("&#x2f;", "/")
+            .replace("&quot;", "\"")
+            .replace("&#x27;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
     }
 
     /// Query parameter of the redirect target.
