@@ -4,21 +4,18 @@
 //! Every decision is the core's (`oauth::front_channel`); here are only forms, cookies,
 //! templates and redirects.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Json,
     body::Bytes,
-    extract::{Path, RawQuery, State},
+    extract::{ConnectInfo, Path, RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
 
-use super::{
-    AppState, HttpError,
-    pages::{UPSTREAM_COOKIE, cookie_value, see_other, session_cookie_value},
-};
+use super::{AppState, HttpError, pages::see_other};
 use crate::catalog::{Client, ClientOrigin};
 use crate::clock::now;
 use crate::identity::upstream::{AuthenticationRequest, Callback};
@@ -167,31 +164,93 @@ pub async fn authorize_post(State(state): State<Arc<AppState>>, headers: HeaderM
 
 async fn authorize(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Response> {
     let catalog = state.catalog.load_full();
-    let step = state.server.authorize(&catalog, params, session_cookie_value(headers), now()).await?;
+    let step = state.server.authorize(&catalog, params, state.pages.session_value(headers), now()).await?;
     respond(state, step).await
 }
 
-pub async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response> {
+/// Login CSRF and clickjacking-by-form (RFC 9700 §4.7, Fetch Metadata): the pages' forms
+/// post to their own origin, so a form submission the browser marks as coming from another
+/// site, or whose `Origin` is another origin, is refused. Clients that send neither header
+/// (non-browser agents) are let through: the forms' single-use CSRF tokens still apply.
+fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<()> {
+    let refused = || {
+        HttpError::from(Refusal::Forbidden(OAuthError::invalid_request(
+            "this form was submitted from another site; start again from the app",
+        )))
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site").is_some_and(|site| site != "same-origin" && site != "none") {
+        tracing::warn!(site = header("sec-fetch-site"), "cross-site form submission refused");
+        return Err(refused());
+    }
+    if let Some(origin) = header("origin") {
+        let ours = url::Url::parse(state.server.issuer()).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        if origin != ours {
+            tracing::warn!(origin, "form submission from another origin refused");
+            return Err(refused());
+        }
+    }
+    Ok(())
+}
+
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    same_origin(&state, &headers)?;
     let form = Form::parse(&body);
-    let pending = state.server.take_pending(form.get("request_id"), form.get("csrf"), now()).await?;
     let catalog = state.catalog.load_full();
+    let username = form.get("username").unwrap_or("").to_string();
+    let source =
+        super::client_ip::limit_source(super::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies));
+    if form.get("provider").is_none() {
+        if !password_offered(&catalog) {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request(
+                "signing in with a password is not offered here",
+            ))
+            .into());
+        }
+        // Checked before the form is spent, so that a throttled user keeps nothing worse
+        // than a page asking them to wait.
+        if let Some(wait) = state.server.password_retry_after(&source, &username, now()) {
+            return Err(HttpError::new(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!("too many failed sign-ins; try again in {wait} seconds"),
+            ))
+            .with_status(StatusCode::TOO_MANY_REQUESTS)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
+            .page());
+        }
+    }
+    let pending = state.server.take_pending(form.get("request_id"), form.get("csrf"), now()).await?;
     if let Some(provider) = form.get("provider") {
         let step = state.server.choose_provider(&catalog, pending, provider, now()).await?;
         return respond(&state, step).await;
     }
-    if !password_offered(&catalog) {
-        return Err(
-            Refusal::BadRequest(OAuthError::invalid_request("signing in with a password is not offered here")).into()
-        );
-    }
-    // Password hashing is deliberately slow: off the async threads.
+    // Password hashing is deliberately slow: off the async threads, and at most one check
+    // per core at a time, so that a flood of attempts queues no unbounded work.
+    let Ok(permit) = state.password_checks.clone().try_acquire_owned() else {
+        return Err(HttpError::new(OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the server is busy checking other sign-ins; try again in a moment",
+        ))
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+        .page());
+    };
     let (identity, verify_catalog) = (state.identity.clone(), catalog.clone());
-    let (username, password) =
-        (form.get("username").unwrap_or("").to_string(), form.get("password").unwrap_or("").to_string());
-    let user = tokio::task::spawn_blocking(move || identity.authenticate(&verify_catalog, &username, &password))
-        .await
-        .ok()
-        .flatten();
+    let password = form.get("password").unwrap_or("").to_string();
+    let checked_username = username.clone();
+    let user = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        identity.authenticate(&verify_catalog, &checked_username, &password)
+    })
+    .await
+    .ok()
+    .flatten();
+    state.server.password_checked(&source, &username, user.is_some(), now());
     let (step, session) = state.server.login(&catalog, pending, user, now()).await?;
     let mut response = respond(&state, step).await?;
     if let Some(session) = session {
@@ -209,7 +268,7 @@ pub async fn login_callback(
 ) -> Result<Response> {
     let params = params(query.unwrap_or_default().as_bytes())?;
     let catalog = state.catalog.load_full();
-    let binding = cookie_value(&headers, UPSTREAM_COOKIE);
+    let binding = state.pages.upstream_value(&headers);
     let (pending, provider, attempt) =
         state.server.take_upstream(&catalog, params.get("state"), binding, now()).await?;
     let outcome = match (params.get("error"), params.get("code")) {
@@ -252,6 +311,7 @@ pub async fn login_callback(
 }
 
 pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    same_origin(&state, &headers)?;
     let form = Form::parse(&body);
     let pending = state.server.take_pending(form.get("request_id"), form.get("csrf"), now()).await?;
     let decision = ConsentDecision {
@@ -260,7 +320,7 @@ pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         duration: form.get("duration").map(str::to_string),
     };
     let catalog = state.catalog.load_full();
-    let step = state.server.consent(&catalog, pending, session_cookie_value(&headers), decision, now()).await?;
+    let step = state.server.consent(&catalog, pending, state.pages.session_value(&headers), decision, now()).await?;
     respond(&state, step).await
 }
 
@@ -276,12 +336,13 @@ pub async fn logout_get(
 
 /// The same request as a form POST (§2 allows both), or the confirmation submitted.
 pub async fn logout_post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    same_origin(&state, &headers)?;
     logout(&state, &headers, &params(&body)?).await
 }
 
 async fn logout(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Response> {
     let catalog = state.catalog.load_full();
-    let session = session_cookie_value(headers);
+    let session = state.pages.session_value(headers);
     let step = if params.get("confirm") == Some("yes") {
         state.server.confirm_logout(&catalog, params, session).await?
     } else {
@@ -347,7 +408,7 @@ async fn connected_apps(state: &AppState, subject: &str) -> Result<Vec<Connected
 }
 
 pub async fn account(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
-    let value = session_cookie_value(&headers);
+    let value = state.pages.session_value(&headers);
     let Some(session) = state.server.session(value, now()).await? else {
         let form = state.server.login_form(&state.catalog.load(), None, None, false, now()).await?;
         return Ok(render(&state, Step::Login(form)));
@@ -368,7 +429,8 @@ pub async fn account_revoke(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
-    let value = session_cookie_value(&headers);
+    same_origin(&state, &headers)?;
+    let value = state.pages.session_value(&headers);
     let Some(session) = state.server.session(value, now()).await? else {
         return Ok(see_other(paths::ACCOUNT));
     };
@@ -391,7 +453,7 @@ fn no_session() -> HttpError {
 
 /// JSON API of the account page, for the same logged-in user.
 pub async fn account_api_list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
-    let session = state.server.session(session_cookie_value(&headers), now()).await.map_err(json)?;
+    let session = state.server.session(state.pages.session_value(&headers), now()).await.map_err(json)?;
     let session = session.ok_or_else(no_session)?;
     let apps = state.server.connected_apps(&state.catalog.load(), &session.subject, now()).await.map_err(json)?;
     let apps: Vec<ConnectedAppView> = apps.into_iter().map(Into::into).collect();
@@ -405,7 +467,7 @@ pub async fn account_api_revoke(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let session = state.server.session(session_cookie_value(&headers), now()).await.map_err(json)?;
+    let session = state.server.session(state.pages.session_value(&headers), now()).await.map_err(json)?;
     let session = session.ok_or_else(no_session)?;
     if state.server.revoke_consent(&id, &session.subject, now()).await.map_err(json)? {
         Ok(StatusCode::NO_CONTENT.into_response())

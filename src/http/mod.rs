@@ -47,6 +47,8 @@ pub struct AppState {
     pub pages: pages::Pages,
     /// Who end users are (password login).
     pub identity: Arc<dyn crate::identity::PasswordSource>,
+    /// Password checks running now: at most one per core (the rest get 503 at once).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
     /// Upstream identity providers: discovery, keys, the relying-party requests.
     pub upstreams: Arc<crate::identity::upstream::Upstreams>,
     /// Set once the first configuration is loaded and the store answers.

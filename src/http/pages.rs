@@ -19,10 +19,13 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("logout.html", include_str!("templates/logout.html")),
 ];
 
-/// Name of the login session cookie.
-pub const SESSION_COOKIE: &str = "inbound_session";
-/// Name of the cookie binding an upstream sign-in to the browser that started it.
-pub const UPSTREAM_COOKIE: &str = "inbound_upstream";
+/// Name of the login session cookie. Where the issuer is https it carries the `__Host-`
+/// prefix (RFC 6265bis §4.1.3.2): Secure, host-only, `Path=/`, so neither a sibling
+/// subdomain nor plain http can set or shadow it.
+const SESSION_COOKIE: &str = "inbound_session";
+/// Name of the cookie binding an upstream sign-in to the browser that started it; with the
+/// `__Secure-` prefix on https (its path is the callback, which `__Host-` does not allow).
+const UPSTREAM_COOKIE: &str = "inbound_upstream";
 
 /// The page renderer.
 pub struct Pages {
@@ -66,15 +69,33 @@ impl Pages {
         )
     }
 
+    fn session_cookie_name(&self) -> String {
+        if self.secure_cookies { format!("__Host-{SESSION_COOKIE}") } else { SESSION_COOKIE.to_string() }
+    }
+
+    fn upstream_cookie_name(&self) -> String {
+        if self.secure_cookies { format!("__Secure-{UPSTREAM_COOKIE}") } else { UPSTREAM_COOKIE.to_string() }
+    }
+
     /// `Set-Cookie` for a new session.
     pub fn session_cookie(&self, value: &str, max_age: i64) -> HeaderValue {
-        self.cookie(SESSION_COOKIE, value, "/", max_age)
+        self.cookie(&self.session_cookie_name(), value, "/", max_age)
+    }
+
+    /// The session cookie's value, if the request carries one.
+    pub fn session_value<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        cookie_value(headers, &self.session_cookie_name())
+    }
+
+    /// The upstream binding cookie's value, if the request carries one.
+    pub fn upstream_value<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        cookie_value(headers, &self.upstream_cookie_name())
     }
 
     /// `Set-Cookie` binding an upstream sign-in to this browser: sent back only to the
     /// callback, and with `SameSite=Lax` still on the upstream's top-level redirect.
     pub fn upstream_cookie(&self, value: &str, max_age: i64) -> HeaderValue {
-        self.cookie(UPSTREAM_COOKIE, value, crate::protocol::paths::LOGIN_CALLBACK, max_age)
+        self.cookie(&self.upstream_cookie_name(), value, crate::protocol::paths::LOGIN_CALLBACK, max_age)
     }
 
     fn cookie(&self, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
@@ -112,13 +133,8 @@ pub fn see_other(location: &str) -> Response {
     secure(StatusCode::SEE_OTHER, response)
 }
 
-/// The session cookie's value, if the request carries one.
-pub fn session_cookie_value(headers: &HeaderMap) -> Option<&str> {
-    cookie_value(headers, SESSION_COOKIE)
-}
-
 /// The value of cookie `name`, if the request carries it.
-pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -147,4 +163,36 @@ pub async fn render_error_pages(
         }
     }
     page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cookie_header(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn https_cookies_carry_the_host_prefix_and_only_it_is_read() {
+        let pages = Pages::new(None, true).unwrap();
+        let set = pages.session_cookie("v", 60);
+        let set = set.to_str().unwrap();
+        assert!(
+            set.starts_with("__Host-inbound_session=v;") && set.contains("Path=/;") && set.ends_with("; Secure"),
+            "{set}"
+        );
+        assert!(!set.contains("Domain"), "{set}");
+        assert_eq!(pages.session_value(&cookie_header("__Host-inbound_session=v")), Some("v"));
+        // A cookie without the prefix could have been set by a sibling subdomain or over http.
+        assert_eq!(pages.session_value(&cookie_header("inbound_session=tossed")), None);
+        let upstream = pages.upstream_cookie("b", 600);
+        assert!(upstream.to_str().unwrap().starts_with("__Secure-inbound_upstream=b; Path=/login/callback;"));
+
+        let local = Pages::new(None, false).unwrap();
+        assert!(local.session_cookie("v", 60).to_str().unwrap().starts_with("inbound_session=v;"));
+        assert_eq!(local.session_value(&cookie_header("a=b; inbound_session=v")), Some("v"));
+    }
 }

@@ -17,6 +17,7 @@ use super::{
     authorize::{AuthorizationRequest, AuthorizeError, error_redirect_url, redirect_url, validate},
     clients::UnusableClient,
     consent::{self, ConsentPlan, DurationChoice, ScopeItem},
+    login_guard,
     params::Params,
     server::store_error,
     token::CODE_LIFETIME,
@@ -470,6 +471,25 @@ impl AuthorizationServer {
         }
         self.store.delete_pending(id).await.map_err(failed)?;
         Ok(PendingAuthorization(pending))
+    }
+
+    /// Seconds before a password sign-in from `source` for `username` may be tried (after
+    /// too many failures); None when it may be now.
+    pub fn password_retry_after(&self, source: &str, username: &str, now: i64) -> Option<i64> {
+        self.failed_logins.lock().expect("lock").retry_after(&login_guard::keys(source, username), now)
+    }
+
+    /// Records a password check's outcome: failures count toward the throttle and are logged
+    /// with the username and the address (never the password).
+    pub fn password_checked(&self, source: &str, username: &str, ok: bool, now: i64) {
+        let keys = login_guard::keys(source, username);
+        let mut table = self.failed_logins.lock().expect("lock");
+        if ok {
+            table.succeeded(&keys[1]);
+        } else {
+            table.failed(&keys, now);
+            tracing::warn!(username, source, "sign-in failed: wrong username or password");
+        }
     }
 
     /// The login form was submitted; `identity` is who the identity source authenticated

@@ -24,6 +24,7 @@ pub mod consent;
 pub mod error;
 pub mod front_channel;
 pub mod introspection;
+pub mod login_guard;
 pub mod logout;
 pub mod params;
 pub mod pkce;

@@ -42,13 +42,25 @@ pub struct AuthorizationServer {
     pub(super) revocations: Arc<RevocationList>,
     pub(super) verified: Arc<VerifiedTokens>,
     pub(super) metadata_documents: Arc<dyn MetadataDocumentFetcher>,
+    /// Failed password sign-ins by source and username (per process).
+    pub(super) failed_logins: std::sync::Mutex<super::login_guard::FailedLogins>,
 }
 
 impl AuthorizationServer {
     pub fn new(parts: ServerParts) -> AuthorizationServer {
         let ServerParts { issuer, default_audience, keys, hasher, store, revocations, verified, metadata_documents } =
             parts;
-        AuthorizationServer { issuer, default_audience, keys, hasher, store, revocations, verified, metadata_documents }
+        AuthorizationServer {
+            issuer,
+            default_audience,
+            keys,
+            hasher,
+            store,
+            revocations,
+            verified,
+            metadata_documents,
+            failed_logins: Default::default(),
+        }
     }
 
     /// The issuer identifier (`iss`, RFC 8414 §2), no trailing slash.

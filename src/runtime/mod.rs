@@ -153,6 +153,9 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
         metrics: Metrics::default(),
         pages: crate::http::pages::Pages::new(a.templates, secure_cookies)?,
         identity: Arc::new(crate::identity::StaticUsers),
+        password_checks: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        )),
         upstreams: Arc::new(
             crate::identity::upstream::Upstreams::new(a.secrets)
                 .context("cannot build the HTTP client for upstream identity providers")?,

@@ -13,6 +13,7 @@ mod helm;
 mod introspection;
 mod kubernetes;
 mod lifecycle;
+mod login_limits;
 mod logout;
 mod mcp;
 mod operator;
