@@ -23,7 +23,7 @@ use super::Condition;
     status = "IdentityProviderStatus",
     shortname = "idp",
     category = "inbound",
-    doc = "Where end users of inbound sign in: an upstream OpenID Provider.",
+    doc = "Where end users of inbound sign in: an upstream OpenID Provider or the application's own login page.",
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.displayName"),
     printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.oidc.issuer"),
@@ -40,8 +40,15 @@ pub struct IdentityProviderSpec {
     /// Shown on the login page: "Continue with <displayName>".
     #[schemars(length(min = 1, max = 100))]
     pub display_name: String,
-    /// The upstream OpenID Provider (OpenID Connect Core, authorization code flow).
-    pub oidc: OidcProvider,
+    /// An upstream OpenID Provider (OpenID Connect Core, authorization code flow). Exactly
+    /// one of `oidc` and `application`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcProvider>,
+    /// The application's own login page (application-hosted login): the browser goes there
+    /// with a one-time `login_challenge`, and the application accepts it over the back
+    /// channel (`POST /login/accept`) as the InboundApp named here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<ApplicationLogin>,
     /// How the upstream's claims become the user's subject, name, tenant, roles and
     /// attributes.
     #[serde(default)]
@@ -84,6 +91,17 @@ pub struct OidcProvider {
 
 fn default_scopes() -> Vec<String> {
     ["openid", "email", "profile"].map(String::from).to_vec()
+}
+
+/// Application-hosted login.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationLogin {
+    /// The application's login page; `login_challenge=...` is added to its query.
+    pub login_url: String,
+    /// The InboundApp (in this namespace, confidential) whose client credentials accept
+    /// challenges: only it may say who signed in through this provider.
+    pub client: String,
 }
 
 /// Where a secret value comes from: a key of a Kubernetes Secret in the same namespace (a

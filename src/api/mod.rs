@@ -24,8 +24,8 @@ pub use app::{
 pub use duration::{DurationError, DurationString, MAX_DURATION};
 pub use grant::{ClientGrant, ClientGrantSpec, ClientGrantStatus, GrantSubject, SubjectKind};
 pub use identity_provider::{
-    ClaimMapping, IdentityProvider, IdentityProviderSpec, IdentityProviderStatus, OidcProvider, RoleMapping,
-    SecretKeyRef, SecretSource, TenantMapping,
+    ApplicationLogin, ClaimMapping, IdentityProvider, IdentityProviderSpec, IdentityProviderStatus, OidcProvider,
+    RoleMapping, SecretKeyRef, SecretSource, TenantMapping,
 };
 pub use key::{ObjectKey, namespace_of};
 pub use policy::{

@@ -56,7 +56,7 @@ pub fn validate_with(manifests: &[Manifest], trust: &Trust) -> Vec<Problem> {
             Object::Grant(grant) => check_grant(&mut at, grant, &index),
             Object::Policy(policy) => check_policy(&mut at, policy, &index),
             Object::User(user) => check_user(&mut at, user, &index),
-            Object::Provider(provider) => check_provider(&mut at, provider, trust),
+            Object::Provider(provider) => check_provider(&mut at, provider, trust, &index),
         }
     }
     problems
@@ -660,7 +660,7 @@ fn check_user(at: &mut At<'_, '_>, user: &crate::api::DevelopmentUser, index: &I
 /// would be the client secret, shared with whoever else knows it; `none` is no signature).
 pub const ID_TOKEN_ALGS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 
-fn check_provider(at: &mut At<'_, '_>, provider: &crate::api::IdentityProvider, trust: &Trust) {
+fn check_provider(at: &mut At<'_, '_>, provider: &crate::api::IdentityProvider, trust: &Trust, index: &Index<'_>) {
     check_name(at, &provider.metadata);
     let spec = &provider.spec;
     let ns = namespace_of(&provider.metadata);
@@ -676,40 +676,25 @@ fn check_provider(at: &mut At<'_, '_>, provider: &crate::api::IdentityProvider, 
     if spec.display_name.trim().is_empty() {
         at.push("spec.displayName", "must not be empty");
     }
-    match Url::parse(&spec.oidc.issuer) {
-        Err(e) => at.push("spec.oidc.issuer", format!("must be an absolute URL: {e}")),
-        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
-            at.push("spec.oidc.issuer", "must not have a query or fragment (OpenID Connect Discovery §2)")
+    match (&spec.oidc, &spec.application) {
+        (Some(oidc), None) => check_oidc_provider(at, oidc),
+        (None, Some(application)) => {
+            match Url::parse(&application.login_url) {
+                Ok(url) if url.scheme() == "https" || (url.scheme() == "http" && is_loopback_host(&url)) => {}
+                Ok(_) => at.push("spec.application.loginUrl", "must be https (http only on a loopback address)"),
+                Err(e) => at.push("spec.application.loginUrl", format!("must be an absolute URL: {e}")),
+            }
+            match index.apps.get(&(ns, application.client.as_str())) {
+                None => {
+                    at.push("spec.application.client", format!("InboundApp {ns}/{} does not exist", application.client))
+                }
+                Some(app) if app.spec.client_type != ClientType::Confidential => {
+                    at.push("spec.application.client", "must be a confidential InboundApp (it authenticates to accept)")
+                }
+                Some(_) => {}
+            }
         }
-        Ok(url) if url.scheme() == "https" || (url.scheme() == "http" && is_loopback_host(&url)) => {}
-        Ok(_) => at.push("spec.oidc.issuer", "must be https (http only on a loopback address, for development)"),
-    }
-    if spec.oidc.client_id.trim().is_empty() {
-        at.push("spec.oidc.clientId", "must not be empty");
-    }
-    if let Some(secret) = &spec.oidc.client_secret {
-        let given = [secret.secret_key_ref.is_some(), secret.file.is_some(), secret.env.is_some()];
-        if given.iter().filter(|g| **g).count() != 1 {
-            at.push("spec.oidc.clientSecret", "must name exactly one of secretKeyRef, file, env");
-        }
-        if let Some(r) = &secret.secret_key_ref
-            && (r.name.is_empty() || r.key.is_empty())
-        {
-            at.push("spec.oidc.clientSecret.secretKeyRef", "needs name and key");
-        }
-    }
-    for (i, scope) in spec.oidc.scopes.iter().enumerate() {
-        if !is_valid_scope_token(scope) {
-            at.push(format!("spec.oidc.scopes[{i}]"), "is not a valid scope token (RFC 6749 §3.3)");
-        }
-    }
-    for (i, alg) in spec.oidc.id_token_signing_algs.iter().enumerate() {
-        if !ID_TOKEN_ALGS.contains(&alg.as_str()) {
-            at.push(
-                format!("spec.oidc.idTokenSigningAlgs[{i}]"),
-                format!("must be one of {}", ID_TOKEN_ALGS.join(", ")),
-            );
-        }
+        _ => at.push("spec", "must set exactly one of oidc and application"),
     }
     let claims = &spec.claims;
     if claims.subject.is_empty() {
@@ -727,6 +712,44 @@ fn check_provider(at: &mut At<'_, '_>, provider: &crate::api::IdentityProvider, 
         let bare = domain.strip_prefix("*.").unwrap_or(domain);
         if bare.is_empty() || bare.contains(['@', '/', ':', '*']) {
             at.push(format!("spec.emailDomains[{i}]"), "must be a domain (example.com or *.example.com)");
+        }
+    }
+}
+
+fn check_oidc_provider(at: &mut At<'_, '_>, oidc: &crate::api::OidcProvider) {
+    match Url::parse(&oidc.issuer) {
+        Err(e) => at.push("spec.oidc.issuer", format!("must be an absolute URL: {e}")),
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            at.push("spec.oidc.issuer", "must not have a query or fragment (OpenID Connect Discovery §2)")
+        }
+        Ok(url) if url.scheme() == "https" || (url.scheme() == "http" && is_loopback_host(&url)) => {}
+        Ok(_) => at.push("spec.oidc.issuer", "must be https (http only on a loopback address, for development)"),
+    }
+    if oidc.client_id.trim().is_empty() {
+        at.push("spec.oidc.clientId", "must not be empty");
+    }
+    if let Some(secret) = &oidc.client_secret {
+        let given = [secret.secret_key_ref.is_some(), secret.file.is_some(), secret.env.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            at.push("spec.oidc.clientSecret", "must name exactly one of secretKeyRef, file, env");
+        }
+        if let Some(r) = &secret.secret_key_ref
+            && (r.name.is_empty() || r.key.is_empty())
+        {
+            at.push("spec.oidc.clientSecret.secretKeyRef", "needs name and key");
+        }
+    }
+    for (i, scope) in oidc.scopes.iter().enumerate() {
+        if !is_valid_scope_token(scope) {
+            at.push(format!("spec.oidc.scopes[{i}]"), "is not a valid scope token (RFC 6749 §3.3)");
+        }
+    }
+    for (i, alg) in oidc.id_token_signing_algs.iter().enumerate() {
+        if !ID_TOKEN_ALGS.contains(&alg.as_str()) {
+            at.push(
+                format!("spec.oidc.idTokenSigningAlgs[{i}]"),
+                format!("must be one of {}", ID_TOKEN_ALGS.join(", ")),
+            );
         }
     }
 }

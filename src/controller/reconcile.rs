@@ -131,12 +131,22 @@ impl Reconciler {
             Some(message) => Desired::not_ready("InvalidSpec", message),
             None => {
                 let upstream = UpstreamProvider { key: key.clone(), spec: provider.spec.clone() };
-                match self.check_provider(&upstream, provider.metadata.generation).await {
-                    Ok(()) => Desired::ready(
-                        "Discovered",
-                        format!("{} answered discovery and JWKS; users can sign in", provider.spec.oidc.issuer),
+                match (&provider.spec.oidc, &provider.spec.application) {
+                    (Some(oidc), _) => match self.check_provider(&upstream, provider.metadata.generation).await {
+                        Ok(()) => Desired::ready(
+                            "Discovered",
+                            format!("{} answered discovery and JWKS; users can sign in", oidc.issuer),
+                        ),
+                        Err(reason) => Desired::not_ready("UpstreamUnavailable", reason),
+                    },
+                    (None, Some(application)) => Desired::ready(
+                        "Valid",
+                        format!(
+                            "users sign in at {}, accepted by InboundApp {}",
+                            application.login_url, application.client
+                        ),
                     ),
-                    Err(reason) => Desired::not_ready("UpstreamUnavailable", reason),
+                    (None, None) => Desired::not_ready("InvalidSpec", "no identity source"),
                 }
             }
         };

@@ -19,12 +19,12 @@ use super::{AppState, HttpError, pages::see_other};
 use crate::catalog::{Client, ClientOrigin};
 use crate::clock::now;
 use crate::identity::upstream::{AuthenticationRequest, Callback};
-use crate::oauth::logout::LogoutStep;
 use crate::oauth::{
     ErrorCode, OAuthError,
     front_channel::{ConnectedApp, ConsentDecision, Refusal, Step, password_offered},
     params::Params,
 };
+use crate::oauth::{application_login::accepted_identity, logout::LogoutStep};
 use crate::protocol::paths;
 
 type Result<T> = std::result::Result<T, HttpError>;
@@ -80,6 +80,18 @@ const UPSTREAM_COOKIE_MAX_AGE: i64 = 600;
 /// Renders a step of the flow; going upstream needs the provider's discovery (network).
 async fn respond(state: &AppState, step: Step) -> Result<Response> {
     let Step::Upstream(redirect) = step else { return Ok(render(state, step)) };
+    if let Some(application) = &redirect.provider.spec.application {
+        // Application-hosted login: the challenge is the pending request's id.
+        let mut url = url::Url::parse(&application.login_url).map_err(|_| {
+            HttpError::from(Refusal::Failed(OAuthError::new(ErrorCode::ServerError, "the login URL is not a URL")))
+        })?;
+        url.query_pairs_mut().append_pair("login_challenge", &redirect.state);
+        let mut response = see_other(url.as_str());
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, state.pages.upstream_cookie(&redirect.binding, UPSTREAM_COOKIE_MAX_AGE));
+        return Ok(response);
+    }
     let redirect_uri = format!("{}{}", state.server.issuer(), paths::LOGIN_CALLBACK);
     let request = AuthenticationRequest {
         redirect_uri: &redirect_uri,
@@ -170,7 +182,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap, params: &Params) -> Re
 
 /// Login CSRF and clickjacking-by-form (RFC 9700 §4.7, Fetch Metadata): the pages' forms
 /// post to their own origin, so a form submission the browser marks as coming from another
-/// site, or whose `Origin` is another origin, is refused. Clients that send neither header
+/// site, or whose `Origin` names another origin, is refused. Clients that send neither header
 /// (non-browser agents) are let through: the forms' single-use CSRF tokens still apply.
 fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<()> {
     let refused = || {
@@ -183,7 +195,9 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<()> {
         tracing::warn!(site = header("sec-fetch-site"), "cross-site form submission refused");
         return Err(refused());
     }
-    if let Some(origin) = header("origin") {
+    // Our pages send `Referrer-Policy: no-referrer`, so browsers say `Origin: null` on
+    // their own forms: only a real other origin is evidence (Sec-Fetch-Site decides above).
+    if let Some(origin) = header("origin").filter(|o| *o != "null") {
         let ours = url::Url::parse(state.server.issuer()).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
         if origin != ours {
             tracing::warn!(origin, "form submission from another origin refused");
@@ -273,6 +287,9 @@ pub async fn login_callback(
         state.server.take_upstream(&catalog, params.get("state"), binding, now()).await?;
     let outcome = match (params.get("error"), params.get("code")) {
         (Some(error), _) => Err((error == "access_denied", format!("the identity provider answered {error}"))),
+        (None, _) if provider.spec.application.is_some() => {
+            accepted_identity(&attempt, params.get("login_verifier")).map_err(|reason| (false, reason))
+        }
         (None, None) => Err((false, "the identity provider sent no code".to_string())),
         (None, Some(code)) => {
             let redirect_uri = format!("{}{}", state.server.issuer(), paths::LOGIN_CALLBACK);
@@ -322,6 +339,20 @@ pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     let catalog = state.catalog.load_full();
     let step = state.server.consent(&catalog, pending, state.pages.session_value(&headers), decision, now()).await?;
     respond(&state, step).await
+}
+
+/// Application-hosted login: the application accepts a login challenge (JSON body, its
+/// InboundApp's client credentials with HTTP Basic) and learns where to send the browser.
+pub async fn login_accept(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let catalog = state.catalog.load_full();
+    match state.server.accept_login(&catalog, authorization, &body, now()).await {
+        Ok(redirect_to) => {
+            Ok(super::response::no_store_json(StatusCode::OK, &serde_json::json!({ "redirect_to": redirect_to })))
+        }
+        Err(e) if e.code == ErrorCode::UnauthorizedClient => Err(HttpError::new(e).with_status(StatusCode::FORBIDDEN)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// OpenID Connect RP-Initiated Logout §2 (GET): the confirmation page.

@@ -85,6 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::AUTHORIZE, get(front_channel::authorize_get).post(front_channel::authorize_post))
         .route(paths::LOGIN, post(front_channel::login))
         .route(paths::LOGIN_CALLBACK, get(front_channel::login_callback))
+        .route(paths::LOGIN_ACCEPT, post(front_channel::login_accept))
         .route(paths::CONSENT, post(front_channel::consent))
         .route(paths::END_SESSION, get(front_channel::logout_get).post(front_channel::logout_post))
         .route(paths::USERINFO, get(front_channel::userinfo).post(front_channel::userinfo))

@@ -17,7 +17,7 @@ use crate::catalog::Catalog;
 pub const DEVELOPMENT_SOURCE: &str = "development";
 
 /// Who an identity source says signed in, mapped to `inbound`'s user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// The source: [`DEVELOPMENT_SOURCE`], or `namespace/name` of an IdentityProvider.
     pub source: String,

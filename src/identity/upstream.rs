@@ -112,6 +112,15 @@ struct ProviderMetadata {
     authorization_response_iss_parameter_supported: bool,
 }
 
+/// The provider's OpenID Connect settings (validation guarantees them for `oidc` providers).
+fn oidc_of(provider: &UpstreamProvider) -> Result<&crate::api::OidcProvider, UpstreamError> {
+    provider
+        .spec
+        .oidc
+        .as_ref()
+        .ok_or_else(|| UpstreamError::Unavailable("not an OpenID Connect identity provider".into()))
+}
+
 /// One provider's discovery results and keys.
 struct Discovered {
     /// The configuration these were fetched for (a changed spec refetches).
@@ -158,7 +167,7 @@ impl Upstreams {
         metadata: &ProviderMetadata,
         secret: Option<&str>,
     ) -> Result<(), UpstreamError> {
-        let oidc = &provider.spec.oidc;
+        let oidc = oidc_of(provider)?;
         let mut form = vec![("grant_type", "authorization_code"), ("code", "inbound-readiness-probe")];
         let mut request = self.http.post(&metadata.token_endpoint).header(reqwest::header::ACCEPT, "application/json");
         match secret {
@@ -190,11 +199,12 @@ impl Upstreams {
         let discovered = self.discovered(provider).await?;
         let mut url = url::Url::parse(&discovered.metadata.authorization_endpoint)
             .map_err(|e| UpstreamError::Unavailable(format!("authorization_endpoint: {e}")))?;
-        let scope = scopes(&provider.spec.oidc.scopes);
+        let oidc = oidc_of(provider)?;
+        let scope = scopes(&oidc.scopes);
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("response_type", "code")
-                .append_pair("client_id", &provider.spec.oidc.client_id)
+                .append_pair("client_id", &oidc.client_id)
                 .append_pair("redirect_uri", request.redirect_uri)
                 .append_pair("scope", &scope)
                 .append_pair("state", request.state)
@@ -228,7 +238,7 @@ impl Upstreams {
             }
             _ => {}
         }
-        let oidc = &provider.spec.oidc;
+        let oidc = oidc_of(provider)?;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", callback.code),
@@ -283,7 +293,8 @@ impl Upstreams {
     ) -> Result<Map<String, Value>, UpstreamError> {
         let invalid = |m: &str| UpstreamError::Invalid(format!("ID token: {m}"));
         let header = jsonwebtoken::decode_header(id_token).map_err(|_| invalid("not a JWS"))?;
-        let allowed = &provider.spec.oidc.id_token_signing_algs;
+        let oidc = oidc_of(provider)?;
+        let allowed = &oidc.id_token_signing_algs;
         let alg_name = format!("{:?}", header.alg);
         let accepted =
             if allowed.is_empty() { DEFAULT_ALGS.contains(&alg_name.as_str()) } else { allowed.contains(&alg_name) };
@@ -300,7 +311,7 @@ impl Upstreams {
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["iss", "aud", "sub", "exp", "iat"]);
         validation.set_issuer(&[&discovered.metadata.issuer]);
-        validation.set_audience(&[&provider.spec.oidc.client_id]);
+        validation.set_audience(&[&oidc.client_id]);
         let data = jsonwebtoken::decode::<Map<String, Value>>(id_token, &key, &validation)
             .map_err(|e| invalid(&format!("{e}")))?;
         let claims = data.claims;
@@ -314,7 +325,7 @@ impl Upstreams {
         // §3.1.3.7 (4, 5): with several audiences, azp must be us.
         if let Some(Value::Array(aud)) = claims.get("aud")
             && aud.len() > 1
-            && claims.get("azp").and_then(Value::as_str) != Some(provider.spec.oidc.client_id.as_str())
+            && claims.get("azp").and_then(Value::as_str) != Some(oidc.client_id.as_str())
         {
             return Err(invalid("several audiences and azp is not this client"));
         }
@@ -357,7 +368,7 @@ impl Upstreams {
     }
 
     async fn client_secret(&self, provider: &UpstreamProvider) -> Result<Option<String>, UpstreamError> {
-        match &provider.spec.oidc.client_secret {
+        match &oidc_of(provider)?.client_secret {
             None => Ok(None),
             Some(source) => {
                 self.secrets.resolve(&provider.key.namespace, source).await.map(Some).map_err(UpstreamError::Secret)
@@ -367,7 +378,7 @@ impl Upstreams {
 
     /// Discovery (cached for an hour per provider and issuer).
     async fn discovered(&self, provider: &UpstreamProvider) -> Result<Arc<Discovered>, UpstreamError> {
-        let issuer = provider.spec.oidc.issuer.as_str();
+        let issuer = oidc_of(provider)?.issuer.as_str();
         if let Some(d) = self.discovered.lock().expect("lock").get(&provider.key)
             && d.issuer == issuer
             && d.fetched.elapsed() < DISCOVERY_TTL
@@ -539,7 +550,8 @@ mod tests {
             key: ObjectKey { namespace: "inbound".into(), name: "corp".into() },
             spec: IdentityProviderSpec {
                 display_name: "Corp".into(),
-                oidc: OidcProvider::default(),
+                oidc: Some(OidcProvider::default()),
+                application: None,
                 claims,
                 email_domains: vec![],
                 tenants: vec![],

@@ -33,7 +33,7 @@ use crate::secrets::{random_token, token_digest};
 use crate::store::{AuthorizationCode, Consent, Session, UserRecord};
 
 /// How long a user may take on the login and consent pages.
-const PENDING_LIFETIME: i64 = 600;
+pub(super) const PENDING_LIFETIME: i64 = 600;
 
 /// What the browser is shown or sent to next.
 #[derive(Debug)]
@@ -74,6 +74,20 @@ pub struct UpstreamAttempt {
     pub code_verifier: String,
     /// Hex SHA-256 of the browser-binding cookie.
     binding_digest: String,
+    /// When the attempt (and its pending request) expires.
+    #[serde(default)]
+    pub(super) expires_at: i64,
+    /// Application-hosted login: who the application said signed in, and the digest of the
+    /// verifier the browser must bring back.
+    #[serde(default)]
+    pub(super) accepted: Option<AcceptedLogin>,
+}
+
+/// An application's acceptance of a login challenge.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct AcceptedLogin {
+    pub(super) identity: Identity,
+    pub(super) verifier_digest: String,
 }
 
 /// A choice on the login page.
@@ -158,7 +172,7 @@ pub struct ConsentDecision {
 
 /// An authorization in progress between pages, kept server-side under a random id.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Pending {
+pub(super) struct Pending {
     /// None when the login is for the account page.
     request: Option<AuthorizationRequest>,
     csrf: String,
@@ -168,13 +182,13 @@ struct Pending {
     durations: Vec<DurationChoice>,
     tenant: Option<String>,
     #[serde(default)]
-    upstream: Option<UpstreamAttempt>,
+    pub(super) upstream: Option<UpstreamAttempt>,
 }
 
 /// A submitted form's pending authorization, taken (one use) after its CSRF token matched.
 /// Only [`AuthorizationServer::take_pending`] makes one.
 #[derive(Debug)]
-pub struct PendingAuthorization(Pending);
+pub struct PendingAuthorization(pub(super) Pending);
 
 /// An app the user has granted access, for the account page.
 #[derive(Debug)]
@@ -384,6 +398,8 @@ impl AuthorizationServer {
                 nonce: nonce.clone(),
                 code_verifier: code_verifier.clone(),
                 binding_digest: hex(&token_digest(&binding)),
+                expires_at: now + PENDING_LIFETIME,
+                accepted: None,
             }),
             ..Pending::default()
         };
@@ -809,7 +825,7 @@ pub fn home_realm<'a>(catalog: &'a Catalog, request: &AuthorizationRequest) -> O
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -16,6 +16,7 @@
 //! - `clients`, `register`: self-registered clients (RFC 7591/7592, metadata documents).
 //! - `error`: RFC error codes and their statuses.
 
+pub mod application_login;
 pub mod authorize;
 pub mod client_auth;
 pub mod client_credentials;

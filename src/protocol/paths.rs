@@ -13,6 +13,8 @@ pub const LOGIN: &str = "/login";
 /// Where upstream identity providers send the browser back (the redirect URI to register
 /// there: the issuer followed by this path).
 pub const LOGIN_CALLBACK: &str = "/login/callback";
+/// Application-hosted login: the application accepts a login challenge (back channel).
+pub const LOGIN_ACCEPT: &str = "/login/accept";
 pub const CONSENT: &str = "/consent";
 /// OpenID Connect RP-Initiated Logout: the `end_session_endpoint`.
 pub const END_SESSION: &str = "/logout";
@@ -41,6 +43,7 @@ pub const ALL: &[&str] = &[
     USERINFO,
     LOGIN,
     LOGIN_CALLBACK,
+    LOGIN_ACCEPT,
     CONSENT,
     END_SESSION,
     ACCOUNT,

@@ -391,6 +391,9 @@ pub trait Store: Send + Sync + 'static {
     async fn put_pending(&self, id: &str, request: &str, expires_at: i64) -> Result<(), StoreError>;
     async fn pending(&self, id: &str, now: i64) -> Result<Option<String>, StoreError>;
     async fn delete_pending(&self, id: &str) -> Result<(), StoreError>;
+    /// Reads and deletes a live pending request in one step: of concurrent takers exactly
+    /// one gets it.
+    async fn take_pending(&self, id: &str, now: i64) -> Result<Option<String>, StoreError>;
 
     /// Deletes at most `batch` expired rows per table; returns how many went.
     async fn purge_expired(&self, now: i64, batch: u32) -> Result<u64, StoreError>;

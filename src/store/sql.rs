@@ -891,6 +891,15 @@ where
             .map_err(unavailable)
     }
 
+    async fn take_pending(&self, id: &str, now: i64) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("DELETE FROM pending_requests WHERE id = $1 AND expires_at > $2 RETURNING request")
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn purge_expired(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
         let row = D::ROW_ID;
         let mut purged = 0;

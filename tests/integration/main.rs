@@ -1,6 +1,7 @@
 //! Integration tests: one binary, the real server on 127.0.0.1 with a random port, real
 //! SQLite files, the `oauth2` crate as the client, `jsonwebtoken` as an independent verifier.
 
+mod application_login;
 mod argocd;
 mod banner;
 mod browser;

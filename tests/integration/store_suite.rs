@@ -303,6 +303,10 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.session(&digest(50), now + 61).await.unwrap(), None);
     store.delete_session(&digest(50)).await.unwrap();
     assert_eq!(store.session(&digest(50), now).await.unwrap(), None);
+    store.put_pending("t", "{\"a\":1}", now + 60).await.unwrap();
+    assert_eq!(store.take_pending("t", now + 61).await.unwrap(), None, "expired");
+    assert_eq!(store.take_pending("t", now).await.unwrap().as_deref(), Some("{\"a\":1}"));
+    assert_eq!(store.take_pending("t", now).await.unwrap(), None, "taken once");
     store.put_pending("p", "{}", now + 60).await.unwrap();
     assert_eq!(store.pending("p", now).await.unwrap().as_deref(), Some("{}"));
     store.delete_pending("p").await.unwrap();
