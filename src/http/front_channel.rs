@@ -163,18 +163,46 @@ fn params(raw: &[u8]) -> Result<Params> {
 
 pub async fn authorize_get(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let params = params(query.unwrap_or_default().as_bytes())?;
-    authorize(&state, &headers, &params).await
+    authorize(&state, peer, &headers, &params).await
 }
 
-pub async fn authorize_post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response> {
-    authorize(&state, &headers, &params(&body)?).await
+pub async fn authorize_post(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    authorize(&state, peer, &headers, &params(&body)?).await
 }
 
-async fn authorize(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Response> {
+/// Browsers without a live session may make the server keep a pending request (the login
+/// page's): within the bound of `oauth::pending_budget`, else 429 with Retry-After.
+async fn admit_unauthenticated(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<()> {
+    let value = state.pages.session_value(headers);
+    if value.is_some() && state.server.session(value, now()).await?.is_some() {
+        return Ok(());
+    }
+    let source =
+        super::client_ip::limit_source(super::client_ip::client_ip(peer.ip(), headers, &state.trusted_proxies));
+    state.server.admit_unauthenticated(&source, now()).map_err(|wait| {
+        tracing::warn!(source, "too many sign-in pages for one source; refused");
+        HttpError::new(OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            format!("too many sign-in attempts from your network; try again in {wait} seconds"),
+        ))
+        .with_status(StatusCode::TOO_MANY_REQUESTS)
+        .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
+        .page()
+    })
+}
+
+async fn authorize(state: &AppState, peer: SocketAddr, headers: &HeaderMap, params: &Params) -> Result<Response> {
+    admit_unauthenticated(state, peer, headers).await?;
     let catalog = state.catalog.load_full();
     let step = state.server.authorize(&catalog, params, state.pages.session_value(headers), now()).await?;
     respond(state, step).await
@@ -438,9 +466,14 @@ async fn connected_apps(state: &AppState, subject: &str) -> Result<Vec<Connected
     Ok(apps.into_iter().map(Into::into).collect())
 }
 
-pub async fn account(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
+pub async fn account(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response> {
     let value = state.pages.session_value(&headers);
     let Some(session) = state.server.session(value, now()).await? else {
+        admit_unauthenticated(&state, peer, &headers).await?;
         let form = state.server.login_form(&state.catalog.load(), None, None, false, now()).await?;
         return Ok(render(&state, Step::Login(form)));
     };

@@ -495,6 +495,12 @@ impl AuthorizationServer {
         self.failed_logins.lock().expect("lock").retry_after(&login_guard::keys(source, username), now)
     }
 
+    /// Admits a request from `source` that may make the server keep a pending request
+    /// before anyone has authenticated (`pending_budget`); else the seconds to wait.
+    pub fn admit_unauthenticated(&self, source: &str, now: i64) -> Result<(), i64> {
+        self.pending_budget.lock().expect("lock").admit(source, now)
+    }
+
     /// Records a password check's outcome: failures count toward the throttle and are logged
     /// with the username and the address (never the password).
     pub fn password_checked(&self, source: &str, username: &str, ok: bool, now: i64) {

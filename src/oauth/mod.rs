@@ -28,6 +28,7 @@ pub mod introspection;
 pub mod login_guard;
 pub mod logout;
 pub mod params;
+pub mod pending_budget;
 pub mod pkce;
 pub mod register;
 mod server;

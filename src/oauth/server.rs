@@ -44,6 +44,8 @@ pub struct AuthorizationServer {
     pub(super) metadata_documents: Arc<dyn MetadataDocumentFetcher>,
     /// Failed password sign-ins by source and username (per process).
     pub(super) failed_logins: std::sync::Mutex<super::login_guard::FailedLogins>,
+    /// Pending requests admitted for unauthenticated browsers (per process).
+    pub(super) pending_budget: std::sync::Mutex<super::pending_budget::PendingBudget>,
 }
 
 impl AuthorizationServer {
@@ -60,6 +62,7 @@ impl AuthorizationServer {
             verified,
             metadata_documents,
             failed_logins: Default::default(),
+            pending_budget: Default::default(),
         }
     }
 

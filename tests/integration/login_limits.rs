@@ -110,3 +110,25 @@ async fn sign_in_forms_from_another_site_are_refused() {
     let _ = &mut agent;
     server.running.stop().await;
 }
+
+#[tokio::test]
+async fn unauthenticated_sign_in_pages_cannot_fill_the_store() {
+    let server = start_server(QUICKSTART).await;
+    let cli = server.client_id("billing-cli");
+    let (challenge, _) = crate::support::flows::pkce();
+    let url = crate::support::flows::authorize_url(&server, &cli, "openid billing:read", &challenge, "");
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        let page = Agent::new().get(&url).await;
+        if page.status == 429 {
+            assert!(page.headers.get("retry-after").is_some());
+        }
+        statuses.push(page.status);
+    }
+    let shown = statuses.iter().filter(|s| **s == 200).count();
+    assert!((60..=62).contains(&shown), "a burst of 60 login pages per source (plus refill): {statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, 200 | 429)), "{statuses:?}");
+    let rows = server.store().await.count_rows("pending_requests").await.unwrap();
+    assert_eq!(rows as usize, shown, "refused requests stored nothing");
+    server.running.stop().await;
+}
