@@ -70,6 +70,15 @@ pub struct ServerArgs {
     /// How long a user's sign-in lasts (apps may ask for less: `spec.tokens.sessionLifetime`).
     #[arg(long, env = "INBOUND_SESSION_LIFETIME", default_value = "8h", value_parser = duration)]
     pub session_lifetime: Duration,
+    /// Product name on the login, consent and account pages (your application's name).
+    #[arg(long, env = "INBOUND_BRAND_NAME", default_value = "inbound")]
+    pub brand_name: String,
+    /// https (or data:image/) URL of the logo on those pages.
+    #[arg(long, env = "INBOUND_BRAND_LOGO")]
+    pub brand_logo: Option<String>,
+    /// Primary colour of those pages, #rrggbb.
+    #[arg(long, env = "INBOUND_BRAND_COLOR", default_value = "#2454d6")]
+    pub brand_color: String,
     /// Folder of templates overriding the built-in login, consent, error and account pages.
     #[arg(long, env = "INBOUND_TEMPLATES")]
     pub templates: Option<PathBuf>,
@@ -99,6 +108,15 @@ pub struct ServerArgs {
 pub struct PolicyName(Option<ObjectKey>);
 
 impl ServerArgs {
+    /// The pages' branding (checked when the pages are built).
+    fn branding(&self) -> crate::http::pages::Branding {
+        crate::http::pages::Branding {
+            product_name: self.brand_name.clone(),
+            logo_uri: self.brand_logo.clone(),
+            primary_color: self.brand_color.clone(),
+        }
+    }
+
     /// An empty `INBOUND_STORE` (a chart value left blank) means the default store.
     fn store(&self) -> Option<String> {
         self.store.clone().filter(|s| !s.is_empty())
@@ -153,6 +171,7 @@ impl ServeArgs {
             session_lifetime: self.server.session_lifetime,
             reload_interval: Duration::from_secs(1),
             templates: self.server.templates.clone(),
+            branding: self.server.branding(),
             store: self.server.store(),
             maintenance_interval: MAINTENANCE_INTERVAL,
             trusted_proxies: self.server.trusted_proxies(),
@@ -271,6 +290,7 @@ impl OperatorArgs {
             resync_interval: self.resync_interval,
             maintenance_interval: MAINTENANCE_INTERVAL,
             templates: self.server.templates.clone(),
+            branding: self.server.branding(),
             trusted_proxies: self.server.trusted_proxies(),
             trust: self.server.trust(Some(namespace.clone())),
             namespace,

@@ -39,6 +39,12 @@ pub struct InboundAppSpec {
     /// https URL of the app's logo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logo_uri: Option<String>,
+    /// https URL of the app's terms of service, linked on the consent page (RFC 7591 `tos_uri`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    /// https URL of the app's privacy policy, linked on the consent page (RFC 7591 `policy_uri`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
     /// Free-form labels for search and filtering.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,

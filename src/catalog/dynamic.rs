@@ -148,6 +148,9 @@ pub fn client(
             display_name,
             description: None,
             logo_uri: metadata.logo_uri.clone(),
+            // Self-registered clients' links are whatever they sent: not shown.
+            tos_uri: None,
+            policy_uri: None,
             tags: Vec::new(),
             client_type: if auth_method == AuthMethod::None { ClientType::Public } else { ClientType::Confidential },
             grant_types,

@@ -378,6 +378,13 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
             at.push(format!("spec.postLogoutRedirectUris[{i}]"), message);
         }
     }
+    for (field, uri) in [("spec.tosUri", &spec.tos_uri), ("spec.policyUri", &spec.policy_uri)] {
+        if let Some(uri) = uri
+            && !Url::parse(uri).is_ok_and(|u| u.scheme() == "https")
+        {
+            at.push(field, "must be an https URL");
+        }
+    }
     if let Some(logo) = &spec.logo_uri {
         match Url::parse(logo) {
             Ok(url) if url.scheme() == "https" => {}

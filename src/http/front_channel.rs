@@ -44,6 +44,8 @@ struct AppView {
     client_id: Option<String>,
     redirect_hosts: Vec<String>,
     local_only: bool,
+    tos_uri: Option<String>,
+    policy_uri: Option<String>,
 }
 
 fn app_view(client: &Client) -> AppView {
@@ -66,6 +68,8 @@ fn app_view(client: &Client) -> AppView {
         // unverified client cannot borrow a trusted brand's look (its name is shown with a
         // note saying where it comes from).
         logo_uri: (client.origin == ClientOrigin::Declared).then(|| client.spec.logo_uri.clone()).flatten(),
+        tos_uri: client.spec.tos_uri.clone(),
+        policy_uri: client.spec.policy_uri.clone(),
         origin: match &client.origin {
             ClientOrigin::Declared => None,
             ClientOrigin::Registered => Some("registered itself; not verified by this site".into()),
@@ -134,6 +138,7 @@ fn render(state: &AppState, step: Step) -> Response {
             minijinja::context! {
                 app => app_view(&form.client), request_id => form.request_id, csrf => form.csrf, items => form.items,
                 durations => form.durations, username => form.username, tenant => form.tenant, already => form.already,
+                signed_in_with => form.signed_in_with,
             },
         ),
     }

@@ -27,16 +27,55 @@ const SESSION_COOKIE: &str = "inbound_session";
 /// `__Secure-` prefix on https (its path is the callback, which `__Host-` does not allow).
 const UPSTREAM_COOKIE: &str = "inbound_upstream";
 
+/// The deployment's look on every page: configuration, not a template fork.
+#[derive(Clone, Debug, Serialize)]
+pub struct Branding {
+    /// The product users know (the application's name), shown in the header and titles.
+    pub product_name: String,
+    /// https (or `data:`) URL of its logo.
+    pub logo_uri: Option<String>,
+    /// The primary colour (buttons, links), `#rrggbb`.
+    pub primary_color: String,
+}
+
+impl Default for Branding {
+    fn default() -> Self {
+        Branding { product_name: "inbound".into(), logo_uri: None, primary_color: "#2454d6".into() }
+    }
+}
+
+impl Branding {
+    /// Checks what goes into pages: a colour that cannot break out of its CSS declaration,
+    /// a logo the pages' Content-Security-Policy allows (`img-src https: data:`).
+    pub fn checked(self) -> anyhow::Result<Branding> {
+        let hex = self.primary_color.strip_prefix('#').unwrap_or("");
+        anyhow::ensure!(
+            hex.len() == 6 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+            "--brand-color must be #rrggbb, got {:?}",
+            self.primary_color
+        );
+        if let Some(logo) = &self.logo_uri {
+            anyhow::ensure!(
+                logo.starts_with("https://") || logo.starts_with("data:image/"),
+                "--brand-logo must be an https: or data:image/ URL"
+            );
+        }
+        anyhow::ensure!(!self.product_name.trim().is_empty(), "--brand-name must not be empty");
+        Ok(self)
+    }
+}
+
 /// The page renderer.
 pub struct Pages {
     env: Environment<'static>,
+    branding: Branding,
     /// `Secure` on cookies: everywhere except plain-http loopback development.
     secure_cookies: bool,
 }
 
 impl Pages {
     /// Embedded templates, each replaced by a file of the same name in `overrides` if present.
-    pub fn new(overrides: Option<PathBuf>, secure_cookies: bool) -> anyhow::Result<Pages> {
+    pub fn new(overrides: Option<PathBuf>, secure_cookies: bool, branding: Branding) -> anyhow::Result<Pages> {
         let mut env = Environment::new();
         // `.html` templates are auto-escaped: app names, descriptions and logo URLs are
         // data, never markup.
@@ -48,10 +87,11 @@ impl Pages {
             };
             env.add_template_owned(name.to_string(), source)?;
         }
-        Ok(Pages { env, secure_cookies })
+        Ok(Pages { env, secure_cookies, branding: branding.checked()? })
     }
 
     pub fn render<S: Serialize>(&self, status: StatusCode, name: &str, context: S) -> Response {
+        let context = minijinja::context! { brand => &self.branding, ..minijinja::Value::from_serialize(&context) };
         match self.env.get_template(name).and_then(|t| t.render(context)) {
             Ok(html) => secure(status, Html(html).into_response()),
             Err(e) => {
@@ -177,7 +217,7 @@ mod tests {
 
     #[test]
     fn https_cookies_carry_the_host_prefix_and_only_it_is_read() {
-        let pages = Pages::new(None, true).unwrap();
+        let pages = Pages::new(None, true, Branding::default()).unwrap();
         let set = pages.session_cookie("v", 60);
         let set = set.to_str().unwrap();
         assert!(
@@ -191,7 +231,7 @@ mod tests {
         let upstream = pages.upstream_cookie("b", 600);
         assert!(upstream.to_str().unwrap().starts_with("__Secure-inbound_upstream=b; Path=/login/callback;"));
 
-        let local = Pages::new(None, false).unwrap();
+        let local = Pages::new(None, false, Branding::default()).unwrap();
         assert!(local.session_cookie("v", 60).to_str().unwrap().starts_with("inbound_session=v;"));
         assert_eq!(local.session_value(&cookie_header("a=b; inbound_session=v")), Some("v"));
     }

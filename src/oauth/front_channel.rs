@@ -148,6 +148,8 @@ pub struct ConsentForm {
     pub items: Vec<ScopeItem>,
     pub durations: Vec<DurationChoice>,
     pub username: String,
+    /// The identity source the user signed in with (its display name).
+    pub signed_in_with: Option<String>,
     pub tenant: Option<String>,
     /// Scopes the user granted this app before (incremental consent).
     pub already: Vec<String>,
@@ -660,6 +662,11 @@ impl AuthorizationServer {
                     items: pending.items,
                     durations: pending.durations,
                     username: user.username.clone(),
+                    signed_in_with: catalog
+                        .identity_providers()
+                        .iter()
+                        .find(|p| p.source() == user.source)
+                        .map(|p| p.spec.display_name.clone()),
                     tenant: pending.tenant,
                     already,
                 }))

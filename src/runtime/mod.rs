@@ -126,6 +126,8 @@ struct Assembly {
     templates: Option<PathBuf>,
     admin: Option<Arc<dyn AdminAuthorizer>>,
     trusted_proxies: Vec<Cidr>,
+    /// The pages' product name, logo and colour.
+    branding: crate::http::pages::Branding,
     /// Where IdentityProvider client secrets are read (files and env, or Kubernetes Secrets).
     secrets: Arc<dyn crate::identity::upstream::SecretResolver>,
 }
@@ -151,7 +153,7 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
         }),
         catalog: a.catalog,
         metrics: Metrics::default(),
-        pages: crate::http::pages::Pages::new(a.templates, secure_cookies)?,
+        pages: crate::http::pages::Pages::new(a.templates, secure_cookies, a.branding)?,
         identity: Arc::new(crate::identity::StaticUsers),
         password_checks: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),

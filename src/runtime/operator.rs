@@ -87,6 +87,8 @@ pub struct OperatorOptions {
     pub resync_interval: Duration,
     pub maintenance_interval: Duration,
     pub templates: Option<PathBuf>,
+    /// Product name, logo and colour of the pages.
+    pub branding: crate::http::pages::Branding,
     /// Proxies (Ingress, load balancer) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
     /// Who owns which resource, which policy enables self-registration (README "Who can
@@ -153,6 +155,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         verified: verified.clone(),
         catalog: catalog.clone(),
         templates: options.templates.clone(),
+        branding: options.branding.clone(),
         admin: options.role.controls().then(|| {
             Arc::new(admin_auth::KubernetesAdmin::new(client.clone(), options.admin_audience.clone()))
                 as Arc<dyn crate::admin::AdminAuthorizer>

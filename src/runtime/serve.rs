@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub reload_interval: Duration,
     /// Folder of templates overriding the built-in pages (same file names).
     pub templates: Option<PathBuf>,
+    /// Product name, logo and colour of the pages.
+    pub branding: crate::http::pages::Branding,
     /// `postgres://...` for a shared PostgreSQL store; None for SQLite in the data dir.
     pub store: Option<String>,
     /// How often revocations are synced and expired rows purged.
@@ -121,6 +123,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
         verified: Default::default(),
         catalog: catalog.clone(),
         templates: options.templates.clone(),
+        branding: options.branding.clone(),
         admin: None,
         trusted_proxies: options.trusted_proxies.clone(),
         secrets: Arc::new(crate::identity::upstream::LocalSecrets { base: secrets_base(&options.config) }),

@@ -120,6 +120,10 @@ async fn users_sign_in_through_an_upstream_openid_provider_and_lose_scopes_with_
     let page = browser.wait_for_text("Issue refunds").await;
     assert!(page.contains("alice@acme.test"), "the user is named by the mapped username:\n{page}");
     assert!(!page.contains("which you do not have"), "{page}");
+    assert!(page.contains("with <span id=\"signed-in-with\">Acme SSO</span>"), "the page names the source:\n{page}");
+    let artifact = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("federated-consent.png");
+    browser.screenshot(&artifact).await;
+    println!("consent page screenshot: {}", artifact.display());
     browser.click("input[name=scope][value=billing\\:refund]").await;
     if !browser.is_selected("input[name=scope][value=billing\\:refund]").await {
         browser.click("input[name=scope][value=billing\\:refund]").await;

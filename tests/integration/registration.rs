@@ -467,6 +467,7 @@ async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
             default_audience: None,
             access_token_lifetime: Duration::from_secs(900),
             session_lifetime: Duration::from_secs(8 * 3600),
+            branding: Default::default(),
             reload_interval: Duration::from_secs(1),
             templates: None,
             store: None,

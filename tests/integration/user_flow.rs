@@ -491,6 +491,7 @@ async fn templates_can_be_overridden_from_a_folder() {
         default_audience: None,
         access_token_lifetime: std::time::Duration::from_secs(900),
         session_lifetime: std::time::Duration::from_secs(8 * 3600),
+        branding: Default::default(),
         reload_interval: std::time::Duration::from_secs(1),
         templates: Some(templates),
         store: None,

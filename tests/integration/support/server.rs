@@ -68,6 +68,7 @@ async fn start_with_options(
         default_audience: None,
         access_token_lifetime: Duration::from_secs(900),
         session_lifetime: Duration::from_secs(8 * 3600),
+        branding: Default::default(),
         reload_interval: Duration::from_millis(200),
         templates: None,
         store: store.clone(),
