@@ -992,10 +992,6 @@ spec:
     )
 }
 
-fn client_secret(name: &str, value: &str) -> String {
-    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData: {{client-secret: {value}}}\n")
-}
-
 /// Federated sign-in in a cluster: an IdentityProvider in the operator's namespace goes
 /// Ready once the upstream (a real `oidc-provider`) answered discovery and JWKS and accepted
 /// inbound's client secret from a Kubernetes Secret; one anywhere else is refused; and the
@@ -1023,9 +1019,12 @@ async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
     assert_eq!(rogue["reason"], "InvalidSpec", "{rogue}");
     assert!(rogue["message"].as_str().unwrap().contains("only in the operator's namespace"), "{rogue}");
 
-    // A wrong client secret: Ready=False with the upstream's verdict (and an event).
-    api.apply(NS, &client_secret("acme-sso", "a-wrong-secret"));
-    api.apply(NS, &cluster_identity_provider("acme-sso", &upstream.issuer, "acme-sso"));
+    // examples/identity/acme-sso.yaml as written, pointed at this upstream. A wrong client
+    // secret first: Ready=False with the upstream's verdict (and an event).
+    let example = std::fs::read_to_string("examples/identity/acme-sso.yaml")
+        .unwrap()
+        .replace("https://login.acme.example/realms/acme", &upstream.issuer);
+    api.apply(NS, &example.replace("replace-with-the-client-secret", "a-wrong-secret"));
     let wrong = refused(&api, "identityprovider", NS, "acme-sso").await;
     assert_eq!(wrong["reason"], "UpstreamUnavailable", "{wrong}");
     assert!(wrong["message"].as_str().unwrap().contains("invalid_client"), "{wrong}");
@@ -1033,7 +1032,7 @@ async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
     assert!(api.events(NS, "acme-sso").contains("UpstreamUnavailable"), "{}", api.events(NS, "acme-sso"));
 
     // The right one: Ready.
-    api.apply(NS, &client_secret("acme-sso", "the-right-secret"));
+    api.apply(NS, &example.replace("replace-with-the-client-secret", "the-right-secret"));
     eventually("the IdentityProvider is Ready", Duration::from_secs(30), || {
         let idp = api.get_json(&["identityprovider", "acme-sso", "-n", NS])?;
         (ready_condition(&idp)?["status"] == "True").then_some(())
