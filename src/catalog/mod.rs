@@ -369,9 +369,8 @@ impl Catalog {
         &self.providers
     }
 
-    /// The identity provider `name` (its object name; validation keeps them in one
-    /// namespace).
-    pub fn identity_provider(&self, name: &str) -> Option<&Arc<UpstreamProvider>> {
-        self.providers.iter().find(|p| p.key.name == name)
+    /// The identity provider whose source name (`namespace/name`) is `source`.
+    pub fn identity_provider(&self, source: &str) -> Option<&Arc<UpstreamProvider>> {
+        self.providers.iter().find(|p| p.source() == source)
     }
 }

@@ -103,6 +103,8 @@ async fn respond(state: &AppState, step: Step) -> Result<Response> {
         nonce: &redirect.nonce,
         code_challenge: &redirect.code_challenge,
         login_hint: redirect.login_hint.as_deref(),
+        fresh_login: redirect.fresh_login,
+        max_age: redirect.max_age,
     };
     let url = state.upstreams.authentication_url(&redirect.provider, &request).await.map_err(|e| {
         tracing::warn!(provider = %redirect.provider.source(), error = %e, "cannot send the browser to the identity provider");
@@ -483,12 +485,15 @@ pub async fn account(
         return Ok(render(&state, Step::Login(form)));
     };
     let apps = connected_apps(&state, &session.subject).await?;
-    let username = state.server.user(&session.subject).await?.map(|u| u.username).unwrap_or_default();
+    let user = state.server.user(&session.subject).await?;
+    let username = user.as_ref().map(|u| u.username.clone()).unwrap_or_default();
+    let signed_in_with =
+        user.as_ref().and_then(|u| crate::oauth::front_channel::signed_in_with(&state.catalog.load(), u));
     let csrf = state.server.account_csrf(value.unwrap_or(""));
     Ok(state.pages.render(
         StatusCode::OK,
         "account.html",
-        minijinja::context! { consents => apps, username => username, csrf => csrf },
+        minijinja::context! { consents => apps, username => username, csrf => csrf, signed_in_with => signed_in_with },
     ))
 }
 

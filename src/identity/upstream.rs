@@ -86,6 +86,10 @@ pub struct AuthenticationRequest<'a> {
     pub nonce: &'a str,
     pub code_challenge: &'a str,
     pub login_hint: Option<&'a str>,
+    /// The client asked for a fresh sign-in (`prompt=login`): so must the upstream.
+    pub fresh_login: bool,
+    /// The client's `max_age`, passed on (OpenID Connect Core §3.1.2.1).
+    pub max_age: Option<i64>,
 }
 
 /// The callback's answer, as the browser brought it.
@@ -213,6 +217,12 @@ impl Upstreams {
                 .append_pair("code_challenge_method", "S256");
             if let Some(hint) = request.login_hint {
                 q.append_pair("login_hint", hint);
+            }
+            if request.fresh_login {
+                q.append_pair("prompt", "login");
+            }
+            if let Some(max_age) = request.max_age {
+                q.append_pair("max_age", &max_age.to_string());
             }
         }
         Ok(url.into())

@@ -59,6 +59,10 @@ pub struct UpstreamRedirect {
     /// PKCE S256 challenge of the verifier kept with the pending request.
     pub code_challenge: String,
     pub login_hint: Option<String>,
+    /// `prompt=login` and `max_age` of the client's request, for the upstream: a fresh
+    /// sign-in here must be one there too.
+    pub fresh_login: bool,
+    pub max_age: Option<i64>,
     /// The browser-binding cookie's value (only its digest is stored): the callback must
     /// come back in the browser that left, or anyone could complete a sign-in started by
     /// someone else (login CSRF, RFC 9700 §4.7).
@@ -68,7 +72,7 @@ pub struct UpstreamRedirect {
 /// An upstream sign-in in progress, kept with its pending request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UpstreamAttempt {
-    /// The IdentityProvider's name.
+    /// The IdentityProvider, as its source name (`namespace/name`).
     pub provider: String,
     pub nonce: String,
     pub code_verifier: String,
@@ -357,7 +361,7 @@ impl AuthorizationServer {
         let providers = catalog
             .identity_providers()
             .iter()
-            .map(|p| ProviderChoice { name: p.key.name.clone(), display_name: p.spec.display_name.clone() })
+            .map(|p| ProviderChoice { name: p.source(), display_name: p.spec.display_name.clone() })
             .collect();
         Ok(LoginForm {
             client,
@@ -392,11 +396,13 @@ impl AuthorizationServer {
     ) -> Result<Step, Refusal> {
         let (nonce, code_verifier, binding) = (random_token(24), random_token(32), random_token(24));
         let login_hint = request.as_ref().and_then(|r| r.login_hint.clone());
+        let fresh_login = request.as_ref().is_some_and(|r| r.prompts("login"));
+        let max_age = request.as_ref().and_then(|r| r.max_age);
         let pending = Pending {
             request,
             csrf: random_token(24),
             upstream: Some(UpstreamAttempt {
-                provider: provider.key.name.clone(),
+                provider: provider.source(),
                 nonce: nonce.clone(),
                 code_verifier: code_verifier.clone(),
                 binding_digest: hex(&token_digest(&binding)),
@@ -413,6 +419,8 @@ impl AuthorizationServer {
             nonce,
             code_challenge: super::pkce::challenge_s256(&code_verifier),
             login_hint,
+            fresh_login,
+            max_age,
             binding,
         }))
     }
@@ -662,11 +670,7 @@ impl AuthorizationServer {
                     items: pending.items,
                     durations: pending.durations,
                     username: user.username.clone(),
-                    signed_in_with: catalog
-                        .identity_providers()
-                        .iter()
-                        .find(|p| p.source() == user.source)
-                        .map(|p| p.spec.display_name.clone()),
+                    signed_in_with: signed_in_with(catalog, &user),
                     tenant: pending.tenant,
                     already,
                 }))
@@ -807,6 +811,11 @@ impl AuthorizationServer {
         let namespace = catalog.client(&claims.client_id).map(|c| c.key.namespace.clone()).unwrap_or_default();
         Ok(released_claims(catalog, &namespace, &user, &scopes))
     }
+}
+
+/// The display name of the identity source a user signed in with, if it is a provider.
+pub fn signed_in_with(catalog: &Catalog, user: &UserRecord) -> Option<String> {
+    catalog.identity_provider(&user.source).map(|p| p.spec.display_name.clone())
 }
 
 /// Whether a password can sign anyone in (development users exist).

@@ -98,7 +98,11 @@ async fn choose_application(server: &TestServer, agent: &mut Agent, challenge: &
     let page = agent
         .post(
             &server.url("/login"),
-            &[("request_id", &login.field("request_id")), ("csrf", &login.field("csrf")), ("provider", "acme-app")],
+            &[
+                ("request_id", &login.field("request_id")),
+                ("csrf", &login.field("csrf")),
+                ("provider", "default/acme-app"),
+            ],
         )
         .await;
     assert_eq!(page.status, 303, "{}", page.body);

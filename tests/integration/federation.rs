@@ -169,6 +169,12 @@ async fn users_sign_in_through_an_upstream_openid_provider_and_lose_scopes_with_
     upstream.set_accounts(alice(&["staff"]));
     let (challenge, verifier) = pkce();
     browser.goto(&authorize(&challenge, "&login_hint=alice%40acme.test&prompt=login")).await;
+    // prompt=login is passed on: the upstream asks again although its session is live.
+    browser.wait_for_url(&upstream.issuer).await;
+    browser.wait_for_text("Sign-in").await;
+    browser.type_into("input[name=login]", "alice").await;
+    browser.type_into("input[name=password]", "any").await;
+    browser.click("button[type=submit]").await;
     let landed = browser.wait_for_url(&redirect).await;
     let again = exchange(&server, &cli, &query(&landed, "code").expect("a code"), &redirect, &verifier).await;
     assert!(!again["scope"].as_str().unwrap().contains("billing:refund"), "{again}");
