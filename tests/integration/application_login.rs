@@ -194,3 +194,73 @@ async fn challenges_are_single_use_short_lived_and_only_for_the_named_app() {
     let _ = form(&[]);
     server.running.stop().await;
 }
+
+/// `examples/identity/login-app.py` as its comment says to run it: its own login form, then
+/// the back-channel acceptance with the credentials folder inbound wrote for its app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_login_application_signs_a_user_in() {
+    let server = start_server(QUICKSTART).await;
+    let example = std::fs::read_to_string("examples/identity/application-login.yaml").unwrap();
+    // Served in the folder's default namespace; the login URL is known once the app runs.
+    server.edit("application.yaml", &example).await;
+    let mut app = std::process::Command::new("python3")
+        .arg("examples/identity/login-app.py")
+        .env("INBOUND_ISSUER", &server.base)
+        .env("INBOUND_CREDENTIALS", server.data_dir.join("credentials/default/acme-login-credentials"))
+        .env("PORT", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(app.stdout.take().unwrap()), &mut line).unwrap();
+    let login_url = line.trim().strip_prefix("listening ").expect("the app prints its URL").to_string();
+    server.edit("application.yaml", &example.replace("https://app.acme.example/inbound-login", &login_url)).await;
+
+    let mut agent = Agent::new();
+    let (code_challenge, verifier) = pkce();
+    let url = authorize_url(
+        &server,
+        &server.client_id("billing-cli"),
+        "openid billing:read billing:refund",
+        &code_challenge,
+        "",
+    );
+    let login = agent.get(&url).await;
+    let to_app = agent
+        .post(
+            &server.url("/login"),
+            &[
+                ("request_id", &login.field("request_id")),
+                ("csrf", &login.field("csrf")),
+                ("provider", "default/acme-accounts"),
+            ],
+        )
+        .await;
+    let form = agent.get(to_app.location.as_deref().unwrap()).await;
+    assert!(form.body.contains("Sign in to Acme"), "{}", form.body);
+    let wrong = agent
+        .post(
+            &login_url,
+            &[("login_challenge", &form.field("login_challenge")), ("username", "dana"), ("password", "x")],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    let back = agent
+        .post(
+            &login_url,
+            &[("login_challenge", &form.field("login_challenge")), ("username", "dana"), ("password", "wonderland")],
+        )
+        .await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let consent = agent.get(back.location.as_deref().unwrap()).await;
+    assert!(consent.body.contains("dana@acme.example") && consent.body.contains("Acme accounts"), "{}", consent.body);
+    let done = agent.approve(&server.base, &consent, &["billing:refund"]).await;
+    let tokens =
+        exchange(&server, &server.client_id("billing-cli"), &done.redirect_param("code").unwrap(), &verifier).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    assert!(tokens.json["scope"].as_str().unwrap().contains("billing:refund"), "the app's role: {}", tokens.json);
+    let _ = app.kill();
+    let _ = app.wait();
+    server.running.stop().await;
+}
