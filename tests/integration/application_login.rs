@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::support::flows::{REDIRECT, authorize_url, exchange, pkce};
-use crate::support::server::{QUICKSTART, TestServer, form, start_server};
+use crate::support::flows::{authorize_url, exchange, pkce};
+use crate::support::server::{QUICKSTART, TestServer, start_server};
 use crate::support::user_agent::{Agent, Page};
 
 const MANIFESTS: &str = "apiVersion: inbound.dev/v1alpha1
@@ -140,7 +140,6 @@ async fn the_application_signs_users_in_through_its_own_login_page() {
     assert_eq!(claims["sub"], inbound::identity::upstream::subject_for(&key, "u-42").as_str());
     assert_eq!((claims["tenant"].clone(), claims["roles"].clone()), (json!("acme"), json!(["billing-admin"])));
     assert!(claims["scope"].as_str().unwrap().contains("billing:refund"), "{claims}");
-    let _ = REDIRECT;
     server.running.stop().await;
 }
 
@@ -191,7 +190,6 @@ async fn challenges_are_single_use_short_lived_and_only_for_the_named_app() {
     // An unknown challenge.
     let (status, _) = accept_as(&server.base, &app, "no-such-challenge").await;
     assert_eq!(status, 400);
-    let _ = form(&[]);
     server.running.stop().await;
 }
 

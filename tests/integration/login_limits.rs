@@ -65,17 +65,22 @@ async fn fifty_parallel_wrong_passwords_are_throttled_and_the_right_one_works_af
     server.running.stop().await;
 }
 
+/// The login form of `page` filled with alice's right password.
+fn right_password(page: &Page) -> String {
+    crate::support::server::form(&[
+        ("request_id", &page.field("request_id")),
+        ("csrf", &page.field("csrf")),
+        ("username", "alice"),
+        ("password", "wonderland"),
+    ])
+}
+
 #[tokio::test]
 async fn sign_in_forms_from_another_site_are_refused() {
     let server = start_server(QUICKSTART).await;
     for (header, value) in [("sec-fetch-site", "cross-site"), ("origin", "https://evil.example.net")] {
         let (agent, page) = login_form(&server).await;
-        let body = crate::support::server::form(&[
-            ("request_id", &page.field("request_id")),
-            ("csrf", &page.field("csrf")),
-            ("username", "alice"),
-            ("password", "wonderland"),
-        ]);
+        let body = right_password(&page);
         let response = agent
             .http
             .post(server.url("/login"))
@@ -89,13 +94,8 @@ async fn sign_in_forms_from_another_site_are_refused() {
         assert!(response.headers().get("set-cookie").is_none(), "no session for a cross-site form");
     }
     // The same form from its own origin signs in.
-    let (mut agent, page) = login_form(&server).await;
-    let body = crate::support::server::form(&[
-        ("request_id", &page.field("request_id")),
-        ("csrf", &page.field("csrf")),
-        ("username", "alice"),
-        ("password", "wonderland"),
-    ]);
+    let (agent, page) = login_form(&server).await;
+    let body = right_password(&page);
     let response = agent
         .http
         .post(server.url("/login"))
@@ -107,7 +107,6 @@ async fn sign_in_forms_from_another_site_are_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), 303);
-    let _ = &mut agent;
     server.running.stop().await;
 }
 
