@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use oauth2::reqwest;
+
 use crate::support::server::{QUICKSTART, TestServer, start_server};
 use crate::support::user_agent::{Agent, Page};
 
@@ -65,47 +67,34 @@ async fn fifty_parallel_wrong_passwords_are_throttled_and_the_right_one_works_af
     server.running.stop().await;
 }
 
-/// The login form of `page` filled with alice's right password.
-fn right_password(page: &Page) -> String {
-    crate::support::server::form(&[
+/// Submits a fresh login form with alice's right password and these request headers.
+async fn sign_in_with_headers(server: &TestServer, headers: &[(&str, &str)]) -> reqwest::Response {
+    let (agent, page) = login_form(server).await;
+    let body = crate::support::server::form(&[
         ("request_id", &page.field("request_id")),
         ("csrf", &page.field("csrf")),
         ("username", "alice"),
         ("password", "wonderland"),
-    ])
+    ]);
+    let mut request =
+        agent.http.post(server.url("/login")).header("content-type", "application/x-www-form-urlencoded").body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
 }
 
 #[tokio::test]
 async fn sign_in_forms_from_another_site_are_refused() {
     let server = start_server(QUICKSTART).await;
     for (header, value) in [("sec-fetch-site", "cross-site"), ("origin", "https://evil.example.net")] {
-        let (agent, page) = login_form(&server).await;
-        let body = right_password(&page);
-        let response = agent
-            .http
-            .post(server.url("/login"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header(header, value)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = sign_in_with_headers(&server, &[(header, value)]).await;
         assert_eq!(response.status(), 403, "{header}: {value}");
         assert!(response.headers().get("set-cookie").is_none(), "no session for a cross-site form");
     }
     // The same form from its own origin signs in.
-    let (agent, page) = login_form(&server).await;
-    let body = right_password(&page);
-    let response = agent
-        .http
-        .post(server.url("/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("origin", &server.base)
-        .header("sec-fetch-site", "same-origin")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let base = server.base.clone();
+    let response = sign_in_with_headers(&server, &[("origin", &base), ("sec-fetch-site", "same-origin")]).await;
     assert_eq!(response.status(), 303);
     server.running.stop().await;
 }
