@@ -260,6 +260,21 @@ impl CimdFetcher {
 }
 
 fn http_client(timeout: Duration, allow_private: bool) -> Result<reqwest::Client, reqwest::Error> {
+    guarded_client(
+        timeout,
+        allow_private,
+        concat!("inbound/", env!("CARGO_PKG_VERSION"), " (client metadata document fetcher)"),
+    )
+}
+
+/// An HTTP client for URLs that someone other than the operator chose: no redirects, no
+/// proxy, and (unless `allow_private`) a resolver that refuses names with any non-public
+/// address. IP-literal hosts bypass the resolver: check them with [`is_public_url`].
+pub fn guarded_client(
+    timeout: Duration,
+    allow_private: bool,
+    user_agent: &'static str,
+) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .use_rustls_tls()
         .redirect(reqwest::redirect::Policy::none())
@@ -267,8 +282,14 @@ fn http_client(timeout: Duration, allow_private: bool) -> Result<reqwest::Client
         .timeout(timeout)
         .no_proxy()
         .dns_resolver(Arc::new(GuardedResolver { allow_private }))
-        .user_agent(concat!("inbound/", env!("CARGO_PKG_VERSION"), " (client metadata document fetcher)"))
+        .user_agent(user_agent)
         .build()
+}
+
+/// Whether a URL may be fetched by a [`guarded_client`] without `allow_private`: `https`,
+/// and not an IP literal outside the public ranges.
+pub fn is_public_url(url: &Url) -> bool {
+    url.scheme() == "https" && literal_ip(url).is_none_or(is_public_address)
 }
 
 /// Maps a transport error to a client-safe error; the details go to the log.

@@ -101,6 +101,27 @@ pub struct ServerArgs {
     /// Scope declared the resource first owns it.
     #[arg(long = "resource-owner", env = "INBOUND_RESOURCE_OWNERS", value_delimiter = ',', value_parser = resource_owner)]
     pub resource_owners: Vec<Option<(String, String)>>,
+    /// Accept Kubernetes ServiceAccount tokens of this issuer (`iss`) in the JWT bearer
+    /// grant, validated offline against its keys (another cluster, or `inbound serve`). In a
+    /// cluster without it, the local API server reviews them (TokenReview).
+    #[arg(long, env = "INBOUND_SERVICE_ACCOUNT_ISSUER")]
+    pub service_account_issuer: Option<String>,
+    /// The keys of --service-account-issuer: a JWKS file or URL (default: its discovery
+    /// document's jwks_uri).
+    #[arg(long, env = "INBOUND_SERVICE_ACCOUNT_JWKS")]
+    pub service_account_jwks: Option<String>,
+    /// Audiences a ServiceAccount token may carry instead of the issuer (repeat the flag;
+    /// comma-separated in the variable).
+    #[arg(long = "service-account-audience", env = "INBOUND_SERVICE_ACCOUNT_AUDIENCES", value_delimiter = ',')]
+    pub service_account_audiences: Vec<String>,
+    /// Longest validity of a ServiceAccount token validated offline (its deletion cannot be
+    /// seen there).
+    #[arg(long, env = "INBOUND_SERVICE_ACCOUNT_MAX_LIFETIME", default_value = "10m", value_parser = duration)]
+    pub service_account_max_lifetime: Duration,
+    /// Let apps' trusted issuers be fetched from private addresses (loopback, cluster
+    /// networks). Off by default: any namespace can declare a trusted issuer URL.
+    #[arg(long, env = "INBOUND_ALLOW_PRIVATE_ISSUERS")]
+    pub allow_private_issuers: bool,
 }
 
 /// `--registration-policy`: a policy's NAMESPACE/NAME, or nothing (an empty chart value).
@@ -125,6 +146,17 @@ impl ServerArgs {
     /// Empty entries dropped, so `INBOUND_TRUSTED_PROXIES=""` is none.
     fn trusted_proxies(&self) -> Vec<Cidr> {
         self.trusted_proxies.iter().flatten().copied().collect()
+    }
+
+    /// Workload identity: which ServiceAccount tokens and issuers are accepted.
+    fn workload(&self) -> crate::runtime::workload::WorkloadIdentity {
+        crate::runtime::workload::WorkloadIdentity {
+            service_account_issuer: self.service_account_issuer.clone().filter(|s| !s.is_empty()),
+            service_account_jwks: self.service_account_jwks.clone().filter(|s| !s.is_empty()),
+            service_account_audiences: self.service_account_audiences.clone(),
+            service_account_max_lifetime: Some(self.service_account_max_lifetime),
+            allow_private_issuers: self.allow_private_issuers,
+        }
     }
 
     /// The trust decisions of this deployment; `operator_namespace` in a cluster.
@@ -176,6 +208,7 @@ impl ServeArgs {
             maintenance_interval: MAINTENANCE_INTERVAL,
             trusted_proxies: self.server.trusted_proxies(),
             trust: self.server.trust(None),
+            workload: self.server.workload(),
         }
     }
 }
@@ -293,6 +326,7 @@ impl OperatorArgs {
             branding: self.server.branding(),
             trusted_proxies: self.server.trusted_proxies(),
             trust: self.server.trust(Some(namespace.clone())),
+            workload: self.server.workload(),
             namespace,
         })
     }

@@ -22,7 +22,8 @@
 //!           clock, secrets, metrics, private_file    (ground floor)
 //!
 //! resource_server  a tower layer for the application's own APIs (validates our tokens)
-//! remote_keys      another issuer's JWKS, fetched and cached (resource_server, identity)
+//! remote_keys      other issuers' JWKS and discovery, fetched and cached (resource_server,
+//!                  identity, the JWT bearer grant)
 //! ```
 //!
 //! The core (`oauth`) takes a catalog snapshot, a store, a fetcher and `now`; it never

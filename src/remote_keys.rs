@@ -66,6 +66,12 @@ impl RemoteKeys {
         &self.jwks_uri
     }
 
+    /// The key `kid` from a fetch made now (for a caller that already knows the cache is
+    /// not enough).
+    async fn fetched_key(&self, kid: &str) -> Result<Option<DecodingKey>, String> {
+        Ok(self.refresh().await?.get(kid).cloned())
+    }
+
     /// The key with id `kid`, fetching the JWKS when the cache says so.
     pub async fn key(&self, kid: &str) -> Option<DecodingKey> {
         let (cached, fresh, may_fetch_unknown) = {
@@ -115,6 +121,146 @@ impl RemoteKeys {
         cache.keys = keys.clone();
         cache.fetched = Some((Instant::now(), fresh_for));
         Ok(keys)
+    }
+}
+
+/// How long an issuer's discovery document is believed.
+const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// Most issuers (and JWKS URLs) remembered; beyond that the cache starts over, so that
+/// configuration churn cannot grow it without bound.
+const MAX_ISSUERS: usize = 1000;
+/// Largest discovery document or UserInfo response read.
+const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// Whether a fetch may reach private addresses (see [`IssuerDirectory`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reach {
+    PublicOnly,
+    Any,
+}
+
+/// What discovery says about an issuer (OpenID Connect Discovery §3), what is used here.
+#[derive(Clone, Debug, serde::Deserialize)]
+struct IssuerMetadata {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// The keys of issuers whose JWTs are presented to us (JWT bearer assertions, other
+/// clusters' ServiceAccount tokens), by JWKS URL or through discovery; and their UserInfo.
+///
+/// URLs that a namespace declared are fetched with [`Reach::PublicOnly`]: https only, and
+/// through the same address guard as client metadata documents (no cluster-internal or
+/// loopback address, checked in the resolver so that check and connection agree). What the
+/// operator configured is fetched with [`Reach::Any`].
+pub struct IssuerDirectory {
+    public: reqwest::Client,
+    any: reqwest::Client,
+    keys: std::sync::Mutex<HashMap<(String, Reach), std::sync::Arc<RemoteKeys>>>,
+    discovered: std::sync::Mutex<HashMap<(String, Reach), (String, Instant)>>,
+}
+
+impl IssuerDirectory {
+    pub fn new() -> Result<IssuerDirectory, reqwest::Error> {
+        const AGENT: &str = concat!("inbound/", env!("CARGO_PKG_VERSION"), " (issuer keys)");
+        let timeout = Duration::from_secs(5);
+        Ok(IssuerDirectory {
+            public: crate::cimd::guarded_client(timeout, false, AGENT)?,
+            any: crate::cimd::guarded_client(timeout, true, AGENT)?,
+            keys: Default::default(),
+            discovered: Default::default(),
+        })
+    }
+
+    fn client(&self, url: &str, reach: Reach) -> Result<&reqwest::Client, String> {
+        let parsed = url::Url::parse(url).map_err(|_| format!("{url:?} is not a URL"))?;
+        match reach {
+            Reach::Any if matches!(parsed.scheme(), "https" | "http") => Ok(&self.any),
+            Reach::Any => Err(format!("{url} is not an http(s) URL")),
+            Reach::PublicOnly if crate::cimd::is_public_url(&parsed) => Ok(&self.public),
+            Reach::PublicOnly => Err(format!("{url} is not a public https URL")),
+        }
+    }
+
+    /// The JWKS URL of `issuer`, from its discovery document (cached for an hour).
+    pub async fn jwks_uri_of(&self, issuer: &str, reach: Reach) -> Result<String, String> {
+        let key = (issuer.to_string(), reach);
+        if let Some((uri, at)) = self.discovered.lock().expect("lock").get(&key)
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return Ok(uri.clone());
+        }
+        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let body = self.get(&url, None, reach).await.map_err(|e| format!("discovery at {url}: {e}"))?;
+        let metadata: IssuerMetadata = serde_json::from_slice(&body)
+            .map_err(|e| format!("discovery at {url}: not a provider metadata document: {e}"))?;
+        // OpenID Connect Discovery §4.3: the document names exactly the issuer it is for.
+        if metadata.issuer != issuer {
+            return Err(format!("discovery at {url} names the issuer {:?}", metadata.issuer));
+        }
+        self.client(&metadata.jwks_uri, reach)?;
+        let mut discovered = self.discovered.lock().expect("lock");
+        if discovered.len() >= MAX_ISSUERS {
+            discovered.clear();
+        }
+        discovered.insert(key, (metadata.jwks_uri.clone(), Instant::now()));
+        Ok(metadata.jwks_uri)
+    }
+
+    /// The key `kid` published at `jwks_uri` (see [`RemoteKeys::key`] for the caching).
+    pub async fn key(&self, jwks_uri: &str, kid: &str, reach: Reach) -> Result<Option<DecodingKey>, String> {
+        let http = self.client(jwks_uri, reach)?.clone();
+        let keys = {
+            let mut all = self.keys.lock().expect("lock");
+            if all.len() >= MAX_ISSUERS {
+                all.clear();
+            }
+            all.entry((jwks_uri.to_string(), reach))
+                .or_insert_with(|| std::sync::Arc::new(RemoteKeys::with_client(jwks_uri, http)))
+                .clone()
+        };
+        let never_fetched = keys.cache.read().expect("lock").fetched.is_none();
+        if never_fetched {
+            // The first use says why the keys cannot be had, rather than "unknown key".
+            return keys.fetched_key(kid).await;
+        }
+        Ok(keys.key(kid).await)
+    }
+
+    /// OpenID Connect Core §5.3: the claims UserInfo returns for `bearer`.
+    pub async fn userinfo(
+        &self,
+        url: &str,
+        bearer: &str,
+        reach: Reach,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let body = self.get(url, Some(bearer), reach).await?;
+        serde_json::from_slice(&body).map_err(|e| format!("UserInfo is not a JSON object: {e}"))
+    }
+
+    async fn get(&self, url: &str, bearer: Option<&str>, reach: Reach) -> Result<Vec<u8>, String> {
+        let mut request = self.client(url, reach)?.get(url).header(reqwest::header::ACCEPT, "application/json");
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let mut response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                "timed out".to_string()
+            } else {
+                "cannot connect (or the address is not allowed)".to_string()
+            }
+        })?;
+        if !response.status().is_success() {
+            return Err(format!("answered HTTP {}", response.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|_| "cannot read the response".to_string())? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT_BYTES {
+                return Err("the response is too large".into());
+            }
+        }
+        Ok(body)
     }
 }
 

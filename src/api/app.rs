@@ -94,6 +94,73 @@ pub struct InboundAppSpec {
     /// value), how long the previous client secret keeps working. Default `24h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_rotation_overlap: Option<DurationString>,
+    /// Issuers whose JWTs this app may exchange for access tokens acting for the user they
+    /// name (the JWT bearer grant, RFC 7523 §2.1): a CI system's OIDC tokens, another
+    /// cloud's workload identity, an enterprise IdP. The app authenticates as itself; the
+    /// scopes come from its ClientGrants (see the README, "Workload identity").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_issuers: Vec<TrustedIssuer>,
+}
+
+/// A JWK set (RFC 7517 §5) of public keys, as published at a `jwks_uri`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JwkSet {
+    pub keys: Vec<PublicJwk>,
+}
+
+/// One public key (RFC 7517 §4, RFC 7518 §6): RSA (`n`, `e`), EC (`crv`, `x`, `y`) or OKP
+/// (`crv`, `x`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PublicJwk {
+    pub kty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+}
+
+/// An issuer whose JWTs an app accepts as authorization grants (RFC 7523 §3).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedIssuer {
+    /// The issuer identifier the JWTs carry as `iss` (compared exactly).
+    pub issuer: String,
+    /// Where its signing keys are published. Default: the `jwks_uri` of its discovery
+    /// document (`<issuer>/.well-known/openid-configuration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Its signing keys, inline (a JWK set), for an issuer whose keys cannot be fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<JwkSet>,
+    /// Signing algorithms accepted (default RS256, PS256, ES256, EdDSA; never `none` or HMAC).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub algorithms: Vec<String>,
+    /// Audiences accepted besides this server's issuer and token endpoint (RFC 7523 §3:
+    /// the JWT's `aud` must name one of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// Called with the JWT as bearer token after it validated, to load attributes the JWT
+    /// lacks (OpenID Connect UserInfo); its `sub` must equal the JWT's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_uri: Option<String>,
+    /// The claim (of the JWT, or of UserInfo) holding the user's login id. Default `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_claim: Option<String>,
+    /// Longest validity (`exp` - `iat`, or `exp` - now) accepted. Default `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<DurationString>,
 }
 
 /// What an app serves as a resource server.
@@ -122,6 +189,10 @@ pub enum GrantType {
     AuthorizationCode,
     #[serde(rename = "refresh_token")]
     RefreshToken,
+    /// RFC 7523 §2.1: a JWT from one of the app's `trustedIssuers` exchanged for an access
+    /// token acting for the user it names.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
+    JwtBearer,
 }
 
 impl GrantType {
@@ -130,9 +201,13 @@ impl GrantType {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::JwtBearer => JWT_BEARER,
         }
     }
 }
+
+/// The JWT bearer grant's `grant_type` (RFC 7523 §2.1).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// Token endpoint authentication methods (OAuth 2.0 Dynamic Client Registration names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -166,6 +166,8 @@ pub fn client(
             credentials_secret: None,
             resource_server: None,
             secret_rotation_overlap: None,
+            // Self-registered clients never trust issuers: that is for declared apps.
+            trusted_issuers: Vec::new(),
         },
         labels: Default::default(),
         secret_hashes: secret_hash.into_iter().collect(),

@@ -354,6 +354,7 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
             );
         }
     }
+    check_trusted_issuers(spec, at);
     match (spec.client_type, spec.token_endpoint_auth_method) {
         (ClientType::Public, Some(m)) if m != crate::api::AuthMethod::None => at.push(
             "spec.tokenEndpointAuthMethod",
@@ -483,13 +484,20 @@ fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
             match index.apps.get(&(subject_ns, spec.subject.name.as_str())) {
                 None => at
                     .push("spec.subject.name", format!("InboundApp {subject_ns}/{} does not exist", spec.subject.name)),
-                Some(found) if !found.spec.grant_types.contains(&GrantType::ClientCredentials) => at.push(
-                    "spec.subject.name",
-                    format!(
-                        "InboundApp {subject_ns}/{} does not allow the client_credentials grant",
-                        spec.subject.name
-                    ),
-                ),
+                // What a grant gives an app is used by client_credentials, and by the JWT
+                // bearer grant for the users its trusted issuers name.
+                Some(found)
+                    if !found.spec.grant_types.contains(&GrantType::ClientCredentials)
+                        && !found.spec.grant_types.contains(&GrantType::JwtBearer) =>
+                {
+                    at.push(
+                        "spec.subject.name",
+                        format!(
+                            "InboundApp {subject_ns}/{} allows neither the client_credentials nor the JWT bearer grant",
+                            spec.subject.name
+                        ),
+                    )
+                }
                 Some(found) => app = Some(*found),
             }
         }
@@ -798,6 +806,87 @@ fn is_dns_label(label: &str) -> bool {
         && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !label.starts_with('-')
         && !label.ends_with('-')
+}
+
+/// `spec.trustedIssuers` and the JWT bearer grant they serve (RFC 7523).
+fn check_trusted_issuers(spec: &crate::api::InboundAppSpec, at: &mut At<'_, '_>) {
+    let jwt_bearer = spec.grant_types.contains(&GrantType::JwtBearer);
+    if jwt_bearer && spec.trusted_issuers.is_empty() {
+        at.push(
+            "spec.trustedIssuers",
+            "the JWT bearer grant needs at least one trusted issuer (ServiceAccounts need no app: grant them with a ClientGrant)",
+        );
+    }
+    if !jwt_bearer && !spec.trusted_issuers.is_empty() {
+        at.push(
+            "spec.grantTypes",
+            format!("spec.trustedIssuers is set but {} is not a grant type of the app", GrantType::JwtBearer.as_str()),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, trusted) in spec.trusted_issuers.iter().enumerate() {
+        let field = |name: &str| format!("spec.trustedIssuers[{i}].{name}");
+        match Url::parse(&trusted.issuer) {
+            Ok(url)
+                if matches!(url.scheme(), "https" | "http") && url.query().is_none() && url.fragment().is_none() =>
+            {
+                if url.scheme() == "http" && !crate::protocol::loopback::is_loopback_host(&url) {
+                    at.push(field("issuer"), "must be an https URL (http only on a loopback address)");
+                }
+            }
+            _ => at.push(field("issuer"), "must be an https URL without query or fragment (the JWTs' iss, exactly)"),
+        }
+        if !seen.insert(trusted.issuer.as_str()) {
+            at.push(field("issuer"), "is listed twice");
+        }
+        if let Some(uri) = &trusted.jwks_uri
+            && !Url::parse(uri).is_ok_and(|u| u.scheme() == "https" || crate::protocol::loopback::is_loopback_host(&u))
+        {
+            at.push(field("jwksUri"), "must be an https URL");
+        }
+        if trusted.jwks.is_some() && trusted.jwks_uri.is_some() {
+            at.push(field("jwks"), "give the keys inline (jwks) or where to fetch them (jwksUri), not both");
+        }
+        if let Some(set) = &trusted.jwks {
+            if set.keys.is_empty() {
+                at.push(field("jwks.keys"), "must hold at least one key");
+            }
+            for (j, key) in set.keys.iter().enumerate() {
+                let complete = match key.kty.as_str() {
+                    "RSA" => key.n.is_some() && key.e.is_some(),
+                    "EC" => key.crv.is_some() && key.x.is_some() && key.y.is_some(),
+                    "OKP" => key.crv.is_some() && key.x.is_some(),
+                    _ => false,
+                };
+                if !complete {
+                    at.push(
+                        format!("spec.trustedIssuers[{i}].jwks.keys[{j}]"),
+                        "must be a public RSA (n, e), EC (crv, x, y) or OKP (crv, x) key",
+                    );
+                }
+            }
+        }
+        if let Some(uri) = &trusted.userinfo_uri
+            && !Url::parse(uri).is_ok_and(|u| u.scheme() == "https" || crate::protocol::loopback::is_loopback_host(&u))
+        {
+            at.push(field("userinfoUri"), "must be an https URL");
+        }
+        for (j, alg) in trusted.algorithms.iter().enumerate() {
+            if !crate::protocol::jwk::ASYMMETRIC_ALGORITHMS.contains(&alg.as_str()) {
+                at.push(
+                    format!("spec.trustedIssuers[{i}].algorithms[{j}]"),
+                    format!(
+                        "{alg:?} is not accepted: one of {} (never none or HMAC)",
+                        crate::protocol::jwk::ASYMMETRIC_ALGORITHMS.join(", ")
+                    ),
+                );
+            }
+        }
+        if trusted.login_claim.as_deref().is_some_and(str::is_empty) {
+            at.push(field("loginClaim"), "must name a claim");
+        }
+        at.duration(&field("maxLifetime"), trusted.max_lifetime.as_ref());
+    }
 }
 
 #[cfg(test)]

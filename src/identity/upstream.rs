@@ -489,7 +489,7 @@ pub fn subject_for(provider: &ObjectKey, upstream_subject: &str) -> String {
 }
 
 /// A claim as text: strings as they are, numbers and booleans printed.
-fn text(value: &Value) -> Option<String> {
+pub fn claim_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -501,27 +501,28 @@ fn text(value: &Value) -> Option<String> {
 /// The user, from the upstream's claims and the IdentityProvider's mapping.
 pub fn map_claims(provider: &UpstreamProvider, claims: &Map<String, Value>) -> Result<Identity, UpstreamError> {
     let mapping = &provider.spec.claims;
-    let upstream_subject = claims.get(&mapping.subject).and_then(text).filter(|s| !s.is_empty()).ok_or_else(|| {
-        UpstreamError::Invalid(format!("the claim {:?} (the user's identifier) is missing", mapping.subject))
-    })?;
+    let upstream_subject =
+        claims.get(&mapping.subject).and_then(claim_text).filter(|s| !s.is_empty()).ok_or_else(|| {
+            UpstreamError::Invalid(format!("the claim {:?} (the user's identifier) is missing", mapping.subject))
+        })?;
     let username = match &mapping.username {
-        Some(claim) => claims.get(claim).and_then(text),
-        None => ["preferred_username", "email"].iter().find_map(|c| claims.get(*c).and_then(text)),
+        Some(claim) => claims.get(claim).and_then(claim_text),
+        None => ["preferred_username", "email"].iter().find_map(|c| claims.get(*c).and_then(claim_text)),
     }
     .unwrap_or_else(|| upstream_subject.clone());
     let tenant = match &mapping.tenant {
         None => None,
         Some(t) => match (&t.value, &t.claim) {
             (Some(value), _) => Some(value.clone()),
-            (None, Some(claim)) => claims.get(claim).and_then(text),
+            (None, Some(claim)) => claims.get(claim).and_then(claim_text),
             (None, None) => None,
         },
     };
     let mut roles: Vec<String> = Vec::new();
     if let Some(r) = &mapping.roles {
         let values: Vec<String> = match claims.get(&r.claim) {
-            Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
-            Some(other) => text(other).into_iter().collect(),
+            Some(Value::Array(items)) => items.iter().filter_map(claim_text).collect(),
+            Some(other) => claim_text(other).into_iter().collect(),
             None => vec![],
         };
         for value in values {
@@ -538,7 +539,7 @@ pub fn map_claims(provider: &UpstreamProvider, claims: &Map<String, Value>) -> R
     let attributes: BTreeMap<String, String> = mapping
         .attributes
         .iter()
-        .filter_map(|(attribute, claim)| Some((attribute.clone(), claims.get(claim).and_then(text)?)))
+        .filter_map(|(attribute, claim)| Some((attribute.clone(), claims.get(claim).and_then(claim_text)?)))
         .collect();
     Ok(Identity {
         source: provider.source(),

@@ -44,12 +44,27 @@ pub fn decide(catalog: &Catalog, client: &Client, request: &Request<'_>, now: i6
     if !client.is_confidential() || !client.allows_grant(GrantType::ClientCredentials) {
         return Err(OAuthError::unauthorized_client("this client is not allowed to use the client_credentials grant"));
     }
-    let active: Vec<&GrantRule> =
-        catalog.grants_for_app(&client.key).iter().map(|g| g.as_ref()).filter(|g| g.is_active(now)).collect();
-    if active.is_empty() {
-        return Err(OAuthError::unauthorized_client("no active ClientGrant authorizes this client"));
-    }
+    entitlement(catalog, catalog.grants_for_app(&client.key), request, now)
+        .map_err(|e| e.or_unauthorized("no active ClientGrant authorizes this client"))
+}
 
+/// What `grants` (those of one subject: an app, or a ServiceAccount) give a request, by the
+/// rules of [`decide`]. `Err(None)`: no grant is active.
+pub fn entitlement(
+    catalog: &Catalog,
+    grants: &[std::sync::Arc<GrantRule>],
+    request: &Request<'_>,
+    now: i64,
+) -> Result<Entitlement, NoEntitlement> {
+    let active: Vec<&GrantRule> = grants.iter().map(|g| g.as_ref()).filter(|g| g.is_active(now)).collect();
+    if active.is_empty() {
+        return Err(NoEntitlement::NoActiveGrant);
+    }
+    among(catalog, active, request).map_err(NoEntitlement::Refused)
+}
+
+/// [`entitlement`] once the active grants are known.
+fn among(catalog: &Catalog, active: Vec<&GrantRule>, request: &Request<'_>) -> Result<Entitlement, OAuthError> {
     let (grants, tenant) = select_tenant(active, request.tenant)?;
 
     let (grants, audience) = if request.resources.is_empty() {
@@ -95,6 +110,25 @@ pub fn decide(catalog: &Catalog, client: &Client, request: &Request<'_>, now: i6
         }
     };
     Ok(Entitlement { scopes, audience, tenant })
+}
+
+/// Why [`entitlement`] gives nothing.
+#[derive(Debug)]
+pub enum NoEntitlement {
+    /// The subject has no active grant (how to say so depends on who the subject is).
+    NoActiveGrant,
+    /// The request asks for what the grants do not give.
+    Refused(OAuthError),
+}
+
+impl NoEntitlement {
+    /// As an OAuth error, `unauthorized` describing the subject without grants.
+    pub fn or_unauthorized(self, unauthorized: &str) -> OAuthError {
+        match self {
+            NoEntitlement::NoActiveGrant => OAuthError::unauthorized_client(unauthorized.to_string()),
+            NoEntitlement::Refused(e) => e,
+        }
+    }
 }
 
 fn select_tenant<'a>(

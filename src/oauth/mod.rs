@@ -12,11 +12,14 @@
 //! - `consent`: what a user is asked and what a decision grants.
 //! - `token`: the token endpoint's grants and minting; `client_credentials`: what a
 //!   client may get without a user; `client_auth`, `pkce`.
+//! - `jwt_bearer`: RFC 7523 grants (ServiceAccount tokens, apps' trusted issuers);
+//!   `assertion`: how a JWT someone else signed is checked.
 //! - `introspection`: RFC 7662 and RFC 7009.
 //! - `clients`, `register`: self-registered clients (RFC 7591/7592, metadata documents).
 //! - `error`: RFC error codes and their statuses.
 
 pub mod application_login;
+pub mod assertion;
 pub mod authorize;
 pub mod client_auth;
 pub mod client_credentials;
@@ -25,6 +28,7 @@ pub mod consent;
 pub mod error;
 pub mod front_channel;
 pub mod introspection;
+pub mod jwt_bearer;
 pub mod login_guard;
 pub mod logout;
 pub mod params;

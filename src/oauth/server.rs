@@ -30,6 +30,8 @@ pub struct ServerParts {
     pub verified: Arc<VerifiedTokens>,
     /// Fetches Client ID Metadata Documents.
     pub metadata_documents: Arc<dyn MetadataDocumentFetcher>,
+    /// Issuers' keys, and how ServiceAccount tokens are validated (JWT bearer grant).
+    pub assertions: super::jwt_bearer::Assertions,
 }
 
 /// The OAuth 2.1 / OpenID Connect core. See the module documentation.
@@ -42,6 +44,7 @@ pub struct AuthorizationServer {
     pub(super) revocations: Arc<RevocationList>,
     pub(super) verified: Arc<VerifiedTokens>,
     pub(super) metadata_documents: Arc<dyn MetadataDocumentFetcher>,
+    pub(super) assertions: super::jwt_bearer::Assertions,
     /// Failed password sign-ins by source and username (per process).
     pub(super) failed_logins: std::sync::Mutex<super::login_guard::FailedLogins>,
     /// Pending requests admitted for unauthenticated browsers (per process).
@@ -50,8 +53,17 @@ pub struct AuthorizationServer {
 
 impl AuthorizationServer {
     pub fn new(parts: ServerParts) -> AuthorizationServer {
-        let ServerParts { issuer, default_audience, keys, hasher, store, revocations, verified, metadata_documents } =
-            parts;
+        let ServerParts {
+            issuer,
+            default_audience,
+            keys,
+            hasher,
+            store,
+            revocations,
+            verified,
+            metadata_documents,
+            assertions,
+        } = parts;
         AuthorizationServer {
             issuer,
             default_audience,
@@ -61,6 +73,7 @@ impl AuthorizationServer {
             revocations,
             verified,
             metadata_documents,
+            assertions,
             failed_logins: Default::default(),
             pending_budget: Default::default(),
         }

@@ -14,12 +14,12 @@ use super::{
     pkce,
     server::store_error,
 };
-use crate::api::{GrantType, TokenFormat};
+use crate::api::{GrantType, JWT_BEARER, TokenFormat};
 use crate::catalog::{Catalog, Client};
 use crate::protocol::scope::OPENID;
 use crate::secrets::{random_token, token_digest};
 use crate::store::{CodeRedemption, RefreshToken, Rotation, UserRecord};
-use crate::tokens::{AccessTokenClaims, Audience, IdTokenClaims};
+use crate::tokens::{AccessTokenClaims, Audience, IdTokenClaims, claims::KubernetesClaims};
 
 /// Successful token response (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
@@ -37,12 +37,36 @@ pub struct TokenResponse {
 }
 
 /// What an access token is issued for.
+#[derive(Default)]
 pub struct Issue {
     pub sub: String,
     pub audience: Vec<String>,
     pub scopes: Vec<String>,
     pub tenant: Option<String>,
     pub roles: Option<Vec<String>>,
+    /// The ServiceAccount a workload token is issued to.
+    pub kubernetes: Option<KubernetesClaims>,
+}
+
+/// Whom an access token is issued to (`client_id`) and how: an app's settings, or the
+/// server's defaults for a ServiceAccount.
+pub struct Recipient<'a> {
+    pub client_id: &'a str,
+    /// `client_namespace`: the namespace the recipient belongs to.
+    pub namespace: &'a str,
+    pub lifetime: std::time::Duration,
+    pub format: TokenFormat,
+}
+
+impl<'a> From<&'a Client> for Recipient<'a> {
+    fn from(client: &'a Client) -> Self {
+        Recipient {
+            client_id: &client.client_id,
+            namespace: &client.key.namespace,
+            lifetime: client.access_token_lifetime,
+            format: client.spec.tokens.format,
+        }
+    }
 }
 
 /// Seconds an authorization code lives (OAuth 2.1 §4.1.2: short; ≤ 60 s here).
@@ -74,11 +98,12 @@ impl AuthorizationServer {
                     audience: entitlement.audience,
                     scopes: entitlement.scopes,
                     tenant: entitlement.tenant,
-                    roles: None,
+                    ..Issue::default()
                 };
-                let (response, _) = self.mint(&client, issue, now).await?;
+                let (response, _) = self.mint((&*client).into(), issue, now).await?;
                 Ok(response)
             }
+            JWT_BEARER => self.jwt_bearer(catalog, authorization, params, now).await,
             "authorization_code" => self.authorization_code(catalog, authorization, params, now).await,
             "refresh_token" => self.refresh_token(catalog, authorization, params, now).await,
             other => Err(OAuthError::new(
@@ -153,7 +178,7 @@ impl AuthorizationServer {
         });
         let audience = narrowed_resources(params.resources(), &code.resources)?;
         let issue = user_issue(catalog, &client, &user, &code.scopes, &audience, code.tenant.clone());
-        let (mut response, claims) = self.mint(&client, issue, now).await?;
+        let (mut response, claims) = self.mint((&*client).into(), issue, now).await?;
         if let Some(refresh) = refresh {
             let value = random_token(32);
             self.store.put_refresh_token(&token_digest(&value), &refresh).await.map_err(store_error)?;
@@ -215,7 +240,7 @@ impl AuthorizationServer {
             None => self.check_refresh(catalog, &client, &old, requested.as_deref(), params).await?,
         };
         let issue = user_issue(catalog, &client, &user, &scopes, &audience, old.tenant.clone());
-        let (mut response, _) = self.mint(&client, issue, now).await?;
+        let (mut response, _) = self.mint((&*client).into(), issue, now).await?;
         response.refresh_token = Some(next);
         if scopes.iter().any(|s| s == OPENID) {
             response.id_token =
@@ -280,7 +305,7 @@ impl AuthorizationServer {
 
     /// Authenticates the client (public clients by `client_id` alone) and checks it may
     /// use `grant`.
-    fn authenticate_for(
+    pub(super) fn authenticate_for(
         &self,
         catalog: &Catalog,
         authorization: Option<&str>,
@@ -325,11 +350,11 @@ impl AuthorizationServer {
     /// whose claims are durably stored before the token is returned.
     pub async fn mint(
         &self,
-        client: &Client,
+        recipient: Recipient<'_>,
         issue: Issue,
         now: i64,
     ) -> Result<(TokenResponse, AccessTokenClaims), OAuthError> {
-        let lifetime = client.access_token_lifetime.as_secs();
+        let lifetime = recipient.lifetime.as_secs();
         let scope = (!issue.scopes.is_empty()).then(|| issue.scopes.join(" "));
         let audience = if issue.audience.is_empty() { vec![self.default_audience.clone()] } else { issue.audience };
         let claims = AccessTokenClaims {
@@ -339,13 +364,14 @@ impl AuthorizationServer {
             exp: now + lifetime as i64,
             iat: now,
             jti: random_token(16),
-            client_id: client.client_id.clone(),
-            client_namespace: Some(client.key.namespace.clone()),
+            client_id: recipient.client_id.to_string(),
+            client_namespace: Some(recipient.namespace.to_string()),
             scope: scope.clone(),
             tenant: issue.tenant,
             roles: issue.roles,
+            kubernetes: issue.kubernetes,
         };
-        let access_token = match client.spec.tokens.format {
+        let access_token = match recipient.format {
             TokenFormat::Jwt => self.keys.load().sign_access_token(&claims),
             TokenFormat::Opaque => {
                 let token = random_token(32);
@@ -426,6 +452,7 @@ fn user_issue(
             .collect(),
         tenant,
         roles: Some(user.roles.clone()),
+        ..Issue::default()
     }
 }
 

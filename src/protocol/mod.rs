@@ -8,6 +8,7 @@
 
 pub mod bearer;
 pub mod client_id;
+pub mod jwk;
 pub mod loopback;
 pub mod paths;
 pub mod pattern;

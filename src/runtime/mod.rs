@@ -12,6 +12,7 @@
 
 pub mod operator;
 pub mod serve;
+pub mod workload;
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -130,6 +131,8 @@ struct Assembly {
     branding: crate::http::pages::Branding,
     /// Where IdentityProvider client secrets are read (files and env, or Kubernetes Secrets).
     secrets: Arc<dyn crate::identity::upstream::SecretResolver>,
+    /// Issuers' keys and the ServiceAccount token validation (JWT bearer grant).
+    assertions: crate::oauth::jwt_bearer::Assertions,
 }
 
 /// The one place the [`AuthorizationServer`] and the [`AppState`] are built.
@@ -150,6 +153,7 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
                 crate::cimd::CimdFetcher::new()
                     .context("cannot build the HTTP client for client metadata documents")?,
             ),
+            assertions: a.assertions,
         }),
         catalog: a.catalog,
         metrics: Metrics::default(),

@@ -94,6 +94,8 @@ pub struct OperatorOptions {
     /// Who owns which resource, which policy enables self-registration (README "Who can
     /// mint what").
     pub trust: crate::catalog::validate::Trust,
+    /// Which ServiceAccount tokens and issuers' JWTs are accepted (JWT bearer grant).
+    pub workload: super::workload::WorkloadIdentity,
 }
 
 /// Joins the election, loads the keys (waiting for a leader to create them), binds and
@@ -162,6 +164,11 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         }),
         trusted_proxies: options.trusted_proxies.clone(),
         secrets: Arc::new(KubernetesSecrets { client: client.clone() }),
+        assertions: options.workload.assertions(
+            &issuer,
+            Some(Arc::new(super::workload::KubernetesTokenReviewer::new(client.clone()))),
+            options.access_token_lifetime,
+        )?,
     })?;
     let upkeep =
         Upkeep { store: store.clone(), revocations, catalog: catalog.clone(), interval: options.maintenance_interval };

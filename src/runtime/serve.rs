@@ -55,6 +55,8 @@ pub struct ServeOptions {
     /// Who owns which resource, which policy enables self-registration (README "Who can
     /// mint what").
     pub trust: crate::catalog::validate::Trust,
+    /// Which ServiceAccount tokens and issuers' JWTs are accepted (JWT bearer grant).
+    pub workload: super::workload::WorkloadIdentity,
 }
 
 /// A started folder server and what its startup banner tells a human.
@@ -127,6 +129,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
         admin: None,
         trusted_proxies: options.trusted_proxies.clone(),
         secrets: Arc::new(crate::identity::upstream::LocalSecrets { base: secrets_base(&options.config) }),
+        assertions: options.workload.assertions(&issuer, None, options.access_token_lifetime)?,
     })?;
     // The folder is loaded and the store answered: ready from the first request.
     state.ready.store(true, Ordering::Relaxed);

@@ -50,6 +50,28 @@ pub struct AccessTokenClaims {
     /// The user's roles (user-delegated tokens only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// The ServiceAccount (and Pod) a workload token was issued to, in the shape of the
+    /// Kubernetes token's own `kubernetes.io` claim.
+    #[serde(default, rename = "kubernetes.io", skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesClaims>,
+}
+
+/// Who a Kubernetes ServiceAccount token was issued to (its `kubernetes.io` claim).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubernetesClaims {
+    pub namespace: String,
+    pub serviceaccount: KubernetesObject,
+    /// The Pod the token is bound to, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<KubernetesObject>,
+}
+
+/// A Kubernetes object named in a token: its name and UID.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubernetesObject {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
 }
 
 /// Claims of an OpenID Connect ID token (Core §2).

@@ -41,7 +41,7 @@ tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.idToken
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.subject.name: InboundApp default/ghost does not exist
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.resources[0]: must be an absolute URI: relative URL without a base
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.expiresAt: must be an RFC 3339 time such as 2027-01-31T00:00:00Z
-tests/fixtures/broken/grants.yaml: ClientGrant default/needs-cc: spec.subject.name: InboundApp default/billing-agent does not allow the client_credentials grant
+tests/fixtures/broken/grants.yaml: ClientGrant default/needs-cc: spec.subject.name: InboundApp default/billing-agent allows neither the client_credentials nor the JWT bearer grant
 tests/fixtures/broken/grants.yaml: Scope default/no-version: apiVersion: must be inbound.dev/v1alpha1, got ""
 tests/fixtures/broken/grants.yaml: ConsentPolicy default/policy: spec.consent.durations[1]: exceeds spec.consent.maxDuration (90d)
 tests/fixtures/broken/grants.yaml: ConsentPolicy default/policy: spec.consent.defaultDuration: must be one of spec.consent.durations

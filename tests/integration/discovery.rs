@@ -21,7 +21,12 @@ async fn oidc_discovery_and_rfc8414_metadata_agree() {
     }
     assert_eq!(
         m["grant_types_supported"],
-        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
+        serde_json::json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        ])
     );
     // Only the built-ins and the scopes marked `advertised`: the quickstart's permissions
     // (billing:*, reports:export) are not published.

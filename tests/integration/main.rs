@@ -24,3 +24,4 @@ mod store_migrations;
 mod store_suite;
 mod support;
 mod user_flow;
+mod workload_identity;

@@ -1071,3 +1071,99 @@ async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
     assert_eq!(run["result"], "refund issued", "{run}\n{}", op.log());
     assert!(op.log().contains("user logged in"), "{}", op.log());
 }
+
+/// The workload of examples/cluster/workload-identity.yaml, end to end: a ServiceAccount
+/// token from the API server (TokenRequest, audience = the issuer) traded for an access
+/// token, checked by TokenReview; refused for the API server's audience, for the same name
+/// in another namespace, and once the ServiceAccount is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_trade_service_account_tokens() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.install_crds("crds/inbound.dev.yaml");
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    let mut operator = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
+    operator.wait_ready().await;
+    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
+    eventually("clientgrant/billing-worker Ready", Duration::from_secs(20), || {
+        let object = api.get_json(&["clientgrant", "billing-worker", "-n", APPS_NS])?;
+        (ready_condition(&object)?["status"] == "True").then_some(())
+    })
+    .await;
+
+    // The Pod's command, with the projected token in a folder and the Service's URL
+    // pointing at this operator. Its audience is the chart's issuer; here the operator's.
+    let pod: Value = serde_norway::Deserializer::from_str(
+        &std::fs::read_to_string("examples/cluster/workload-identity.yaml").unwrap(),
+    )
+    .map(|d| serde::Deserialize::deserialize(d).unwrap())
+    .find(|d: &Value| d["kind"] == "Pod")
+    .unwrap();
+    let projected = &pod["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(projected["audience"], "https://auth.example.com", "the chart's issuer");
+    let token = api
+        .kubectl_ok(&["create", "token", "billing-worker", "-n", APPS_NS, "--audience", &operator.base])
+        .trim()
+        .to_string();
+    let mounted = dir.path().join("projected");
+    std::fs::create_dir_all(&mounted).unwrap();
+    std::fs::write(mounted.join("token"), &token).unwrap();
+    let command = pod["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap()
+        .replace("/var/run/secrets/inbound/", &format!("{}/", mounted.display()));
+    let out = Command::new("sh")
+        .args(["-c", &command])
+        .env("INBOUND_TOKEN_URL", format!("{}/token", operator.base))
+        .output()
+        .unwrap();
+    let body: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("workload got no token: {out:?}\n{}", operator.log()));
+    assert_eq!(body["scope"], "inventory:read");
+    let claims = jwt_claims(body["access_token"].as_str().unwrap());
+    let account = format!("system:serviceaccount:{APPS_NS}:billing-worker");
+    assert_eq!(
+        (claims["sub"].as_str(), claims["client_id"].as_str()),
+        (Some(account.as_str()), Some(account.as_str()))
+    );
+    assert_eq!(claims["aud"], "https://inventory.example.com");
+    let uid = api.kubectl_ok(&["get", "sa", "billing-worker", "-n", APPS_NS, "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(claims["kubernetes.io"]["serviceaccount"]["uid"], uid.as_str());
+
+    let trade = |assertion: String| {
+        let operator = &operator;
+        async move {
+            operator
+                .post(
+                    "/token",
+                    None,
+                    &form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)]),
+                )
+                .await
+        }
+    };
+    // The API server's own audience: refused before any review.
+    let for_api = api.kubectl_ok(&["create", "token", "billing-worker", "-n", APPS_NS]).trim().to_string();
+    trade(for_api).await.assert_error(400, "invalid_grant");
+    // The same ServiceAccount name in another namespace has no grant.
+    api.kubectl_ok(&["create", "namespace", "elsewhere"]);
+    api.kubectl_ok(&["create", "serviceaccount", "billing-worker", "-n", "elsewhere"]);
+    let elsewhere = api
+        .kubectl_ok(&["create", "token", "billing-worker", "-n", "elsewhere", "--audience", &operator.base])
+        .trim()
+        .to_string();
+    trade(elsewhere).await.assert_error(400, "unauthorized_client");
+    // Deleted: TokenReview stops vouching for the token (cached answers last 30 s).
+    api.kubectl_ok(&["delete", "serviceaccount", "billing-worker", "-n", APPS_NS]);
+    let deleted_at = Instant::now();
+    loop {
+        let reply = trade(token.clone()).await;
+        if reply.status == 400 {
+            reply.assert_error(400, "invalid_grant");
+            break;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.json);
+        assert!(deleted_at.elapsed() < Duration::from_secs(60), "a deleted ServiceAccount's token still works");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -474,6 +474,7 @@ async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
             maintenance_interval: Duration::from_secs(5),
             trusted_proxies: if trusted.is_empty() { vec![] } else { vec![trusted.parse().unwrap()] },
             trust: Default::default(),
+            workload: Default::default(),
         };
         async move { inbound::runtime::serve::start(options).await.map(|started| started.running) }
     };

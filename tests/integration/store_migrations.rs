@@ -245,6 +245,7 @@ impl Previous {
                 scope: Some("billing:read".into()),
                 tenant: None,
                 roles: None,
+                kubernetes: None,
             },
             code: AuthorizationCode {
                 client_id: "old-app".into(),

@@ -498,6 +498,7 @@ async fn templates_can_be_overridden_from_a_folder() {
         maintenance_interval: std::time::Duration::from_secs(5),
         trusted_proxies: Vec::new(),
         trust: Default::default(),
+        workload: Default::default(),
     })
     .await
     .unwrap()

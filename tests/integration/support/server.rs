@@ -48,6 +48,17 @@ pub async fn start_server_with(
     server
 }
 
+/// Like [`start_server`], with the serve options adjusted by `configure` (flags a test needs).
+pub async fn start_server_configured(source: &str, configure: impl FnOnce(&mut ServeOptions)) -> TestServer {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_dir = tmp.path().join("config");
+    copy_dir(Path::new(source), &config_dir);
+    let data_dir = tmp.path().join("data");
+    let mut server = start_configured(&config_dir, &data_dir, None, None, Duration::from_secs(5), configure).await;
+    server._tmp = Some(tmp);
+    server
+}
+
 /// A server on existing folders (for restarts).
 pub async fn start_on(config_dir: &Path, data_dir: &Path, issuer: Option<&str>) -> TestServer {
     start_with_options(config_dir, data_dir, issuer, None, Duration::from_secs(5)).await
@@ -60,7 +71,18 @@ async fn start_with_options(
     store: Option<String>,
     maintenance_interval: Duration,
 ) -> TestServer {
-    let running = start(ServeOptions {
+    start_configured(config_dir, data_dir, issuer, store, maintenance_interval, |_| {}).await
+}
+
+async fn start_configured(
+    config_dir: &Path,
+    data_dir: &Path,
+    issuer: Option<&str>,
+    store: Option<String>,
+    maintenance_interval: Duration,
+    configure: impl FnOnce(&mut ServeOptions),
+) -> TestServer {
+    let mut options = ServeOptions {
         config: vec![config_dir.to_path_buf()],
         data_dir: data_dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -75,10 +97,10 @@ async fn start_with_options(
         maintenance_interval,
         trusted_proxies: Vec::new(),
         trust: Default::default(),
-    })
-    .await
-    .expect("server starts")
-    .running;
+        workload: Default::default(),
+    };
+    configure(&mut options);
+    let running = start(options).await.expect("server starts").running;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     TestServer {
