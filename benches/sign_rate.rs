@@ -22,6 +22,7 @@ fn main() {
         scope: Some("billing:read billing:refund".into()),
         tenant: Some("acme".into()),
         roles: None,
+        kubernetes: None,
     };
     // Warm up, then measure for 3 s.
     for _ in 0..1000 {

@@ -102,35 +102,6 @@ pub struct InboundAppSpec {
     pub trusted_issuers: Vec<TrustedIssuer>,
 }
 
-/// A JWK set (RFC 7517 §5) of public keys, as published at a `jwks_uri`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct JwkSet {
-    pub keys: Vec<PublicJwk>,
-}
-
-/// One public key (RFC 7517 §4, RFC 7518 §6): RSA (`n`, `e`), EC (`crv`, `x`, `y`) or OKP
-/// (`crv`, `x`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct PublicJwk {
-    pub kty: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alg: Option<String>,
-    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
-    pub use_: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crv: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub x: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub y: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub e: Option<String>,
-}
-
 /// An issuer whose JWTs an app accepts as authorization grants (RFC 7523 §3).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -141,9 +112,10 @@ pub struct TrustedIssuer {
     /// document (`<issuer>/.well-known/openid-configuration`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
-    /// Its signing keys, inline (a JWK set), for an issuer whose keys cannot be fetched.
+    /// Its signing keys, for an issuer whose keys cannot be fetched: the JWK set document
+    /// as JSON, exactly what a `jwks_uri` serves (`{"keys": [...]}`; public keys only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks: Option<JwkSet>,
+    pub jwks: Option<String>,
     /// Signing algorithms accepted (default RS256, PS256, ES256, EdDSA; never `none` or HMAC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub algorithms: Vec<String>,

@@ -19,7 +19,7 @@ mod user;
 
 pub use app::{
     AuthMethod, ClientType, CredentialsSecretRef, GrantType, IdTokenAlg, InboundApp, InboundAppSpec, InboundAppStatus,
-    JWT_BEARER, JwkSet, PublicJwk, ResourceServer, TokenFormat, TokenSettings, TrustedIssuer,
+    JWT_BEARER, ResourceServer, TokenFormat, TokenSettings, TrustedIssuer,
 };
 pub use duration::{DurationError, DurationString, MAX_DURATION};
 pub use grant::{ClientGrant, ClientGrantSpec, ClientGrantStatus, GrantSubject, SubjectKind};

@@ -847,24 +847,10 @@ fn check_trusted_issuers(spec: &crate::api::InboundAppSpec, at: &mut At<'_, '_>)
         if trusted.jwks.is_some() && trusted.jwks_uri.is_some() {
             at.push(field("jwks"), "give the keys inline (jwks) or where to fetch them (jwksUri), not both");
         }
-        if let Some(set) = &trusted.jwks {
-            if set.keys.is_empty() {
-                at.push(field("jwks.keys"), "must hold at least one key");
-            }
-            for (j, key) in set.keys.iter().enumerate() {
-                let complete = match key.kty.as_str() {
-                    "RSA" => key.n.is_some() && key.e.is_some(),
-                    "EC" => key.crv.is_some() && key.x.is_some() && key.y.is_some(),
-                    "OKP" => key.crv.is_some() && key.x.is_some(),
-                    _ => false,
-                };
-                if !complete {
-                    at.push(
-                        format!("spec.trustedIssuers[{i}].jwks.keys[{j}]"),
-                        "must be a public RSA (n, e), EC (crv, x, y) or OKP (crv, x) key",
-                    );
-                }
-            }
+        if let Some(set) = &trusted.jwks
+            && let Err(message) = crate::protocol::jwk::parse_public_jwk_set(set)
+        {
+            at.push(field("jwks"), message);
         }
         if let Some(uri) = &trusted.userinfo_uri
             && !Url::parse(uri).is_ok_and(|u| u.scheme() == "https" || crate::protocol::loopback::is_loopback_host(&u))

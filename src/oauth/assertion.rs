@@ -252,13 +252,6 @@ pub fn check_claims(claims: &Map<String, Value>, expect: &Expectations<'_>, now:
     check_times(claims, expect.max_lifetime, now)
 }
 
-/// A configured JWK set as the library's type (the CRD's shape is the RFC's, so this is a
-/// re-reading, not a conversion).
-pub fn jwk_set(set: &crate::api::JwkSet) -> Result<jsonwebtoken::jwk::JwkSet, String> {
-    let value = serde_json::to_value(set).map_err(|e| e.to_string())?;
-    serde_json::from_value(value).map_err(|e| format!("not a usable JWK set: {e}"))
-}
-
 /// The key `kid` of an inline JWK set; without `kid`, the set's only key.
 pub fn inline_key(set: &jsonwebtoken::jwk::JwkSet, kid: Option<&str>) -> Option<DecodingKey> {
     let jwk = match kid {

@@ -309,7 +309,9 @@ fn kubernetes_claims(claims: &Map<String, Value>, namespace: &str, name: &str) -
 /// Where a trusted issuer's keys come from.
 fn key_source(trusted: &TrustedIssuer) -> Result<KeySource, OAuthError> {
     Ok(match (&trusted.jwks, &trusted.jwks_uri) {
-        (Some(set), _) => KeySource::Inline(Arc::new(assertion::jwk_set(set).map_err(OAuthError::invalid_grant)?)),
+        (Some(set), _) => KeySource::Inline(Arc::new(
+            crate::protocol::jwk::parse_public_jwk_set(set).map_err(OAuthError::invalid_grant)?,
+        )),
         (None, Some(uri)) => KeySource::JwksUri(uri.clone()),
         (None, None) => KeySource::Discovery { issuer: trusted.issuer.clone() },
     })

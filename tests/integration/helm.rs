@@ -367,7 +367,7 @@ fn split_separates_the_serving_pods_from_the_writer() {
         .filter(|o| o["subjects"].as_array().is_some_and(|s| s.iter().any(|s| s["name"] == "inbound-server")))
         .map(|o| o["roleRef"]["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(bound_to_server, ["inbound-server", "inbound-server-keys"]);
+    assert_eq!(bound_to_server, ["inbound-server", "inbound-server-tokenreviews", "inbound-server-keys"]);
 
     let e = render_err(json!({ "issuer": ISSUER, "split": { "enabled": true } }));
     assert!(e.contains("split.enabled needs store.type=postgres"), "{e}");

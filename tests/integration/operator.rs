@@ -914,7 +914,9 @@ async fn split_serving_pods_hold_only_read_rights_and_still_serve() {
         (false, &["patch", "inboundapps.inbound.dev", "-n", "default"]),
         (false, &["patch", "scopes.inbound.dev", "--subresource", "status", "-n", "default"]),
         (false, &["create", "events", "-n", "default"]),
-        (false, &["create", "tokenreviews.authentication.k8s.io"]),
+        // TokenReview only: ServiceAccount tokens of the JWT bearer grant.
+        (true, &["create", "tokenreviews.authentication.k8s.io"]),
+        (false, &["create", "subjectaccessreviews.authorization.k8s.io"]),
         (false, &["update", "leases.coordination.k8s.io/inbound-leader", "-n", NS]),
     ] {
         assert_eq!(can("inbound-server", args), allowed, "server: can-i {args:?}");

@@ -39,7 +39,7 @@ spec:
   grantTypes: ["{JWT_BEARER}"]
   trustedIssuers:
     - issuer: "{SA_ISSUER}"
-      jwks: {jwks}
+      jwks: '{jwks}'
       algorithms: [RS256]
       maxLifetime: 15m
 ---
