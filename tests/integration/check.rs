@@ -38,6 +38,10 @@ tests/fixtures/broken/apps.yaml: InboundApp default/billing-agent: metadata.name
 tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.accessTokenLifetime: must be at most 24h, got 2d
 tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.refreshTokenLifetime: must be at most 3650d, got "106751991167300d"
 tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.idTokenLifetime: must be a duration such as 90s, 15m, 1h30m or 30d, got "soon"
+tests/fixtures/broken/apps.yaml: InboundApp default/ci-deployer: spec.trustedIssuers[0].issuer: must be an https URL (http only on a loopback address)
+tests/fixtures/broken/apps.yaml: InboundApp default/ci-deployer: spec.trustedIssuers[0].jwks: give the keys inline (jwks) or where to fetch them (jwksUri), not both
+tests/fixtures/broken/apps.yaml: InboundApp default/ci-deployer: spec.trustedIssuers[0].jwks: keys[0] is a private key: publish only public keys
+tests/fixtures/broken/apps.yaml: InboundApp default/ci-deployer: spec.trustedIssuers[0].algorithms[0]: "HS256" is not accepted: one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA (never none or HMAC)
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.subject.name: InboundApp default/ghost does not exist
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.resources[0]: must be an absolute URI: relative URL without a base
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.expiresAt: must be an RFC 3339 time such as 2027-01-31T00:00:00Z
@@ -54,7 +58,7 @@ tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registr
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.resources[0]: must be an absolute http(s) URL without a fragment
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.clientIdMetadataDocuments.allowedDomains[0]: allowed domain `*`: a wildcard is only allowed as a leading `*.`
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/second: spec.registration: only one ConsentPolicy may enable self-registration; ConsentPolicy default/mcp does
-27 problem(s)
+31 problem(s)
 "#;
     assert_eq!(stderr, expected);
 }
