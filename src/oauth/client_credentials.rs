@@ -16,6 +16,13 @@ pub struct Request<'a> {
     pub tenant: Option<&'a str>,
 }
 
+impl<'a> Request<'a> {
+    /// The token request's `scope`, `resource`s and `tenant`.
+    pub fn from_params(params: &'a super::params::Params) -> Request<'a> {
+        Request { scope: params.get("scope"), resources: params.resources(), tenant: params.get("tenant") }
+    }
+}
+
 /// What the token will carry.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Entitlement {

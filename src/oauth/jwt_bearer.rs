@@ -88,8 +88,7 @@ impl AuthorizationServer {
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
         let assertion = params.require("assertion")?;
-        let request =
-            Request { scope: params.get("scope"), resources: params.resources(), tenant: params.get("tenant") };
+        let request = Request::from_params(params);
         // RFC 7523 §3.1: client authentication is optional for this grant; without it the
         // assertion itself must identify the subject, which only ServiceAccount tokens do.
         if authorization.is_none() && params.get("client_id").is_none() {

@@ -86,11 +86,7 @@ impl AuthorizationServer {
         match grant_type {
             "client_credentials" => {
                 let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
-                let request = client_credentials::Request {
-                    scope: params.get("scope"),
-                    resources: params.resources(),
-                    tenant: params.get("tenant"),
-                };
+                let request = client_credentials::Request::from_params(params);
                 let entitlement = client_credentials::decide(catalog, &client, &request, now)?;
                 // RFC 9068 §2.2: with no resource owner, `sub` identifies the client.
                 let issue = Issue {
