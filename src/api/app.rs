@@ -65,6 +65,14 @@ pub struct InboundAppSpec {
     /// for confidential clients and `none` for public clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint_auth_method: Option<AuthMethod>,
+    /// The app's public keys for `private_key_jwt`: the JWK set document as JSON (what a
+    /// `jwks_uri` serves), public keys only (RFC 7591 `jwks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// Where the app publishes its public keys for `private_key_jwt` (RFC 7591 `jwks_uri`;
+    /// https, fetched through the same address guard as metadata documents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
     /// Scopes (by scope string) that users may grant to this app.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_scopes: Vec<String>,
@@ -190,6 +198,10 @@ pub enum AuthMethod {
     ClientSecretPost,
     #[serde(rename = "none")]
     None,
+    /// A JWT signed with the app's private key (RFC 7523 §2.2, OpenID Connect Core §9):
+    /// the public keys are `spec.jwks` or `spec.jwksUri`.
+    #[serde(rename = "private_key_jwt")]
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -198,6 +210,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::None => "none",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }

@@ -168,6 +168,8 @@ pub fn client(
             secret_rotation_overlap: None,
             // Self-registered clients never trust issuers: that is for declared apps.
             trusted_issuers: Vec::new(),
+            jwks: None,
+            jwks_uri: None,
         },
         labels: Default::default(),
         secret_hashes: secret_hash.into_iter().collect(),

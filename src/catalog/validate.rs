@@ -362,9 +362,33 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
         ),
         (ClientType::Confidential, Some(crate::api::AuthMethod::None)) => at.push(
             "spec.tokenEndpointAuthMethod",
-            "a confidential client must authenticate: client_secret_basic or client_secret_post",
+            "a confidential client must authenticate: client_secret_basic, client_secret_post or private_key_jwt",
         ),
         _ => {}
+    }
+    let key_based = spec.auth_method() == crate::api::AuthMethod::PrivateKeyJwt;
+    match (&spec.jwks, &spec.jwks_uri) {
+        (None, None) if key_based => {
+            at.push("spec.jwks", "private_key_jwt needs the app's public keys: spec.jwks or spec.jwksUri")
+        }
+        (Some(_), Some(_)) => {
+            at.push("spec.jwks", "give the keys inline (jwks) or where to fetch them (jwksUri), not both")
+        }
+        (Some(_), _) | (_, Some(_)) if !key_based => at.push(
+            "spec.tokenEndpointAuthMethod",
+            "spec.jwks and spec.jwksUri are the keys of private_key_jwt, which is not this app's method",
+        ),
+        _ => {}
+    }
+    if let Some(set) = &spec.jwks
+        && let Err(message) = crate::protocol::jwk::parse_public_jwk_set(set)
+    {
+        at.push("spec.jwks", message);
+    }
+    if let Some(uri) = &spec.jwks_uri
+        && !Url::parse(uri).is_ok_and(|u| u.scheme() == "https" || is_loopback_host(&u))
+    {
+        at.push("spec.jwksUri", "must be an https URL");
     }
     if spec.grant_types.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
         at.push("spec.redirectUris", "the authorization_code grant needs at least one redirect URI");

@@ -15,7 +15,9 @@ use crate::protocol::paths;
 /// One document served at both well-known paths, so the two can never disagree.
 pub fn metadata_document(state: &AppState) -> serde_json::Value {
     let issuer = state.server.issuer();
-    let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    let auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+    // What client assertions may be signed with (private_key_jwt).
+    let assertion_algs = ["RS256", "PS256", "ES256", "EdDSA"];
     let catalog = state.catalog.load();
     // offline_access: refresh tokens can always be issued (to clients allowed the grant).
     let scopes = catalog.advertised_scopes();
@@ -42,6 +44,9 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "token_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "scopes_supported": scopes,
         // RFC 9068 access tokens and RFC 8707 resource indicators.
         "access_token_signing_alg_values_supported": ["ES256"],

@@ -19,7 +19,12 @@ pub enum Presented {
     Post,
     /// `client_id` alone: a public client (`none`).
     IdOnly,
+    /// `client_assertion` (`private_key_jwt`, RFC 7523 §2.2).
+    Assertion,
 }
+
+/// RFC 7523 §2.2: the `client_assertion_type` of a JWT client assertion.
+pub const JWT_CLIENT_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The identity a request claims, before verification.
 #[derive(Debug)]
@@ -27,12 +32,42 @@ pub struct PresentedClient {
     pub client_id: String,
     pub secret: Option<ClientSecret>,
     pub method: Presented,
+    /// The `client_assertion` JWT, for [`Presented::Assertion`].
+    pub assertion: Option<String>,
 }
 
 /// Extracts the client's claimed identity from the `Authorization` header and the body.
 pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<PresentedClient, OAuthError> {
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
+    let assertion_type = params.get("client_assertion_type");
+    let assertion = params.get("client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        // RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
+        if authorization.is_some() || body_secret.is_some() {
+            return Err(OAuthError::invalid_request("a client assertion and another client authentication were sent"));
+        }
+        let (Some(assertion_type), Some(assertion)) = (assertion_type, assertion) else {
+            return Err(OAuthError::invalid_request("client_assertion and client_assertion_type go together"));
+        };
+        if assertion_type != JWT_CLIENT_ASSERTION {
+            return Err(OAuthError::invalid_client(format!("client_assertion_type must be {JWT_CLIENT_ASSERTION}")));
+        }
+        // OpenID Connect Core §9: `client_id` is optional; the assertion's `sub` names it.
+        let sub = super::assertion::Unverified::parse(assertion)
+            .ok()
+            .and_then(|a| a.str("sub").map(str::to_string))
+            .ok_or_else(|| OAuthError::invalid_client(AUTH_FAILED))?;
+        if body_id.is_some_and(|id| id != sub) {
+            return Err(OAuthError::invalid_client(AUTH_FAILED));
+        }
+        return Ok(PresentedClient {
+            client_id: sub,
+            secret: None,
+            method: Presented::Assertion,
+            assertion: Some(assertion.to_string()),
+        });
+    }
     if let Some(header) = authorization {
         let (scheme, credentials) = header.trim().split_once(' ').unwrap_or((header, ""));
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -52,6 +87,7 @@ pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<
             client_id: id,
             secret: Some(ClientSecret::from_presented(secret)),
             method: Presented::Basic,
+            assertion: None,
         });
     }
     let Some(client_id) = body_id else {
@@ -61,7 +97,13 @@ pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<
         client_id: client_id.to_string(),
         secret: body_secret.map(|s| ClientSecret::from_presented(s.to_string())),
         method: if body_secret.is_some() { Presented::Post } else { Presented::IdOnly },
+        assertion: None,
     })
+}
+
+/// Whether the request identifies a client at all (any authentication method).
+pub fn identifies_client(authorization: Option<&str>, params: &Params) -> bool {
+    authorization.is_some() || params.get("client_id").is_some() || params.get("client_assertion").is_some()
 }
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined with `:` and base64ed.
@@ -100,6 +142,7 @@ pub fn authenticate(
         Presented::Basic => AuthMethod::ClientSecretBasic,
         Presented::Post => AuthMethod::ClientSecretPost,
         Presented::IdOnly => AuthMethod::None,
+        Presented::Assertion => AuthMethod::PrivateKeyJwt,
     };
     if used != registered {
         // The detail is for the operator's log only: telling the caller would reveal that
@@ -115,11 +158,127 @@ pub fn authenticate(
     if registered == AuthMethod::None {
         return Ok(client.clone());
     }
+    if registered == AuthMethod::PrivateKeyJwt {
+        // The signature needs the client's keys, which may be fetched:
+        // `AuthorizationServer::authenticate_client` verifies assertions.
+        return Err(OAuthError::invalid_client(AUTH_FAILED));
+    }
     let secret = presented.secret.as_ref().ok_or_else(|| OAuthError::invalid_client(AUTH_FAILED))?;
     if hasher.verify(secret.expose(), &client.secret_hashes) {
         Ok(client.clone())
     } else {
         Err(OAuthError::invalid_client(AUTH_FAILED))
+    }
+}
+
+/// Longest validity of a client assertion: they are made for one request.
+const MAX_CLIENT_ASSERTION_LIFETIME: i64 = 600;
+
+impl super::AuthorizationServer {
+    /// Authenticates the client of a request at `endpoint` (a path: `/token`, `/introspect`,
+    /// `/revoke`), whatever method it uses, and resolves self-registered clients first.
+    pub(crate) async fn authenticate_client(
+        &self,
+        catalog: &Catalog,
+        authorization: Option<&str>,
+        params: &Params,
+        endpoint: &str,
+        now: i64,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let presented = presented_client(authorization, params)?;
+        let Some(assertion) = presented.assertion.as_deref() else {
+            return authenticate(catalog, &self.hasher, &presented);
+        };
+        let client = catalog.client(&presented.client_id).ok_or_else(|| OAuthError::invalid_client(AUTH_FAILED))?;
+        if client.spec.auth_method() != AuthMethod::PrivateKeyJwt {
+            tracing::info!(client_id = %client.client_id, "client sent an assertion but is not registered for private_key_jwt");
+            return Err(OAuthError::invalid_client(AUTH_FAILED));
+        }
+        match self.verify_client_assertion(&client, assertion, endpoint, now).await? {
+            Ok(()) => Ok(client),
+            Err(reason) => {
+                // The reason is for the operator's log: the caller learns only that it failed.
+                tracing::info!(client_id = %client.client_id, %reason, "client assertion refused");
+                Err(OAuthError::invalid_client(AUTH_FAILED))
+            }
+        }
+    }
+
+    /// RFC 7523 §3 for client authentication, with draft-ietf-oauth-rfc7523bis: `iss` and
+    /// `sub` are the client; `aud` is one value, this issuer or the exact endpoint (an
+    /// assertion for the token endpoint is refused at another one); `typ` absent, `JWT` or
+    /// `client-authentication+jwt`; `exp` near; `jti` used once.
+    async fn verify_client_assertion(
+        &self,
+        client: &Client,
+        assertion: &str,
+        endpoint: &str,
+        now: i64,
+    ) -> Result<Result<(), String>, OAuthError> {
+        Ok(match self.check_client_assertion(client, assertion, endpoint, now).await {
+            Err(reason) => Err(reason),
+            Ok(jti_digest_and_exp) => {
+                let (digest, exp) = jti_digest_and_exp;
+                // Single use (RFC 7523 §3 item 7), per client, until it expires anyway.
+                let fresh = self
+                    .store
+                    .use_assertion_jti(&digest, exp + super::assertion::LEEWAY, now)
+                    .await
+                    .map_err(super::server::store_error)?;
+                if fresh { Ok(()) } else { Err("the assertion's jti was already used (a replay)".into()) }
+            }
+        })
+    }
+
+    /// Every check of [`Self::verify_client_assertion`] but the jti's use: the digest of
+    /// (client_id, jti) and `exp`.
+    async fn check_client_assertion(
+        &self,
+        client: &Client,
+        assertion: &str,
+        endpoint: &str,
+        now: i64,
+    ) -> Result<([u8; 32], i64), String> {
+        use super::assertion::{self, Expectations, KeySource, Unverified};
+        let unverified = Unverified::parse(assertion).map_err(|e| e.to_string())?;
+        match unverified.header.typ.as_deref() {
+            None => {}
+            Some(t) if t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("client-authentication+jwt") => {}
+            Some(other) => return Err(format!("typ {other:?} is not a client assertion")),
+        }
+        let audiences = vec![self.issuer.clone(), format!("{}{endpoint}", self.issuer)];
+        if unverified.audiences().len() != 1 {
+            return Err("aud must be a single value".into());
+        }
+        let expect = Expectations {
+            issuer: &client.client_id,
+            audiences: &audiences,
+            algorithms: assertion::DEFAULT_ALGORITHMS,
+            max_lifetime: MAX_CLIENT_ASSERTION_LIFETIME,
+        };
+        assertion::check_algorithm(&unverified.header, expect.algorithms).map_err(|e| e.to_string())?;
+        assertion::check_claims(&unverified.claims, &expect, now).map_err(|e| e.to_string())?;
+        if unverified.str("sub") != Some(client.client_id.as_str()) {
+            return Err("sub is not the client_id".into());
+        }
+        let jti = unverified.str("jti").filter(|j| !j.is_empty()).ok_or("the jti claim is missing")?.to_string();
+        let kid = unverified.header.kid.as_deref();
+        let key = match (&client.spec.jwks, &client.spec.jwks_uri) {
+            (Some(set), _) => {
+                let set = crate::protocol::jwk::parse_public_jwk_set(set)?;
+                assertion::inline_key(&set, kid)
+            }
+            (None, Some(uri)) => {
+                let kid = kid.ok_or("the header has no kid")?;
+                let source = KeySource::JwksUri(uri.clone());
+                self.assertions.keys.key(&source, kid, self.assertions.app_issuers_reach).await?
+            }
+            (None, None) => None,
+        }
+        .ok_or("signed by a key the client does not publish")?;
+        let claims = assertion::verify(assertion, &key, &expect, now).map_err(|e| e.to_string())?;
+        let exp = claims.get("exp").and_then(serde_json::Value::as_i64).unwrap_or(now);
+        Ok((crate::secrets::token_digest(&format!("{}\0{jti}", client.client_id)), exp))
     }
 }
 

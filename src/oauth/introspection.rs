@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use super::{
     OAuthError,
-    client_auth::{authenticate, presented_client},
     params::Params,
     server::{AuthorizationServer, store_error},
 };
@@ -101,7 +100,8 @@ impl AuthorizationServer {
         now: i64,
     ) -> Result<Introspection, OAuthError> {
         self.resolve_presented(catalog, authorization, params, now).await;
-        let caller = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
+        let caller =
+            self.authenticate_client(catalog, authorization, params, crate::protocol::paths::INTROSPECT, now).await?;
         if !caller.is_confidential() {
             return Err(OAuthError::invalid_client("introspection requires a confidential client"));
         }
@@ -146,7 +146,8 @@ impl AuthorizationServer {
         now: i64,
     ) -> Result<(), OAuthError> {
         self.resolve_presented(catalog, authorization, params, now).await;
-        let caller = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
+        let caller =
+            self.authenticate_client(catalog, authorization, params, crate::protocol::paths::REVOKE, now).await?;
         let token = params.require("token")?;
         let Some(claims) = self.active_claims(catalog, token, now).await? else {
             // RFC 7009 §2: refresh tokens MUST be revocable. Revoking one ends its family

@@ -91,10 +91,10 @@ impl AuthorizationServer {
         let request = Request::from_params(params);
         // RFC 7523 §3.1: client authentication is optional for this grant; without it the
         // assertion itself must identify the subject, which only ServiceAccount tokens do.
-        if authorization.is_none() && params.get("client_id").is_none() {
+        if !super::client_auth::identifies_client(authorization, params) {
             return self.service_account_grant(catalog, assertion, &request, now).await;
         }
-        let client = self.authenticate_for(catalog, authorization, params, GrantType::JwtBearer)?;
+        let client = self.authenticate_for(catalog, authorization, params, GrantType::JwtBearer, now).await?;
         self.trusted_issuer_grant(catalog, &client, assertion, &request, now).await
     }
 

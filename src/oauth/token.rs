@@ -7,15 +7,12 @@ use serde::Serialize;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use super::{
-    AuthorizationServer, OAuthError,
-    client_auth::{authenticate, presented_client},
-    client_credentials,
-    params::Params,
-    pkce,
+    AuthorizationServer, OAuthError, client_auth::presented_client, client_credentials, params::Params, pkce,
     server::store_error,
 };
 use crate::api::{GrantType, JWT_BEARER, TokenFormat};
 use crate::catalog::{Catalog, Client};
+use crate::protocol::paths;
 use crate::protocol::scope::OPENID;
 use crate::secrets::{random_token, token_digest};
 use crate::store::{CodeRedemption, RefreshToken, Rotation, UserRecord};
@@ -85,7 +82,7 @@ impl AuthorizationServer {
         let grant_type = params.require("grant_type")?;
         match grant_type {
             "client_credentials" => {
-                let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
+                let client = self.authenticate_client(catalog, authorization, params, paths::TOKEN, now).await?;
                 let request = client_credentials::Request::from_params(params);
                 let entitlement = client_credentials::decide(catalog, &client, &request, now)?;
                 // RFC 9068 §2.2: with no resource owner, `sub` identifies the client.
@@ -117,7 +114,7 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        let client = self.authenticate_for(catalog, authorization, params, GrantType::AuthorizationCode)?;
+        let client = self.authenticate_for(catalog, authorization, params, GrantType::AuthorizationCode, now).await?;
         let code = params.require("code")?;
         let redirect_uri = params.get("redirect_uri");
         let verifier = params.require("code_verifier")?;
@@ -202,7 +199,7 @@ impl AuthorizationServer {
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
         // Public clients present only client_id; confidential ones must authenticate.
-        let client = self.authenticate_for(catalog, authorization, params, GrantType::RefreshToken)?;
+        let client = self.authenticate_for(catalog, authorization, params, GrantType::RefreshToken, now).await?;
         let presented = token_digest(params.require("refresh_token")?);
         let requested = params.get("scope").map(crate::protocol::scope::parse_scope).transpose()?;
         let checked = match self.store.live_refresh_token(&presented, now).await.map_err(store_error)? {
@@ -301,14 +298,15 @@ impl AuthorizationServer {
 
     /// Authenticates the client (public clients by `client_id` alone) and checks it may
     /// use `grant`.
-    pub(super) fn authenticate_for(
+    pub(super) async fn authenticate_for(
         &self,
         catalog: &Catalog,
         authorization: Option<&str>,
         params: &Params,
         grant: GrantType,
+        now: i64,
     ) -> Result<Arc<Client>, OAuthError> {
-        let client = authenticate(catalog, &self.hasher, &presented_client(authorization, params)?)?;
+        let client = self.authenticate_client(catalog, authorization, params, paths::TOKEN, now).await?;
         if !client.allows_grant(grant) {
             return Err(OAuthError::unauthorized_client(format!(
                 "this client is not allowed to use the {} grant",

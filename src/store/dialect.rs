@@ -29,6 +29,7 @@ macro_rules! migrations {
             migration!($backend, 4, "004_registered_clients"),
             migration!($backend, 5, "005_client_tombstones"),
             migration!($backend, 6, "006_users"),
+            migration!($backend, 7, "007_assertion_jtis"),
         ]
     };
 }

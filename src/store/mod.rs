@@ -218,6 +218,7 @@ pub const TABLES: &[&str] = &[
     "registered_clients",
     "client_tombstones",
     "users",
+    "assertion_jtis",
 ];
 
 #[async_trait]
@@ -397,4 +398,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes at most `batch` expired rows per table; returns how many went.
     async fn purge_expired(&self, now: i64, batch: u32) -> Result<u64, StoreError>;
+
+    /// Records a client assertion's `jti` (by digest) until `expires_at`: true the first
+    /// time, false while an earlier use is unexpired (a replay), on every replica at once.
+    async fn use_assertion_jti(&self, digest: &[u8; 32], expires_at: i64, now: i64) -> Result<bool, StoreError>;
 }

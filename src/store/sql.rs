@@ -900,6 +900,23 @@ where
             .map_err(unavailable)
     }
 
+    async fn use_assertion_jti(&self, digest: &[u8; 32], expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        // One statement: of concurrent uses exactly one inserts (or takes over an expired
+        // row); the others match the conflict and change nothing.
+        let result = sqlx::query(
+            "INSERT INTO assertion_jtis (digest, expires_at) VALUES ($1, $2)
+             ON CONFLICT (digest) DO UPDATE SET expires_at = excluded.expires_at
+             WHERE assertion_jtis.expires_at <= $3",
+        )
+        .bind(&digest[..])
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(D::rows_affected(&result) == 1)
+    }
+
     async fn purge_expired(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
         let row = D::ROW_ID;
         let mut purged = 0;
@@ -914,6 +931,7 @@ where
             ("revocations", "seq"),
             ("client_secrets", row),
             ("client_tombstones", row),
+            ("assertion_jtis", row),
         ] {
             let result = sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE expires_at <= $1 LIMIT $2)"

@@ -18,6 +18,7 @@ mod login_limits;
 mod logout;
 mod mcp;
 mod operator;
+mod private_key_jwt;
 mod registration;
 mod replicas;
 mod store_migrations;

@@ -338,6 +338,17 @@ async fn suite(store: Arc<dyn Store>) {
     );
     assert_eq!(stored, second);
 
+    // Client assertion jtis: once each until they expire, one winner among concurrent uses.
+    assert!(store.use_assertion_jti(&digest(90), now + 60, now).await.unwrap());
+    assert!(!store.use_assertion_jti(&digest(90), now + 60, now + 1).await.unwrap(), "a replay");
+    assert!(store.use_assertion_jti(&digest(90), now + 200, now + 61).await.unwrap(), "expired: usable again");
+    let uses = futures_join(8, |_| {
+        let store = store.clone();
+        async move { store.use_assertion_jti(&digest(91), now + 60, now).await.unwrap() }
+    })
+    .await;
+    assert_eq!(uses.iter().filter(|fresh| **fresh).count(), 1, "{uses:?}");
+
     // Purge: only expired rows, in bounded batches.
     for i in 0..5u8 {
         store.put_code(&digest(100 + i), &code(now - 10)).await.unwrap();
