@@ -17,7 +17,9 @@
 //! - no redirects, 5 s for the whole fetch, a 5 KiB body read incrementally, no
 //!   compression;
 //! - the document's `client_id` must equal the requested URL exactly, `redirect_uris` must
-//!   be present, and the client is public (`token_endpoint_auth_method` absent or `none`).
+//!   be present, and the client is public (`token_endpoint_auth_method` absent or `none`) or
+//!   proves itself with its own keys (`private_key_jwt` with `jwks_uri` or `jwks`), never a
+//!   shared secret.
 //!
 //! Successful fetches are cached in memory per HTTP caching headers (`Cache-Control`
 //! `max-age`/`s-maxage`, `no-store`/`no-cache`, `Expires`), 5 minutes without them,
@@ -476,7 +478,24 @@ pub fn parse_document(body: &[u8], client_id: &str) -> Result<ClientMetadataDocu
                 "token_endpoint_auth_method must be `none`: a metadata document cannot carry a shared secret",
             ));
         }
-        Some(_) => return Err(invalid("token_endpoint_auth_method must be `none` (or absent)")),
+        // RFC 7523 §2.2: the client proves itself with its own key, published beside the
+        // document (ChatGPT's document does this and has no `none` fallback).
+        Some("private_key_jwt") => {
+            let uri = doc.extra.get("jwks_uri");
+            let set = doc.extra.get("jwks");
+            match (uri, set) {
+                (Some(serde_json::Value::String(uri)), None)
+                    if Url::parse(uri).is_ok_and(|u| u.scheme() == "https" || is_loopback_host(&u)) => {}
+                (None, Some(serde_json::Value::Object(_))) => {}
+                (Some(_), Some(_)) => return Err(invalid("jwks_uri and jwks must not both be present (RFC 7591 §2)")),
+                _ => {
+                    return Err(invalid(
+                        "token_endpoint_auth_method private_key_jwt needs its keys: an https jwks_uri or a jwks object",
+                    ));
+                }
+            }
+        }
+        Some(_) => return Err(invalid("token_endpoint_auth_method must be `none`, `private_key_jwt` or absent")),
     }
     if doc.redirect_uris.is_empty() {
         return Err(invalid("redirect_uris must list at least one redirect URI"));
@@ -737,7 +756,8 @@ mod tests {
         );
         for (body, needle) in [
             (doc_json(id, r#","token_endpoint_auth_method":"client_secret_basic""#), "shared secret"),
-            (doc_json(id, r#","token_endpoint_auth_method":"private_key_jwt""#), "must be `none`"),
+            (doc_json(id, r#","token_endpoint_auth_method":"private_key_jwt""#), "needs its keys"),
+            (doc_json(id, r#","token_endpoint_auth_method":"magic""#), "must be `none`"),
             (doc_json(id, r#","client_secret":"s3cret""#), "client_secret"),
             (format!(r#"{{"client_id":"{id}"}}"#).into_bytes(), "redirect_uris"),
             (format!(r#"{{"client_id":"{id}","redirect_uris":[]}}"#).into_bytes(), "redirect_uris"),

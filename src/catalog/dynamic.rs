@@ -112,6 +112,12 @@ impl ClientMetadata {
     }
 }
 
+/// Whether a self-registered client with this `token_endpoint_auth_method` is issued a
+/// client secret (`none` and `private_key_jwt` are not).
+pub fn uses_secret(auth_method: &str) -> bool {
+    auth_method.starts_with("client_secret_")
+}
+
 /// Builds the serving view of a self-registered client under `policy`.
 pub fn client(
     client_id: &str,
@@ -125,6 +131,7 @@ pub fn client(
     let auth_method = match metadata.token_endpoint_auth_method.as_str() {
         "client_secret_basic" => AuthMethod::ClientSecretBasic,
         "client_secret_post" => AuthMethod::ClientSecretPost,
+        "private_key_jwt" => AuthMethod::PrivateKeyJwt,
         _ => AuthMethod::None,
     };
     let grant_types = metadata
@@ -168,8 +175,9 @@ pub fn client(
             secret_rotation_overlap: None,
             // Self-registered clients never trust issuers: that is for declared apps.
             trusted_issuers: Vec::new(),
-            jwks: None,
-            jwks_uri: None,
+            // The keys a private_key_jwt client registered (RFC 7591 §2).
+            jwks: metadata.jwks.as_ref().map(|set| set.to_string()),
+            jwks_uri: metadata.jwks_uri.clone(),
         },
         labels: Default::default(),
         secret_hashes: secret_hash.into_iter().collect(),

@@ -98,7 +98,12 @@ impl AuthorizationServer {
                     document.grant_types.clone()
                 },
                 response_types: vec!["code".into()],
-                token_endpoint_auth_method: "none".into(),
+                // `parse_document` admits only these two.
+                token_endpoint_auth_method: document
+                    .token_endpoint_auth_method
+                    .clone()
+                    .filter(|m| m == "private_key_jwt")
+                    .unwrap_or_else(|| "none".into()),
                 client_uri: document.client_uri.clone(),
                 logo_uri: document.logo_uri.clone(),
                 // Scopes: what the document asks for, within what the policy approves; a
@@ -214,7 +219,7 @@ impl AuthorizationServer {
         let metadata = register::validate(body, &registration)?;
         let key = policy.key.clone();
         let dedupe_key = register::dedupe_key(&key.to_string(), &metadata);
-        let secret = (metadata.token_endpoint_auth_method != "none").then(ClientSecret::generate);
+        let secret = dynamic::uses_secret(&metadata.token_endpoint_auth_method).then(ClientSecret::generate);
         let registration_token = random_token(32);
         let record = RegisteredClient {
             client_id: crate::store::new_client_id(),
@@ -289,7 +294,10 @@ impl AuthorizationServer {
         // confidential without a secret, nor the reverse.
         let old: dynamic::ClientMetadata =
             serde_json::from_value(record.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if (old.token_endpoint_auth_method == "none") != (metadata.token_endpoint_auth_method == "none") {
+        if old.token_endpoint_auth_method != metadata.token_endpoint_auth_method
+            && (dynamic::uses_secret(&old.token_endpoint_auth_method)
+                || dynamic::uses_secret(&metadata.token_endpoint_auth_method))
+        {
             return Err(RegistrationError {
                 code: crate::oauth::ErrorCode::InvalidClientMetadata,
                 description: "token_endpoint_auth_method cannot change between none and a secret".into(),

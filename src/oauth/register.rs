@@ -78,10 +78,35 @@ pub fn validate(body: &Value, registration: &RegistrationSettings) -> Result<Cli
     }
     // RFC 7591 §2: the default is client_secret_basic.
     let auth_method = string("token_endpoint_auth_method")?.unwrap_or_else(|| "client_secret_basic".into());
-    if !matches!(auth_method.as_str(), "none" | "client_secret_basic" | "client_secret_post") {
+    if !matches!(auth_method.as_str(), "none" | "client_secret_basic" | "client_secret_post" | "private_key_jwt") {
         return Err(RegistrationError::metadata(format!(
-            "token_endpoint_auth_method {auth_method:?} is not supported (none, client_secret_basic, client_secret_post)"
+            "token_endpoint_auth_method {auth_method:?} is not supported (none, client_secret_basic, client_secret_post, private_key_jwt)"
         )));
+    }
+    // RFC 7591 §2: the keys by value or by reference, never both; private_key_jwt needs one.
+    let jwks_uri = string("jwks_uri")?;
+    let jwks = match object.get("jwks") {
+        None | Some(Value::Null) => None,
+        Some(set) => {
+            crate::protocol::jwk::parse_public_jwk_set(&set.to_string())
+                .map_err(|e| RegistrationError::metadata(format!("jwks: {e}")))?;
+            Some(set.clone())
+        }
+    };
+    if let Some(uri) = &jwks_uri
+        && !url::Url::parse(uri).is_ok_and(|u| u.scheme() == "https" || crate::protocol::loopback::is_loopback_host(&u))
+    {
+        return Err(RegistrationError::metadata("jwks_uri must be an https URL"));
+    }
+    match (&jwks_uri, &jwks, auth_method == "private_key_jwt") {
+        (Some(_), Some(_), _) => return Err(RegistrationError::metadata("jwks_uri and jwks must not both be present")),
+        (None, None, true) => {
+            return Err(RegistrationError::metadata("private_key_jwt needs the client's keys: jwks_uri or jwks"));
+        }
+        (Some(_), _, false) | (_, Some(_), false) => {
+            return Err(RegistrationError::metadata("jwks_uri and jwks are only for private_key_jwt"));
+        }
+        _ => {}
     }
     let application_type = string("application_type")?;
     if application_type.as_deref().is_some_and(|t| t != "web" && t != "native") {
@@ -143,10 +168,8 @@ pub fn validate(body: &Value, registration: &RegistrationSettings) -> Result<Cli
         contacts,
         software_id: string("software_id")?,
         software_version: string("software_version")?,
-        // No client authentication by keys yet (private_key_jwt): registered keys are not
-        // accepted, so none are kept.
-        jwks_uri: None,
-        jwks: None,
+        jwks_uri,
+        jwks,
     })
 }
 
@@ -179,6 +202,7 @@ pub fn check_redirect_uris(
 }
 
 pub fn dedupe_key(policy: &str, metadata: &ClientMetadata) -> Option<String> {
+    // Only public clients are shared: keys and secrets each identify one client.
     if metadata.token_endpoint_auth_method != "none" {
         return None;
     }
