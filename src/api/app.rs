@@ -62,7 +62,8 @@ pub struct InboundAppSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post_logout_redirect_uris: Vec<String>,
     /// How the app authenticates at the token endpoint. Defaults to `client_secret_basic`
-    /// for confidential clients and `none` for public clients.
+    /// for confidential clients and `none` for public clients; `private_key_jwt` signs with
+    /// the key published as `jwks` or `jwksUri`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint_auth_method: Option<AuthMethod>,
     /// The app's public keys for `private_key_jwt`: the JWK set document as JSON (what a
@@ -198,8 +199,9 @@ pub enum AuthMethod {
     ClientSecretPost,
     #[serde(rename = "none")]
     None,
-    /// A JWT signed with the app's private key (RFC 7523 §2.2, OpenID Connect Core §9):
-    /// the public keys are `spec.jwks` or `spec.jwksUri`.
+    // A JWT signed with the app's private key (RFC 7523 §2.2, OpenID Connect Core §9): the
+    // public keys are `spec.jwks` or `spec.jwksUri`. (A plain comment: a variant's doc
+    // comment would make schemars describe the field by the enum's text.)
     #[serde(rename = "private_key_jwt")]
     PrivateKeyJwt,
 }
