@@ -23,6 +23,7 @@ fn main() {
         tenant: Some("acme".into()),
         roles: None,
         kubernetes: None,
+        act: None,
     };
     // Warm up, then measure for 3 s.
     for _ in 0..1000 {

@@ -45,6 +45,42 @@ pub struct ClientGrantSpec {
     /// RFC 3339 time after which the grant no longer applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Makes this a delegation grant: the app (the subject) may exchange the tokens of the
+    /// users (or workloads) it serves for tokens acting for them (RFC 8693), carrying at
+    /// most these scopes and resources, never more than the presented token (and its user's
+    /// consent) allows. A
+    /// delegation grant gives nothing to client_credentials: acting for a user and acting
+    /// as oneself are granted separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<TokenExchange>,
+}
+
+/// Which subject tokens a delegation grant accepts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenExchange {
+    /// `AccessToken`: access tokens inbound issued to the app, or sent to a resource it
+    /// serves (`spec.resourceServer`). `Jwt`: JWTs from the app's `trustedIssuers`, and
+    /// ServiceAccount tokens. Default `[AccessToken]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_token_types: Vec<SubjectTokenType>,
+}
+
+impl TokenExchange {
+    /// Whether subject tokens of `kind` may be exchanged under this grant.
+    pub fn accepts(&self, kind: SubjectTokenType) -> bool {
+        if self.subject_token_types.is_empty() {
+            return kind == SubjectTokenType::AccessToken;
+        }
+        self.subject_token_types.contains(&kind)
+    }
+}
+
+/// Kinds of subject tokens (RFC 8693 §3 token types, as inbound accepts them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SubjectTokenType {
+    AccessToken,
+    Jwt,
 }
 
 /// The subject of a grant.

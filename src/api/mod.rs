@@ -19,10 +19,12 @@ mod user;
 
 pub use app::{
     AuthMethod, ClientType, CredentialsSecretRef, GrantType, IdTokenAlg, InboundApp, InboundAppSpec, InboundAppStatus,
-    JWT_BEARER, ResourceServer, TokenFormat, TokenSettings, TrustedIssuer,
+    JWT_BEARER, ResourceServer, TOKEN_EXCHANGE, TokenFormat, TokenSettings, TrustedIssuer,
 };
 pub use duration::{DurationError, DurationString, MAX_DURATION};
-pub use grant::{ClientGrant, ClientGrantSpec, ClientGrantStatus, GrantSubject, SubjectKind};
+pub use grant::{
+    ClientGrant, ClientGrantSpec, ClientGrantStatus, GrantSubject, SubjectKind, SubjectTokenType, TokenExchange,
+};
 pub use identity_provider::{
     ApplicationLogin, ClaimMapping, IdentityProvider, IdentityProviderSpec, IdentityProviderStatus, OidcProvider,
     RoleMapping, SecretKeyRef, SecretSource, TenantMapping,

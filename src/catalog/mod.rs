@@ -76,6 +76,8 @@ pub struct GrantRule {
     pub tenants: Vec<String>,
     /// Unix seconds after which the grant no longer applies.
     pub expires_at: Option<i64>,
+    /// Set on delegation grants (token exchange only).
+    pub token_exchange: Option<crate::api::TokenExchange>,
 }
 
 impl GrantRule {
@@ -153,6 +155,8 @@ pub struct Catalog {
     client_ids: BTreeMap<ObjectKey, String>,
     scopes: HashMap<(String, String), ScopeSpec>,
     app_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
+    /// Delegation grants (`spec.tokenExchange`), by app: never seen by client_credentials.
+    delegation_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
     service_account_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
     policies: Vec<Policy>,
     users_by_name: HashMap<String, Arc<User>>,
@@ -224,8 +228,10 @@ impl Catalog {
                             .as_deref()
                             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                             .map(|t| t.as_second()),
+                        token_exchange: spec.token_exchange.clone(),
                     });
                     let index = match spec.subject.kind {
+                        SubjectKind::InboundApp if spec.token_exchange.is_some() => &mut catalog.delegation_grants,
                         SubjectKind::InboundApp => &mut catalog.app_grants,
                         SubjectKind::ServiceAccount => &mut catalog.service_account_grants,
                     };
@@ -295,6 +301,11 @@ impl Catalog {
 
     pub fn grants_for_app(&self, app: &ObjectKey) -> &[Arc<GrantRule>] {
         self.app_grants.get(app).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The delegation grants (`spec.tokenExchange`) whose subject is `app`.
+    pub fn delegation_grants_for_app(&self, app: &ObjectKey) -> &[Arc<GrantRule>] {
+        self.delegation_grants.get(app).map(Vec::as_slice).unwrap_or_default()
     }
 
     pub fn grants_for_service_account(&self, sa: &ObjectKey) -> &[Arc<GrantRule>] {

@@ -347,10 +347,13 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
         if !seen.insert(grant_type) {
             at.push(format!("spec.grantTypes[{i}]"), format!("{} is listed twice", grant_type.as_str()));
         }
-        if *grant_type == GrantType::ClientCredentials && spec.client_type == ClientType::Public {
+        // Token exchange writes the client into `act` (RFC 8693 §4.1): it must prove who it is.
+        if matches!(grant_type, GrantType::ClientCredentials | GrantType::TokenExchange)
+            && spec.client_type == ClientType::Public
+        {
             at.push(
                 format!("spec.grantTypes[{i}]"),
-                "client_credentials requires a confidential client (spec.clientType is public)",
+                format!("{} requires a confidential client (spec.clientType is public)", grant_type.as_str()),
             );
         }
     }
@@ -508,10 +511,24 @@ fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
             match index.apps.get(&(subject_ns, spec.subject.name.as_str())) {
                 None => at
                     .push("spec.subject.name", format!("InboundApp {subject_ns}/{} does not exist", spec.subject.name)),
+                // A delegation grant is used only by token exchange.
+                Some(found)
+                    if spec.token_exchange.is_some() && !found.spec.grant_types.contains(&GrantType::TokenExchange) =>
+                {
+                    at.push(
+                        "spec.tokenExchange",
+                        format!(
+                            "InboundApp {subject_ns}/{} does not allow the {} grant",
+                            spec.subject.name,
+                            GrantType::TokenExchange.as_str()
+                        ),
+                    )
+                }
                 // What a grant gives an app is used by client_credentials, and by the JWT
                 // bearer grant for the users its trusted issuers name.
                 Some(found)
-                    if !found.spec.grant_types.contains(&GrantType::ClientCredentials)
+                    if spec.token_exchange.is_none()
+                        && !found.spec.grant_types.contains(&GrantType::ClientCredentials)
                         && !found.spec.grant_types.contains(&GrantType::JwtBearer) =>
                 {
                     at.push(
@@ -528,6 +545,13 @@ fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
         SubjectKind::ServiceAccount => {
             if !is_dns_subdomain(&spec.subject.name) {
                 at.push("spec.subject.name", "must be a valid ServiceAccount name");
+            }
+            if spec.token_exchange.is_some() {
+                at.push(
+                    "spec.tokenExchange",
+                    "only an InboundApp can exchange tokens (it authenticates as itself); a ServiceAccount's \
+                     token can be exchanged by an app whose delegation grant accepts Jwt subject tokens",
+                );
             }
         }
     }
@@ -835,16 +859,21 @@ fn is_dns_label(label: &str) -> bool {
 /// `spec.trustedIssuers` and the JWT bearer grant they serve (RFC 7523).
 fn check_trusted_issuers(spec: &crate::api::InboundAppSpec, at: &mut At<'_, '_>) {
     let jwt_bearer = spec.grant_types.contains(&GrantType::JwtBearer);
+    let token_exchange = spec.grant_types.contains(&GrantType::TokenExchange);
     if jwt_bearer && spec.trusted_issuers.is_empty() {
         at.push(
             "spec.trustedIssuers",
             "the JWT bearer grant needs at least one trusted issuer (ServiceAccounts need no app: grant them with a ClientGrant)",
         );
     }
-    if !jwt_bearer && !spec.trusted_issuers.is_empty() {
+    if !jwt_bearer && !token_exchange && !spec.trusted_issuers.is_empty() {
         at.push(
             "spec.grantTypes",
-            format!("spec.trustedIssuers is set but {} is not a grant type of the app", GrantType::JwtBearer.as_str()),
+            format!(
+                "spec.trustedIssuers is set but neither {} nor {} is a grant type of the app",
+                GrantType::JwtBearer.as_str(),
+                GrantType::TokenExchange.as_str()
+            ),
         );
     }
     let mut seen = HashSet::new();

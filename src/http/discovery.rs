@@ -31,7 +31,7 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
         "userinfo_endpoint": format!("{issuer}{}", paths::USERINFO),
         "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", crate::api::JWT_BEARER],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", crate::api::JWT_BEARER, crate::api::TOKEN_EXCHANGE],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],

@@ -92,6 +92,12 @@ impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> OAuthError {
         OAuthError { code, description: description.into() }
     }
+
+    /// The same error, its description saying which parameter it is about.
+    pub fn prefixed(self, parameter: &str) -> OAuthError {
+        OAuthError { description: format!("{parameter}: {}", self.description), ..self }
+    }
+
     pub fn invalid_request(d: impl Into<String>) -> OAuthError {
         OAuthError::new(ErrorCode::InvalidRequest, d)
     }

@@ -45,6 +45,9 @@ pub struct ActiveClaims {
     pub tenant: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// RFC 8693 §4.1: the actor of a delegated token, for the resource server's policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act: Option<crate::tokens::Actor>,
 }
 
 impl From<AccessTokenClaims> for ActiveClaims {
@@ -62,6 +65,7 @@ impl From<AccessTokenClaims> for ActiveClaims {
             jti: Some(c.jti),
             tenant: c.tenant,
             roles: c.roles,
+            act: c.act,
         }
     }
 }
@@ -130,6 +134,7 @@ impl AuthorizationServer {
                     jti: None,
                     tenant: refresh.tenant,
                     roles: None,
+                    act: None,
                 }),
             },
             _ => Introspection::default(),

@@ -104,13 +104,12 @@ impl AuthorizationServer {
         vec![self.issuer.clone(), format!("{}{}", self.issuer, paths::TOKEN)]
     }
 
-    async fn service_account_grant(
+    /// Validates a Kubernetes ServiceAccount token by the operator's choice of validator.
+    pub(super) async fn verify_service_account_token(
         &self,
-        catalog: &Catalog,
         assertion: &str,
-        request: &Request<'_>,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<(&ServiceAccountTokens, VerifiedServiceAccount), OAuthError> {
         let Some(accounts) = &self.assertions.service_accounts else {
             return Err(OAuthError::invalid_grant(
                 "this server accepts no ServiceAccount tokens (no ServiceAccount issuer is configured); \
@@ -125,6 +124,7 @@ impl AuthorizationServer {
             ));
         };
         let (namespace, name) = (namespace.to_string(), name.to_string());
+        let expires_at = unverified.claims.get("exp").and_then(Value::as_i64).unwrap_or_default();
         // Cheap refusals first, so that junk never costs a TokenReview or a key fetch.
         if !unverified.audiences().iter().any(|a| accounts.audiences.iter().any(|e| e == a)) {
             return Err(refused(AssertionError::Audience(accounts.audiences.join(", "))));
@@ -166,6 +166,19 @@ impl AuthorizationServer {
         };
         let key = crate::api::ObjectKey { namespace: namespace.clone(), name: name.clone() };
         let username = format!("{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}");
+        Ok((accounts, VerifiedServiceAccount { username, key, kubernetes, expires_at }))
+    }
+
+    async fn service_account_grant(
+        &self,
+        catalog: &Catalog,
+        assertion: &str,
+        request: &Request<'_>,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let (accounts, account) = self.verify_service_account_token(assertion, now).await?;
+        let VerifiedServiceAccount { username, key, kubernetes, .. } = account;
+        let (namespace, name) = (&key.namespace, &key.name);
         let entitlement =
             client_credentials::entitlement(catalog, catalog.grants_for_service_account(&key), request, now).map_err(
                 |e| e.or_unauthorized(&format!("no active ClientGrant authorizes ServiceAccount {namespace}/{name}")),
@@ -188,21 +201,22 @@ impl AuthorizationServer {
         };
         let recipient = Recipient {
             client_id: &username,
-            namespace: &namespace,
+            namespace,
             lifetime: accounts.access_token_lifetime,
             format: TokenFormat::Jwt,
         };
         Ok(self.mint(recipient, issue, now).await?.0)
     }
 
-    async fn trusted_issuer_grant(
+    /// Verifies a JWT from one of `client`'s trusted issuers (and reads its UserInfo when
+    /// the issuer has one), and finds the user it names.
+    pub(super) async fn verify_trusted_assertion<'c>(
         &self,
         catalog: &Catalog,
-        client: &Client,
+        client: &'c Client,
         assertion: &str,
-        request: &Request<'_>,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<TrustedAssertion<'c>, OAuthError> {
         let unverified = Unverified::parse(assertion).map_err(refused)?;
         assertion::check_grant_type_header(&unverified.header).map_err(refused)?;
         let iss = unverified.str("iss").ok_or_else(|| refused(AssertionError::Missing("iss")))?;
@@ -235,6 +249,19 @@ impl AuthorizationServer {
             }
         }
         let user = assertion_user(catalog, client, trusted, &claims)?;
+        Ok(TrustedAssertion { trusted, user, claims })
+    }
+
+    async fn trusted_issuer_grant(
+        &self,
+        catalog: &Catalog,
+        client: &Client,
+        assertion: &str,
+        request: &Request<'_>,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let TrustedAssertion { trusted, user, .. } =
+            self.verify_trusted_assertion(catalog, client, assertion, now).await?;
         let grants = catalog.grants_for_app(&client.key);
         let entitlement = client_credentials::entitlement(catalog, grants, request, now)
             .map_err(|e| e.or_unauthorized("no active ClientGrant authorizes this app"))?;
@@ -317,10 +344,28 @@ fn key_source(trusted: &TrustedIssuer) -> Result<KeySource, OAuthError> {
 }
 
 /// Who a trusted issuer's assertion is about.
-struct AssertedUser {
-    subject: String,
-    roles: Vec<String>,
-    tenant: Option<String>,
+pub(super) struct AssertedUser {
+    pub subject: String,
+    pub roles: Vec<String>,
+    pub tenant: Option<String>,
+}
+
+/// A verified JWT of a trusted issuer.
+pub(super) struct TrustedAssertion<'c> {
+    pub trusted: &'c TrustedIssuer,
+    pub user: AssertedUser,
+    /// The JWT's claims, completed from UserInfo.
+    pub claims: Map<String, Value>,
+}
+
+/// A verified ServiceAccount token.
+pub(super) struct VerifiedServiceAccount {
+    /// `system:serviceaccount:NAMESPACE:NAME`.
+    pub username: String,
+    pub key: crate::api::ObjectKey,
+    pub kubernetes: KubernetesClaims,
+    /// The token's `exp`.
+    pub expires_at: i64,
 }
 
 /// The user an assertion names. When the issuer is also an `IdentityProvider` (an identity
@@ -364,7 +409,7 @@ fn assertion_user(
 
 /// Whether `roles` satisfy what the Scope behind `scope` requires, in the namespace of a
 /// grant that gives it.
-fn roles_allow(catalog: &Catalog, grants: &[Arc<GrantRule>], scope: &str, roles: &[String]) -> bool {
+pub(super) fn roles_allow(catalog: &Catalog, grants: &[Arc<GrantRule>], scope: &str, roles: &[String]) -> bool {
     grants.iter().filter(|g| g.scopes.iter().any(|s| s == scope)).any(|g| {
         catalog.scope(&g.key.namespace, scope).is_some_and(|spec| spec.required_roles.iter().all(|r| roles.contains(r)))
     })

@@ -14,6 +14,7 @@
 //!   client may get without a user; `client_auth`, `pkce`.
 //! - `jwt_bearer`: RFC 7523 grants (ServiceAccount tokens, apps' trusted issuers);
 //!   `assertion`: how a JWT someone else signed is checked.
+//! - `token_exchange`: RFC 8693 delegation, declared by ClientGrants with `tokenExchange`.
 //! - `introspection`: RFC 7662 and RFC 7009.
 //! - `clients`, `register`: self-registered clients (RFC 7591/7592, metadata documents).
 //! - `error`: RFC error codes and their statuses.
@@ -37,6 +38,7 @@ pub mod pkce;
 pub mod register;
 mod server;
 pub mod token;
+pub mod token_exchange;
 
 pub use error::{ErrorCode, OAuthError};
 pub use server::{AuthorizationServer, ServerParts};

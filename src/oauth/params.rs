@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use super::OAuthError;
 
-/// Parameters allowed to repeat: RFC 8707 §2 lets a client name several resources.
-const MULTI_VALUED: &[&str] = &["resource"];
+/// Parameters allowed to repeat: RFC 8707 §2 lets a client name several resources, and
+/// RFC 8693 §2.1 several audiences.
+const MULTI_VALUED: &[&str] = &["resource", "audience"];
 
 /// Parsed request parameters, with the RFC 6749 §3.1/§3.2 rules applied: a parameter
 /// without a value is treated as omitted, and a parameter sent twice is an error.
@@ -13,6 +14,7 @@ const MULTI_VALUED: &[&str] = &["resource"];
 pub struct Params {
     single: HashMap<String, String>,
     resources: Vec<String>,
+    audiences: Vec<String>,
 }
 
 impl Params {
@@ -23,7 +25,8 @@ impl Params {
                 continue;
             }
             if MULTI_VALUED.contains(&name.as_ref()) {
-                params.resources.push(value.into_owned());
+                let values = if name == "resource" { &mut params.resources } else { &mut params.audiences };
+                values.push(value.into_owned());
                 continue;
             }
             if params.single.insert(name.to_string(), value.into_owned()).is_some() {
@@ -45,6 +48,11 @@ impl Params {
     pub fn resources(&self) -> &[String] {
         &self.resources
     }
+
+    /// RFC 8693 `audience` values, in request order.
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
 }
 
 #[cfg(test)]
@@ -61,9 +69,11 @@ mod tests {
 
     #[test]
     fn empty_values_are_omitted_and_resource_repeats() {
-        let p = Params::parse(b"scope=&resource=https%3A%2F%2Fa&resource=https://b&x=1+2").unwrap();
+        let p =
+            Params::parse(b"scope=&resource=https%3A%2F%2Fa&resource=https://b&x=1+2&audience=c&audience=d").unwrap();
         assert_eq!(p.get("scope"), None);
         assert_eq!(p.resources(), ["https://a", "https://b"]);
+        assert_eq!(p.audiences(), ["c", "d"]);
         assert_eq!(p.get("x"), Some("1 2"));
         assert!(p.require("grant_type").is_err());
     }

@@ -10,13 +10,13 @@ use super::{
     AuthorizationServer, OAuthError, client_auth::presented_client, client_credentials, params::Params, pkce,
     server::store_error,
 };
-use crate::api::{GrantType, JWT_BEARER, TokenFormat};
+use crate::api::{GrantType, JWT_BEARER, TOKEN_EXCHANGE, TokenFormat};
 use crate::catalog::{Catalog, Client};
 use crate::protocol::paths;
 use crate::protocol::scope::OPENID;
 use crate::secrets::{random_token, token_digest};
 use crate::store::{CodeRedemption, RefreshToken, Rotation, UserRecord};
-use crate::tokens::{AccessTokenClaims, Audience, IdTokenClaims, claims::KubernetesClaims};
+use crate::tokens::{AccessTokenClaims, Actor, Audience, IdTokenClaims, claims::KubernetesClaims};
 
 /// Successful token response (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
@@ -31,6 +31,9 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// RFC 8693 §2.2.1: the type of the token issued by a token exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 /// What an access token is issued for.
@@ -43,6 +46,8 @@ pub struct Issue {
     pub roles: Option<Vec<String>>,
     /// The ServiceAccount a workload token is issued to.
     pub kubernetes: Option<KubernetesClaims>,
+    /// Who acts for `sub` (token exchange).
+    pub act: Option<Actor>,
 }
 
 /// Whom an access token is issued to (`client_id`) and how: an app's settings, or the
@@ -97,6 +102,7 @@ impl AuthorizationServer {
                 Ok(response)
             }
             JWT_BEARER => self.jwt_bearer(catalog, authorization, params, now).await,
+            TOKEN_EXCHANGE => self.token_exchange(catalog, authorization, params, now).await,
             "authorization_code" => self.authorization_code(catalog, authorization, params, now).await,
             "refresh_token" => self.refresh_token(catalog, authorization, params, now).await,
             other => Err(OAuthError::new(
@@ -364,6 +370,7 @@ impl AuthorizationServer {
             tenant: issue.tenant,
             roles: issue.roles,
             kubernetes: issue.kubernetes,
+            act: issue.act,
         };
         let access_token = match recipient.format {
             TokenFormat::Jwt => self.keys.load().sign_access_token(&claims),
@@ -380,6 +387,7 @@ impl AuthorizationServer {
             scope,
             refresh_token: None,
             id_token: None,
+            issued_token_type: None,
         };
         Ok((response, claims))
     }

@@ -54,6 +54,31 @@ pub struct AccessTokenClaims {
     /// Kubernetes token's own `kubernetes.io` claim.
     #[serde(default, rename = "kubernetes.io", skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesClaims>,
+    /// Who acts for `sub` in a token obtained by token exchange (RFC 8693 §4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// RFC 8693 §4.1 `act`: the party acting for the token's subject. A nested `act` names the
+/// actor before it, so that a chain of delegations reads outermost (current) first; only
+/// the outermost actor is the one to apply policy to (§4.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The actor as this server names it: an app's client_id, a user's subject, or a
+    /// ServiceAccount's `system:serviceaccount:NAMESPACE:NAME`.
+    pub sub: String,
+    /// The client that performed the exchange, when the actor is not that client itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// How many actors the chain names, this one included.
+    pub fn depth(&self) -> usize {
+        1 + self.act.as_ref().map_or(0, |a| a.depth())
+    }
 }
 
 /// Who a Kubernetes ServiceAccount token was issued to (its `kubernetes.io` claim).

@@ -5,7 +5,7 @@ pub mod keys;
 pub mod revocation;
 pub mod verified;
 
-pub use claims::{AccessTokenClaims, Audience, IdTokenClaims};
+pub use claims::{AccessTokenClaims, Actor, Audience, IdTokenClaims};
 pub use keys::{KeyDocument, KeyError, KeySet, RotationPolicy, VerifyError};
 pub use revocation::RevocationList;
 pub use verified::VerifiedTokens;

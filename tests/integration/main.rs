@@ -24,5 +24,6 @@ mod replicas;
 mod store_migrations;
 mod store_suite;
 mod support;
+mod token_exchange;
 mod user_flow;
 mod workload_identity;

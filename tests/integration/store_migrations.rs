@@ -246,6 +246,7 @@ impl Previous {
                 tenant: None,
                 roles: None,
                 kubernetes: None,
+                act: None,
             },
             code: AuthorizationCode {
                 client_id: "old-app".into(),
