@@ -1155,6 +1155,61 @@ async fn workloads_trade_service_account_tokens() {
         .trim()
         .to_string();
     trade(elsewhere).await.assert_error(400, "unauthorized_client");
+    // Delegation (RFC 8693): an app whose delegation grant accepts JWT subject tokens
+    // exchanges the workload's ServiceAccount token (checked by TokenReview) for a token
+    // acting for the workload, with itself in `act`; never more than the workload's own
+    // grants. An app without a delegation grant is refused.
+    api.apply(
+        APPS_NS,
+        r#"apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: inventory-reports}
+spec:
+  displayName: Inventory Reports
+  grantTypes: ["urn:ietf:params:oauth:grant-type:token-exchange"]
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: inventory-reports-for-workloads}
+spec:
+  subject: {kind: InboundApp, name: inventory-reports}
+  scopes: [inventory:read, inventory:write]
+  resources: ["https://inventory.example.com"]
+  tokenExchange: {subjectTokenTypes: [Jwt]}
+"#,
+    );
+    eventually("clientgrant/inventory-reports-for-workloads Ready", Duration::from_secs(20), || {
+        let object = api.get_json(&["clientgrant", "inventory-reports-for-workloads", "-n", APPS_NS])?;
+        (ready_condition(&object)?["status"] == "True").then_some(())
+    })
+    .await;
+    let (_, (reports_id, reports_secret)) =
+        eventually("inventory-reports credentials", Duration::from_secs(20), || {
+            secret(&api, "inventory-reports-credentials")
+        })
+        .await;
+    let exchange = |app: (&str, &str), subject: &str| {
+        let operator = &operator;
+        let body = form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("subject_token", subject),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ]);
+        let (id, secret) = (app.0.to_string(), app.1.to_string());
+        async move { operator.post("/token", Some((&id, &secret)), &body).await }
+    };
+    let reply = exchange((&reports_id, &reports_secret), &token).await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.json, operator.log());
+    assert_eq!(reply.json["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    assert_eq!(reply.json["scope"], "inventory:read", "the workload's own grants cap the delegate");
+    let delegated = jwt_claims(reply.json["access_token"].as_str().unwrap());
+    assert_eq!(delegated["sub"], account.as_str());
+    assert_eq!(delegated["client_id"], reports_id.as_str());
+    assert_eq!(delegated["act"], json!({"sub": reports_id}));
+    assert_eq!(delegated["kubernetes.io"]["serviceaccount"]["uid"], uid.as_str());
+    let (_, sync) = secret(&api, "inventory-sync-credentials").unwrap();
+    exchange((&sync.0, &sync.1), &token).await.assert_error(400, "unauthorized_client");
+
     // Deleted: TokenReview stops vouching for the token (cached answers last 30 s).
     api.kubectl_ok(&["delete", "serviceaccount", "billing-worker", "-n", APPS_NS]);
     let deleted_at = Instant::now();

@@ -14,6 +14,8 @@ use crate::support::server::{TestServer, form, start_server_configured};
 
 const SA_ISSUER: &str = "https://kubernetes.default.svc";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 const INVENTORY: &str = "https://inventory.example.com";
 
 fn manifests(jwks: &Value) -> String {
@@ -36,7 +38,7 @@ kind: InboundApp
 metadata: {{name: ci-deployer}}
 spec:
   displayName: CI deployer
-  grantTypes: ["{JWT_BEARER}"]
+  grantTypes: ["{JWT_BEARER}", "{TOKEN_EXCHANGE}"]
   trustedIssuers:
     - issuer: "{SA_ISSUER}"
       jwks: '{jwks}'
@@ -56,7 +58,25 @@ kind: InboundApp
 metadata: {{name: other-app}}
 spec:
   displayName: Trusts no one
-  grantTypes: [client_credentials]
+  grantTypes: [client_credentials, "{TOKEN_EXCHANGE}"]
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {{name: other-app-for-workloads}}
+spec:
+  subject: {{kind: InboundApp, name: other-app}}
+  scopes: ["inventory:read"]
+  resources: ["{INVENTORY}"]
+  tokenExchange: {{subjectTokenTypes: [Jwt]}}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {{name: ci-deployer-for-users}}
+spec:
+  subject: {{kind: InboundApp, name: ci-deployer}}
+  scopes: ["inventory:read"]
+  resources: ["{INVENTORY}"]
+  tokenExchange: {{subjectTokenTypes: [Jwt]}}
 "#
     )
 }
@@ -212,4 +232,32 @@ async fn service_account_tokens_and_trusted_issuers_in_a_folder() {
     let reply = jwt_bearer(&server, Some((&id, &secret)), &long_runner, &[]).await;
     reply.assert_error(400, "invalid_grant");
     assert!(reply.json["error_description"].as_str().unwrap().contains("more than the 900 s"), "{}", reply.json);
+
+    // Token exchange (RFC 8693) with JWT subject tokens. A ServiceAccount token, checked
+    // offline: the token acts for the workload, capped by the workload's own grants.
+    let exchange = |app: (&str, &str), subject: &str| {
+        let body =
+            form(&[("grant_type", TOKEN_EXCHANGE), ("subject_token", subject), ("subject_token_type", JWT_TYPE)]);
+        let (server, id, secret) = (&server, app.0.to_string(), app.1.to_string());
+        async move { server.post("/token", Some((&id, &secret)), &body).await }
+    };
+    let reply = exchange((&other_id, &other_secret), &token).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let delegated = verify_jwt(&server, reply.json["access_token"].as_str().unwrap(), INVENTORY).await;
+    assert_eq!(delegated["sub"], "system:serviceaccount:default:billing-worker");
+    assert_eq!(delegated["client_id"], other_id.as_str());
+    assert_eq!(delegated["act"], json!({"sub": other_id}));
+    assert_eq!(delegated["kubernetes.io"]["serviceaccount"]["uid"], uid.as_str());
+    // A workload with no grant of its own lends nothing.
+    exchange((&other_id, &other_secret), &runner).await.assert_error(400, "invalid_scope");
+    // A forged one is an unusable subject token (RFC 8693 §2.2.2).
+    let reply = exchange((&other_id, &other_secret), &forged(&token, dir.path())).await;
+    reply.assert_error(400, "invalid_request");
+    assert!(reply.json["error_description"].as_str().unwrap().starts_with("subject_token:"), "{}", reply.json);
+    // A trusted issuer's JWT: the same subject as the JWT bearer grant gives.
+    let reply = exchange((&id, &secret), &runner).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let delegated = verify_jwt(&server, reply.json["access_token"].as_str().unwrap(), INVENTORY).await;
+    assert_eq!(delegated["sub"], access["sub"]);
+    assert_eq!(delegated["act"], json!({"sub": id}));
 }
