@@ -51,6 +51,9 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         // RFC 9068 access tokens and RFC 8707 resource indicators.
         "access_token_signing_alg_values_supported": ["ES256"],
         "resource_indicators_supported": true,
+        // ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant): the JWT bearer grant
+        // takes an enterprise IdP's identity assertion (apps' `trustedIssuers`).
+        "authorization_grant_profiles_supported": ["urn:ietf:params:oauth:grant-profile:id-jag"],
     });
     // Advertised only when a ConsentPolicy enables them (RFC 7591 §3, CIMD draft §4).
     if let Some(registration) = registration {

@@ -179,6 +179,15 @@ pub fn check_grant_type_header(header: &Header) -> Result<(), AssertionError> {
     }
 }
 
+/// The `typ` of an Identity Assertion JWT Authorization Grant
+/// (draft-ietf-oauth-identity-assertion-authz-grant, "ID-JAG").
+pub const IDENTITY_ASSERTION_TYPE: &str = "oauth-id-jag+jwt";
+
+/// Whether the header marks an ID-JAG (media types compare case-insensitively).
+pub fn is_identity_assertion(header: &Header) -> bool {
+    header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(IDENTITY_ASSERTION_TYPE))
+}
+
 /// The header's algorithm, if it is one of `allowed` (and asymmetric, whatever `allowed`
 /// says).
 pub fn check_algorithm(header: &Header, allowed: &[Algorithm]) -> Result<Algorithm, AssertionError> {

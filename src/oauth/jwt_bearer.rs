@@ -218,14 +218,24 @@ impl AuthorizationServer {
         now: i64,
     ) -> Result<TrustedAssertion<'c>, OAuthError> {
         let unverified = Unverified::parse(assertion).map_err(refused)?;
-        assertion::check_grant_type_header(&unverified.header).map_err(refused)?;
+        let identity_assertion = assertion::is_identity_assertion(&unverified.header);
+        if !identity_assertion {
+            assertion::check_grant_type_header(&unverified.header).map_err(refused)?;
+        }
         let iss = unverified.str("iss").ok_or_else(|| refused(AssertionError::Missing("iss")))?;
         let Some(trusted) = client.spec.trusted_issuers.iter().find(|t| t.issuer == iss) else {
             return Err(OAuthError::invalid_grant(format!("the issuer {iss:?} is not trusted by this app")));
         };
         let algorithms = assertion::parse_algorithms(&trusted.algorithms).map_err(OAuthError::invalid_grant)?;
-        let mut audiences = self.own_audiences();
-        audiences.extend(trusted.audiences.iter().cloned());
+        // An ID-JAG names the authorization server it is for by its issuer identifier,
+        // nothing else (ID-JAG draft §3: `aud`).
+        let audiences = if identity_assertion {
+            vec![self.issuer.clone()]
+        } else {
+            let mut audiences = self.own_audiences();
+            audiences.extend(trusted.audiences.iter().cloned());
+            audiences
+        };
         let max_lifetime = trusted
             .max_lifetime
             .as_ref()
@@ -249,7 +259,7 @@ impl AuthorizationServer {
             }
         }
         let user = assertion_user(catalog, client, trusted, &claims)?;
-        Ok(TrustedAssertion { trusted, user, claims })
+        Ok(TrustedAssertion { trusted, user, claims, identity_assertion })
     }
 
     async fn trusted_issuer_grant(
@@ -260,15 +270,39 @@ impl AuthorizationServer {
         request: &Request<'_>,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        let TrustedAssertion { trusted, user, .. } =
+        let TrustedAssertion { trusted, user, claims, identity_assertion } =
             self.verify_trusted_assertion(catalog, client, assertion, now).await?;
+        let id_jag = identity_assertion
+            .then(|| IdentityAssertionGrant::from_claims(&claims, &client.client_id, request))
+            .transpose()?;
+        let narrowed;
+        let request = match &id_jag {
+            Some(grant) => {
+                narrowed = [grant.resource.clone()];
+                &Request { scope: grant.scope.as_deref(), resources: &narrowed, tenant: request.tenant }
+            }
+            None => request,
+        };
         let grants = catalog.grants_for_app(&client.key);
         let entitlement = client_credentials::entitlement(catalog, grants, request, now)
             .map_err(|e| e.or_unauthorized("no active ClientGrant authorizes this app"))?;
+        if let Some(grant) = &id_jag {
+            // ID-JAG draft §4.3 (and RFC 7523 §3 item 7): single use, on every replica, spent
+            // only by a request that would succeed.
+            let key = crate::secrets::token_digest(&format!("id-jag\0{}\0{}", trusted.issuer, grant.jti));
+            let fresh = self
+                .store
+                .use_assertion_jti(&key, grant.expires_at + assertion::LEEWAY, now)
+                .await
+                .map_err(super::server::store_error)?;
+            if !fresh {
+                return Err(OAuthError::invalid_grant("the ID-JAG's jti was already used (a replay)"));
+            }
+        }
         // A scope that requires roles goes only to a user holding them.
         let scopes = entitlement.scopes.into_iter().filter(|s| roles_allow(catalog, grants, s, &user.roles)).collect();
         tracing::info!(client_id = %client.client_id, issuer = %trusted.issuer, sub = %user.subject,
-            "access token issued for a trusted issuer's assertion");
+            id_jag = identity_assertion, "access token issued for a trusted issuer's assertion");
         let issue = Issue {
             sub: user.subject,
             audience: entitlement.audience,
@@ -308,6 +342,64 @@ impl AuthorizationServer {
         }
         .ok_or_else(|| refused(AssertionError::UnknownKey))?;
         assertion::verify(assertion, &key, expect, now).map_err(refused)
+    }
+}
+
+/// What an Identity Assertion JWT Authorization Grant (ID-JAG,
+/// draft-ietf-oauth-identity-assertion-authz-grant; MCP "Enterprise-Managed
+/// Authorization") asks for, once its signature and times are checked.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct IdentityAssertionGrant {
+    /// The one resource the token is for (`resource` claim).
+    pub resource: String,
+    /// Requested ∩ asserted scopes, space-delimited; `None`: what the grants give.
+    pub scope: Option<String>,
+    pub jti: String,
+    pub expires_at: i64,
+}
+
+impl IdentityAssertionGrant {
+    /// The ID-JAG's own rules (§4.3): issued for the authenticated client, for one resource
+    /// (a `resource` parameter may only repeat it), single-use `jti`, and scopes never
+    /// beyond what the enterprise IdP asserted. What the app may get at that resource is
+    /// still its ClientGrants' to say: the IdP's word is about the user, and a trusted
+    /// issuer is declared by the app's own namespace.
+    pub fn from_claims(
+        claims: &Map<String, Value>,
+        client_id: &str,
+        request: &Request<'_>,
+    ) -> Result<IdentityAssertionGrant, OAuthError> {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        match text("client_id") {
+            None => return Err(OAuthError::invalid_grant("the ID-JAG lacks the client_id claim")),
+            Some(named) if named != client_id => {
+                return Err(OAuthError::invalid_grant("the ID-JAG was issued for another client (client_id)"));
+            }
+            Some(_) => {}
+        }
+        let jti = text("jti").ok_or_else(|| OAuthError::invalid_grant("the ID-JAG lacks the jti claim"))?;
+        let resource =
+            text("resource").ok_or_else(|| OAuthError::invalid_grant("the ID-JAG lacks the resource claim"))?;
+        if let Some(other) = request.resources.iter().find(|r| !crate::protocol::resource::same_resource(r, resource)) {
+            return Err(OAuthError::invalid_target(format!(
+                "resource {other} is not the ID-JAG's resource {resource}"
+            )));
+        }
+        let asserted = text("scope").map(crate::protocol::scope::parse_scope).transpose()?;
+        let requested = request.scope.map(crate::protocol::scope::parse_scope).transpose()?;
+        let scope = match (asserted, requested) {
+            (Some(asserted), Some(requested)) => {
+                let both: Vec<String> = requested.into_iter().filter(|s| asserted.contains(s)).collect();
+                if both.is_empty() {
+                    return Err(OAuthError::invalid_scope("none of the requested scopes is asserted by the ID-JAG"));
+                }
+                Some(both.join(" "))
+            }
+            (Some(asserted), None) => Some(asserted.join(" ")),
+            (None, requested) => requested.map(|r| r.join(" ")),
+        };
+        let expires_at = claims.get("exp").and_then(Value::as_i64).unwrap_or_default();
+        Ok(IdentityAssertionGrant { resource: resource.to_string(), scope, jti: jti.to_string(), expires_at })
     }
 }
 
@@ -356,6 +448,8 @@ pub(super) struct TrustedAssertion<'c> {
     pub user: AssertedUser,
     /// The JWT's claims, completed from UserInfo.
     pub claims: Map<String, Value>,
+    /// Whether it is an ID-JAG (`typ: oauth-id-jag+jwt`).
+    pub identity_assertion: bool,
 }
 
 /// A verified ServiceAccount token.
@@ -418,6 +512,56 @@ pub(super) fn roles_allow(catalog: &Catalog, grants: &[Arc<GrantRule>], scope: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id_jag(extra: Value) -> Map<String, Value> {
+        let mut claims = serde_json::json!({
+            "iss": "https://idp.example.com", "sub": "u1", "aud": "https://auth.example.com",
+            "client_id": "c1", "jti": "j1", "exp": 1000, "resource": "https://mcp.example.com/mcp",
+            "scope": "a b",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn identity_assertion_grants() {
+        let none = Request::default();
+        let grant = IdentityAssertionGrant::from_claims(&id_jag(serde_json::json!({})), "c1", &none).unwrap();
+        assert_eq!(grant.resource, "https://mcp.example.com/mcp");
+        assert_eq!(grant.scope.as_deref(), Some("a b"));
+        assert_eq!((grant.jti.as_str(), grant.expires_at), ("j1", 1000));
+
+        // Requested ∩ asserted, in the request's order.
+        let asked = Request { scope: Some("b c"), ..Request::default() };
+        let grant = IdentityAssertionGrant::from_claims(&id_jag(serde_json::json!({})), "c1", &asked).unwrap();
+        assert_eq!(grant.scope.as_deref(), Some("b"));
+        let disjoint = Request { scope: Some("c"), ..Request::default() };
+        let err = IdentityAssertionGrant::from_claims(&id_jag(serde_json::json!({})), "c1", &disjoint).unwrap_err();
+        assert_eq!(err.code, crate::oauth::ErrorCode::InvalidScope);
+
+        // Another client's, or lacking what the profile requires.
+        for (extra, says) in [
+            (serde_json::json!({"client_id": "c2"}), "another client"),
+            (serde_json::json!({"client_id": null}), "client_id"),
+            (serde_json::json!({"jti": null}), "jti"),
+            (serde_json::json!({"resource": null}), "resource"),
+        ] {
+            let err = IdentityAssertionGrant::from_claims(&id_jag(extra), "c1", &none).unwrap_err();
+            assert_eq!(err.code, crate::oauth::ErrorCode::InvalidGrant);
+            assert!(err.description.contains(says), "{says}: {}", err.description);
+        }
+        // A resource parameter may only repeat the asserted one.
+        let other = ["https://other.example.com".to_string()];
+        let request = Request { resources: &other, ..Request::default() };
+        let err = IdentityAssertionGrant::from_claims(&id_jag(serde_json::json!({})), "c1", &request).unwrap_err();
+        assert_eq!(err.code, crate::oauth::ErrorCode::InvalidTarget);
+    }
 
     #[test]
     fn service_account_usernames() {

@@ -212,8 +212,13 @@ impl AuthorizationServer {
                     // calls them.
                     Some(iss) if iss == self.issuer => self.access_token_party(catalog, client, token, role, now).await,
                     Some(iss) if client.spec.trusted_issuers.iter().any(|t| t.issuer == iss) => {
-                        let TrustedAssertion { user, claims, .. } =
+                        let TrustedAssertion { user, claims, identity_assertion, .. } =
                             self.verify_trusted_assertion(catalog, client, token, now).await?;
+                        if identity_assertion {
+                            return Err(OAuthError::invalid_request(
+                                "an ID-JAG is presented as the assertion of the JWT bearer grant, not exchanged",
+                            ));
+                        }
                         Ok(Party {
                             sub: user.subject,
                             kind: SubjectTokenType::Jwt,

@@ -11,6 +11,7 @@ mod client_credentials;
 mod discovery;
 mod federation;
 mod helm;
+mod identity_assertion;
 mod introspection;
 mod kubernetes;
 mod lifecycle;

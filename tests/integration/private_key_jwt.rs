@@ -2,49 +2,13 @@
 //! `oauth2` crate as the client, assertions signed with keys made here, the app's public
 //! keys inline (`spec.jwks`) or served at `spec.jwksUri` by a small loopback server.
 
-use aws_lc_rs::{
-    rand::SystemRandom,
-    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
-};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use oauth2::{AuthType, ClientId, RequestTokenError, Scope, TokenResponse, TokenUrl, basic::BasicClient};
 use serde_json::{Value, json};
 
+use crate::support::keys::{SigningKey, signing_key};
 use crate::support::server::{TestServer, form, start_server_configured};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// An ES256 key: its PKCS#8 document (to sign) and its public JWK.
-struct SigningKey {
-    pkcs8: Vec<u8>,
-    jwk: Value,
-}
-
-fn signing_key(kid: &str) -> SigningKey {
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    // An uncompressed point: 0x04 || x || y.
-    let point = pair.public_key().as_ref();
-    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
-                     "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])});
-    SigningKey { pkcs8: pkcs8.as_ref().to_vec(), jwk }
-}
-
-impl SigningKey {
-    fn sign(&self, header: jsonwebtoken::Header, claims: &Value) -> String {
-        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8)).unwrap()
-    }
-
-    /// A client assertion as RFC 7523bis describes it (`typ` as clients in the field send it).
-    fn assertion(&self, client_id: &str, aud: &str, jti: &str) -> String {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = self.jwk["kid"].as_str().map(str::to_string);
-        header.typ = Some("JWT".into());
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-        let claims = json!({"iss": client_id, "sub": client_id, "aud": aud, "jti": jti, "iat": now, "exp": now + 60});
-        self.sign(header, &claims)
-    }
-}
 
 fn manifests(inline: &Value, jwks_uri: &str) -> String {
     format!(
