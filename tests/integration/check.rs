@@ -33,7 +33,7 @@ tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.grantTypes[0]: cli
 tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.tokenEndpointAuthMethod: a public client has no secret: must be none, got client_secret_basic
 tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.tokens.accessTokenLifetime: must be a duration such as 90s, 15m, 1h30m or 30d, got "1 hour"
 tests/fixtures/broken/apps.yaml: InboundApp default/typo: spec.redirectUri: unknown field
-tests/fixtures/broken/apps.yaml: InboundApp default/bad-enum: spec.grantTypes[0]: unknown variant `password`, expected one of `client_credentials`, `authorization_code`, `refresh_token`, `urn:ietf:params:oauth:grant-type:jwt-bearer`
+tests/fixtures/broken/apps.yaml: InboundApp default/bad-enum: spec.grantTypes[0]: unknown variant `password`, expected one of `client_credentials`, `authorization_code`, `refresh_token`, `urn:ietf:params:oauth:grant-type:jwt-bearer`, `urn:ietf:params:oauth:grant-type:token-exchange`
 tests/fixtures/broken/apps.yaml: InboundApp default/billing-agent: metadata.name: duplicate object: already defined in tests/fixtures/broken/apps.yaml (document 1)
 tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.accessTokenLifetime: must be at most 24h, got 2d
 tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.refreshTokenLifetime: must be at most 3650d, got "106751991167300d"
@@ -46,6 +46,8 @@ tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.subject.name:
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.resources[0]: must be an absolute URI: relative URL without a base
 tests/fixtures/broken/grants.yaml: ClientGrant default/ghost: spec.expiresAt: must be an RFC 3339 time such as 2027-01-31T00:00:00Z
 tests/fixtures/broken/grants.yaml: ClientGrant default/needs-cc: spec.subject.name: InboundApp default/billing-agent allows neither the client_credentials nor the JWT bearer grant
+tests/fixtures/broken/grants.yaml: ClientGrant default/needs-exchange: spec.tokenExchange: InboundApp default/billing-agent does not allow the urn:ietf:params:oauth:grant-type:token-exchange grant
+tests/fixtures/broken/grants.yaml: ClientGrant default/workload-exchange: spec.tokenExchange: only an InboundApp can exchange tokens (it authenticates as itself); a ServiceAccount's token can be exchanged by an app whose delegation grant accepts Jwt subject tokens
 tests/fixtures/broken/grants.yaml: Scope default/no-version: apiVersion: must be inbound.dev/v1alpha1, got ""
 tests/fixtures/broken/grants.yaml: ConsentPolicy default/policy: spec.consent.durations[1]: exceeds spec.consent.maxDuration (90d)
 tests/fixtures/broken/grants.yaml: ConsentPolicy default/policy: spec.consent.defaultDuration: must be one of spec.consent.durations
@@ -58,7 +60,7 @@ tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registr
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.resources[0]: must be an absolute http(s) URL without a fragment
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.clientIdMetadataDocuments.allowedDomains[0]: allowed domain `*`: a wildcard is only allowed as a leading `*.`
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/second: spec.registration: only one ConsentPolicy may enable self-registration; ConsentPolicy default/mcp does
-31 problem(s)
+33 problem(s)
 "#;
     assert_eq!(stderr, expected);
 }
