@@ -74,6 +74,12 @@ pub struct InboundAppSpec {
     /// https, fetched through the same address guard as metadata documents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// A ServiceAccount of this app's namespace whose tokens authenticate the app, for
+    /// `private_key_jwt` without keys of its own (workload identity federation): the Pod
+    /// sends its projected token (audience: inbound's issuer) as `client_assertion`, with
+    /// `client_id`. Checked as ServiceAccount tokens are (TokenReview in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
     /// Scopes (by scope string) that users may grant to this app.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_scopes: Vec<String>,

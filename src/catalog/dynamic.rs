@@ -178,6 +178,7 @@ pub fn client(
             // The keys a private_key_jwt client registered (RFC 7591 §2).
             jwks: metadata.jwks.as_ref().map(|set| set.to_string()),
             jwks_uri: metadata.jwks_uri.clone(),
+            service_account_name: None,
         },
         labels: Default::default(),
         secret_hashes: secret_hash.into_iter().collect(),

@@ -370,10 +370,22 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
         _ => {}
     }
     let key_based = spec.auth_method() == crate::api::AuthMethod::PrivateKeyJwt;
-    match (&spec.jwks, &spec.jwks_uri) {
-        (None, None) if key_based => {
-            at.push("spec.jwks", "private_key_jwt needs the app's public keys: spec.jwks or spec.jwksUri")
+    if let Some(name) = &spec.service_account_name {
+        if !is_dns_subdomain(name) {
+            at.push("spec.serviceAccountName", "must be a valid ServiceAccount name");
         }
+        if !key_based {
+            at.push(
+                "spec.serviceAccountName",
+                "a ServiceAccount authenticates the app with its token as client assertion: set spec.tokenEndpointAuthMethod to private_key_jwt",
+            );
+        }
+    }
+    match (&spec.jwks, &spec.jwks_uri) {
+        (None, None) if key_based && spec.service_account_name.is_none() => at.push(
+            "spec.jwks",
+            "private_key_jwt needs the app's public keys (spec.jwks or spec.jwksUri) or a spec.serviceAccountName",
+        ),
         (Some(_), Some(_)) => {
             at.push("spec.jwks", "give the keys inline (jwks) or where to fetch them (jwksUri), not both")
         }

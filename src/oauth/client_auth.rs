@@ -58,11 +58,20 @@ pub fn presented_client(authorization: Option<&str>, params: &Params) -> Result<
             .ok()
             .and_then(|a| a.str("sub").map(str::to_string))
             .ok_or_else(|| OAuthError::invalid_client(AUTH_FAILED))?;
-        if body_id.is_some_and(|id| id != sub) {
-            return Err(OAuthError::invalid_client(AUTH_FAILED));
-        }
+        // A ServiceAccount token names the workload, not the app: `client_id` says which
+        // app it authenticates (RFC 7521 §4.2), and the app must name that ServiceAccount.
+        let client_id = if super::jwt_bearer::service_account_of(&sub).is_some() {
+            body_id.ok_or_else(|| {
+                OAuthError::invalid_client("client_id is required with a ServiceAccount token as client_assertion")
+            })?
+        } else {
+            if body_id.is_some_and(|id| id != sub) {
+                return Err(OAuthError::invalid_client(AUTH_FAILED));
+            }
+            &sub
+        };
         return Ok(PresentedClient {
-            client_id: sub,
+            client_id: client_id.to_string(),
             secret: None,
             method: Presented::Assertion,
             assertion: Some(assertion.to_string()),
@@ -194,6 +203,14 @@ impl super::AuthorizationServer {
             tracing::info!(client_id = %client.client_id, "client sent an assertion but is not registered for private_key_jwt");
             return Err(OAuthError::invalid_client(AUTH_FAILED));
         }
+        if client.spec.service_account_name.is_some()
+            && super::assertion::Unverified::parse(assertion)
+                .ok()
+                .and_then(|a| a.str("sub").and_then(super::jwt_bearer::service_account_of).map(|_| ()))
+                .is_some()
+        {
+            return self.authenticate_workload(&client, assertion, now).await;
+        }
         match self.verify_client_assertion(&client, assertion, endpoint, now).await? {
             Ok(()) => Ok(client),
             Err(reason) => {
@@ -202,6 +219,31 @@ impl super::AuthorizationServer {
                 Err(OAuthError::invalid_client(AUTH_FAILED))
             }
         }
+    }
+
+    /// Workload identity federation: the app's `spec.serviceAccountName`, in its namespace,
+    /// presents its ServiceAccount token. The token is checked as the JWT bearer grant
+    /// checks ServiceAccount tokens (audience, TokenReview or the issuer's keys, lifetime).
+    /// No single-use `jti`: a projected token is reused until the kubelet renews it.
+    async fn authenticate_workload(
+        &self,
+        client: &Arc<Client>,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let reason = match self.verify_service_account_token(token, now).await {
+            Ok((_, account)) => {
+                let named = client.spec.service_account_name.as_deref();
+                if account.key.namespace == client.key.namespace && Some(account.key.name.as_str()) == named {
+                    return Ok(client.clone());
+                }
+                format!("{} is not the app's ServiceAccount", account.username)
+            }
+            Err(e) if e.code == super::ErrorCode::TemporarilyUnavailable => return Err(e),
+            Err(e) => e.description,
+        };
+        tracing::info!(client_id = %client.client_id, %reason, "ServiceAccount token refused as client assertion");
+        Err(OAuthError::invalid_client(AUTH_FAILED))
     }
 
     /// RFC 7523 §3 for client authentication, with draft-ietf-oauth-rfc7523bis: `iss` and

@@ -404,7 +404,7 @@ impl IdentityAssertionGrant {
 }
 
 /// `(namespace, name)` of a ServiceAccount's Kubernetes username.
-fn service_account_of(username: &str) -> Option<(&str, &str)> {
+pub(super) fn service_account_of(username: &str) -> Option<(&str, &str)> {
     let (namespace, name) = username.strip_prefix(SERVICE_ACCOUNT_PREFIX)?.split_once(':')?;
     let valid = |s: &str| !s.is_empty() && s.len() <= 253 && !s.contains(':');
     (valid(namespace) && valid(name)).then_some((namespace, name))

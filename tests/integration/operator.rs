@@ -1176,6 +1176,23 @@ spec:
   scopes: [inventory:read, inventory:write]
   resources: ["https://inventory.example.com"]
   tokenExchange: {subjectTokenTypes: [Jwt]}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: billing-reporter}
+spec:
+  displayName: Authenticated by its ServiceAccount
+  grantTypes: [client_credentials]
+  tokenEndpointAuthMethod: private_key_jwt
+  serviceAccountName: billing-worker
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: billing-reporter}
+spec:
+  subject: {kind: InboundApp, name: billing-reporter}
+  scopes: [inventory:read]
+  resources: ["https://inventory.example.com"]
 "#,
     );
     eventually("clientgrant/inventory-reports-for-workloads Ready", Duration::from_secs(20), || {
@@ -1209,6 +1226,32 @@ spec:
     assert_eq!(delegated["kubernetes.io"]["serviceaccount"]["uid"], uid.as_str());
     let (_, sync) = secret(&api, "inventory-sync-credentials").unwrap();
     exchange((&sync.0, &sync.1), &token).await.assert_error(400, "unauthorized_client");
+
+    // Workload identity federation: the app naming the ServiceAccount authenticates with
+    // the Pod's token (TokenReview) as client_assertion; another ServiceAccount's is refused.
+    let (_, (reporter_id, _)) = eventually("billing-reporter credentials", Duration::from_secs(20), || {
+        secret(&api, "billing-reporter-credentials")
+    })
+    .await;
+    let as_reporter = |assertion: &str| {
+        let body = form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &reporter_id),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion),
+        ]);
+        let operator = &operator;
+        async move { operator.post("/token", None, &body).await }
+    };
+    let reply = as_reporter(&token).await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.json, operator.log());
+    assert_eq!(jwt_claims(reply.json["access_token"].as_str().unwrap())["client_id"], reporter_id.as_str());
+    api.kubectl_ok(&["create", "serviceaccount", "intruder", "-n", APPS_NS]);
+    let intruder = api
+        .kubectl_ok(&["create", "token", "intruder", "-n", APPS_NS, "--audience", &operator.base])
+        .trim()
+        .to_string();
+    as_reporter(&intruder).await.assert_error(401, "invalid_client");
 
     // Deleted: TokenReview stops vouching for the token (cached answers last 30 s).
     api.kubectl_ok(&["delete", "serviceaccount", "billing-worker", "-n", APPS_NS]);

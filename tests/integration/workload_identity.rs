@@ -61,6 +61,23 @@ spec:
   grantTypes: [client_credentials, "{TOKEN_EXCHANGE}"]
 ---
 apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {{name: billing-reporter}}
+spec:
+  displayName: Authenticated by its ServiceAccount
+  grantTypes: [client_credentials]
+  tokenEndpointAuthMethod: private_key_jwt
+  serviceAccountName: billing-worker
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {{name: billing-reporter}}
+spec:
+  subject: {{kind: InboundApp, name: billing-reporter}}
+  scopes: ["inventory:read"]
+  resources: ["{INVENTORY}"]
+---
+apiVersion: inbound.dev/v1alpha1
 kind: ClientGrant
 metadata: {{name: other-app-for-workloads}}
 spec:
@@ -232,6 +249,32 @@ async fn service_account_tokens_and_trusted_issuers_in_a_folder() {
     let reply = jwt_bearer(&server, Some((&id, &secret)), &long_runner, &[]).await;
     reply.assert_error(400, "invalid_grant");
     assert!(reply.json["error_description"].as_str().unwrap().contains("more than the 900 s"), "{}", reply.json);
+
+    // Workload identity federation: an app naming the ServiceAccount authenticates with its
+    // token as client_assertion (and client_id), no secret or key of its own.
+    let reporter = server.client_id("billing-reporter");
+    let as_app = |assertion: &str, client_id: Option<&str>| {
+        let mut pairs = vec![
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion),
+        ];
+        pairs.extend(client_id.map(|id| ("client_id", id)));
+        let (server, body) = (&server, form(&pairs));
+        async move { server.post("/token", None, &body).await }
+    };
+    let reply = as_app(&token, Some(&reporter)).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let claims = verify_jwt(&server, reply.json["access_token"].as_str().unwrap(), INVENTORY).await;
+    assert_eq!(
+        (claims["client_id"].as_str(), claims["sub"].as_str()),
+        (Some(reporter.as_str()), Some(reporter.as_str()))
+    );
+    // Another ServiceAccount's token, or no client_id: not this app.
+    as_app(&runner, Some(&reporter)).await.assert_error(401, "invalid_client");
+    as_app(&token, None).await.assert_error(401, "invalid_client");
+    // An app that names no ServiceAccount is not authenticated by one.
+    as_app(&token, Some(&other_id)).await.assert_error(401, "invalid_client");
 
     // Token exchange (RFC 8693) with JWT subject tokens. A ServiceAccount token, checked
     // offline: the token acts for the workload, capped by the workload's own grants.
