@@ -274,3 +274,126 @@ async fn upstream_callbacks_are_bound_to_their_browser_and_errors_never_leave_fo
 
     server.running.stop().await;
 }
+
+/// The upstream's ID tokens as JWT bearer assertions (RFC 7523) of an app trusting that
+/// issuer: keys from its discovery document, fetched from the real provider. The issuer is
+/// also the IdentityProvider `acme-sso`, so the token acts for the same user as signing in
+/// through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_id_tokens_are_assertions_for_the_same_user() {
+    let server = crate::support::server::start_server_configured(QUICKSTART, |options| {
+        // The upstream listens on loopback http.
+        options.workload.allow_private_issuers = true;
+    })
+    .await;
+    let (redirect, callback) = callback_server().await;
+    let ci_client = json!({
+        "client_id": "ci-client", "client_secret": "ci-secret", "redirect_uris": [redirect],
+        "grant_types": ["authorization_code"], "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_basic",
+    });
+    let upstream = Upstream::start_with_clients(
+        &server.url("/login/callback"),
+        UPSTREAM_SECRET,
+        alice(&["staff"]),
+        false,
+        &[ci_client],
+    );
+    std::fs::write(server.config_dir.join("acme-sso.secret"), format!("{UPSTREAM_SECRET}\n")).unwrap();
+    server.edit("identity.yaml", &identity_provider(&upstream.issuer, "acme-sso.secret")).await;
+    let app = |audience: &str| {
+        format!(
+            r#"apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {{name: sso-agent, namespace: default}}
+spec:
+  displayName: SSO agent
+  grantTypes: ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+  trustedIssuers:
+    - issuer: {issuer}
+      audiences: ["{audience}"]
+      loginClaim: email
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {{name: sso-agent, namespace: default}}
+spec:
+  subject: {{kind: InboundApp, name: sso-agent}}
+  scopes: [billing:read]
+  resources: ["https://billing.example.com"]
+"#,
+            issuer = upstream.issuer
+        )
+    };
+    server.edit("assertions.yaml", &app("ci-client")).await;
+
+    // alice signs in at the upstream as the CI client's user; the client gets her ID token.
+    let (challenge, verifier) = pkce();
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!(
+            "{}/auth?{}",
+            upstream.issuer,
+            form(&[
+                ("response_type", "code"),
+                ("client_id", "ci-client"),
+                ("redirect_uri", &redirect),
+                ("scope", "openid email"),
+                ("state", "ci"),
+                ("nonce", "n-0123456789"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ])
+        ))
+        .await;
+    browser.wait_for_text("Sign-in").await;
+    browser.type_into("input[name=login]", "alice").await;
+    browser.type_into("input[name=password]", "any").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Authorize").await;
+    browser.click("button[type=submit]").await;
+    let landed = browser.wait_for_url(&redirect).await;
+    browser.quit().await;
+    callback.abort();
+    let tokens: Value = server
+        .http
+        .post(format!("{}/token", upstream.issuer))
+        .basic_auth("ci-client", Some("ci-secret"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &query(&landed, "code").expect("a code")),
+            ("redirect_uri", &redirect),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap_or_else(|| panic!("no ID token: {tokens}")).to_string();
+
+    let (id, secret) = server.creds("sso-agent");
+    let present = |assertion: String| {
+        let (server, id, secret) = (&server, id.clone(), secret.clone());
+        let body = form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)]);
+        async move { server.post("/token", Some((&id, &secret)), &body).await }
+    };
+    let reply = present(id_token.clone()).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let access = claims_of(reply.json["access_token"].as_str().unwrap());
+    let subject = inbound::identity::upstream::subject_for(
+        &inbound::api::ObjectKey { namespace: "default".into(), name: "acme-sso".into() },
+        "alice",
+    );
+    assert_eq!(access["sub"], subject.as_str(), "the same user as signing in through acme-sso");
+    assert_eq!(access["tenant"], "acme");
+    assert_eq!(access["scope"], "billing:read");
+    assert_eq!(access["client_id"], id.as_str());
+
+    // An ID token is for its client: an app that does not accept that audience refuses it.
+    server.edit("assertions.yaml", &app("someone-else")).await;
+    let reply = present(id_token).await;
+    reply.assert_error(400, "invalid_grant");
+    assert!(reply.json["error_description"].as_str().unwrap().contains("aud"), "{}", reply.json);
+}

@@ -31,6 +31,17 @@ impl Upstream {
     /// With `conform`, scope-requested claims go only to UserInfo (the provider's default,
     /// like many real IdPs); without, they are in the ID token.
     pub fn start(redirect_uri: &str, client_secret: &str, accounts: Value, conform: bool) -> Upstream {
+        Upstream::start_with_clients(redirect_uri, client_secret, accounts, conform, &[])
+    }
+
+    /// [`Upstream::start`] with more clients (oidc-provider client metadata).
+    pub fn start_with_clients(
+        redirect_uri: &str,
+        client_secret: &str,
+        accounts: Value,
+        conform: bool,
+        extra_clients: &[Value],
+    ) -> Upstream {
         let status = Command::new("bash")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/oidc-provider-env.sh"))
             .status()
@@ -39,17 +50,19 @@ impl Upstream {
         let dir = tempfile::tempdir().unwrap();
         let accounts_file = dir.path().join("accounts.json");
         std::fs::write(&accounts_file, accounts.to_string()).unwrap();
+        let mut clients = vec![json!({
+            "client_id": "inbound",
+            "client_secret": client_secret,
+            "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        })];
+        clients.extend_from_slice(extra_clients);
         let config = json!({
             "accounts": accounts_file,
             "conformIdTokenClaims": conform,
-            "clients": [{
-                "client_id": "inbound",
-                "client_secret": client_secret,
-                "redirect_uris": [redirect_uri],
-                "grant_types": ["authorization_code"],
-                "response_types": ["code"],
-                "token_endpoint_auth_method": "client_secret_basic",
-            }],
+            "clients": clients,
         });
         let config_file = dir.path().join("config.json");
         std::fs::write(&config_file, config.to_string()).unwrap();
