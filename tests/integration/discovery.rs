@@ -25,8 +25,13 @@ async fn oidc_discovery_and_rfc8414_metadata_agree() {
             "authorization_code",
             "refresh_token",
             "client_credentials",
-            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
         ])
+    );
+    assert_eq!(
+        m["authorization_grant_profiles_supported"],
+        serde_json::json!(["urn:ietf:params:oauth:grant-profile:id-jag"])
     );
     // Only the built-ins and the scopes marked `advertised`: the quickstart's permissions
     // (billing:*, reports:export) are not published.

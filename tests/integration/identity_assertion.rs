@@ -145,3 +145,94 @@ async fn enterprise_idp_identity_assertions() {
     let at_jwt = idp.sign(idp.header("at+jwt"), &claims);
     present(&server, &at_jwt, &[]).await.assert_error(400, "invalid_grant");
 }
+
+/// A UserInfo endpoint of an enterprise IdP (on loopback, written here: the JWT is its own
+/// access token): answers for the bearer JWT's `sub`, with its email.
+async fn userinfo_server() -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    async fn userinfo(headers: HeaderMap) -> Result<axum::Json<Value>, StatusCode> {
+        let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let payload = bearer.and_then(|jwt| jwt.split('.').nth(1)).ok_or(StatusCode::UNAUTHORIZED)?;
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .map_err(|_| StatusCode::UNAUTHORIZED)?;
+        let claims: Value = serde_json::from_slice(&bytes).map_err(|_| StatusCode::UNAUTHORIZED)?;
+        let sub = claims["sub"].as_str().unwrap_or_default().to_string();
+        match sub.as_str() {
+            "revoked" => Err(StatusCode::UNAUTHORIZED),
+            // An IdP answering about someone else must not be believed.
+            "confused" => Ok(axum::Json(json!({"sub": "someone-else", "email": "boss@corp.example"}))),
+            _ => Ok(axum::Json(json!({"sub": sub, "email": format!("{sub}@corp.example")}))),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/userinfo", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/userinfo", axum::routing::get(userinfo));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// A trusted issuer whose JWTs lack the login claim: UserInfo, called with the JWT after it
+/// is verified, supplies it (OpenID Connect Core §5.3: only about the same `sub`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_issuers_userinfo_supplies_missing_claims() {
+    let idp = signing_key("idp-ui");
+    let userinfo = userinfo_server().await;
+    let folder = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {{name: tools}}
+spec: {{scope: "mcp:tools", description: Use the tools, resource: "{MCP}"}}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {{name: ci-deployer}}
+spec:
+  displayName: CI deployer
+  grantTypes: ["{JWT_BEARER}"]
+  trustedIssuers:
+    - issuer: "{IDP}"
+      jwks: '{{"keys": [{jwk}]}}'
+      userinfoUri: "{userinfo}"
+      loginClaim: email
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {{name: ci-deployer}}
+spec:
+  subject: {{kind: InboundApp, name: ci-deployer}}
+  scopes: ["mcp:tools"]
+  resources: ["{MCP}"]
+"#,
+        jwk = idp.jwk
+    );
+    std::fs::write(folder.path().join("ci.yaml"), yaml).unwrap();
+    // UserInfo is on loopback: allowed only because the operator says so.
+    let server =
+        start_server_configured(folder.path().to_str().unwrap(), |o| o.workload.allow_private_issuers = true).await;
+    let jwt = |sub: &str| {
+        let now = now();
+        let claims = json!({"iss": IDP, "sub": sub, "aud": server.base, "iat": now, "exp": now + 300});
+        idp.sign(idp.header("JWT"), &claims)
+    };
+    let present = |assertion: String| {
+        let body = form(&[("grant_type", JWT_BEARER), ("assertion", &assertion)]);
+        let server = &server;
+        async move { server.post_as("ci-deployer", "/token", &body).await }
+    };
+    let reply = present(jwt("worker-7")).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let claims = verify_jwt(&server, reply.json["access_token"].as_str().unwrap(), MCP).await;
+    // The subject derives from the login claim UserInfo gave (the email).
+    let input = format!("inbound-trusted-issuer-subject\0default\0{IDP}\0worker-7@corp.example");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
+    let expected = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest.as_ref());
+    assert_eq!(claims["sub"], expected.as_str());
+
+    let reply = present(jwt("confused")).await;
+    reply.assert_error(400, "invalid_grant");
+    assert!(reply.json["error_description"].as_str().unwrap().contains("another subject"), "{}", reply.json);
+    let reply = present(jwt("revoked")).await;
+    reply.assert_error(400, "invalid_grant");
+    assert!(reply.json["error_description"].as_str().unwrap().contains("UserInfo"), "{}", reply.json);
+}

@@ -197,3 +197,80 @@ async fn clients_authenticate_with_signed_assertions() {
         .await;
     reply.assert_error(401, "invalid_client");
 }
+
+/// A self-registered client (RFC 7591) declaring `private_key_jwt` with its `jwks`: no
+/// secret is issued, the code flow ends with a signed assertion at `/token`, and the
+/// assertion's `jti` is single-use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_registered_clients_authenticate_with_signed_assertions() {
+    use crate::support::flows::{MCP_RESOURCE, REDIRECT, authorize_url, code_for, pkce, server_with_registration};
+    let server = server_with_registration(MCP_RESOURCE, "").await;
+    let key = signing_key("dcr-1");
+    let registered = server
+        .http
+        .post(server.url("/register"))
+        .header("content-type", "application/json")
+        .body(
+            json!({
+                "client_name": "Signed agent",
+                "redirect_uris": ["http://127.0.0.1:49152/callback"],
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "jwks": {"keys": [key.jwk]},
+                "scope": "billing:read",
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let registered = crate::support::server::reply(registered).await;
+    assert_eq!(registered.status, 201, "{}", registered.json);
+    assert_eq!(registered.json["token_endpoint_auth_method"], "private_key_jwt");
+    assert!(registered.json.get("client_secret").is_none(), "a key-based client gets no secret: {}", registered.json);
+    let client_id = registered.json["client_id"].as_str().unwrap().to_string();
+
+    let (challenge, verifier) = pkce();
+    let url = authorize_url(&server, &client_id, "billing:read", &challenge, &format!("&resource={MCP_RESOURCE}"));
+    let code =
+        code_for(&server.base, &mut crate::support::user_agent::Agent::new(), &url, ("alice", "wonderland"), &[]).await;
+    let token_url = server.url("/token");
+    let assertion = key.assertion(&client_id, &token_url, "dcr-jti-1");
+    let redeem = |code: &str, assertion: &str| {
+        form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion),
+        ])
+    };
+    // Without the assertion (client_id alone), the code is not redeemed.
+    let bare = server
+        .post(
+            "/token",
+            None,
+            &form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client_id),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &verifier),
+            ]),
+        )
+        .await;
+    bare.assert_error(401, "invalid_client");
+    let reply = server.post("/token", None, &redeem(&code, &assertion)).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let access =
+        crate::support::flows::verify_jwt(&server, reply.json["access_token"].as_str().unwrap(), MCP_RESOURCE).await;
+    assert_eq!(access["client_id"], client_id.as_str());
+    // The same assertion again (a replay) is refused before the code is looked at.
+    let replay = server.post("/token", None, &redeem("any-code", &assertion)).await;
+    replay.assert_error(401, "invalid_client");
+    // Signed by a key the registration did not publish.
+    let other = signing_key("dcr-1").assertion(&client_id, &token_url, "dcr-jti-2");
+    server.post("/token", None, &redeem("any-code", &other)).await.assert_error(401, "invalid_client");
+}
