@@ -1253,6 +1253,58 @@ spec:
         .to_string();
     as_reporter(&intruder).await.assert_error(401, "invalid_client");
 
+    // An enterprise IdP's identity assertion (ID-JAG) for an app trusting it, declared with
+    // kubectl: its keys inline (a JSON string in the CRD), the token for the one resource.
+    let idp = crate::support::keys::signing_key("corp-idp-1");
+    let jwks = json!({"keys": [idp.jwk]}).to_string();
+    api.apply(
+        APPS_NS,
+        &format!(
+            r#"apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {{name: corp-agent}}
+spec:
+  displayName: Corporate agent
+  grantTypes: ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+  trustedIssuers:
+    - issuer: https://idp.corp.example
+      jwks: '{jwks}'
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {{name: corp-agent}}
+spec:
+  subject: {{kind: InboundApp, name: corp-agent}}
+  scopes: [inventory:read]
+  resources: ["https://inventory.example.com"]
+"#
+        ),
+    );
+    let (_, (corp_id, corp_secret)) =
+        eventually("corp-agent credentials", Duration::from_secs(20), || secret(&api, "corp-agent-credentials")).await;
+    eventually("clientgrant/corp-agent Ready", Duration::from_secs(20), || {
+        let object = api.get_json(&["clientgrant", "corp-agent", "-n", APPS_NS])?;
+        (ready_condition(&object)?["status"] == "True").then_some(())
+    })
+    .await;
+    let now = crate::support::keys::now();
+    let id_jag = idp.sign(
+        idp.header("oauth-id-jag+jwt"),
+        &json!({"iss": "https://idp.corp.example", "sub": "employee-9", "aud": operator.base, "client_id": corp_id,
+                "jti": "cluster-1", "iat": now, "exp": now + 300, "resource": "https://inventory.example.com",
+                "scope": "inventory:read"}),
+    );
+    let body = form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &id_jag)]);
+    let reply = operator.post("/token", Some((&corp_id, &corp_secret)), &body).await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.json, operator.log());
+    let claims = jwt_claims(reply.json["access_token"].as_str().unwrap());
+    assert_eq!(
+        (claims["aud"].as_str(), claims["scope"].as_str()),
+        (Some("https://inventory.example.com"), Some("inventory:read"))
+    );
+    // Single use on every replica (the store).
+    operator.post("/token", Some((&corp_id, &corp_secret)), &body).await.assert_error(400, "invalid_grant");
+
     // Deleted: TokenReview stops vouching for the token (cached answers last 30 s).
     api.kubectl_ok(&["delete", "serviceaccount", "billing-worker", "-n", APPS_NS]);
     let deleted_at = Instant::now();
