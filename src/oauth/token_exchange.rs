@@ -231,6 +231,13 @@ impl AuthorizationServer {
                             expires_at: expiry(&claims),
                         })
                     }
+                    iss if unverified.str("sub").and_then(super::jwt_bearer::service_account_of).is_none() => {
+                        Err(OAuthError::invalid_request(format!(
+                            "the JWT's issuer {} is not one of this app's trustedIssuers, and it is not a \
+                             Kubernetes ServiceAccount token",
+                            iss.unwrap_or("(none)")
+                        )))
+                    }
                     _ => {
                         let (_, account) = self.verify_service_account_token(token, now).await?;
                         let VerifiedServiceAccount { username, key, kubernetes, expires_at } = account;

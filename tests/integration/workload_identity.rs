@@ -297,6 +297,16 @@ async fn service_account_tokens_and_trusted_issuers_in_a_folder() {
     let reply = exchange((&other_id, &other_secret), &forged(&token, dir.path())).await;
     reply.assert_error(400, "invalid_request");
     assert!(reply.json["error_description"].as_str().unwrap().starts_with("subject_token:"), "{}", reply.json);
+    // A JWT of an issuer the app does not trust, that is no ServiceAccount token either.
+    let stranger = crate::support::keys::signing_key("stranger");
+    let now = crate::support::keys::now();
+    let foreign = stranger.sign(
+        stranger.header("JWT"),
+        &json!({"iss": "https://stranger.example.com", "sub": "x", "aud": issuer, "iat": now, "exp": now + 60}),
+    );
+    let reply = exchange((&other_id, &other_secret), &foreign).await;
+    reply.assert_error(400, "invalid_request");
+    assert!(reply.json["error_description"].as_str().unwrap().contains("not one of this app's trustedIssuers"));
     // A trusted issuer's JWT: the same subject as the JWT bearer grant gives.
     let reply = exchange((&id, &secret), &runner).await;
     assert_eq!(reply.status, 200, "{}", reply.json);
