@@ -31,7 +31,17 @@ use super::{Condition, DurationString};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InboundAppSpec {
+    /// The client id, when it must survive what changes the object's UID (the default
+    /// client id): a delete and re-create, an Argo CD replace, a restore from backup, a
+    /// move. Claimed in the store the first time the controller sees it (the first claim
+    /// wins, recorded for this namespace/name; another object never takes it by naming
+    /// itself alike). Immutable. 3 to 128 characters of letters, digits, `.`, `_`, `~`,
+    /// `-`; never a UUID (UIDs and registered clients' ids are UUIDs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 128), regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._~-]*$"))]
+    pub client_id: Option<String>,
     /// Name shown to users on the consent screen.
+    #[schemars(length(min = 1, max = 200))]
     pub display_name: String,
     /// What the app does, shown on the consent screen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +79,7 @@ pub struct InboundAppSpec {
     /// The app's public keys for `private_key_jwt`: the JWK set document as JSON (what a
     /// `jwks_uri` serves), public keys only (RFC 7591 `jwks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
     pub jwks: Option<String>,
     /// Where the app publishes its public keys for `private_key_jwt` (RFC 7591 `jwks_uri`;
     /// https, fetched through the same address guard as metadata documents).
@@ -122,6 +133,7 @@ pub struct InboundAppSpec {
 #[serde(rename_all = "camelCase")]
 pub struct TrustedIssuer {
     /// The issuer identifier the JWTs carry as `iss` (compared exactly).
+    #[schemars(length(min = 1))]
     pub issuer: String,
     /// Where its signing keys are published. Default: the `jwks_uri` of its discovery
     /// document (`<issuer>/.well-known/openid-configuration`).
@@ -130,6 +142,7 @@ pub struct TrustedIssuer {
     /// Its signing keys, for an issuer whose keys cannot be fetched: the JWK set document
     /// as JSON, exactly what a `jwks_uri` serves (`{"keys": [...]}`; public keys only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
     pub jwks: Option<String>,
     /// Signing algorithms accepted (default RS256, PS256, ES256, EdDSA; never `none` or HMAC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -288,6 +301,7 @@ pub struct CredentialsSecretRef {
 #[serde(rename_all = "camelCase")]
 pub struct InboundAppStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The OAuth client_id, derived from the object's UID (stable, cannot be taken over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,6 +324,14 @@ pub struct InboundAppStatus {
     /// The metadata.generation last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+impl InboundApp {
+    /// The client id: `spec.clientId`, else the object's UID (None before the API server
+    /// or the folder store assigned one).
+    pub fn client_id(&self) -> Option<&str> {
+        self.spec.client_id.as_deref().or(self.metadata.uid.as_deref())
+    }
 }
 
 impl InboundAppSpec {

@@ -54,6 +54,7 @@ impl JsonSchema for DurationString {
         schemars::json_schema!({
             "type": "string",
             "pattern": "^([0-9]+[smhd])+$",
+            "maxLength": 32,
             "description": "A duration such as 90s, 15m, 1h30m or 30d."
         })
     }

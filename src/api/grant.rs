@@ -44,6 +44,7 @@ pub struct ClientGrantSpec {
     pub tenants: Vec<String>,
     /// RFC 3339 time after which the grant no longer applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub expires_at: Option<String>,
     /// Makes this a delegation grant: the app (the subject) may exchange the tokens of the
     /// users (or workloads) it serves for tokens acting for them (RFC 8693), carrying at
@@ -90,6 +91,7 @@ pub struct GrantSubject {
     /// `InboundApp` or `ServiceAccount`.
     pub kind: SubjectKind,
     /// Name of the InboundApp or ServiceAccount.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Namespace of the subject; defaults to the grant's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +110,7 @@ pub enum SubjectKind {
 #[serde(rename_all = "camelCase")]
 pub struct ClientGrantStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -106,12 +106,15 @@ pub enum EmptyScope {
 pub struct RegistrationLimits {
     /// Registered clients at most (identical public registrations count once).
     #[serde(default = "default_max_clients")]
+    #[schemars(range(max = 10_000_000))]
     pub max_clients: u32,
     /// New registrations per hour from one source address.
     #[serde(default = "default_per_source")]
+    #[schemars(range(max = 1_000_000))]
     pub per_source_per_hour: u32,
     /// New registrations per hour in total.
     #[serde(default = "default_total")]
+    #[schemars(range(max = 1_000_000))]
     pub total_per_hour: u32,
 }
 
@@ -185,6 +188,7 @@ pub struct ConsentSettings {
 #[serde(rename_all = "camelCase")]
 pub struct ConsentPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

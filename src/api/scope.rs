@@ -32,8 +32,10 @@ use super::Condition;
 #[serde(rename_all = "camelCase")]
 pub struct ScopeSpec {
     /// The scope string as it appears in requests and tokens, e.g. `billing:read`.
+    #[schemars(length(min = 1, max = 256))]
     pub scope: String,
     /// Shown to the user on the consent screen.
+    #[schemars(length(min = 1))]
     pub description: String,
     /// `permission` (default) or `userInfo`.
     #[serde(default)]
@@ -71,6 +73,7 @@ pub enum ScopeKind {
 #[serde(rename_all = "camelCase")]
 pub struct ScopeStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -152,6 +152,7 @@ pub fn client(
         key: ObjectKey { namespace: policy_key.namespace.clone(), name: client_id.to_string() },
         client_id: client_id.to_string(),
         spec: InboundAppSpec {
+            client_id: Some(client_id.to_string()),
             display_name,
             description: None,
             logo_uri: metadata.logo_uri.clone(),

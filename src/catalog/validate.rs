@@ -316,10 +316,38 @@ fn check_name(at: &mut At<'_, '_>, meta: &kube::core::ObjectMeta) {
     }
 }
 
+/// A declared client id: unreserved URI characters (safe in URLs and, form-encoded, in
+/// HTTP Basic credentials), and never a UUID: UIDs, and so every other app's default client
+/// id and every registered client's, are UUIDs, so a declared id can never name another
+/// client. Metadata-document ids are https URLs (`:` and `/` are refused here).
+pub fn check_client_id(client_id: &str) -> Result<(), &'static str> {
+    let unreserved = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-');
+    if !(3..=128).contains(&client_id.len())
+        || !client_id.chars().all(unreserved)
+        || !client_id.starts_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Err("must be 3 to 128 letters, digits, '.', '_', '~' or '-', starting with a letter or digit");
+    }
+    let uuid_shaped = client_id.len() == 36
+        && client_id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if uuid_shaped {
+        return Err("must not be a UUID: those are the ids of apps without spec.clientId and of registered clients");
+    }
+    Ok(())
+}
+
 fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     let spec = &app.spec;
     let ns = namespace_of(&app.metadata);
     check_name(at, &app.metadata);
+    if let Some(client_id) = &spec.client_id
+        && let Err(rule) = check_client_id(client_id)
+    {
+        at.push("spec.clientId", rule);
+    }
     if spec.display_name.trim().is_empty() {
         at.push("spec.displayName", "must not be empty");
     }
@@ -943,6 +971,25 @@ fn check_trusted_issuers(spec: &crate::api::InboundAppSpec, at: &mut At<'_, '_>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_client_ids_never_look_like_anyone_elses() {
+        for good in ["acme-billing", "partner.example_v2", "a~b", "abc"] {
+            assert_eq!(check_client_id(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "ab",
+            "-acme",
+            "acme billing",
+            "https://acme.example.com/client",
+            "acme:billing",
+            "6b3f8c2e-1d4a-4e9b-8c7f-2a1b3c4d5e6f",
+            "6B3F8C2E-1D4A-4E9B-8C7F-2A1B3C4D5E6F",
+        ] {
+            assert!(check_client_id(bad).is_err(), "{bad}");
+        }
+        assert!(check_client_id(&"a".repeat(129)).is_err());
+    }
 
     #[test]
     fn redirect_uris() {

@@ -25,6 +25,12 @@ pub const MANAGED_BY: &str = "inbound";
 pub const APP_LABEL: &str = "inbound.dev/app";
 /// Set on an InboundApp (any new value) to rotate its client secret.
 pub const ROTATE_ANNOTATION: &str = "inbound.dev/rotate-secret";
+/// `inbound.dev/adopt-secret: "true"` on an InboundApp: a Secret under its credentials name
+/// that it does not own (one restored from a backup, whose owner reference names the UID
+/// the app had before) becomes its own: owner reference rewritten, its secret kept when the
+/// store still accepts it. Explicit, because a Secret of another owner is otherwise never
+/// touched.
+pub const ADOPT_ANNOTATION: &str = "inbound.dev/adopt-secret";
 /// Set on the Secret: the rotation request last honoured.
 pub const ROTATED_FOR_ANNOTATION: &str = "inbound.dev/rotated-for";
 
@@ -98,7 +104,7 @@ pub fn plan(
             Some(_) => IssueReason::Lost("the Secret was deleted".into()),
         });
     };
-    if !owned_by(secret, uid) {
+    if !owned_by(secret, uid) && !adoption_requested(app) {
         let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
         let name = secret.metadata.name.as_deref().unwrap_or_default();
         return Plan::Conflict(format!(
@@ -121,6 +127,11 @@ pub fn plan(
     let plaintext = data(secret, "client_secret").unwrap_or_default();
     let desired = desired_secret(app, &plaintext, endpoints, rotated_for(secret).as_deref());
     if drifted(secret, &desired) { Plan::Repair } else { Plan::Keep }
+}
+
+/// Whether the app asks to adopt the Secret under its credentials name.
+pub fn adoption_requested(app: &InboundApp) -> bool {
+    app.metadata.annotations.as_ref().and_then(|a| a.get(ADOPT_ANNOTATION)).is_some_and(|v| v.trim() == "true")
 }
 
 /// The rotation request not yet honoured, if any.
@@ -149,7 +160,8 @@ pub fn data(secret: &Secret, key: &str) -> Option<String> {
 /// The Secret as inbound writes it (server-side apply: exactly the fields it owns).
 pub fn desired_secret(app: &InboundApp, plaintext: &str, endpoints: &Endpoints, rotated_for: Option<&str>) -> Secret {
     let app_name = app.metadata.name.clone().unwrap_or_default();
-    let client_id = app.metadata.uid.clone().unwrap_or_default();
+    let uid = app.metadata.uid.clone().unwrap_or_default();
+    let client_id = app.client_id().unwrap_or_default().to_string();
     let entries = [
         ("client_id", client_id.as_str()),
         ("client_secret", plaintext),
@@ -169,7 +181,7 @@ pub fn desired_secret(app: &InboundApp, plaintext: &str, endpoints: &Endpoints, 
                 api_version: API_VERSION.to_string(),
                 kind: "InboundApp".to_string(),
                 name: app_name,
-                uid: client_id.clone(),
+                uid,
                 controller: Some(true),
                 block_owner_deletion: Some(true),
             }]),
@@ -232,6 +244,19 @@ mod tests {
         let mut foreign = ours.clone();
         foreign.metadata.owner_references = None;
         assert!(matches!(plan(&a, Some(&foreign), Some(&current), &hasher, &endpoints()), Plan::Conflict(_)));
+        // Unless the app asks for it (a restore): then its secret is kept, its owner fixed.
+        let adopting = app(&[(ADOPT_ANNOTATION, "true")]);
+        let mut restored = desired_secret(&adopting, "s3cret", &endpoints(), None);
+        restored.metadata.owner_references.as_mut().unwrap()[0].uid = "uid-before-the-restore".into();
+        assert_eq!(plan(&adopting, Some(&restored), Some(&current), &hasher, &endpoints()), Plan::Repair);
+        assert!(matches!(plan(&a, Some(&restored), Some(&current), &hasher, &endpoints()), Plan::Conflict(_)));
+
+        // A declared client id is what the Secret carries; the owner is still the UID.
+        let mut declared = app(&[]);
+        declared.spec.client_id = Some("acme-agent".into());
+        let written = desired_secret(&declared, "s3cret", &endpoints(), None);
+        assert_eq!(data(&written, "client_id").as_deref(), Some("acme-agent"));
+        assert_eq!(written.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-1");
 
         // Drift in a non-secret field: repaired with the same secret.
         let mut edited = ours.clone();

@@ -9,30 +9,42 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, DynamicObject, Patch, PatchParams},
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::cache::Caches;
+use super::cache::{Caches, Undecodable};
 use super::credentials::{self, Endpoints, IssueReason, Plan};
 use super::snapshot::Validated;
-use super::status::{self, CREDENTIALS_ISSUED, Desired};
-use crate::api::{Condition, IdentityProvider, InboundApp, InboundAppStatus, ObjectKey};
+use super::status::{self, CREDENTIALS_ISSUED, Desired, Reason, Status, Verdict};
+use crate::api::{ClientGrant, Condition, GrantType, IdentityProvider, InboundApp, InboundAppStatus, ObjectKey};
 use crate::catalog::UpstreamProvider;
+use crate::catalog::manifest::Object;
 use crate::protocol::paths;
 use crate::secrets::{ClientSecret, SecretHasher};
-use crate::store::{Store, StoreError};
+use crate::store::{ClientIdClaim, Store, StoreError};
 
 /// The one field manager of everything inbound writes.
 pub const FIELD_MANAGER: &str = "inbound";
 /// On InboundApps: their consents and refresh tokens live outside Kubernetes (the store)
 /// and must be revoked when the app is deleted.
 pub const FINALIZER: &str = "inbound.dev/cleanup";
+/// `inbound.dev/paused: "true"` on any inbound object: the controller writes nothing for it
+/// (no Secret issued, repaired or rotated, no store change, no status, no event) until the
+/// annotation goes, while it is still served as it stands. For restores and migrations,
+/// when the store, the Secrets and the objects come back in an order the controller must
+/// not act on. Deletion is still honoured.
+pub const PAUSED_ANNOTATION: &str = "inbound.dev/paused";
+
+/// Whether an object is paused ([`PAUSED_ANNOTATION`]).
+pub fn paused(meta: &kube::core::ObjectMeta) -> bool {
+    meta.annotations.as_ref().and_then(|a| a.get(PAUSED_ANNOTATION)).is_some_and(|v| v.trim() == "true")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -62,6 +74,8 @@ pub struct Reconciler {
     /// Checks IdentityProviders; results kept per object and generation.
     pub providers: Arc<dyn ProviderCheck>,
     provider_checks: std::sync::Mutex<HashMap<ObjectKey, ProviderChecked>>,
+    /// The problem last reported for each undecodable object, by UID.
+    reported_undecodable: std::sync::Mutex<HashMap<String, String>>,
     pub recorder: Recorder,
     pub store: Arc<dyn Store>,
     pub hasher: SecretHasher,
@@ -86,6 +100,7 @@ impl Reconciler {
             client,
             providers,
             provider_checks: Default::default(),
+            reported_undecodable: Default::default(),
             store,
             hasher,
             issuer,
@@ -98,6 +113,8 @@ impl Reconciler {
             let name = format!("InboundApp {}/{}", app.namespace().unwrap_or_default(), app.name_any());
             let result = if app.metadata.deletion_timestamp.is_some() {
                 self.finalize_app(&app, caches).await
+            } else if paused(&app.metadata) {
+                Ok(())
             } else {
                 self.reconcile_app(&app, caches, validated).await
             };
@@ -105,17 +122,93 @@ impl Reconciler {
                 tracing::warn!(object = %name, error = %e, "reconcile failed; retrying on the next pass");
             }
         }
-        for scope in caches.scopes.objects() {
-            self.reconcile_plain(&scope, "Scope", validated).await;
+        for scope in caches.scopes.objects().into_iter().filter(|o| !paused(&o.metadata)) {
+            let verdict = plain_verdict(&scope, "Scope", validated);
+            self.reconcile_plain(&scope, "Scope", verdict).await;
         }
-        for grant in caches.grants.objects() {
-            self.reconcile_plain(&grant, "ClientGrant", validated).await;
+        let now = now_seconds();
+        for grant in caches.grants.objects().into_iter().filter(|o| !paused(&o.metadata)) {
+            let verdict = grant_verdict(&grant, validated, now);
+            self.reconcile_plain(&grant, "ClientGrant", verdict).await;
         }
-        for policy in caches.policies.objects() {
-            self.reconcile_plain(&policy, "ConsentPolicy", validated).await;
+        for policy in caches.policies.objects().into_iter().filter(|o| !paused(&o.metadata)) {
+            let verdict = plain_verdict(&policy, "ConsentPolicy", validated);
+            self.reconcile_plain(&policy, "ConsentPolicy", verdict).await;
         }
-        for provider in caches.providers.objects() {
+        for provider in caches.providers.objects().into_iter().filter(|o| !paused(&o.metadata)) {
             self.reconcile_provider(&provider, validated).await;
+        }
+        for object in caches.undecodable().into_iter().filter(|o| !paused(&o.metadata)) {
+            if let Err(e) = self.reconcile_undecodable(&object).await {
+                tracing::warn!(object = %object.display_name(), error = %e, "reconcile failed; retrying on the next pass");
+            }
+        }
+    }
+
+    /// An object the types cannot read: reported as InvalidSpec on its own (nothing else
+    /// sees it); an InboundApp among them is still let go when deleted.
+    async fn reconcile_undecodable(&self, object: &Undecodable) -> Result<(), ReconcileError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &object.key.namespace, &object.resource);
+        if object.metadata.deletion_timestamp.is_some() {
+            let finalizers = object.metadata.finalizers.clone().unwrap_or_default();
+            if object.resource.kind == "InboundApp" && finalizers.iter().any(|f| f == FINALIZER) {
+                let client_id = object.metadata.uid.clone().unwrap_or_default();
+                self.store.forget_client(&client_id, now_seconds()).await?;
+                let remaining: Vec<String> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
+                let patch = serde_json::json!({
+                    "metadata": { "resourceVersion": object.metadata.resource_version, "finalizers": remaining }
+                });
+                match api.patch(&object.key.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return Ok(());
+        }
+        let message = format!("cannot be read: {}", object.error);
+        let verdict = Verdict::Stalled(Reason::InvalidSpec, message.clone());
+        let generation = object.metadata.generation;
+        let conditions = status::conditions(&object.conditions, &verdict.conditions(), generation, &now_rfc3339());
+        if status::owned(&object.conditions) == conditions {
+            return Ok(());
+        }
+        // Reported once per object and problem: the status write below may be refused (see
+        // there), and the event must not repeat on every pass.
+        let uid = object.metadata.uid.clone().unwrap_or_default();
+        let reported = self.reported_undecodable.lock().expect("lock").get(&uid) == Some(&message);
+        if !reported && status::ready(&object.conditions).is_none_or(|c| c.message != message) {
+            let reference = ObjectReference {
+                api_version: Some(object.resource.api_version.clone()),
+                kind: Some(object.resource.kind.clone()),
+                name: Some(object.key.name.clone()),
+                namespace: Some(object.key.namespace.clone()),
+                uid: object.metadata.uid.clone(),
+                resource_version: object.metadata.resource_version.clone(),
+                ..Default::default()
+            };
+            self.publish(&reference, EventType::Warning, Reason::InvalidSpec.as_str(), &message).await;
+        }
+        let patch = serde_json::json!({
+            "apiVersion": object.resource.api_version,
+            "kind": object.resource.kind,
+            "status": { "conditions": conditions, "observedGeneration": generation },
+        });
+        self.reported_undecodable.lock().expect("lock").insert(uid, message);
+        match api
+            .patch_status(&object.key.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // An API server without CRD validation ratcheting (before 1.28) validates the
+            // whole stored object on a status write, and this one no longer passes its
+            // schema: the event and the log are all the report it can get.
+            Err(kube::Error::Api(e)) if e.code == 422 => {
+                tracing::warn!(object = %object.display_name(), error = %object.error, "cannot be read, nor its status written; fix or delete it");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -127,41 +220,42 @@ impl Reconciler {
         }
         let key = ObjectKey::of(&provider.metadata);
         let object_name = format!("IdentityProvider {}/{}", key.namespace, key.name);
-        let desired = match validated.message(&object_name) {
-            Some(message) => Desired::not_ready("InvalidSpec", message),
+        let verdict = match validated.message(&object_name) {
+            Some(message) => Verdict::Stalled(Reason::InvalidSpec, message),
             None => {
                 let upstream = UpstreamProvider { key: key.clone(), spec: provider.spec.clone() };
                 match (&provider.spec.oidc, &provider.spec.application) {
                     (Some(oidc), _) => match self.check_provider(&upstream, provider.metadata.generation).await {
-                        Ok(()) => Desired::ready(
-                            "Discovered",
+                        Ok(()) => Verdict::Ready(
+                            Reason::Discovered,
                             format!("{} answered discovery and JWKS; users can sign in", oidc.issuer),
                         ),
-                        Err(reason) => Desired::not_ready("UpstreamUnavailable", reason),
+                        Err(reason) => Verdict::Waiting(Reason::UpstreamUnavailable, reason),
                     },
-                    (None, Some(application)) => Desired::ready(
-                        "Valid",
+                    (None, Some(application)) => Verdict::Ready(
+                        Reason::Valid,
                         format!(
                             "users sign in at {}, accepted by InboundApp {}",
                             application.login_url, application.client
                         ),
                     ),
-                    (None, None) => Desired::not_ready("InvalidSpec", "no identity source"),
+                    (None, None) => Verdict::Stalled(Reason::InvalidSpec, "no identity source".into()),
                 }
             }
         };
         let current = provider.conditions();
-        let conditions = status::conditions(current, &[desired], provider.metadata.generation, &now_rfc3339());
+        let conditions =
+            status::conditions(current, &verdict.conditions(), provider.metadata.generation, &now_rfc3339());
         let result = async {
             self.report_invalid(provider, current, &conditions).await;
             let (before, after) = (status::ready(current), status::ready(&conditions));
             if let Some(after) = after
-                && after.reason == "UpstreamUnavailable"
+                && after.reason == Reason::UpstreamUnavailable.as_str()
                 && before.is_none_or(|b| b.reason != after.reason || b.message != after.message)
             {
-                self.event(provider, EventType::Warning, "UpstreamUnavailable", &after.message).await;
+                self.event(provider, EventType::Warning, Reason::UpstreamUnavailable.as_str(), &after.message).await;
             }
-            if current == conditions.as_slice() && provider.observed_generation() == provider.metadata.generation {
+            if status::owned(current) == conditions && provider.observed_generation() == provider.metadata.generation {
                 return Ok(());
             }
             let status =
@@ -192,8 +286,8 @@ impl Reconciler {
         result
     }
 
-    /// Scopes, grants and policies: only a Ready condition.
-    async fn reconcile_plain<K>(&self, object: &K, kind: &str, validated: &Validated)
+    /// Scopes, grants and policies: only the summary conditions.
+    async fn reconcile_plain<K>(&self, object: &K, kind: &str, verdict: Verdict)
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -206,15 +300,11 @@ impl Reconciler {
             return;
         }
         let object_name = format!("{kind} {}/{}", object.namespace().unwrap_or_default(), object.name_any());
-        let desired = match validated.message(&object_name) {
-            Some(message) => vec![Desired::not_ready("InvalidSpec", message)],
-            None => vec![Desired::ready("Valid", format!("{kind} is served"))],
-        };
         let current = object.conditions();
-        let conditions = status::conditions(current, &desired, object.meta().generation, &now_rfc3339());
+        let conditions = status::conditions(current, &verdict.conditions(), object.meta().generation, &now_rfc3339());
         let result = async {
             self.report_invalid(object, current, &conditions).await;
-            if current == conditions.as_slice() && object.observed_generation() == object.meta().generation {
+            if status::owned(current) == conditions && object.observed_generation() == object.meta().generation {
                 return Ok(());
             }
             let status =
@@ -236,11 +326,16 @@ impl Reconciler {
         self.ensure_finalizer(app).await?;
         let ns = app.namespace().unwrap_or_default();
         let object_name = format!("InboundApp {ns}/{}", app.name_any());
-        let client_id = app.metadata.uid.clone().unwrap_or_default();
+        let client_id = app.client_id().unwrap_or_default().to_string();
         let current = app.status.clone().unwrap_or_default();
+        let invalid = validated.message(&object_name);
+        let refused = match (&invalid, &app.spec.client_id) {
+            (None, Some(id)) => self.claim_client_id(app, id).await?,
+            _ => None,
+        };
         let confidential = app.spec.client_type == crate::api::ClientType::Confidential;
         let mut status = InboundAppStatus {
-            client_id: Some(client_id.clone()),
+            client_id: refused.is_none().then(|| client_id.clone()),
             issuer: Some(self.issuer.clone()),
             discovery_url: Some(format!("{}{}", self.issuer, paths::OIDC_DISCOVERY)),
             authorize_url: Some(format!("{}{}", self.issuer, paths::AUTHORIZE)),
@@ -249,37 +344,74 @@ impl Reconciler {
             observed_generation: app.metadata.generation,
             conditions: Vec::new(),
         };
-        let desired = if let Some(message) = validated.message(&object_name) {
-            vec![Desired::not_ready("InvalidSpec", message)]
+        let (verdict, credentials) = if let Some(message) = invalid {
+            (Verdict::Stalled(Reason::InvalidSpec, message), None)
+        } else if let Some(verdict) = refused {
+            (verdict, None)
         } else if !confidential {
-            vec![Desired::ready("Ready", format!("public client {client_id} is served"))]
+            (Verdict::Ready(Reason::Valid, format!("public client {client_id} is served")), None)
         } else {
-            self.reconcile_credentials(app, caches, &current.conditions).await
+            let (verdict, issued) = self.reconcile_credentials(app, caches, &current.conditions).await;
+            (verdict, Some(issued))
         };
+        let verdict = match verdict {
+            Verdict::Ready(..) if signs_users_in(app) && !has_identity_source(validated) => Verdict::Waiting(
+                Reason::NoIdentitySource,
+                "no IdentityProvider is ready in the cluster: nobody can sign in to this app yet".into(),
+            ),
+            other => other,
+        };
+        let mut desired = verdict.conditions();
+        desired.extend(credentials);
         status.conditions = status::conditions(&current.conditions, &desired, app.metadata.generation, &now_rfc3339());
         self.report_invalid(app, &current.conditions, &status.conditions).await;
-        if status == current {
+        let before = InboundAppStatus { conditions: status::owned(&current.conditions), ..current.clone() };
+        if status == before {
             return Ok(());
         }
         let status = serde_json::to_value(&status).expect("status serializes");
         self.apply_status(app, status).await
     }
 
-    /// Issues, repairs or rotates the credentials Secret; returns the conditions to report.
-    async fn reconcile_credentials(&self, app: &InboundApp, caches: &Caches, current: &[Condition]) -> Vec<Desired> {
+    /// Claims the app's declared client id; the verdict when it cannot have it.
+    async fn claim_client_id(&self, app: &InboundApp, id: &str) -> Result<Option<Verdict>, ReconcileError> {
+        let key = ObjectKey::of(&app.metadata);
+        Ok(match self.store.claim_client_id(id, &key, now_seconds()).await? {
+            ClientIdClaim::Held => None,
+            ClientIdClaim::TakenBy(holder) => Some(Verdict::Stalled(
+                Reason::ClientIdTaken,
+                format!("client id {id} is held by InboundApp {holder}, which claimed it first; choose another"),
+            )),
+            ClientIdClaim::AppHolds(held) => Some(Verdict::Stalled(
+                Reason::InvalidSpec,
+                format!("spec.clientId: is immutable: this app holds client id {held}; restore that value"),
+            )),
+        })
+    }
+
+    /// Issues, repairs or rotates the credentials Secret; returns the verdict and the
+    /// CredentialsIssued condition.
+    async fn reconcile_credentials(
+        &self,
+        app: &InboundApp,
+        caches: &Caches,
+        current: &[Condition],
+    ) -> (Verdict, Desired) {
         match self.credentials(app, caches, current).await {
-            Ok(conditions) => conditions,
+            Ok(outcome) => outcome,
+            // The store or the API server failed us: says nothing about the app. Unknown,
+            // and retried on the next pass.
             Err(e) => {
                 tracing::warn!(app = %app.name_any(), error = %e, "cannot issue credentials");
-                vec![
-                    Desired::not_ready("CredentialsPending", format!("cannot issue credentials yet: {e}")),
+                (
+                    Verdict::Retrying(Reason::CredentialsPending, format!("cannot issue credentials yet: {e}")),
                     Desired {
                         type_: CREDENTIALS_ISSUED,
-                        status: false,
-                        reason: "Pending".into(),
+                        status: Status::Unknown,
+                        reason: Reason::Pending,
                         message: e.to_string(),
                     },
-                ]
+                )
             }
         }
     }
@@ -289,17 +421,33 @@ impl Reconciler {
         app: &InboundApp,
         caches: &Caches,
         current: &[Condition],
-    ) -> Result<Vec<Desired>, ReconcileError> {
+    ) -> Result<(Verdict, Desired), ReconcileError> {
         let ns = app.namespace().unwrap_or_default();
         let secret_name = credentials::secret_name(app);
-        let client_id = app.metadata.uid.clone().unwrap_or_default();
+        let client_id = app.client_id().unwrap_or_default().to_string();
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         // The cache only holds Secrets labelled as ours: look for an unlabelled one (someone
         // else's) before writing under that name.
-        let existing = match caches.secrets.get(&ns, &secret_name) {
+        let mut existing = match caches.secrets.get(&ns, &secret_name) {
             Some(secret) => Some((*secret).clone()),
             None => secrets.get_opt(&secret_name).await?,
         };
+        let uid = app.metadata.uid.as_deref().unwrap_or_default();
+        if let Some(secret) = existing.as_mut()
+            && !credentials::owned_by(secret, uid)
+            && credentials::adoption_requested(app)
+        {
+            // Its old owner references go first: an apply would add ours beside them, and an
+            // object has at most one controller. The resourceVersion makes this fail rather
+            // than drop an owner someone set meanwhile.
+            let patch = serde_json::json!({
+                "metadata": { "resourceVersion": secret.metadata.resource_version, "ownerReferences": null }
+            });
+            secrets.patch(&secret_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            secret.metadata.owner_references = None;
+            let note = format!("Secret {secret_name} adopted (inbound.dev/adopt-secret)");
+            self.event(app, EventType::Normal, "SecretAdopted", &note).await;
+        }
         let now = now_seconds();
         let hashes = self.store.client_secret_hashes(&client_id, now).await?;
         let endpoints =
@@ -308,17 +456,22 @@ impl Reconciler {
         let issued_reason = current
             .iter()
             .find(|c| c.type_ == CREDENTIALS_ISSUED && c.status == "True")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-            .unwrap_or_else(|| ("Issued".into(), format!("Secret {secret_name} holds the credentials")));
+            .and_then(|c| Some((Reason::parse(&c.reason)?, c.message.clone())))
+            .unwrap_or_else(|| (Reason::Issued, format!("Secret {secret_name} holds the credentials")));
         let (reason, message) = match plan {
             Plan::Conflict(message) => {
-                if status::ready(current).is_none_or(|c| c.reason != "SecretConflict") {
-                    self.event(app, EventType::Warning, "SecretConflict", &message).await;
+                if !status::ready_because(current, Reason::SecretConflict) {
+                    self.event(app, EventType::Warning, Reason::SecretConflict.as_str(), &message).await;
                 }
-                return Ok(vec![
-                    Desired::not_ready("SecretConflict", message.clone()),
-                    Desired { type_: CREDENTIALS_ISSUED, status: false, reason: "SecretConflict".into(), message },
-                ]);
+                return Ok((
+                    Verdict::Stalled(Reason::SecretConflict, message.clone()),
+                    Desired {
+                        type_: CREDENTIALS_ISSUED,
+                        status: Status::False,
+                        reason: Reason::SecretConflict,
+                        message,
+                    },
+                ));
             }
             Plan::Keep => issued_reason,
             Plan::Adopt => {
@@ -367,28 +520,28 @@ impl Reconciler {
                     IssueReason::First => {
                         let note = format!("client secret written to Secret {secret_name}");
                         self.event(app, EventType::Normal, "CredentialsIssued", &note).await;
-                        ("Issued".into(), format!("Secret {secret_name} holds the credentials"))
+                        (Reason::Issued, format!("Secret {secret_name} holds the credentials"))
                     }
                     IssueReason::Rotation => {
                         let note =
                             format!("new client secret in Secret {secret_name}; the previous one works until {until}");
                         self.event(app, EventType::Normal, "SecretRotated", &note).await;
-                        ("Rotated".into(), note)
+                        (Reason::Rotated, note)
                     }
                     IssueReason::Lost(cause) => {
                         let note = format!(
                             "{cause}: new client secret in Secret {secret_name}; the previous one works until {until}"
                         );
                         self.event(app, EventType::Warning, "SecretRestored", &note).await;
-                        ("Reissued".into(), note)
+                        (Reason::Reissued, note)
                     }
                 }
             }
         };
-        Ok(vec![
-            Desired::ready("Ready", format!("client {client_id} is served; credentials in Secret {secret_name}")),
-            Desired { type_: CREDENTIALS_ISSUED, status: true, reason, message },
-        ])
+        Ok((
+            Verdict::Ready(Reason::Valid, format!("client {client_id} is served; credentials in Secret {secret_name}")),
+            Desired { type_: CREDENTIALS_ISSUED, status: Status::True, reason, message },
+        ))
     }
 
     async fn ensure_finalizer(&self, app: &InboundApp) -> Result<(), ReconcileError> {
@@ -407,11 +560,25 @@ impl Reconciler {
             return Ok(());
         }
         let ns = app.namespace().unwrap_or_default();
-        let client_id = app.metadata.uid.clone().unwrap_or_default();
+        let finalizers = app.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+        if paused(&app.metadata) {
+            // Deleted while paused (a move, a restore): its consents, refresh tokens, secret
+            // hashes and client id claim stay, for the object that comes back under the same
+            // name.
+            tracing::info!(app = %format!("{ns}/{}", app.name_any()), "paused app deleted: its grants are kept");
+            return match self.patch_finalizers(app, finalizers).await {
+                Err(ReconcileError::Api(kube::Error::Api(e))) if e.code == 404 => Ok(()),
+                other => other,
+            };
+        }
+        let client_id = app.client_id().unwrap_or_default().to_string();
         let revoked = self.store.forget_client(&client_id, now_seconds()).await?;
+        if app.spec.client_id.is_some() {
+            self.store.release_client_id(&ObjectKey::of(&app.metadata)).await?;
+        }
         let secret_name = credentials::secret_name(app);
         if let Some(secret) = caches.secrets.get(&ns, &secret_name)
-            && credentials::owned_by(&secret, &client_id)
+            && credentials::owned_by(&secret, app.metadata.uid.as_deref().unwrap_or_default())
         {
             let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
             match secrets.delete(&secret_name, &DeleteParams::default()).await {
@@ -421,7 +588,6 @@ impl Reconciler {
             }
         }
         tracing::info!(app = %format!("{ns}/{}", app.name_any()), consents_revoked = revoked, "app deleted: credentials revoked");
-        let finalizers = app.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
         match self.patch_finalizers(app, finalizers).await {
             Err(ReconcileError::Api(kube::Error::Api(e))) if e.code == 404 => Ok(()),
             other => other,
@@ -462,7 +628,7 @@ impl Reconciler {
         Ok(())
     }
 
-    /// A Warning event when an object becomes invalid or its problems change.
+    /// A Warning event when an object becomes invalid or expired, or its problems change.
     async fn report_invalid<K: Resource<DynamicType = ()>>(
         &self,
         object: &K,
@@ -470,12 +636,19 @@ impl Reconciler {
         after: &[Condition],
     ) {
         let (Some(now), before) = (status::ready(after), status::ready(before)) else { return };
-        if now.reason == "InvalidSpec" && before.is_none_or(|b| b.reason != now.reason || b.message != now.message) {
-            self.event(object, EventType::Warning, "InvalidSpec", &now.message).await;
+        let reported = [Reason::InvalidSpec.as_str(), Reason::Expired.as_str()];
+        if reported.contains(&now.reason.as_str())
+            && before.is_none_or(|b| b.reason != now.reason || b.message != now.message)
+        {
+            self.event(object, EventType::Warning, &now.reason, &now.message).await;
         }
     }
 
     async fn event<K: Resource<DynamicType = ()>>(&self, object: &K, type_: EventType, reason: &str, note: &str) {
+        self.publish(&object.object_ref(&()), type_, reason, note).await;
+    }
+
+    async fn publish(&self, reference: &ObjectReference, type_: EventType, reason: &str, note: &str) {
         let event = Event {
             type_,
             reason: reason.to_string(),
@@ -483,10 +656,51 @@ impl Reconciler {
             action: "Reconcile".to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&event, reference).await {
             tracing::warn!(reason, error = %e, "cannot publish event");
         }
     }
+}
+
+/// Scopes and policies: served when valid.
+fn plain_verdict<K: Resource<DynamicType = ()>>(object: &K, kind: &str, validated: &Validated) -> Verdict {
+    let object_name = format!("{kind} {}", ObjectKey::of(object.meta()));
+    match validated.message(&object_name) {
+        Some(message) => Verdict::Stalled(Reason::InvalidSpec, message),
+        None => Verdict::Ready(Reason::Valid, format!("{kind} is served")),
+    }
+}
+
+/// A valid grant past its `expiresAt` grants nothing (the token endpoint checks the time
+/// itself); it says so until someone extends or deletes it.
+fn grant_verdict(grant: &ClientGrant, validated: &Validated, now: i64) -> Verdict {
+    let verdict = plain_verdict(grant, "ClientGrant", validated);
+    match (&verdict, grant_expiry(grant)) {
+        (Verdict::Ready(..), Some(at)) if at <= now => Verdict::Stalled(
+            Reason::Expired,
+            format!(
+                "expired at {}: grants nothing; extend spec.expiresAt or delete it",
+                grant.spec.expires_at.as_deref().unwrap_or_default()
+            ),
+        ),
+        _ => verdict,
+    }
+}
+
+/// A grant's `expiresAt` in seconds, when it has a readable one.
+pub fn grant_expiry(grant: &ClientGrant) -> Option<i64> {
+    let at = grant.spec.expires_at.as_deref()?.parse::<jiff::Timestamp>().ok()?;
+    Some(at.as_second())
+}
+
+/// Apps whose users sign in (what needs an identity source).
+fn signs_users_in(app: &InboundApp) -> bool {
+    app.spec.grant_types.contains(&GrantType::AuthorizationCode)
+}
+
+/// Whether the served configuration has an identity source users can sign in through.
+fn has_identity_source(validated: &Validated) -> bool {
+    validated.manifests.iter().any(|m| matches!(m.object, Object::Provider(_)))
 }
 
 /// Status access shared by the kinds whose status is only conditions.
@@ -516,4 +730,43 @@ fn now_seconds() -> i64 {
 /// RFC 3339 at second precision (metav1.Time).
 fn now_rfc3339() -> String {
     jiff::Timestamp::from_second(now_seconds()).expect("now").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::manifest::parse_file;
+
+    fn grant(expires_at: &str) -> (ClientGrant, Validated) {
+        let yaml = format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {{name: g, namespace: ns}}\nspec: {{subject: {{kind: ServiceAccount, name: w}}, scopes: [], expiresAt: '{expires_at}'}}\n"
+        );
+        let (manifests, problems) = parse_file("g.yaml", &yaml);
+        assert!(problems.is_empty(), "{problems:?}");
+        let Object::Grant(grant) = manifests[0].object.clone() else { unreachable!() };
+        (*grant, Validated::default())
+    }
+
+    #[test]
+    fn an_expired_grant_is_stalled_from_its_expiry_on() {
+        let (g, validated) = grant("2020-01-01T00:00:00Z");
+        let at = grant_expiry(&g).unwrap();
+        assert!(matches!(grant_verdict(&g, &validated, at - 1), Verdict::Ready(Reason::Valid, _)));
+        match grant_verdict(&g, &validated, at) {
+            Verdict::Stalled(Reason::Expired, message) => {
+                assert!(message.starts_with("expired at 2020-01-01T00:00:00Z"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn paused_only_when_the_annotation_says_true() {
+        let mut meta = kube::core::ObjectMeta::default();
+        assert!(!paused(&meta));
+        for (value, expected) in [("true", true), (" true ", true), ("false", false), ("", false)] {
+            meta.annotations = Some([(PAUSED_ANNOTATION.to_string(), value.to_string())].into());
+            assert_eq!(paused(&meta), expected, "{value:?}");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! swaps its key set on change.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
@@ -81,6 +82,64 @@ pub async fn load_or_create(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         waited += Duration::from_millis(500);
+    }
+}
+
+/// Where a replica keeps the last key document it read, in its data directory: a replica
+/// restarted while the API server is unreachable serves (JWKS, discovery, and tokens once
+/// its configuration lists) from it instead of never starting.
+pub const CACHE_FILE: &str = "signing-keys.json";
+
+/// The key document: from the Secret (created by the leader when absent), or, when the API
+/// server does not give it within `patience`, the copy kept at `cache`. Without either it
+/// keeps trying: the listener is already answering probes, so waiting is safe.
+pub async fn load(
+    api: &Api<Secret>,
+    name: &str,
+    leader: &tokio::sync::watch::Receiver<bool>,
+    patience: Duration,
+    cache: &Path,
+) -> KeyDocument {
+    loop {
+        let failure = match tokio::time::timeout(patience, load_or_create(api, name, leader)).await {
+            Ok(Ok(document)) => {
+                remember(cache, &document);
+                return document;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no leader created them in time".to_string(),
+        };
+        match recall(cache) {
+            Some(document) => {
+                tracing::warn!(
+                    secret = name,
+                    error = %failure,
+                    cache = %cache.display(),
+                    "cannot read the signing keys Secret; serving the last keys this replica saw"
+                );
+                return document;
+            }
+            None => tracing::warn!(secret = name, error = %failure, "no signing keys yet; retrying"),
+        }
+    }
+}
+
+/// Keeps `document` at `cache` (0600); a failure only costs the fallback.
+pub fn remember(cache: &Path, document: &KeyDocument) {
+    if let Err(e) = crate::private_file::write_private(cache, &document.to_json()) {
+        tracing::warn!(cache = %cache.display(), error = %e, "cannot keep a copy of the signing keys");
+    }
+}
+
+/// The document kept at `cache`, if there is a valid one.
+fn recall(cache: &Path) -> Option<KeyDocument> {
+    let bytes = std::fs::read(cache).ok()?;
+    match KeyDocument::from_json(&bytes) {
+        Ok(document) => Some(document),
+        Err(e) => {
+            tracing::warn!(cache = %cache.display(), error = %e, "ignoring the kept copy of the signing keys");
+            None
+        }
     }
 }
 

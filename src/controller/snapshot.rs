@@ -91,7 +91,8 @@ pub fn validate_objects(objects: &Objects, trust: &Trust) -> Validated {
 }
 
 /// Credentials of the valid apps: public apps need none; confidential apps are served once
-/// the store holds a secret for them (the leader's reconcile issues it).
+/// the store holds a secret for them (the leader's reconcile issues it); apps with a
+/// declared client id once they hold its claim.
 pub async fn client_records(
     validated: &Validated,
     store: &dyn Store,
@@ -99,8 +100,13 @@ pub async fn client_records(
     let mut records = HashMap::new();
     for m in &validated.manifests {
         let Object::App(app) = &m.object else { continue };
-        let Some(client_id) = app.metadata.uid.clone() else { continue };
+        let Some(client_id) = app.client_id().map(str::to_string) else { continue };
         let key = ObjectKey::of(&app.metadata);
+        // A declared client id is served only for the app that holds its claim (the
+        // leader claims it); never for an object that merely names it.
+        if app.spec.client_id.is_some() && store.client_id_holder(&client_id).await?.as_ref() != Some(&key) {
+            continue;
+        }
         let secret_hashes = if app.spec.client_type == ClientType::Confidential {
             let hashes = store.client_secret_hashes(&client_id, now()).await?;
             if hashes.is_empty() {

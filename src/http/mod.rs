@@ -112,6 +112,23 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
     common_layers(routes, state)
 }
 
+/// What the listener answers before the server is assembled (an operator replica waiting
+/// for its signing keys): alive, not ready, and `temporarily_unavailable` to everything else.
+/// Binding first means a restarted replica answers its probes, instead of being killed as
+/// dead, while the API server is unreachable.
+pub fn starting_router(waiting_for: &'static str) -> Router {
+    Router::new()
+        .route(paths::HEALTHZ, get(health::healthz))
+        .route(paths::READYZ, get(move || async move { (axum::http::StatusCode::SERVICE_UNAVAILABLE, waiting_for) }))
+        .fallback(move || async move {
+            use crate::oauth::{ErrorCode, OAuthError};
+            HttpError::new(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!("the server is starting: {waiting_for}"),
+            ))
+        })
+}
+
 /// Health and metrics only: the listener of a process that serves no OAuth.
 pub fn health_router(state: Arc<AppState>) -> Router {
     let routes = Router::new()

@@ -19,6 +19,13 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
 /// finish (up to 10 s).
 pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+    serve_on(&listener, router, shutdown).await;
+    drop(listener);
+}
+
+/// Serves `router` on a borrowed `listener` until `shutdown`, closing its connections after
+/// that (up to 10 s): the listener stays bound for what serves next.
+pub async fn serve_on(listener: &TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -56,7 +63,6 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after 10 s; closing");
     }

@@ -104,6 +104,11 @@ pub struct OperatorOptions {
 pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     let issuer = super::checked_issuer(&options.issuer)?;
     let client = kube::Client::try_default().await.context("cannot configure the Kubernetes client")?;
+    // Bound before anything waits on the API server: a taken port fails at once, and probes
+    // are answered (alive, not ready) however long the keys take.
+    let (listener, addr) = super::bind(options.listen).await?;
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
     let mut tasks = Tasks::new();
 
     // Who leads.
@@ -130,23 +135,32 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
 
     // Keys: one document in a Secret, shared by every replica.
     let key_secrets: Api<Secret> = Api::namespaced(client.clone(), &options.namespace);
-    let document = tokio::time::timeout(
-        options.lease_duration * 4,
-        signing_keys::load_or_create(&key_secrets, &options.signing_keys_secret, &leader),
-    )
-    .await
-    .context("no signing keys: no leader created them in time")?
-    .with_context(|| format!("cannot load the signing keys Secret {}", options.signing_keys_secret))?;
+    let key_cache = options.data_dir.join(signing_keys::CACHE_FILE);
+    let document = {
+        let (loaded, until_loaded) = tokio::sync::oneshot::channel::<()>();
+        let starting = crate::http::server::serve_on(
+            &listener,
+            crate::http::starting_router("waiting for the signing keys"),
+            async {
+                let _ = until_loaded.await;
+            },
+        );
+        let loading = async {
+            let patience = options.lease_duration * 4;
+            let document =
+                signing_keys::load(&key_secrets, &options.signing_keys_secret, &leader, patience, &key_cache).await;
+            let _ = loaded.send(());
+            document
+        };
+        tokio::join!(starting, loading).1
+    };
     let key_set = KeySet::from_document(&document).map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
     let hasher = SecretHasher::new(key_set.secret_hash_key());
     let keys = Arc::new(ArcSwap::from_pointee(key_set));
 
-    std::fs::create_dir_all(&options.data_dir)
-        .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
     let (store, revocations) = super::open_store(options.store.as_deref(), &options.data_dir).await?;
     let verified = Arc::new(VerifiedTokens::default());
     let catalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
-    let (listener, addr) = super::bind(options.listen).await?;
     let state = super::assemble(Assembly {
         issuer: issuer.clone(),
         default_audience: options.default_audience.clone(),
@@ -189,6 +203,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         options.signing_keys_secret.clone(),
         keys,
         verified,
+        key_cache,
     )));
     let caches =
         Arc::new(cache::Caches::start(&client, &options.watch_namespaces, options.role.controls(), &mut tasks.watches));
@@ -247,12 +262,16 @@ struct SnapshotLoop {
 /// moments of a change.
 async fn snapshot_loop(mut l: SnapshotLoop) {
     tokio::select! {
-        () = l.caches.wait_until_ready() => {}
+        () = l.caches.wait_until_ready(cache::SYNC_PATIENCE) => {}
         _ = l.stop.wait_for(|s| *s) => return,
     }
     tracing::info!("watch caches synced");
     let mut leader = l.leader.clone();
     loop {
+        let unsynced = l.caches.unsynced();
+        if !unsynced.is_empty() {
+            tracing::warn!(kinds = ?unsynced, "still cannot list these kinds; serving without them");
+        }
         let objects = l.caches.objects();
         let validated = snapshot::validate_objects(&objects, &l.trust);
         match snapshot::client_records(&validated, l.store.as_ref()).await {
@@ -272,10 +291,20 @@ async fn snapshot_loop(mut l: SnapshotLoop) {
         if *l.leader.borrow() {
             l.reconciler.reconcile_all(&l.caches, &validated).await;
         }
+        // A grant that expires is reported at its expiry, not at the next resync.
+        let now = crate::clock::now();
+        let until_expiry = objects
+            .grants
+            .iter()
+            .filter_map(reconcile::grant_expiry)
+            .filter(|at| *at > now)
+            .min()
+            .map(|at| Duration::from_secs((at - now) as u64 + 1));
+        let wait = until_expiry.map_or(l.resync, |d| d.min(l.resync));
         tokio::select! {
             () = l.caches.changed.notified() => {}
             _ = leader.changed() => {}
-            () = tokio::time::sleep(l.resync) => {}
+            () = tokio::time::sleep(wait) => {}
             _ = l.stop.wait_for(|s| *s) => return,
         }
         // Coalesce bursts (an apply of many objects) into one pass.
@@ -283,8 +312,14 @@ async fn snapshot_loop(mut l: SnapshotLoop) {
     }
 }
 
-/// Swaps the key set whenever the signing-keys Secret changes.
-async fn follow_keys(api: Api<Secret>, name: String, keys: Arc<ArcSwap<KeySet>>, verified: Arc<VerifiedTokens>) {
+/// Swaps the key set whenever the signing-keys Secret changes, and keeps a copy at `cache`.
+async fn follow_keys(
+    api: Api<Secret>,
+    name: String,
+    keys: Arc<ArcSwap<KeySet>>,
+    verified: Arc<VerifiedTokens>,
+    cache: PathBuf,
+) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
     let mut last: Option<Vec<u8>> = None;
@@ -300,10 +335,11 @@ async fn follow_keys(api: Api<Secret>, name: String, keys: Arc<ArcSwap<KeySet>>,
         if bytes.is_none() || bytes == last {
             continue;
         }
-        match signing_keys::document(&secret)
-            .and_then(|doc| KeySet::from_document(&doc).map_err(|e| signing_keys::KeysError::Invalid(name.clone(), e)))
-        {
-            Ok(set) => {
+        match signing_keys::document(&secret).and_then(|doc| {
+            let set = KeySet::from_document(&doc).map_err(|e| signing_keys::KeysError::Invalid(name.clone(), e))?;
+            Ok((doc, set))
+        }) {
+            Ok((doc, set)) => {
                 if set.secret_hash_key() != keys.load().secret_hash_key() {
                     // Client secrets are hashed with this key; changing it would lock every
                     // client out. It is generated once and never rotated.
@@ -311,6 +347,7 @@ async fn follow_keys(api: Api<Secret>, name: String, keys: Arc<ArcSwap<KeySet>>,
                     continue;
                 }
                 tracing::info!(active = set.active_kid(), "signing keys updated");
+                signing_keys::remember(&cache, &doc);
                 keys.store(Arc::new(set));
                 // A retired key's tokens must no longer verify from the memo.
                 verified.clear();

@@ -181,6 +181,17 @@ pub fn new_client_id() -> String {
     sql::new_uid()
 }
 
+/// The answer to a claim of a client id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientIdClaim {
+    /// The app holds the id (claimed now or before).
+    Held,
+    /// Another app claimed it first.
+    TakenBy(ObjectKey),
+    /// The app already holds another id.
+    AppHolds(String),
+}
+
 /// A revoked token id as stored: `(sequence number, jti, expires_at)`.
 pub type Revocation = (i64, String, i64);
 
@@ -235,6 +246,18 @@ pub trait Store: Send + Sync + 'static {
     /// The UID of a folder-mode object: assigned once, like the API server would, and stable
     /// across restarts. Client ids derive from it.
     async fn object_uid(&self, kind: &str, key: &ObjectKey) -> Result<String, StoreError>;
+
+    /// Claims `client_id` (an InboundApp's `spec.clientId`) for the app `app`. The first
+    /// claim of an id wins and is kept, by `namespace/name`: a restore, a re-creation or a
+    /// Velero move under the same name finds it again, and no object takes it by choosing
+    /// an id. An app holds one id (the field is immutable).
+    async fn claim_client_id(&self, client_id: &str, app: &ObjectKey, now: i64) -> Result<ClientIdClaim, StoreError>;
+
+    /// Who holds a claimed client id (what a serving replica checks before serving it).
+    async fn client_id_holder(&self, client_id: &str) -> Result<Option<ObjectKey>, StoreError>;
+
+    /// Gives up the id `app` holds (the app was deleted for good).
+    async fn release_client_id(&self, app: &ObjectKey) -> Result<(), StoreError>;
 
     /// Hashes of the client secrets currently accepted for `client_id`.
     async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError>;

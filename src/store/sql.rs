@@ -24,8 +24,8 @@ use sqlx::{
 };
 
 use super::{
-    AuthorizationCode, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration, RegistrationLimit,
-    Revocation, Rotation, Session, Store, StoreError, UserRecord,
+    AuthorizationCode, ClientIdClaim, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration,
+    RegistrationLimit, Revocation, Rotation, Session, Store, StoreError, UserRecord,
 };
 use crate::api::ObjectKey;
 use crate::secrets::SecretHash;
@@ -247,6 +247,66 @@ where
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)
+    }
+
+    async fn claim_client_id(&self, client_id: &str, app: &ObjectKey, now: i64) -> Result<ClientIdClaim, StoreError> {
+        // Claims share the `objects` table: (kind, namespace, name) is the app, `uid` the id,
+        // unique across the table. Ids never look like UIDs (validation refuses UUIDs), so a
+        // claim never meets a folder-mode UID. Insert-or-keep in one statement: of two racing
+        // claims, one wins.
+        sqlx::query(
+            "INSERT INTO objects (kind, namespace, name, uid, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(CLIENT_ID_CLAIM)
+        .bind(app.namespace.as_str())
+        .bind(app.name.as_str())
+        .bind(client_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if let Some(holder) = self.client_id_holder(client_id).await? {
+            return Ok(if &holder == app { ClientIdClaim::Held } else { ClientIdClaim::TakenBy(holder) });
+        }
+        let held: Option<String> =
+            sqlx::query_scalar("SELECT uid FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3")
+                .bind(CLIENT_ID_CLAIM)
+                .bind(app.namespace.as_str())
+                .bind(app.name.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        match held {
+            Some(other) => Ok(ClientIdClaim::AppHolds(other)),
+            // The id is some other object's UID (never, given validation): taken.
+            None => Ok(ClientIdClaim::TakenBy(ObjectKey { namespace: String::new(), name: String::new() })),
+        }
+    }
+
+    async fn client_id_holder(&self, client_id: &str) -> Result<Option<ObjectKey>, StoreError> {
+        let row = sqlx::query("SELECT namespace, name FROM objects WHERE kind = $1 AND uid = $2")
+            .bind(CLIENT_ID_CLAIM)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(ObjectKey {
+            namespace: row.try_get("namespace").map_err(corrupt)?,
+            name: row.try_get("name").map_err(corrupt)?,
+        }))
+    }
+
+    async fn release_client_id(&self, app: &ObjectKey) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3")
+            .bind(CLIENT_ID_CLAIM)
+            .bind(app.namespace.as_str())
+            .bind(app.name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError> {
@@ -973,6 +1033,9 @@ where
 }
 
 /// A random RFC 4122 version-4 UUID, the shape of Kubernetes UIDs.
+/// The `objects.kind` of client id claims.
+const CLIENT_ID_CLAIM: &str = "ClientIdClaim";
+
 pub(super) fn new_uid() -> String {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; 16];

@@ -19,6 +19,7 @@ mod login_limits;
 mod logout;
 mod mcp;
 mod operator;
+mod operator_resilience;
 mod private_key_jwt;
 mod registration;
 mod replicas;

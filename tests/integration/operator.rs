@@ -15,23 +15,29 @@ use crate::support::api_server::{ApiServer, eventually, ready_condition};
 use crate::support::server::{Reply, form, reply};
 
 const NS: &str = "inbound-system";
-const APPS_NS: &str = "default";
+pub(crate) const APPS_NS: &str = "default";
 
 /// One `inbound operator` process.
-struct Operator {
+pub(crate) struct Operator {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     /// The admin API's listener.
     admin: String,
     log: PathBuf,
 }
 
 impl Operator {
-    fn start(kubeconfig: &Path, data_dir: &Path, identity: &str, log_dir: &Path) -> Operator {
+    pub(crate) fn start(kubeconfig: &Path, data_dir: &Path, identity: &str, log_dir: &Path) -> Operator {
         Operator::start_with(kubeconfig, data_dir, identity, log_dir, &[])
     }
 
-    fn start_with(kubeconfig: &Path, data_dir: &Path, identity: &str, log_dir: &Path, extra: &[&str]) -> Operator {
+    pub(crate) fn start_with(
+        kubeconfig: &Path,
+        data_dir: &Path,
+        identity: &str,
+        log_dir: &Path,
+        extra: &[&str],
+    ) -> Operator {
         let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (port, admin_port) = (free(), free());
         let base = format!("http://127.0.0.1:{port}");
@@ -54,11 +60,11 @@ impl Operator {
         Operator { child, base, admin: format!("http://127.0.0.1:{admin_port}"), log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn wait_ready(&mut self) {
+    pub(crate) async fn wait_ready(&mut self) {
         let http = reqwest::Client::new();
         let started = Instant::now();
         loop {
@@ -75,7 +81,7 @@ impl Operator {
         }
     }
 
-    async fn post(&self, path: &str, basic: Option<(&str, &str)>, body: &str) -> Reply {
+    pub(crate) async fn post(&self, path: &str, basic: Option<(&str, &str)>, body: &str) -> Reply {
         let mut request = reqwest::Client::new()
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/x-www-form-urlencoded")
@@ -86,24 +92,28 @@ impl Operator {
         reply(request.send().await.unwrap()).await
     }
 
-    async fn token(&self, creds: &(String, String)) -> Reply {
+    pub(crate) async fn token(&self, creds: &(String, String)) -> Reply {
         self.post("/token", Some((&creds.0, &creds.1)), "grant_type=client_credentials&scope=inventory%3Aread").await
     }
 
-    async fn jwks(&self) -> Value {
+    pub(crate) async fn jwks(&self) -> Value {
         reply(reqwest::get(format!("{}/jwks", self.base)).await.unwrap()).await.json
     }
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
+        // A failing test shows what the operator said (its log lives in a temp dir).
+        if std::thread::panicking() {
+            eprintln!("--- operator log {} ---\n{}", self.log.display(), self.log());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// The app's credentials Secret as `(client_id, client_secret)` plus the whole object.
-fn secret(api: &ApiServer, name: &str) -> Option<(Value, (String, String))> {
+pub(crate) fn secret(api: &ApiServer, name: &str) -> Option<(Value, (String, String))> {
     let secret = api.get_json(&["secret", name, "-n", APPS_NS])?;
     let field = |k: &str| {
         use base64::Engine;
@@ -117,7 +127,7 @@ fn secret(api: &ApiServer, name: &str) -> Option<(Value, (String, String))> {
 /// The chart's ServiceAccount, RBAC and namespace in the API server; a kubeconfig that
 /// authenticates as that ServiceAccount (so the operator runs with exactly the chart's
 /// permissions).
-fn install_chart_identity(api: &ApiServer, dir: &Path) -> PathBuf {
+pub(crate) fn install_chart_identity(api: &ApiServer, dir: &Path) -> PathBuf {
     let values = json!({ "issuer": "https://auth.example.com", "crds": { "install": false } });
     install_chart(api, dir, &values);
     kubeconfig_for(api, dir, "inbound")
@@ -1295,7 +1305,17 @@ spec:
                 "scope": "inventory:read"}),
     );
     let body = form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &id_jag)]);
-    let reply = operator.post("/token", Some((&corp_id, &corp_secret)), &body).await;
+    // The app's secret reaches the store in the pass that writes its Secret; the served
+    // catalog takes it in the next one. Until then the client is unknown (and the jti not
+    // spent: authentication comes first).
+    let started = Instant::now();
+    let reply = loop {
+        let reply = operator.post("/token", Some((&corp_id, &corp_secret)), &body).await;
+        if reply.json["error"] != "invalid_client" || started.elapsed() > Duration::from_secs(10) {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(reply.status, 200, "{}\n{}", reply.json, operator.log());
     let claims = jwt_claims(reply.json["access_token"].as_str().unwrap());
     assert_eq!(

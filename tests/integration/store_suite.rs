@@ -5,8 +5,8 @@ use std::sync::Arc;
 use inbound::api::ObjectKey;
 use inbound::secrets::SecretHash;
 use inbound::store::{
-    AuthorizationCode, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration, RegistrationLimit,
-    Rotation, Session, SqliteStore, Store, UserRecord,
+    AuthorizationCode, ClientIdClaim, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration,
+    RegistrationLimit, Rotation, Session, SqliteStore, Store, UserRecord,
 };
 
 use crate::support::postgres::Postgres;
@@ -61,6 +61,37 @@ async fn suite(store: Arc<dyn Store>) {
     })
     .await;
     assert!(uids.iter().all(|u| *u == uids[0]), "{uids:?}");
+
+    // Client id claims: of concurrent claims of one id exactly one app wins; it keeps the id
+    // (a re-created object finds it again), holds no second one, and others cannot take it.
+    let apps: Vec<ObjectKey> =
+        (0..6).map(|i| ObjectKey { namespace: format!("team-{i}"), name: "billing".into() }).collect();
+    let claims = futures_join(6, |i| {
+        let (store, app) = (store.clone(), apps[i].clone());
+        async move { store.claim_client_id("acme-billing", &app, now).await.unwrap() }
+    })
+    .await;
+    let winners: Vec<usize> = (0..6).filter(|i| claims[*i] == ClientIdClaim::Held).collect();
+    assert_eq!(winners.len(), 1, "{claims:?}");
+    let winner = &apps[winners[0]];
+    for (i, claim) in claims.iter().enumerate() {
+        if i != winners[0] {
+            assert_eq!(claim, &ClientIdClaim::TakenBy(winner.clone()));
+        }
+    }
+    assert_eq!(store.claim_client_id("acme-billing", winner, now + 1).await.unwrap(), ClientIdClaim::Held);
+    assert_eq!(
+        store.claim_client_id("acme-other", winner, now).await.unwrap(),
+        ClientIdClaim::AppHolds("acme-billing".into())
+    );
+    assert_eq!(store.client_id_holder("acme-billing").await.unwrap().as_ref(), Some(winner));
+    assert_eq!(store.client_id_holder("acme-other").await.unwrap(), None);
+    // A folder-mode UID row of the same name is another kind: no conflict.
+    assert_ne!(store.object_uid("InboundApp", winner).await.unwrap(), "acme-billing");
+    store.release_client_id(winner).await.unwrap();
+    assert_eq!(store.client_id_holder("acme-billing").await.unwrap(), None);
+    let loser = apps.iter().find(|a| *a != winner).unwrap();
+    assert_eq!(store.claim_client_id("acme-billing", loser, now).await.unwrap(), ClientIdClaim::Held);
 
     // Client secrets: of concurrent first issuances exactly one wins.
     let wins = futures_join(8, |i| {

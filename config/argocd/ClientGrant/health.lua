@@ -31,12 +31,16 @@ if type(status) ~= "table" then
   return waiting()
 end
 
+-- Ready is the verdict; Reconciling=True (kstatus' abnormal-true condition) says the
+-- controller is still working on it or waiting on something that may come.
 local ready = nil
+local reconciling = false
 if type(status.conditions) == "table" then
   for _, condition in ipairs(status.conditions) do
     if type(condition) == "table" and condition.type == "Ready" then
       ready = condition
-      break
+    elseif type(condition) == "table" and condition.type == "Reconciling" and condition.status == "True" then
+      reconciling = true
     end
   end
 end
@@ -73,7 +77,11 @@ if ready.status == "True" then
     hs.message = reason
   end
 elseif ready.status == "False" then
-  hs.status = "Degraded"
+  if reconciling then
+    hs.status = "Progressing"
+  else
+    hs.status = "Degraded"
+  end
   if reason ~= "" and message ~= "" then
     hs.message = reason .. ": " .. message
   elseif message ~= "" then

@@ -18,7 +18,7 @@ use crate::clock::now;
 use crate::private_file::{create_private, write_private};
 use crate::protocol::paths;
 use crate::secrets::{ClientSecret, SecretHasher};
-use crate::store::Store;
+use crate::store::{ClientIdClaim, Store};
 
 /// What the startup banner tells about one app.
 #[derive(Clone, Debug)]
@@ -83,9 +83,20 @@ impl Provisioner {
             let ns = namespace_of(&app.metadata);
             let name = app.metadata.name.clone().unwrap_or_default();
             let key = ObjectKey { namespace: ns.to_string(), name: name.clone() };
-            let client_id = match &app.metadata.uid {
-                Some(uid) => uid.clone(),
-                None => self.store.object_uid("InboundApp", &key).await?,
+            let client_id = match (&app.spec.client_id, &app.metadata.uid) {
+                // Claimed as in a cluster: two apps of the folder cannot share one, and an
+                // app keeps the one it was first given.
+                (Some(declared), _) => match self.store.claim_client_id(declared, &key, now()).await? {
+                    ClientIdClaim::Held => declared.clone(),
+                    ClientIdClaim::TakenBy(holder) => {
+                        anyhow::bail!("InboundApp {key}: spec.clientId {declared} is held by InboundApp {holder}")
+                    }
+                    ClientIdClaim::AppHolds(held) => anyhow::bail!(
+                        "InboundApp {key}: spec.clientId is immutable: this app holds client id {held}; restore that value"
+                    ),
+                },
+                (None, Some(uid)) => uid.clone(),
+                (None, None) => self.store.object_uid("InboundApp", &key).await?,
             };
             let dir = credentials_dir(
                 &self.data_dir,

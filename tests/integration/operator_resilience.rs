@@ -1,0 +1,208 @@
+//! What one object, or an unreachable API server, must never do to the fleet: keep replicas
+//! from starting. Against a real kube-apiserver + etcd and the `inbound operator` binary
+//! with the chart's RBAC.
+
+use std::time::{Duration, Instant};
+
+use oauth2::reqwest;
+use serde_json::Value;
+
+use crate::operator::{APPS_NS, Operator, install_chart_identity, secret};
+use crate::support::api_server::{ApiServer, eventually, ready_condition};
+use crate::support::server::reply;
+
+/// The condition of `type_` in an object's status.
+fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
+    object["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
+}
+
+/// Objects the API server admitted before the CRDs had their bounds (an upgrade from an
+/// older release, or a CRD edited by hand): one ConsentPolicy with a `u32` of 5000000000, one
+/// InboundApp with a client type that does not exist. A typed list of either kind fails as a
+/// whole; the operator must start anyway, serve everything else, and report these two on
+/// their own; fixed, an object is served like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_object_the_types_cannot_read_never_stops_the_fleet() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.install_crds("crds/inbound.dev.yaml");
+
+    // The bounds hold for new objects.
+    let poison_policy = "apiVersion: inbound.dev/v1alpha1\nkind: ConsentPolicy\nmetadata: {name: poison}\nspec:\n  registration:\n    limits: {maxClients: 5000000000}\n";
+    let poison_app = "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: poison}\nspec: {displayName: Poison, clientType: sideways, grantTypes: [client_credentials]}\n";
+    for (manifest, refusal) in [
+        (poison_policy, "spec.registration.limits.maxClients: Invalid value: 5000000000"),
+        (poison_app, "spec.clientType: Unsupported value: \"sideways\""),
+    ] {
+        let file = dir.path().join("object.yaml");
+        std::fs::write(&file, manifest).unwrap();
+        let (ok, _, stderr) = api.kubectl(&["apply", "-n", APPS_NS, "-f", file.to_str().unwrap()]);
+        assert!(!ok && stderr.contains(refusal), "admitted, or refused for another reason:\n{stderr}");
+    }
+
+    // The same objects, admitted under schemas without those bounds; then the real CRDs again.
+    for crd in ["consentpolicies.inbound.dev", "inboundapps.inbound.dev"] {
+        let open = r#"[{"op": "replace", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec", "value": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}]"#;
+        api.kubectl_ok(&["patch", "crd", crd, "--type", "json", "-p", open]);
+    }
+    eventually("the open schemas admit the poison", Duration::from_secs(20), || {
+        let file = dir.path().join("poison.yaml");
+        std::fs::write(&file, format!("{poison_policy}---\n{poison_app}")).unwrap();
+        api.kubectl(&["apply", "-n", APPS_NS, "-f", file.to_str().unwrap()]).0.then_some(())
+    })
+    .await;
+    api.kubectl_ok(&["replace", "-f", "crds/inbound.dev.yaml"]);
+    api.wait_for_crds();
+    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
+
+    // A replica starting now is ready well before any patience for unlistable kinds runs out.
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    let started = Instant::now();
+    let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
+    op.wait_ready().await;
+    assert!(started.elapsed() < Duration::from_secs(30), "ready only after {:?}", started.elapsed());
+
+    // Everything else is served.
+    eventually("inventory-sync Ready", Duration::from_secs(20), || {
+        let app = api.get_json(&["inboundapp", "inventory-sync", "-n", APPS_NS])?;
+        (ready_condition(&app)?["status"] == "True").then_some(())
+    })
+    .await;
+    let (_, creds) =
+        eventually("the credentials Secret", Duration::from_secs(10), || secret(&api, "inventory-sync-credentials"))
+            .await;
+    let token = eventually_token(&op, &creds).await;
+    assert_eq!(token.status, 200, "{}", token.json);
+
+    // The two are reported on their own, naming the field: a Warning event (once), and the
+    // log. Their status cannot be written here: an API server without CRD validation
+    // ratcheting (before 1.28; this one is 1.20) validates the whole stored object on a
+    // status write, and these no longer pass their schema. With ratcheting the same pass
+    // writes Ready=False, Stalled=True, reason InvalidSpec.
+    for (kind, field) in [("ConsentPolicy", "spec.registration.limits.maxClients"), ("InboundApp", "spec.clientType")] {
+        let event = eventually(&format!("{kind}/poison reported"), Duration::from_secs(20), || {
+            let events = api.get_json(&[
+                "events",
+                "-n",
+                APPS_NS,
+                "--field-selector",
+                &format!("involvedObject.name=poison,involvedObject.kind={kind}"),
+            ])?;
+            events["items"].as_array()?.iter().find(|e| e["reason"] == "InvalidSpec").cloned()
+        })
+        .await;
+        let note = event["message"].as_str().or(event["note"].as_str()).unwrap_or_default();
+        assert!(note.starts_with(&format!("cannot be read: {field}: ")), "{event}");
+        assert_eq!(event["type"], "Warning");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events = api.get_json(&["events", "-n", APPS_NS, "--field-selector", "involvedObject.name=poison"]).unwrap();
+    for item in events["items"].as_array().unwrap() {
+        assert!(
+            item["count"].as_i64().unwrap_or(1) <= 1 && item["series"].is_null(),
+            "reported more than once: {item}"
+        );
+    }
+    assert!(op.log().contains("cannot be read, nor its status written"), "{}", op.log());
+    // The poison app has no client: nothing was issued for it.
+    assert!(api.get_json(&["secret", "poison-credentials", "-n", APPS_NS]).is_none());
+    // Fixed by its author, the policy is served like any other.
+    api.kubectl_ok(&[
+        "patch",
+        "consentpolicy",
+        "poison",
+        "-n",
+        APPS_NS,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec": {"registration": {"limits": {"maxClients": 50}}}}"#,
+    ]);
+    eventually("the fixed policy is Ready", Duration::from_secs(20), || {
+        let object = api.get_json(&["consentpolicy", "poison", "-n", APPS_NS])?;
+        let stalled = condition(&object, "Stalled")?;
+        (ready_condition(&object)?["status"] == "True" && stalled["status"] == "False").then_some(())
+    })
+    .await;
+}
+
+/// client_credentials until the catalog serves the app (its secret reaches the store first).
+async fn eventually_token(op: &Operator, creds: &(String, String)) -> crate::support::server::Reply {
+    let started = Instant::now();
+    loop {
+        let reply = op.token(creds).await;
+        if reply.status == 200 || started.elapsed() > Duration::from_secs(15) {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A replica restarted while the API server is unreachable answers its probes at once
+/// (alive, not ready), and serves the signing keys it last saw from its data directory, so
+/// resource servers keep verifying tokens; it never exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_without_the_api_server_serves_its_last_keys() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.install_crds("crds/inbound.dev.yaml");
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    let data_dir = dir.path().join("data");
+    let mut first = Operator::start(&kubeconfig, &data_dir, "replica-a", dir.path());
+    first.wait_ready().await;
+    let published = first.jwks().await;
+    drop(first);
+    let kept = data_dir.join("signing-keys.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the kept keys are private");
+    }
+
+    // The same replica, its API server gone (a port nothing listens on).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let unreachable = dir.path().join("kubeconfig-unreachable");
+    std::fs::write(
+        &unreachable,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster: {{server: \"https://{dead}\", insecure-skip-tls-verify: true}}\nusers:\n- name: inbound\n  user: {{token: \"x\"}}\ncontexts:\n- name: gone\n  context: {{cluster: gone, user: inbound, namespace: inbound-system}}\ncurrent-context: gone\n"
+        ),
+    )
+    .unwrap();
+    let restarted = Operator::start(&unreachable, &data_dir, "replica-a", dir.path());
+    let http = reqwest::Client::new();
+    let alive = eventually_async(&http, &format!("{}/healthz", restarted.base), Duration::from_secs(5)).await;
+    assert_eq!(alive, 200, "{}", restarted.log());
+    let ready = http.get(format!("{}/readyz", restarted.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready without its configuration");
+    let starting = reply(http.post(format!("{}/token", restarted.base)).send().await.unwrap()).await;
+    starting.assert_error(503, "temporarily_unavailable");
+
+    // After the patience for the Secret (4 lease durations), the kept keys are served.
+    let started = Instant::now();
+    let served = loop {
+        let jwks = reply(http.get(format!("{}/jwks", restarted.base)).send().await.unwrap()).await;
+        if jwks.status == 200 {
+            break jwks.json;
+        }
+        assert!(started.elapsed() < Duration::from_secs(40), "no keys served:\n{}", restarted.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(served, published, "the keys it last saw");
+    assert!(restarted.log().contains("serving the last keys this replica saw"), "{}", restarted.log());
+    let ready = http.get(format!("{}/readyz", restarted.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "still not ready: no configuration was listed");
+}
+
+/// The status of GET `url` once it answers at all.
+async fn eventually_async(http: &reqwest::Client, url: &str, timeout: Duration) -> u16 {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = http.get(url).send().await {
+            return response.status().as_u16();
+        }
+        assert!(started.elapsed() < timeout, "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
