@@ -236,3 +236,47 @@ async fn resources_match_in_any_host_case_and_with_an_origins_slash() {
         server.token("billing-agent", &format!("&{}", form(&[("resource", "https://billing.example.com/v2")]))).await;
     reply.assert_error(400, "invalid_target");
 }
+
+/// `spec.clientId` in folder mode: the declared id is the client id (credentials folder,
+/// tokens), claimed in the store so a restart keeps it and the app cannot silently change it.
+#[tokio::test]
+async fn a_declared_client_id_is_the_client_id_and_is_kept() {
+    let declare = |dir: &std::path::Path, id: &str| {
+        let path = dir.join("apps.yaml");
+        let apps = std::fs::read_to_string(&path).unwrap();
+        let declared = match apps.find("clientId: ") {
+            // Already declared: replace the value.
+            Some(at) => {
+                let end = at + apps[at..].find('\n').unwrap();
+                format!("{}clientId: {id}{}", &apps[..at], &apps[end..])
+            }
+            None => apps.replacen("spec:\n", &format!("spec:\n  clientId: {id}\n"), 1),
+        };
+        assert_ne!(declared, apps);
+        std::fs::write(&path, declared).unwrap();
+    };
+    let server =
+        crate::support::server::start_server_with(QUICKSTART, None, std::time::Duration::from_secs(5), |dir| {
+            declare(dir, "acme-billing-agent")
+        })
+        .await;
+    let (id, _) = server.creds("billing-agent");
+    assert_eq!(id, "acme-billing-agent");
+    let reply = server.token("billing-agent", "&scope=billing%3Aread").await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    let claims = verify_jwt(&server, reply.json["access_token"].as_str().unwrap(), "https://billing.example.com").await;
+    assert_eq!((claims["client_id"].as_str(), claims["sub"].as_str()), (Some(id.as_str()), Some(id.as_str())));
+    let (config_dir, data_dir) = (server.config_dir.clone(), server.data_dir.clone());
+    server.running.stop().await;
+
+    // Restarted: the same id, the same secret.
+    let again = crate::support::server::start_on(&config_dir, &data_dir, None).await;
+    assert_eq!(again.token("billing-agent", "&scope=billing%3Aread").await.status, 200);
+    again.running.stop().await;
+
+    // Changed: refused, naming the id the app holds.
+    declare(&config_dir, "acme-renamed");
+    let refused = inbound::runtime::serve::start(crate::support::server::serve_options(&config_dir, &data_dir)).await;
+    let error = format!("{:#}", refused.err().expect("a changed client id is refused"));
+    assert!(error.contains("spec.clientId is immutable: this app holds client id acme-billing-agent"), "{error}");
+}

@@ -206,3 +206,105 @@ async fn eventually_async(http: &reqwest::Client, url: &str, timeout: Duration) 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `spec.clientId` in a cluster: the first app to claim an id holds it; another namespace
+/// naming the same id is refused; the field cannot change; and a backup restored as
+/// Velero restores it (new UIDs, the Secret owned by a UID that no longer exists) keeps the
+/// client id and the very secret partners hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.install_crds("crds/inbound.dev.yaml");
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
+    op.wait_ready().await;
+    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
+    let app = |ns: &str, id: &str| {
+        format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: partner, namespace: {ns}}}\nspec: {{clientId: {id}, displayName: Partner, grantTypes: [client_credentials], allowedResources: ['https://inventory.example.com']}}\n"
+        )
+    };
+    let grant = "apiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: partner}\nspec:\n  subject: {kind: InboundApp, name: partner}\n  scopes: [inventory:read]\n  resources: ['https://inventory.example.com']\n";
+    api.apply(APPS_NS, &format!("{}---\n{grant}", app(APPS_NS, "acme-partner")));
+    let ready = |ns: &'static str| {
+        let api = &api;
+        move || {
+            let object = api.get_json(&["inboundapp", "partner", "-n", ns])?;
+            (ready_condition(&object)?["status"] == "True").then_some(object)
+        }
+    };
+    let object = eventually("partner Ready", Duration::from_secs(20), ready(APPS_NS)).await;
+    assert_eq!(object["status"]["clientId"], "acme-partner");
+    let (secret_before, creds) =
+        eventually("partner credentials", Duration::from_secs(10), || secret(&api, "partner-credentials")).await;
+    assert_eq!(creds.0, "acme-partner");
+    let token = eventually_token(&op, &creds).await;
+    assert_eq!(token.status, 200, "{}", token.json);
+
+    // Another namespace cannot take it by naming it.
+    api.kubectl_ok(&["create", "namespace", "team-b"]);
+    api.apply("team-b", &app("team-b", "acme-partner"));
+    let taken = eventually("team-b's partner is refused", Duration::from_secs(20), || {
+        let object = api.get_json(&["inboundapp", "partner", "-n", "team-b"])?;
+        (ready_condition(&object)?["status"] == "False").then_some(object)
+    })
+    .await;
+    let ready_b = ready_condition(&taken).unwrap();
+    assert_eq!(ready_b["reason"], "ClientIdTaken", "{ready_b}");
+    assert!(ready_b["message"].as_str().unwrap().contains("held by InboundApp default/partner"), "{ready_b}");
+    assert_eq!(condition(&taken, "Stalled").unwrap()["status"], "True");
+    assert!(taken["status"]["clientId"].is_null(), "no client id shown for a refused claim");
+    assert!(api.get_json(&["secret", "partner-credentials", "-n", "team-b"]).is_none(), "nothing issued");
+    assert_eq!(op.token(&creds).await.status, 200, "the holder is untouched");
+
+    // The field is immutable.
+    api.apply(APPS_NS, &app(APPS_NS, "acme-renamed"));
+    let changed = eventually("the rename is refused", Duration::from_secs(20), || {
+        let object = api.get_json(&["inboundapp", "partner", "-n", APPS_NS])?;
+        let ready = ready_condition(&object)?;
+        (ready["reason"] == "InvalidSpec").then(|| ready.clone())
+    })
+    .await;
+    assert!(
+        changed["message"].as_str().unwrap().contains("immutable: this app holds client id acme-partner"),
+        "{changed}"
+    );
+    api.apply(APPS_NS, &app(APPS_NS, "acme-partner"));
+    eventually("restored value Ready", Duration::from_secs(20), ready(APPS_NS)).await;
+
+    // Backup (the Secret as Velero keeps it), then the app deleted while paused: its grants
+    // stay in the store.
+    api.kubectl_ok(&["annotate", "inboundapp", "partner", "-n", APPS_NS, "inbound.dev/paused=true"]);
+    api.kubectl_ok(&["delete", "inboundapp", "partner", "-n", APPS_NS, "--timeout", "30s"]);
+    // No garbage collector runs beside this API server: delete the Secret as it would.
+    api.kubectl_ok(&["delete", "secret", "partner-credentials", "-n", APPS_NS]);
+
+    // Restore: the Secret first (owner reference to the UID that is gone), then the app,
+    // which asks to adopt it.
+    let mut restored = secret_before.clone();
+    for field in ["uid", "resourceVersion", "creationTimestamp", "managedFields"] {
+        restored["metadata"].as_object_mut().unwrap().remove(field);
+    }
+    let file = dir.path().join("restored-secret.json");
+    std::fs::write(&file, restored.to_string()).unwrap();
+    api.kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
+    let adopting = app(APPS_NS, "acme-partner").replace(
+        "metadata: {name: partner, ",
+        "metadata: {annotations: {inbound.dev/adopt-secret: 'true'}, name: partner, ",
+    );
+    api.apply(APPS_NS, &adopting);
+    let object = eventually("restored partner Ready", Duration::from_secs(20), ready(APPS_NS)).await;
+    assert_eq!(object["status"]["clientId"], "acme-partner");
+    let new_uid = object["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_ne!(Some(new_uid.as_str()), secret_before["metadata"]["ownerReferences"][0]["uid"].as_str());
+    let (after, creds_after) = eventually("the Secret is adopted", Duration::from_secs(20), || {
+        let (secret, creds) = secret(&api, "partner-credentials")?;
+        (secret["metadata"]["ownerReferences"][0]["uid"] == new_uid.as_str()).then_some((secret, creds))
+    })
+    .await;
+    assert_eq!(after["metadata"]["ownerReferences"].as_array().unwrap().len(), 1, "one controller");
+    assert_eq!(creds_after, creds, "the partner's credentials are the ones it had");
+    assert_eq!(op.token(&creds).await.status, 200, "and they still work");
+    assert!(api.events(APPS_NS, "partner").contains("SecretAdopted"), "{}", api.events(APPS_NS, "partner"));
+}

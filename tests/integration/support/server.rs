@@ -74,6 +74,27 @@ async fn start_with_options(
     start_configured(config_dir, data_dir, issuer, store, maintenance_interval, |_| {}).await
 }
 
+/// The options the tests serve a folder with (loopback, a random port, fast reloads).
+pub fn serve_options(config_dir: &Path, data_dir: &Path) -> ServeOptions {
+    ServeOptions {
+        config: vec![config_dir.to_path_buf()],
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        issuer: None,
+        default_audience: None,
+        access_token_lifetime: Duration::from_secs(900),
+        session_lifetime: Duration::from_secs(8 * 3600),
+        branding: Default::default(),
+        reload_interval: Duration::from_millis(200),
+        templates: None,
+        store: None,
+        maintenance_interval: Duration::from_secs(5),
+        trusted_proxies: Vec::new(),
+        trust: Default::default(),
+        workload: Default::default(),
+    }
+}
+
 async fn start_configured(
     config_dir: &Path,
     data_dir: &Path,
@@ -82,23 +103,10 @@ async fn start_configured(
     maintenance_interval: Duration,
     configure: impl FnOnce(&mut ServeOptions),
 ) -> TestServer {
-    let mut options = ServeOptions {
-        config: vec![config_dir.to_path_buf()],
-        data_dir: data_dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        issuer: issuer.map(str::to_string),
-        default_audience: None,
-        access_token_lifetime: Duration::from_secs(900),
-        session_lifetime: Duration::from_secs(8 * 3600),
-        branding: Default::default(),
-        reload_interval: Duration::from_millis(200),
-        templates: None,
-        store: store.clone(),
-        maintenance_interval,
-        trusted_proxies: Vec::new(),
-        trust: Default::default(),
-        workload: Default::default(),
-    };
+    let mut options = serve_options(config_dir, data_dir);
+    options.issuer = issuer.map(str::to_string);
+    options.store = store.clone();
+    options.maintenance_interval = maintenance_interval;
     configure(&mut options);
     let running = start(options).await.expect("server starts").running;
     let base = format!("http://{}", running.addr);
