@@ -7,6 +7,7 @@ use prometheus_client::{
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -39,6 +40,10 @@ pub struct Metrics {
     pub oauth_requests: Family<OAuthLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_latency: HistogramFamily,
+    /// 1 while the last check of the store succeeded. Readiness does not depend on it: a
+    /// database outage must not take every replica out of the Service at once, while JWT
+    /// grants and JWKS still work.
+    pub store_up: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -59,7 +64,9 @@ impl Default for Metrics {
         );
         registry.register("http_requests", "HTTP requests by endpoint and status", http_requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency by endpoint", http_latency.clone());
-        Metrics { registry, oauth_requests, http_requests, http_latency }
+        let store_up = Gauge::default();
+        registry.register("store_up", "Whether the last check of the store succeeded (1) or not (0)", store_up.clone());
+        Metrics { registry, oauth_requests, http_requests, http_latency, store_up }
     }
 }
 

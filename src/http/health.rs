@@ -15,14 +15,18 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready once a configuration is loaded and the store answers.
+/// Ready once a configuration is loaded: local state only. The store is shared by every
+/// replica, so its outage would drop them all from the Service at once, while what needs
+/// no state (JWT grants, JWKS, discovery) still works; its health is the `store_up` metric,
+/// and the body says it.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if !state.ready.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "configuration not loaded").into_response();
     }
-    match state.server.ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
+    if state.metrics.store_up.get() == 0 {
+        "ready; the store is unavailable".into_response()
+    } else {
+        "ready".into_response()
     }
 }
 

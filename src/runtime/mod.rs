@@ -98,13 +98,13 @@ impl Tasks {
     /// The HTTP server and the maintenance loop: what every mode runs.
     fn serve_and_maintain(&mut self, listener: TcpListener, state: &Arc<AppState>, upkeep: Upkeep) {
         self.spawn(server::serve(listener, router(state.clone()), self.stopped()));
-        self.spawn(maintain(upkeep, self.stopped()));
+        self.spawn(maintain(upkeep, state.clone(), self.stopped()));
     }
 
     /// Only health and metrics (the controller role, which serves no OAuth).
     fn serve_health_and_maintain(&mut self, listener: TcpListener, state: &Arc<AppState>, upkeep: Upkeep) {
         self.spawn(server::serve(listener, crate::http::health_router(state.clone()), self.stopped()));
-        self.spawn(maintain(upkeep, self.stopped()));
+        self.spawn(maintain(upkeep, state.clone(), self.stopped()));
     }
 
     /// The admin API on its own listener (operator mode).
@@ -208,6 +208,9 @@ async fn open_store(
     Ok((store, revocations))
 }
 
+/// How often the store's health (`store_up`) is checked.
+const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What the maintenance loop works on.
 struct Upkeep {
     store: Arc<dyn Store>,
@@ -218,12 +221,29 @@ struct Upkeep {
 
 /// Background upkeep: pull revocations written by other processes, reap unused
 /// self-registered clients, purge expired rows in bounded batches.
-async fn maintain(upkeep: Upkeep, stop: impl Future<Output = ()>) {
+async fn maintain(upkeep: Upkeep, state: Arc<AppState>, stop: impl Future<Output = ()>) {
     let Upkeep { store, revocations, catalog, interval } = upkeep;
     tokio::pin!(stop);
+    // The store's health, checked often (readiness no longer asks it).
+    let check = async {
+        let mut last = None;
+        loop {
+            let up = state.server.ping().await.is_ok();
+            state.metrics.store_up.set(i64::from(up));
+            match (last, up) {
+                (Some(true), false) | (None, false) => tracing::warn!("the store does not answer"),
+                (Some(false), true) => tracing::info!("the store answers again"),
+                _ => {}
+            }
+            last = Some(up);
+            tokio::time::sleep(STORE_CHECK_INTERVAL).await;
+        }
+    };
+    tokio::pin!(check);
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
+            () = &mut check => {}
             () = &mut stop => return,
         }
         match store.revocations_since(revocations.last_seq()).await {

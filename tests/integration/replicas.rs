@@ -259,7 +259,20 @@ async fn database_restart_fails_with_503_then_recovers_without_losing_state() {
     let started = Instant::now();
     server.token("reporting-job", "").await.assert_error(503, "temporarily_unavailable");
     assert!(started.elapsed() < Duration::from_secs(5), "fails fast while the database is down");
-    assert_eq!(server.get("/readyz").await.status, 503);
+    // Readiness is local: the outage of the shared store must not take every replica out of
+    // the Service; the metric says it.
+    assert_eq!(server.get("/readyz").await.status, 200);
+    let store_down = async {
+        for _ in 0..50 {
+            let metrics = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            if metrics.contains("inbound_store_up 0") {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(store_down.await, "inbound_store_up reports the outage");
     // Self-contained JWT access tokens are still issued.
     assert_eq!(server.token("billing-agent", "").await.status, 200);
 
