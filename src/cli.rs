@@ -61,6 +61,11 @@ pub enum Command {
 /// (`--listen`, `--issuer` and `--data-dir` are per mode: their defaults differ.)
 #[derive(Args)]
 pub struct ServerArgs {
+    /// On SIGTERM, how long to keep serving while reporting not ready, before closing the
+    /// listener: the time load balancers and Service endpoints need to stop sending (e.g.
+    /// `5s`; default none).
+    #[arg(long, env = "INBOUND_SHUTDOWN_DELAY", value_parser = duration)]
+    pub shutdown_delay: Option<Duration>,
     /// Audience of tokens whose grant names no resource (default: the issuer).
     #[arg(long, env = "INBOUND_DEFAULT_AUDIENCE")]
     pub default_audience: Option<String>,

@@ -55,16 +55,18 @@ fn main() -> ExitCode {
         Command::Clients { action } => exit(runtime::async_runtime().block_on(action.run())),
         Command::Serve(args) => {
             runtime::init_tracing();
+            let drain = args.server.shutdown_delay;
             let options = args.options();
             exit(runtime::async_runtime().block_on(async {
                 let started = runtime::serve::start(options).await?;
                 print!("{}", started.banner);
-                started.running.until_shutdown_signal().await;
+                started.running.until_shutdown_signal(drain).await;
                 Ok(())
             }))
         }
         Command::Operator(args) => {
             runtime::init_tracing();
+            let drain = args.server.shutdown_delay;
             let options = match args.options() {
                 Ok(options) => options,
                 Err(e) => {
@@ -75,7 +77,7 @@ fn main() -> ExitCode {
             exit(runtime::async_runtime().block_on(async {
                 let running = runtime::operator::start(options).await?;
                 tracing::info!(listening = %running.addr, issuer = %running.issuer, "operator started");
-                running.until_shutdown_signal().await;
+                running.until_shutdown_signal(drain).await;
                 Ok(())
             }))
         }

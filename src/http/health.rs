@@ -23,6 +23,9 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if !state.ready.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "configuration not loaded").into_response();
     }
+    if state.draining.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
     if state.metrics.store_up.get() == 0 {
         "ready; the store is unavailable".into_response()
     } else {

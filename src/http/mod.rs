@@ -53,6 +53,8 @@ pub struct AppState {
     pub upstreams: Arc<crate::identity::upstream::Upstreams>,
     /// Set once the first configuration is loaded and the store answers.
     pub ready: AtomicBool,
+    /// Set on shutdown: readiness turns false while requests still drain.
+    pub draining: AtomicBool,
     /// Who may use `/admin/clients` (operator mode); None disables the admin API.
     pub admin: Option<Arc<dyn crate::admin::AdminAuthorizer>>,
     /// Proxies whose `X-Forwarded-For` is believed (per-source limits).

@@ -56,9 +56,19 @@ impl Running {
         }
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then stops.
-    pub async fn until_shutdown_signal(self) {
+    /// Serves until SIGTERM or Ctrl-C, then stops. With a `drain` delay it first reports
+    /// not ready and keeps serving that long, so that no request is sent to a closed port
+    /// while endpoints and load balancers catch up (a second signal stops at once).
+    pub async fn until_shutdown_signal(self, drain: Option<Duration>) {
         shutdown_signal().await;
+        if let Some(drain) = drain {
+            tracing::info!(drain = ?drain, "shutting down: not ready, still serving");
+            self.state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+            tokio::select! {
+                () = tokio::time::sleep(drain) => {}
+                () = shutdown_signal() => {}
+            }
+        }
         tracing::info!("shutting down");
         self.stop().await;
     }
@@ -167,6 +177,7 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
                 .context("cannot build the HTTP client for upstream identity providers")?,
         ),
         ready: Default::default(),
+        draining: Default::default(),
         admin: a.admin,
         trusted_proxies: a.trusted_proxies,
     }))

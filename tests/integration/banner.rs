@@ -26,8 +26,13 @@ struct Serve {
 
 impl Serve {
     fn start(config: &str, cwd: &Path) -> Serve {
+        Serve::start_with(config, cwd, &[])
+    }
+
+    fn start_with(config: &str, cwd: &Path, extra: &[&str]) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_inbound"))
             .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
+            .args(extra)
             .current_dir(cwd)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -147,4 +152,38 @@ fn banner_on_a_folder_without_apps_omits_the_app_examples() {
     let (endpoint, why) = register.split_once(' ').unwrap();
     assert_eq!(metadata["registration_endpoint"], endpoint, "{banner}");
     assert_eq!(why, "(self-registration, ConsentPolicy default/mcp-clients)");
+}
+
+/// `--shutdown-delay`: on SIGTERM the server reports not ready at once and keeps serving for
+/// the delay (endpoints and load balancers catch up), then exits.
+#[test]
+fn sigterm_drains_for_the_shutdown_delay() {
+    let cwd = tempfile::tempdir().unwrap();
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart");
+    let mut serve = Serve::start_with(quickstart, cwd.path(), &["--shutdown-delay", "3s"]);
+    let base = serve.value_of("issuer");
+    let status = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("{base}{path}")])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(status("/readyz"), "200");
+    let term = Command::new("kill").args(["-TERM", &serve.child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let signalled = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(status("/readyz"), "503", "not ready while draining");
+    assert_eq!(status("/healthz"), "200", "still alive");
+    assert_eq!(status("/.well-known/openid-configuration"), "200", "still serving");
+    let exit = loop {
+        if let Some(exit) = serve.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(20), "never exited");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit}");
+    assert!(signalled.elapsed() >= Duration::from_secs(3), "exited before the delay: {:?}", signalled.elapsed());
 }
