@@ -41,6 +41,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Discover { url, issuer } => exit(runtime::async_runtime().block_on(async {
+            println!("{}", inbound::cli::discover(&url, issuer.as_deref()).await?);
+            Ok(())
+        })),
         Command::HashPassword => {
             let mut password = String::new();
             let _ = std::io::stdin().read_line(&mut password);

@@ -155,7 +155,8 @@ fn banner_on_a_folder_without_apps_omits_the_app_examples() {
 }
 
 /// `--shutdown-delay`: on SIGTERM the server reports not ready at once and keeps serving for
-/// the delay (endpoints and load balancers catch up), then exits.
+/// the delay (endpoints and load balancers catch up), then exits. And `inbound discover`
+/// against it, as the chart's `helm test` runs it.
 #[test]
 fn sigterm_drains_for_the_shutdown_delay() {
     let cwd = tempfile::tempdir().unwrap();
@@ -170,6 +171,16 @@ fn sigterm_drains_for_the_shutdown_delay() {
         String::from_utf8(out.stdout).unwrap()
     };
     assert_eq!(status("/readyz"), "200");
+    // `inbound discover`, what the chart's `helm test` runs, checks the document's issuer.
+    let discover = |issuer: &str| {
+        Command::new(env!("CARGO_BIN_EXE_inbound")).args(["discover", &base, "--issuer", issuer]).output().unwrap()
+    };
+    let found = discover(&base);
+    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+    assert!(String::from_utf8_lossy(&found.stdout).contains(&format!("issuer {base}")));
+    let wrong = discover("https://auth.example.com");
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not https://auth.example.com"));
     let term = Command::new("kill").args(["-TERM", &serve.child.id().to_string()]).status().unwrap();
     assert!(term.success());
     let signalled = std::time::Instant::now();

@@ -146,7 +146,23 @@ fn default_render_is_a_restricted_single_replica_operator() {
     let names = |kind: &str| -> Vec<String> {
         kinds(&objects, kind).iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_string()).collect()
     };
-    assert_eq!(names("ClusterRole"), ["inbound", "inbound-reviews", "inbound-clients-admin"]);
+    assert_eq!(names("ClusterRole"), ["inbound", "inbound-reviews", "inbound-view", "inbound-clients-admin"]);
+    // Reading the kinds is aggregated into `view`; writing them into nothing by default.
+    let role = |name: &str| kinds(&objects, "ClusterRole").into_iter().find(|r| r["metadata"]["name"] == name).unwrap();
+    assert_eq!(role("inbound-view")["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"], "true");
+    assert!(
+        role("inbound-clients-admin")["metadata"]["labels"]
+            .get("rbac.authorization.k8s.io/aggregate-to-admin")
+            .is_none()
+    );
+    // `helm test`: discovery through the Service, as the issuer.
+    let test = one(&objects, "Pod");
+    assert_eq!(test["metadata"]["annotations"]["helm.sh/hook"], "test");
+    assert_eq!(test["spec"]["containers"][0]["command"], json!(["inbound", "discover"]));
+    assert_eq!(
+        test["spec"]["containers"][0]["args"],
+        json!([format!("http://inbound.{NAMESPACE}.svc:80"), "--issuer", ISSUER])
+    );
     assert_eq!(names("ClusterRoleBinding"), ["inbound", "inbound-reviews"]);
     assert_eq!(kinds(&objects, "CustomResourceDefinition").len(), 5);
     for kind in ["PodDisruptionBudget", "ServiceMonitor", "PersistentVolumeClaim"] {
@@ -187,7 +203,10 @@ fn default_render_is_a_restricted_single_replica_operator() {
             "capabilities": { "drop": ["ALL"] },
         })
     );
+    assert_eq!(container["startupProbe"]["httpGet"], json!({ "path": "/healthz", "port": "http" }));
     assert_eq!(container["livenessProbe"]["httpGet"], json!({ "path": "/healthz", "port": "http" }));
+    assert_eq!(env_value(deployment, "INBOUND_SHUTDOWN_DELAY"), "5s");
+    assert!(pod.get("topologySpreadConstraints").is_none(), "one replica: nothing to spread");
     assert_eq!(container["readinessProbe"]["httpGet"], json!({ "path": "/readyz", "port": "http" }));
     assert!(container["resources"]["requests"]["memory"].is_string());
 
@@ -232,11 +251,11 @@ fn default_render_is_a_restricted_single_replica_operator() {
               "verbs": ["get", "list", "watch"] },
             { "apiGroups": ["inbound.dev"],
               "resources": ["inboundapps/status", "scopes/status", "clientgrants/status", "consentpolicies/status", "identityproviders/status"],
-              "verbs": ["get", "patch"] },
+              "verbs": ["patch"] },
             { "apiGroups": ["inbound.dev"], "resources": ["inboundapps/finalizers"], "verbs": ["update"] },
+            // Apply creates (the API server checks create for an apply that creates).
             { "apiGroups": [""], "resources": ["secrets"],
               "verbs": ["get", "list", "watch", "create", "patch", "delete"] },
-            { "apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"] },
             { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] },
         ])
     );
@@ -297,6 +316,11 @@ fn several_replicas_need_postgres_from_a_secret() {
     let deployment = one(&objects, "Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert!(deployment["spec"]["strategy"].is_null(), "postgres replicas roll");
+    // Replicas on one node fail together: spread over nodes unless told otherwise.
+    let spread = &deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(spread["whenUnsatisfiable"], "ScheduleAnyway");
+    assert_eq!(spread["labelSelector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"]);
     let store = env(deployment, "INBOUND_STORE").expect("INBOUND_STORE");
     assert!(store.get("value").is_none(), "the URL is never a plain value: {store}");
     assert_eq!(store["valueFrom"]["secretKeyRef"], json!({ "name": "inbound-postgres", "key": "url" }));
@@ -397,6 +421,10 @@ fn options_toggles_and_refusals() {
         (json!({ "issuer": ISSUER, "replicas": 2 }), "replicas"),
         (json!({ "issuer": ISSUER, "service": { "port": 70000 } }), "/service/port"),
         (json!({ "issuer": ISSUER, "keys": { "rotationInterval": "monthly" } }), "/keys/rotationInterval"),
+        // Durations exactly as the binary parses them: no milliseconds.
+        (json!({ "issuer": ISSUER, "keys": { "rotationInterval": "500ms" } }), "/keys/rotationInterval"),
+        (json!({ "issuer": ISSUER, "shutdownDelay": "500ms" }), "/shutdownDelay"),
+        (json!({ "issuer": ISSUER, "image": { "digest": "latest" } }), "/image/digest"),
         (json!({ "issuer": ISSUER, "watchNamespaces": "team-a" }), "/watchNamespaces"),
     ] {
         let e = render_err(values.clone());
@@ -461,6 +489,39 @@ fn options_toggles_and_refusals() {
         .collect();
     bound.sort();
     assert_eq!(bound, ["inbound-system", "team-a", "team-b"]);
+
+    // Exposure, pinning and subchart use.
+    let objects = render(json!({
+        "issuer": "https://auth.example.com/tenant-a",
+        "global": { "imageRegistry": "registry.example.com" },
+        "sessionLifetime": "1h30m",
+        "image": { "digest": format!("sha256:{}", "a".repeat(64)) },
+        "extraArgs": ["--access-token-lifetime", "10m"],
+        "ingress": { "enabled": true, "className": "nginx", "tlsSecretName": "auth-tls" },
+        "httpRoute": { "enabled": true, "parentRefs": [{ "name": "public", "namespace": "gateways" }] },
+        "networkPolicy": { "enabled": true, "from": [{ "namespaceSelector": { "matchLabels": { "name": "ingress" } } }] },
+        "rbac": { "aggregateToEdit": true },
+    }));
+    let container = &one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], format!("ghcr.io/inbound-dev/inbound@sha256:{}", "a".repeat(64)));
+    assert_eq!(container["args"], json!(["--access-token-lifetime", "10m"]));
+    let ingress = one(&objects, "Ingress");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "auth.example.com");
+    assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["path"], "/tenant-a");
+    assert_eq!(ingress["spec"]["tls"][0], json!({ "hosts": ["auth.example.com"], "secretName": "auth-tls" }));
+    let route = one(&objects, "HTTPRoute");
+    assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(route["spec"]["hostnames"], json!(["auth.example.com"]));
+    assert_eq!(route["spec"]["rules"][0]["matches"][0]["path"]["value"], "/tenant-a");
+    assert_eq!(route["spec"]["rules"][0]["backendRefs"][0], json!({ "name": "inbound", "port": 80 }));
+    let policy = one(&objects, "NetworkPolicy");
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], "http");
+    assert_eq!(policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["name"], "ingress");
+    let edit = kinds(&objects, "ClusterRole").into_iter().find(|r| r["metadata"]["name"] == "inbound-edit").unwrap();
+    assert_eq!(edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"], "true");
+    let e = render_err(json!({ "issuer": ISSUER, "httpRoute": { "enabled": true } }));
+    assert!(e.contains("httpRoute.enabled needs httpRoute.parentRefs"), "{e}");
 
     // rbac.create=false leaves RBAC to the cluster admin.
     let objects = render(json!({ "issuer": ISSUER, "rbac": { "create": false } }));
@@ -557,7 +618,11 @@ fn rendered_chart_applies_to_a_real_api_server() {
         (&["update", "inboundapps.inbound.dev", "--subresource", "finalizers", "-n", "team-a"], true),
         (&["delete", "secrets", "-n", "team-a"], true),
         (&["create", "events.events.k8s.io", "-n", "team-a"], true),
-        (&["create", "events", "-n", "team-a"], true),
+        (&["patch", "events.events.k8s.io", "-n", "team-a"], true),
+        (&["create", "secrets", "-n", "team-a"], true),
+        // Core events are not what kube-runtime's recorder writes.
+        (&["create", "events", "-n", "team-a"], false),
+        (&["get", "inboundapps.inbound.dev", "--subresource", "status", "-n", "team-a"], false),
         (&["create", "leases.coordination.k8s.io", "-n", NAMESPACE], true),
         (&["update", "leases.coordination.k8s.io/inbound-leader", "-n", NAMESPACE], true),
         (&["create", "tokenreviews.authentication.k8s.io"], true),

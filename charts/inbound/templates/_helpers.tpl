@@ -61,7 +61,19 @@ inbound.dev/role: {{ . }}
 {{- end }}
 
 {{- define "inbound.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* The issuer URL's host and path (the Ingress and the HTTPRoute route them). */}}
+{{- define "inbound.issuerHost" -}}
+{{- (urlParse .Values.issuer).hostname }}
+{{- end }}
+{{- define "inbound.issuerPath" -}}
+{{- default "/" (urlParse .Values.issuer).path }}
 {{- end }}
 
 {{- define "inbound.signingKeysSecret" -}}
