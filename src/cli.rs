@@ -66,25 +66,6 @@ pub enum Command {
     },
 }
 
-/// `inbound discover`: the discovery document at `url`, checked; a one-line summary.
-pub async fn discover(url: &str, issuer: Option<&str>) -> anyhow::Result<String> {
-    use anyhow::Context;
-    let location = format!("{}{}", url.trim_end_matches('/'), crate::protocol::paths::OIDC_DISCOVERY);
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
-    let response = http.get(&location).send().await.with_context(|| format!("cannot reach {location}"))?;
-    anyhow::ensure!(response.status().is_success(), "{location} answered {}", response.status());
-    let document: serde_json::Value =
-        response.json().await.with_context(|| format!("{location} is not a JSON document"))?;
-    let named = document["issuer"].as_str().with_context(|| format!("{location} names no issuer"))?;
-    if let Some(expected) = issuer {
-        anyhow::ensure!(named == expected.trim_end_matches('/'), "{location} names issuer {named}, not {expected}");
-    }
-    for endpoint in ["token_endpoint", "jwks_uri"] {
-        anyhow::ensure!(document[endpoint].is_string(), "{location} has no {endpoint}");
-    }
-    Ok(format!("{location}: issuer {named}, token endpoint {}", document["token_endpoint"].as_str().unwrap_or("")))
-}
-
 /// Flags `serve` and `operator` share, with the same meaning and default in both.
 /// (`--listen`, `--issuer` and `--data-dir` are per mode: their defaults differ.)
 #[derive(Args)]

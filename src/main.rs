@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Discover { url, issuer } => exit(runtime::async_runtime().block_on(async {
-            println!("{}", inbound::cli::discover(&url, issuer.as_deref()).await?);
+            println!("{}", runtime::discover(&url, issuer.as_deref()).await?);
             Ok(())
         })),
         Command::HashPassword => {

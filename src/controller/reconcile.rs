@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use super::cache::{Caches, Undecodable};
 use super::credentials::{self, Endpoints, IssueReason, Plan};
-use super::snapshot::Validated;
+use super::snapshot::{self, Validated};
 use super::status::{self, CREDENTIALS_ISSUED, Desired, Reason, Status, Verdict};
 use crate::api::{ClientGrant, Condition, GrantType, IdentityProvider, InboundApp, InboundAppStatus, ObjectKey};
 use crate::catalog::UpstreamProvider;
@@ -344,6 +344,11 @@ impl Reconciler {
             observed_generation: app.metadata.generation,
             conditions: Vec::new(),
         };
+        if snapshot::client_type_changed(app).is_some() {
+            // What the status says the app was is the record of it: kept until the change
+            // is undone.
+            status.secret_name = current.secret_name.clone();
+        }
         let (verdict, credentials) = if let Some(message) = invalid {
             (Verdict::Stalled(Reason::InvalidSpec, message), None)
         } else if let Some(verdict) = refused {

@@ -75,6 +75,22 @@ pub fn validate_objects(objects: &Objects, trust: &Trust) -> Validated {
     manifests.sort_by_key(|m| m.object.display_name());
 
     let mut problems: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
+    // What the object's own status says it was: an immutable field changed.
+    for m in &manifests {
+        if let Object::App(app) = &m.object
+            && let Some(message) = client_type_changed(app)
+        {
+            let object = m.object.display_name();
+            let problem = Problem {
+                source: m.source.clone(),
+                object: Some(object.clone()),
+                field: Some("spec.clientType".into()),
+                message,
+            };
+            problems.entry(object).or_default().push(problem);
+        }
+    }
+    manifests.retain(|m| !problems.contains_key(&m.object.display_name()));
     // Each round removes at least one object, so this ends; the bound is a safety net.
     for _ in 0..=manifests.len() {
         let found = validate_with(&manifests, trust);
@@ -88,6 +104,23 @@ pub fn validate_objects(objects: &Objects, trust: &Trust) -> Validated {
         manifests.retain(|m| !problems.contains_key(&m.object.display_name()));
     }
     Validated { manifests, problems }
+}
+
+/// `spec.clientType` is immutable (a confidential app turned public would keep a secret that
+/// means nothing; a public one turned confidential would hand a secret to what its users
+/// consented to as a public client). Clusters from 1.25 refuse the change at admission (the
+/// chart's CRDs carry the CEL rule); before, the status records what the app was, and every
+/// replica reads it there: the changed app is not served.
+pub fn client_type_changed(app: &InboundApp) -> Option<String> {
+    // Reconciled before: a client id shown, and a Secret exactly when it was confidential.
+    let current = app.status.as_ref()?;
+    current.client_id.as_ref()?;
+    let was_confidential = current.secret_name.is_some();
+    let confidential = app.spec.client_type == crate::api::ClientType::Confidential;
+    (was_confidential != confidential).then(|| {
+        let was = if was_confidential { "confidential" } else { "public" };
+        format!("is immutable: this app is {was}; restore it, or create a new app")
+    })
 }
 
 /// Credentials of the valid apps: public apps need none; confidential apps are served once
@@ -124,6 +157,7 @@ pub async fn client_records(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::InboundAppStatus;
     use crate::catalog::manifest::parse_file;
 
     fn objects(yaml: &str) -> Objects {
@@ -154,6 +188,26 @@ kind: InboundApp
 metadata: {name: good, namespace: ns}
 spec: {displayName: Good, grantTypes: [client_credentials], allowedScopes: ['billing:read']}
 ";
+
+    #[test]
+    fn the_client_type_cannot_flip_once_reconciled() {
+        let (manifests, _) = parse_file(
+            "a.yaml",
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: a, namespace: ns}\nspec: {displayName: A, clientType: public, grantTypes: [authorization_code], redirectUris: ['https://a.example.com/cb']}\n",
+        );
+        let Object::App(app) = manifests[0].object.clone() else { unreachable!() };
+        let mut app = *app;
+        assert_eq!(client_type_changed(&app), None, "never reconciled: nothing to compare");
+        let was_public = InboundAppStatus { client_id: Some("id".into()), ..Default::default() };
+        app.status = Some(was_public.clone());
+        assert_eq!(client_type_changed(&app), None);
+        app.status = Some(InboundAppStatus { secret_name: Some("a-credentials".into()), ..was_public });
+        let message = client_type_changed(&app).unwrap();
+        assert!(message.starts_with("is immutable: this app is confidential"), "{message}");
+        let validated = validate_objects(&Objects { apps: vec![app], ..Default::default() }, &Trust::default());
+        assert!(validated.manifests.is_empty(), "not served");
+        assert!(validated.message("InboundApp ns/a").unwrap().starts_with("spec.clientType: is immutable"));
+    }
 
     #[test]
     fn an_invalid_object_is_left_out_and_named_with_its_field() {

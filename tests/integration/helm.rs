@@ -286,7 +286,9 @@ fn default_render_is_a_restricted_single_replica_operator() {
     );
     assert_eq!(one(&objects, "RoleBinding")["roleRef"]["name"], role["metadata"]["name"]);
 
-    // The CRDs are the generated ones, plus the chart's labels and the keep policy.
+    // The CRDs are the generated ones, plus the chart's labels and the keep policy (and,
+    // from Kubernetes 1.25, the immutability rules below).
+    let objects = objects_with(&base(), &["--kube-version", "v1.24.0"]);
     let rendered: Vec<Value> = kinds(&objects, "CustomResourceDefinition").into_iter().cloned().collect();
     for crd in &rendered {
         assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
@@ -522,6 +524,23 @@ fn options_toggles_and_refusals() {
     assert_eq!(edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"], "true");
     let e = render_err(json!({ "issuer": ISSUER, "httpRoute": { "enabled": true } }));
     assert!(e.contains("httpRoute.enabled needs httpRoute.parentRefs"), "{e}");
+
+    // Immutable fields: CEL rules where the API server has them (1.25+), none before (1.20
+    // rejects CRDs that carry them; the controller refuses the change there).
+    let rules = |version: &str| {
+        let objects = objects_with(&base(), &["--kube-version", version]);
+        let app = kinds(&objects, "CustomResourceDefinition")
+            .into_iter()
+            .find(|c| c["spec"]["names"]["kind"] == "InboundApp")
+            .unwrap()
+            .clone();
+        app["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
+            .clone()
+    };
+    assert!(rules("v1.20.0").is_null());
+    let cel = rules("v1.29.0");
+    let messages: Vec<&str> = cel.as_array().unwrap().iter().map(|r| r["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["clientType is immutable: create a new app instead", "clientId is immutable once set"]);
 
     // rbac.create=false leaves RBAC to the cluster admin.
     let objects = render(json!({ "issuer": ISSUER, "rbac": { "create": false } }));

@@ -272,6 +272,23 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     );
     api.apply(APPS_NS, &app(APPS_NS, "acme-partner"));
     eventually("restored value Ready", Duration::from_secs(20), ready(APPS_NS)).await;
+    // So is the client type (this API server predates CEL rules: the controller refuses).
+    api.apply(
+        APPS_NS,
+        &app(APPS_NS, "acme-partner").replace("displayName: Partner,", "displayName: Partner, clientType: public,"),
+    );
+    let flipped = eventually("the flip to public is refused", Duration::from_secs(20), || {
+        let object = api.get_json(&["inboundapp", "partner", "-n", APPS_NS])?;
+        let ready = ready_condition(&object)?;
+        (ready["reason"] == "InvalidSpec").then(|| object.clone())
+    })
+    .await;
+    let message = ready_condition(&flipped).unwrap()["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("spec.clientType: is immutable: this app is confidential"), "{message}");
+    assert_eq!(flipped["status"]["secretName"], "partner-credentials", "the record of what it was is kept");
+    assert_eq!(op.token(&creds).await.status, 401, "not served while refused");
+    api.apply(APPS_NS, &app(APPS_NS, "acme-partner"));
+    eventually("confidential again, Ready", Duration::from_secs(20), ready(APPS_NS)).await;
 
     // Backup (the Secret as Velero keeps it), then the app deleted while paused: its grants
     // stay in the store.
