@@ -235,6 +235,11 @@ pub struct OperatorArgs {
     /// Public issuer URL, as clients reach the Service (e.g. https://auth.example.com).
     #[arg(long, env = "INBOUND_ISSUER")]
     pub issuer: String,
+    /// The server as workloads in the cluster reach it (e.g. its Service,
+    /// http://inbound.inbound-system.svc): credentials Secrets then carry
+    /// `in_cluster_token_url` beside the public URLs.
+    #[arg(long, env = "INBOUND_IN_CLUSTER_URL")]
+    pub in_cluster_url: Option<String>,
     /// What this process does: `all`, or one half of a split deployment (`server`: serves
     /// OAuth, reads only the four kinds and the signing keys, needs --store postgres://;
     /// `controller`: leads and writes Secrets, status, events and keys, serves the admin API).
@@ -316,6 +321,7 @@ impl OperatorArgs {
             admin_listen: self.admin_listen,
             admin_audience,
             issuer: self.issuer,
+            in_cluster_url: self.in_cluster_url.map(|url| url.trim_end_matches('/').to_string()),
             watch_namespaces: self
                 .watch_namespaces
                 .into_iter()

@@ -1,5 +1,7 @@
 //! `InboundApp`: one OAuth client.
 
+use std::collections::BTreeMap;
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -288,12 +290,50 @@ pub enum IdTokenAlg {
     ES256,
 }
 
-/// Reference to the Secret holding an app's credentials.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// The Secret holding an app's credentials, and how it is written (like cert-manager's
+/// `secretTemplate`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSecretRef {
-    /// Secret name, in the app's namespace.
+    /// Secret name, in the app's namespace (default `<app name>-credentials`). Renaming
+    /// moves the same credentials to the new Secret and deletes the old one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// Labels added to the Secret (inbound's own labels cannot be overridden).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to the Secret (e.g. for a reflector or an external-secrets push).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// The Secret's `type` (default `Opaque`). A Secret's type cannot change: changing it
+    /// here needs the Secret deleted, after which it is written again with the same secret.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Names of the keys written (defaults: `client_id`, `client_secret`, `issuer`,
+    /// `token_url`, `discovery_url`, `jwks_uri`, and `in_cluster_token_url` when the
+    /// operator knows its in-cluster URL).
+    #[serde(default)]
+    pub keys: CredentialsKeys,
+}
+
+/// Key names of the credentials Secret (e.g. `CLIENT_ID` for `envFrom`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsKeys {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_cluster_token_url: Option<String>,
 }
 
 /// Observed state of an InboundApp; written only by inbound.
@@ -321,6 +361,14 @@ pub struct InboundAppStatus {
     /// Token endpoint URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
+    /// When the current client secret was issued (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub secret_issued_at: Option<String>,
+    /// After a rotation: until when the previous client secret still authenticates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub previous_secret_valid_until: Option<String>,
     /// The metadata.generation last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

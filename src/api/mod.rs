@@ -18,8 +18,8 @@ mod status;
 mod user;
 
 pub use app::{
-    AuthMethod, ClientType, CredentialsSecretRef, GrantType, IdTokenAlg, InboundApp, InboundAppSpec, InboundAppStatus,
-    JWT_BEARER, ResourceServer, TOKEN_EXCHANGE, TokenFormat, TokenSettings, TrustedIssuer,
+    AuthMethod, ClientType, CredentialsKeys, CredentialsSecretRef, GrantType, IdTokenAlg, InboundApp, InboundAppSpec,
+    InboundAppStatus, JWT_BEARER, ResourceServer, TOKEN_EXCHANGE, TokenFormat, TokenSettings, TrustedIssuer,
 };
 pub use duration::{DurationError, DurationString, MAX_DURATION};
 pub use grant::{

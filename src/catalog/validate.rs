@@ -493,10 +493,52 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     at.duration("spec.tokens.refreshTokenLifetime", spec.tokens.refresh_token_lifetime.as_ref());
     at.duration_at_most("spec.tokens.idTokenLifetime", spec.tokens.id_token_lifetime.as_ref(), DAY, "24h");
     at.duration("spec.tokens.sessionLifetime", spec.tokens.session_lifetime.as_ref());
-    if let Some(secret) = &spec.credentials_secret
-        && !is_dns_subdomain(&secret.name)
-    {
-        at.push("spec.credentialsSecret.name", "must be a valid Secret name (lowercase RFC 1123 subdomain)");
+    if let Some(secret) = &spec.credentials_secret {
+        if !secret.name.is_empty() && !is_dns_subdomain(&secret.name) {
+            at.push("spec.credentialsSecret.name", "must be a valid Secret name (lowercase RFC 1123 subdomain)");
+        }
+        check_credentials_template(at, secret);
+    }
+}
+
+/// The Secret template: key names the API server accepts, no two alike, and none of the
+/// labels inbound finds its Secrets by.
+fn check_credentials_template(at: &mut At<'_, '_>, secret: &crate::api::CredentialsSecretRef) {
+    let keys = &secret.keys;
+    let named = [
+        ("clientId", &keys.client_id),
+        ("clientSecret", &keys.client_secret),
+        ("issuer", &keys.issuer),
+        ("tokenUrl", &keys.token_url),
+        ("discoveryUrl", &keys.discovery_url),
+        ("jwksUri", &keys.jwks_uri),
+        ("inClusterTokenUrl", &keys.in_cluster_token_url),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (field, key) in named {
+        let Some(key) = key else { continue };
+        let valid = !key.is_empty()
+            && key.len() <= 253
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            at.push(
+                format!("spec.credentialsSecret.keys.{field}"),
+                "must be a Secret key: letters, digits, '-', '_', '.'",
+            );
+        } else if !seen.insert(key.as_str()) {
+            at.push(
+                format!("spec.credentialsSecret.keys.{field}"),
+                format!("{key:?} is already the name of another key"),
+            );
+        }
+    }
+    for reserved in ["app.kubernetes.io/managed-by", "inbound.dev/app"] {
+        if secret.labels.contains_key(reserved) {
+            at.push(
+                format!("spec.credentialsSecret.labels.{reserved}"),
+                "is set by inbound: it finds its Secrets by it",
+            );
+        }
     }
 }
 

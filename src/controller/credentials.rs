@@ -40,7 +40,38 @@ pub fn secret_name(app: &InboundApp) -> String {
         .credentials_secret
         .as_ref()
         .map(|s| s.name.clone())
+        .filter(|name| !name.is_empty())
         .unwrap_or_else(|| format!("{}-credentials", app.metadata.name.as_deref().unwrap_or_default()))
+}
+
+/// The key names of an app's Secret: its template's, else the defaults.
+pub struct KeyNames {
+    pub client_id: String,
+    pub client_secret: String,
+    pub issuer: String,
+    pub token_url: String,
+    pub discovery_url: String,
+    pub jwks_uri: String,
+    pub in_cluster_token_url: String,
+}
+
+pub fn key_names(app: &InboundApp) -> KeyNames {
+    let keys = app.spec.credentials_secret.as_ref().map(|s| s.keys.clone()).unwrap_or_default();
+    let name = |chosen: Option<String>, default: &str| chosen.unwrap_or_else(|| default.to_string());
+    KeyNames {
+        client_id: name(keys.client_id, "client_id"),
+        client_secret: name(keys.client_secret, "client_secret"),
+        issuer: name(keys.issuer, "issuer"),
+        token_url: name(keys.token_url, "token_url"),
+        discovery_url: name(keys.discovery_url, "discovery_url"),
+        jwks_uri: name(keys.jwks_uri, "jwks_uri"),
+        in_cluster_token_url: name(keys.in_cluster_token_url, "in_cluster_token_url"),
+    }
+}
+
+/// The client secret a Secret holds for `app` (under its configured key).
+pub fn client_secret(app: &InboundApp, secret: &Secret) -> Option<String> {
+    data(secret, &key_names(app).client_secret)
 }
 
 /// True when `secret` is controlled by the app with this UID.
@@ -75,6 +106,9 @@ pub enum Plan {
     Repair,
     /// Issue a new secret.
     Issue(IssueReason),
+    /// `spec.credentialsSecret.name` changed: the Secret of the old name (named here) holds
+    /// the current secret; write it under the new name, then delete the old one.
+    Move(String),
     /// The store has no secret for the app (its data was lost, e.g. an emptyDir store after a
     /// restart) but our own Secret holds one: keep it, rather than changing every workload's
     /// credentials, and record its hash.
@@ -86,19 +120,32 @@ pub enum Plan {
 pub struct Endpoints {
     pub issuer: String,
     pub token_url: String,
+    pub discovery_url: String,
+    pub jwks_uri: String,
+    /// The token endpoint as workloads in the cluster reach it (the Service), when known.
+    pub in_cluster_token_url: Option<String>,
 }
 
-/// Decides, given the app, the Secret found under its name (if any) and the newest secret
-/// hash the store accepts for it (if any).
+/// Decides, given the app, the Secret found under its name (if any), another Secret the app
+/// owns under a previous name (if any), and the newest secret hash the store accepts for it
+/// (if any).
 pub fn plan(
     app: &InboundApp,
     existing: Option<&Secret>,
+    previous: Option<&Secret>,
     current_hash: Option<&SecretHash>,
     hasher: &SecretHasher,
     endpoints: &Endpoints,
 ) -> Plan {
     let uid = app.metadata.uid.as_deref().unwrap_or_default();
     let Some(secret) = existing else {
+        // A rename: the old Secret still holds the secret that authenticates.
+        if let (Some(old), Some(current)) = (previous, current_hash)
+            && owned_by(old, uid)
+            && client_secret(app, old).is_some_and(|p| !p.is_empty() && hasher.hash(&p) == *current)
+        {
+            return Plan::Move(old.metadata.name.clone().unwrap_or_default());
+        }
         return Plan::Issue(match current_hash {
             None => IssueReason::First,
             Some(_) => IssueReason::Lost("the Secret was deleted".into()),
@@ -111,7 +158,7 @@ pub fn plan(
             "Secret {ns}/{name} exists and is not owned by this InboundApp; delete it or set spec.credentialsSecret.name"
         ));
     }
-    let plaintext = data(secret, "client_secret");
+    let plaintext = client_secret(app, secret);
     match (plaintext, current_hash) {
         (Some(p), None) if !p.is_empty() => return Plan::Adopt,
         (_, None) => return Plan::Issue(IssueReason::First),
@@ -124,7 +171,7 @@ pub fn plan(
     if rotation_requested(app, secret).is_some() {
         return Plan::Issue(IssueReason::Rotation);
     }
-    let plaintext = data(secret, "client_secret").unwrap_or_default();
+    let plaintext = client_secret(app, secret).unwrap_or_default();
     let desired = desired_secret(app, &plaintext, endpoints, rotated_for(secret).as_deref());
     if drifted(secret, &desired) { Plan::Repair } else { Plan::Keep }
 }
@@ -162,21 +209,33 @@ pub fn desired_secret(app: &InboundApp, plaintext: &str, endpoints: &Endpoints, 
     let app_name = app.metadata.name.clone().unwrap_or_default();
     let uid = app.metadata.uid.clone().unwrap_or_default();
     let client_id = app.client_id().unwrap_or_default().to_string();
-    let entries = [
-        ("client_id", client_id.as_str()),
-        ("client_secret", plaintext),
-        ("issuer", endpoints.issuer.as_str()),
-        ("token_url", endpoints.token_url.as_str()),
+    let keys = key_names(app);
+    let mut entries = vec![
+        (keys.client_id, client_id.as_str()),
+        (keys.client_secret, plaintext),
+        (keys.issuer, endpoints.issuer.as_str()),
+        (keys.token_url, endpoints.token_url.as_str()),
+        (keys.discovery_url, endpoints.discovery_url.as_str()),
+        (keys.jwks_uri, endpoints.jwks_uri.as_str()),
     ];
+    if let Some(url) = &endpoints.in_cluster_token_url {
+        entries.push((keys.in_cluster_token_url, url.as_str()));
+    }
+    let template = app.spec.credentials_secret.clone().unwrap_or_default();
+    // The template's labels and annotations, then inbound's own (which it finds Secrets by).
+    let mut labels = template.labels;
+    labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
+    labels.insert(APP_LABEL.to_string(), app_name.clone());
+    let mut annotations = template.annotations;
+    if let Some(v) = rotated_for {
+        annotations.insert(ROTATED_FOR_ANNOTATION.to_string(), v.to_string());
+    }
     Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(app)),
             namespace: app.metadata.namespace.clone(),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
-                (APP_LABEL.to_string(), app_name.clone()),
-            ])),
-            annotations: rotated_for.map(|v| BTreeMap::from([(ROTATED_FOR_ANNOTATION.to_string(), v.to_string())])),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
             owner_references: Some(vec![OwnerReference {
                 api_version: API_VERSION.to_string(),
                 kind: "InboundApp".to_string(),
@@ -187,8 +246,8 @@ pub fn desired_secret(app: &InboundApp, plaintext: &str, endpoints: &Endpoints, 
             }]),
             ..Default::default()
         },
-        type_: Some("Opaque".to_string()),
-        data: Some(entries.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+        type_: Some(template.type_.unwrap_or_else(|| "Opaque".to_string())),
+        data: Some(entries.into_iter().map(|(k, v)| (k, ByteString(v.as_bytes().to_vec()))).collect()),
         ..Default::default()
     }
 }
@@ -222,7 +281,13 @@ mod tests {
     }
 
     fn endpoints() -> Endpoints {
-        Endpoints { issuer: "https://auth".into(), token_url: "https://auth/token".into() }
+        Endpoints {
+            issuer: "https://auth".into(),
+            token_url: "https://auth/token".into(),
+            discovery_url: "https://auth/.well-known/openid-configuration".into(),
+            jwks_uri: "https://auth/jwks".into(),
+            in_cluster_token_url: None,
+        }
     }
 
     #[test]
@@ -230,26 +295,69 @@ mod tests {
         let hasher = SecretHasher::new(b"k");
         let a = app(&[]);
         let current = hasher.hash("s3cret");
-        assert_eq!(plan(&a, None, None, &hasher, &endpoints()), Plan::Issue(IssueReason::First));
+        assert_eq!(plan(&a, None, None, None, &hasher, &endpoints()), Plan::Issue(IssueReason::First));
         // Our Secret survives a lost store: adopted, not replaced.
         let kept = desired_secret(&a, "s3cret", &endpoints(), None);
-        assert_eq!(plan(&a, Some(&kept), None, &hasher, &endpoints()), Plan::Adopt);
-        assert!(matches!(plan(&a, None, Some(&current), &hasher, &endpoints()), Plan::Issue(IssueReason::Lost(_))));
+        assert_eq!(plan(&a, Some(&kept), None, None, &hasher, &endpoints()), Plan::Adopt);
+        assert!(matches!(
+            plan(&a, None, None, Some(&current), &hasher, &endpoints()),
+            Plan::Issue(IssueReason::Lost(_))
+        ));
 
         let ours = desired_secret(&a, "s3cret", &endpoints(), None);
         assert_eq!(secret_name(&a), "agent-credentials");
-        assert_eq!(plan(&a, Some(&ours), Some(&current), &hasher, &endpoints()), Plan::Keep);
+        assert_eq!(plan(&a, Some(&ours), None, Some(&current), &hasher, &endpoints()), Plan::Keep);
 
         // Someone else's Secret under the same name is never adopted.
         let mut foreign = ours.clone();
         foreign.metadata.owner_references = None;
-        assert!(matches!(plan(&a, Some(&foreign), Some(&current), &hasher, &endpoints()), Plan::Conflict(_)));
+        assert!(matches!(plan(&a, Some(&foreign), None, Some(&current), &hasher, &endpoints()), Plan::Conflict(_)));
         // Unless the app asks for it (a restore): then its secret is kept, its owner fixed.
         let adopting = app(&[(ADOPT_ANNOTATION, "true")]);
         let mut restored = desired_secret(&adopting, "s3cret", &endpoints(), None);
         restored.metadata.owner_references.as_mut().unwrap()[0].uid = "uid-before-the-restore".into();
-        assert_eq!(plan(&adopting, Some(&restored), Some(&current), &hasher, &endpoints()), Plan::Repair);
-        assert!(matches!(plan(&a, Some(&restored), Some(&current), &hasher, &endpoints()), Plan::Conflict(_)));
+        assert_eq!(plan(&adopting, Some(&restored), None, Some(&current), &hasher, &endpoints()), Plan::Repair);
+        assert!(matches!(plan(&a, Some(&restored), None, Some(&current), &hasher, &endpoints()), Plan::Conflict(_)));
+
+        // A rename: the Secret of the old name holds the current secret: moved, not reissued.
+        let mut renamed = app(&[]);
+        renamed.spec.credentials_secret =
+            Some(crate::api::CredentialsSecretRef { name: "agent-v2".into(), ..Default::default() });
+        assert_eq!(
+            plan(&renamed, None, Some(&ours), Some(&current), &hasher, &endpoints()),
+            Plan::Move("agent-credentials".into())
+        );
+        let mut stale = ours.clone();
+        stale.data.as_mut().unwrap().insert("client_secret".into(), ByteString(b"old".to_vec()));
+        assert!(matches!(
+            plan(&renamed, None, Some(&stale), Some(&current), &hasher, &endpoints()),
+            Plan::Issue(IssueReason::Lost(_))
+        ));
+        assert!(matches!(plan(&renamed, None, Some(&foreign), Some(&current), &hasher, &endpoints()), Plan::Issue(_)));
+
+        // The template: labels, annotations, type and key names; inbound's labels always.
+        let mut templated = app(&[]);
+        templated.spec.credentials_secret = Some(crate::api::CredentialsSecretRef {
+            labels: [("team".to_string(), "payments".to_string())].into(),
+            annotations: [("reflector.example.com/allow".to_string(), "true".to_string())].into(),
+            type_: Some("example.com/oauth-client".into()),
+            keys: crate::api::CredentialsKeys {
+                client_id: Some("CLIENT_ID".into()),
+                client_secret: Some("CLIENT_SECRET".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let written = desired_secret(&templated, "s3cret", &endpoints(), None);
+        let labels = written.metadata.labels.as_ref().unwrap();
+        assert_eq!((labels["team"].as_str(), labels[MANAGED_BY_LABEL].as_str()), ("payments", MANAGED_BY));
+        assert_eq!(written.metadata.annotations.as_ref().unwrap()["reflector.example.com/allow"], "true");
+        assert_eq!(written.type_.as_deref(), Some("example.com/oauth-client"));
+        assert_eq!(data(&written, "CLIENT_SECRET").as_deref(), Some("s3cret"));
+        assert_eq!(data(&written, "CLIENT_ID").as_deref(), Some("uid-1"));
+        assert_eq!(data(&written, "jwks_uri").as_deref(), Some("https://auth/jwks"));
+        assert!(data(&written, "client_secret").is_none());
+        assert_eq!(plan(&templated, Some(&written), None, Some(&current), &hasher, &endpoints()), Plan::Keep);
 
         // A declared client id is what the Secret carries; the owner is still the UID.
         let mut declared = app(&[]);
@@ -261,30 +369,30 @@ mod tests {
         // Drift in a non-secret field: repaired with the same secret.
         let mut edited = ours.clone();
         edited.data.as_mut().unwrap().insert("client_id".into(), ByteString(b"other".to_vec()));
-        assert_eq!(plan(&a, Some(&edited), Some(&current), &hasher, &endpoints()), Plan::Repair);
+        assert_eq!(plan(&a, Some(&edited), None, Some(&current), &hasher, &endpoints()), Plan::Repair);
         let mut relabelled = ours.clone();
         relabelled.metadata.labels = None;
-        assert_eq!(plan(&a, Some(&relabelled), Some(&current), &hasher, &endpoints()), Plan::Repair);
+        assert_eq!(plan(&a, Some(&relabelled), None, Some(&current), &hasher, &endpoints()), Plan::Repair);
         // Extra keys someone added are not drift.
         let mut extra = ours.clone();
         extra.data.as_mut().unwrap().insert("note".into(), ByteString(b"x".to_vec()));
-        assert_eq!(plan(&a, Some(&extra), Some(&current), &hasher, &endpoints()), Plan::Keep);
+        assert_eq!(plan(&a, Some(&extra), None, Some(&current), &hasher, &endpoints()), Plan::Keep);
 
         // A changed secret never authenticates: a new one is issued.
         let mut changed = ours.clone();
         changed.data.as_mut().unwrap().insert("client_secret".into(), ByteString(b"guess".to_vec()));
         assert!(matches!(
-            plan(&a, Some(&changed), Some(&current), &hasher, &endpoints()),
+            plan(&a, Some(&changed), None, Some(&current), &hasher, &endpoints()),
             Plan::Issue(IssueReason::Lost(_))
         ));
 
         // Rotation: requested once per annotation value.
         let rotate = app(&[(ROTATE_ANNOTATION, "2026-11-23")]);
         assert_eq!(
-            plan(&rotate, Some(&ours), Some(&current), &hasher, &endpoints()),
+            plan(&rotate, Some(&ours), None, Some(&current), &hasher, &endpoints()),
             Plan::Issue(IssueReason::Rotation)
         );
         let honoured = desired_secret(&rotate, "s3cret", &endpoints(), Some("2026-11-23"));
-        assert_eq!(plan(&rotate, Some(&honoured), Some(&current), &hasher, &endpoints()), Plan::Keep);
+        assert_eq!(plan(&rotate, Some(&honoured), None, Some(&current), &hasher, &endpoints()), Plan::Keep);
     }
 }

@@ -82,6 +82,8 @@ pub struct Reconciler {
     pub issuer: String,
     /// How long a previous client secret works after a rotation, when the app says nothing.
     pub default_overlap: Duration,
+    /// The issuer as workloads in the cluster reach it (the Service), for the Secrets.
+    pub in_cluster_url: Option<String>,
 }
 
 impl Reconciler {
@@ -105,6 +107,7 @@ impl Reconciler {
             hasher,
             issuer,
             default_overlap,
+            in_cluster_url: None,
         }
     }
 
@@ -343,6 +346,9 @@ impl Reconciler {
             secret_name: confidential.then(|| credentials::secret_name(app)),
             observed_generation: app.metadata.generation,
             conditions: Vec::new(),
+            // Kept as they were unless this pass issues a secret.
+            secret_issued_at: current.secret_issued_at.clone(),
+            previous_secret_valid_until: current.previous_secret_valid_until.clone(),
         };
         if snapshot::client_type_changed(app).is_some() {
             // What the status says the app was is the record of it: kept until the change
@@ -356,7 +362,13 @@ impl Reconciler {
         } else if !confidential {
             (Verdict::Ready(Reason::Valid, format!("public client {client_id} is served")), None)
         } else {
-            let (verdict, issued) = self.reconcile_credentials(app, caches, &current.conditions).await;
+            let mut times = SecretTimes {
+                issued_at: current.secret_issued_at.clone(),
+                previous_valid_until: current.previous_secret_valid_until.clone(),
+            };
+            let (verdict, issued) = self.reconcile_credentials(app, caches, &current.conditions, &mut times).await;
+            status.secret_issued_at = times.issued_at;
+            status.previous_secret_valid_until = times.previous_valid_until;
             (verdict, Some(issued))
         };
         let verdict = match verdict {
@@ -401,8 +413,9 @@ impl Reconciler {
         app: &InboundApp,
         caches: &Caches,
         current: &[Condition],
+        times: &mut SecretTimes,
     ) -> (Verdict, Desired) {
-        match self.credentials(app, caches, current).await {
+        match self.credentials(app, caches, current, times).await {
             Ok(outcome) => outcome,
             // The store or the API server failed us: says nothing about the app. Unknown,
             // and retried on the next pass.
@@ -426,6 +439,7 @@ impl Reconciler {
         app: &InboundApp,
         caches: &Caches,
         current: &[Condition],
+        times: &mut SecretTimes,
     ) -> Result<(Verdict, Desired), ReconcileError> {
         let ns = app.namespace().unwrap_or_default();
         let secret_name = credentials::secret_name(app);
@@ -455,9 +469,24 @@ impl Reconciler {
         }
         let now = now_seconds();
         let hashes = self.store.client_secret_hashes(&client_id, now).await?;
-        let endpoints =
-            Endpoints { issuer: self.issuer.clone(), token_url: format!("{}{}", self.issuer, paths::TOKEN) };
-        let plan = credentials::plan(app, existing.as_ref(), hashes.first(), &self.hasher, &endpoints);
+        let endpoints = Endpoints {
+            issuer: self.issuer.clone(),
+            token_url: format!("{}{}", self.issuer, paths::TOKEN),
+            discovery_url: format!("{}{}", self.issuer, paths::OIDC_DISCOVERY),
+            jwks_uri: format!("{}{}", self.issuer, paths::JWKS),
+            in_cluster_token_url: self.in_cluster_url.as_ref().map(|url| format!("{url}{}", paths::TOKEN)),
+        };
+        // A Secret of this app under another name: where the credentials were before a rename.
+        let previous = existing.is_none().then(|| {
+            caches.secrets.objects().into_iter().find(|s| {
+                s.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && s.metadata.name.as_deref() != Some(secret_name.as_str())
+                    && credentials::owned_by(s, uid)
+            })
+        });
+        let previous = previous.flatten();
+        let plan =
+            credentials::plan(app, existing.as_ref(), previous.as_ref(), hashes.first(), &self.hasher, &endpoints);
         let issued_reason = current
             .iter()
             .find(|c| c.type_ == CREDENTIALS_ISSUED && c.status == "True")
@@ -480,15 +509,30 @@ impl Reconciler {
             }
             Plan::Keep => issued_reason,
             Plan::Adopt => {
-                let plaintext =
-                    existing.as_ref().and_then(|s| credentials::data(s, "client_secret")).unwrap_or_default();
+                let plaintext = existing.as_ref().and_then(|s| credentials::client_secret(app, s)).unwrap_or_default();
                 self.store.rotate_client_secret(&client_id, &self.hasher.hash(&plaintext), now, now).await?;
                 tracing::warn!(app = %app.name_any(), "the store had no client secret for this app; kept the one in its Secret");
                 issued_reason
             }
+            Plan::Move(old_name) => {
+                let old = previous.as_ref().expect("a move has a previous Secret");
+                let plaintext = credentials::client_secret(app, old).unwrap_or_default();
+                let rotated_for = credentials::rotated_for(old);
+                let desired = credentials::desired_secret(app, &plaintext, &endpoints, rotated_for.as_deref());
+                // The new Secret first: workloads reading either name never find neither.
+                self.apply_secret(&secrets, &desired).await?;
+                match secrets.delete(&old_name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                let note =
+                    format!("credentials moved from Secret {old_name} to {secret_name}; the old Secret is deleted");
+                self.event(app, EventType::Normal, "SecretMoved", &note).await;
+                (Reason::Issued, format!("Secret {secret_name} holds the credentials"))
+            }
             Plan::Repair => {
-                let plaintext =
-                    existing.as_ref().and_then(|s| credentials::data(s, "client_secret")).unwrap_or_default();
+                let plaintext = existing.as_ref().and_then(|s| credentials::client_secret(app, s)).unwrap_or_default();
                 let rotated_for = existing.as_ref().and_then(credentials::rotated_for);
                 let desired = credentials::desired_secret(app, &plaintext, &endpoints, rotated_for.as_deref());
                 self.apply_secret(&secrets, &desired).await?;
@@ -521,6 +565,8 @@ impl Reconciler {
                     .rotate_client_secret(&client_id, &self.hasher.hash(secret.expose()), now, previous_until)
                     .await?;
                 let until = jiff::Timestamp::from_second(previous_until).map(|t| t.to_string()).unwrap_or_default();
+                times.issued_at = Some(now_rfc3339());
+                times.previous_valid_until = (previous_until > now).then(|| until.clone());
                 match why {
                     IssueReason::First => {
                         let note = format!("client secret written to Secret {secret_name}");
@@ -665,6 +711,12 @@ impl Reconciler {
             tracing::warn!(reason, error = %e, "cannot publish event");
         }
     }
+}
+
+/// The rotation times the app's status reports.
+struct SecretTimes {
+    issued_at: Option<String>,
+    previous_valid_until: Option<String>,
 }
 
 /// Scopes and policies: served when valid.

@@ -64,6 +64,9 @@ pub struct OperatorOptions {
     pub admin_audience: String,
     /// Public issuer URL (what clients reach through the Service or Ingress).
     pub issuer: String,
+    /// The server as workloads in the cluster reach it (its Service), written into the
+    /// credentials Secrets beside the public URLs.
+    pub in_cluster_url: Option<String>,
     /// The operator's own namespace: the Lease and the signing-keys Secret live there.
     pub namespace: String,
     /// Namespaces watched for resources; empty for all.
@@ -220,7 +223,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         defaults.clone(),
         tasks.stopped(),
     ));
-    let reconciler = reconcile::Reconciler::new(
+    let mut reconciler = reconcile::Reconciler::new(
         client,
         &options.identity,
         store.clone(),
@@ -229,6 +232,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         options.secret_rotation_overlap,
         Arc::new(UpstreamCheck(state.upstreams.clone())),
     );
+    reconciler.in_cluster_url = options.in_cluster_url.clone();
     tasks.spawn(snapshot_loop(SnapshotLoop {
         caches,
         store,

@@ -325,3 +325,74 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     assert_eq!(op.token(&creds).await.status, 200, "and they still work");
     assert!(api.events(APPS_NS, "partner").contains("SecretAdopted"), "{}", api.events(APPS_NS, "partner"));
 }
+
+/// The credentials Secret as the app's template says (labels, annotations, key names, the
+/// URLs a workload needs, the in-cluster token URL); a rename moves the same credentials
+/// and deletes the old Secret; rotation times are in status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credentials_secret_follows_its_template_and_moves_on_a_rename() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.install_crds("crds/inbound.dev.yaml");
+    let kubeconfig = install_chart_identity(&api, dir.path());
+    let in_cluster = "http://inbound.inbound-system.svc:80";
+    let mut op = Operator::start_with(
+        &kubeconfig,
+        &dir.path().join("data"),
+        "replica-a",
+        dir.path(),
+        &["--in-cluster-url", in_cluster],
+    );
+    op.wait_ready().await;
+    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
+    let app = |secret: &str| {
+        format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: env-app}}\nspec:\n  displayName: Env app\n  grantTypes: [client_credentials]\n  allowedResources: ['https://inventory.example.com']\n  credentialsSecret:\n    name: {secret}\n    labels: {{team: payments}}\n    annotations: {{example.com/reflect: 'true'}}\n    keys: {{clientId: CLIENT_ID, clientSecret: CLIENT_SECRET}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {{name: env-app}}\nspec:\n  subject: {{kind: InboundApp, name: env-app}}\n  scopes: [inventory:read]\n  resources: ['https://inventory.example.com']\n"
+        )
+    };
+    api.apply(APPS_NS, &app("env-app-a"));
+    let field = |secret: &Value, key: &str| {
+        use base64::Engine;
+        let b64 = secret["data"][key].as_str()?;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok()
+    };
+    let first = eventually("the templated Secret", Duration::from_secs(20), || {
+        api.get_json(&["secret", "env-app-a", "-n", APPS_NS]).filter(|s| field(s, "CLIENT_SECRET").is_some())
+    })
+    .await;
+    assert_eq!(first["metadata"]["labels"]["team"], "payments");
+    assert_eq!(first["metadata"]["labels"]["app.kubernetes.io/managed-by"], "inbound");
+    assert_eq!(first["metadata"]["annotations"]["example.com/reflect"], "true");
+    assert!(first["data"].get("client_secret").is_none(), "the template names the keys");
+    let creds = (field(&first, "CLIENT_ID").unwrap(), field(&first, "CLIENT_SECRET").unwrap());
+    assert_eq!(field(&first, "discovery_url").unwrap(), format!("{}/.well-known/openid-configuration", op.base));
+    assert_eq!(field(&first, "jwks_uri").unwrap(), format!("{}/jwks", op.base));
+    assert_eq!(field(&first, "in_cluster_token_url").unwrap(), format!("{in_cluster}/token"));
+    assert_eq!(eventually_token(&op, &creds).await.status, 200);
+    let object = api.get_json(&["inboundapp", "env-app", "-n", APPS_NS]).unwrap();
+    let issued_at = object["status"]["secretIssuedAt"].as_str().expect("secretIssuedAt").to_string();
+    assert!(issued_at.parse::<jiff::Timestamp>().is_ok(), "{issued_at}");
+
+    // Renamed: the same secret under the new name, the old Secret gone.
+    api.apply(APPS_NS, &app("env-app-b"));
+    let moved = eventually("the Secret moved", Duration::from_secs(20), || {
+        let moved = api.get_json(&["secret", "env-app-b", "-n", APPS_NS])?;
+        api.get_json(&["secret", "env-app-a", "-n", APPS_NS]).is_none().then_some(moved)
+    })
+    .await;
+    assert_eq!(field(&moved, "CLIENT_SECRET").unwrap(), creds.1, "moved, not reissued");
+    assert_eq!(op.token(&creds).await.status, 200);
+    assert!(api.events(APPS_NS, "env-app").contains("SecretMoved"), "{}", api.events(APPS_NS, "env-app"));
+
+    // A rotation records until when the previous secret works.
+    api.kubectl_ok(&["annotate", "inboundapp", "env-app", "-n", APPS_NS, "inbound.dev/rotate-secret=1"]);
+    let rotated = eventually("the rotation in status", Duration::from_secs(20), || {
+        let object = api.get_json(&["inboundapp", "env-app", "-n", APPS_NS])?;
+        object["status"]["previousSecretValidUntil"].as_str().map(str::to_string).map(|until| (object, until))
+    })
+    .await;
+    let (object, until) = rotated;
+    assert!(until.parse::<jiff::Timestamp>().unwrap() > jiff::Timestamp::now(), "{until}");
+    assert_ne!(object["status"]["secretIssuedAt"].as_str(), Some(issued_at.as_str()));
+    assert_eq!(op.token(&creds).await.status, 200, "the previous secret works for the overlap");
+}

@@ -102,7 +102,7 @@ impl Provisioner {
                 &self.data_dir,
                 ns,
                 &name,
-                app.spec.credentials_secret.as_ref().map(|s| s.name.as_str()),
+                app.spec.credentials_secret.as_ref().map(|s| s.name.as_str()).filter(|n| !n.is_empty()),
             );
             let confidential = app.spec.client_type == ClientType::Confidential;
             let secret_hashes =
