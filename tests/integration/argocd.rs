@@ -160,6 +160,13 @@ fn evaluate(health_lua: &Path, obj: &Value) -> (String, String) {
     (status.to_string(), message.to_string())
 }
 
+/// Argo CD's verdict on a live object (as the operator wrote it): `(status, message)` from
+/// the kind's health.lua.
+pub(crate) fn health_of(object: &Value) -> (String, String) {
+    let kind = object["kind"].as_str().expect("an object with a kind");
+    evaluate(&argocd_dir().join(kind).join("health.lua"), object)
+}
+
 /// Checks one case of `kind`'s health_test.yaml; `Err` describes the mismatch.
 fn check_case(kind: &str, case: &HealthTest) -> Result<(), String> {
     let dir = argocd_dir().join(kind);

@@ -255,6 +255,11 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     assert!(ready_b["message"].as_str().unwrap().contains("held by InboundApp default/partner"), "{ready_b}");
     assert_eq!(condition(&taken, "Stalled").unwrap()["status"], "True");
     assert!(taken["status"]["clientId"].is_null(), "no client id shown for a refused claim");
+    // Argo CD reads the real output right.
+    let (health, message) = crate::argocd::health_of(&taken);
+    assert_eq!(health, "Degraded", "{message}");
+    assert!(message.starts_with("ClientIdTaken: client id acme-partner is held by"), "{message}");
+    assert_eq!(crate::argocd::health_of(&object).0, "Healthy");
     assert!(api.get_json(&["secret", "partner-credentials", "-n", "team-b"]).is_none(), "nothing issued");
     assert_eq!(op.token(&creds).await.status, 200, "the holder is untouched");
 
@@ -284,6 +289,7 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     })
     .await;
     let message = ready_condition(&flipped).unwrap()["message"].as_str().unwrap().to_string();
+    assert_eq!(crate::argocd::health_of(&flipped).0, "Degraded");
     assert!(message.starts_with("spec.clientType: is immutable: this app is confidential"), "{message}");
     assert_eq!(flipped["status"]["secretName"], "partner-credentials", "the record of what it was is kept");
     assert_eq!(op.token(&creds).await.status, 401, "not served while refused");
@@ -383,6 +389,40 @@ async fn the_credentials_secret_follows_its_template_and_moves_on_a_rename() {
     assert_eq!(field(&moved, "CLIENT_SECRET").unwrap(), creds.1, "moved, not reissued");
     assert_eq!(op.token(&creds).await.status, 200);
     assert!(api.events(APPS_NS, "env-app").contains("SecretMoved"), "{}", api.events(APPS_NS, "env-app"));
+
+    // A user-login app while no identity source exists: waiting, not broken (Argo CD:
+    // Progressing, kstatus: InProgress), its credentials issued all the same.
+    api.apply(
+        APPS_NS,
+        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: portal}\nspec: {displayName: Portal, grantTypes: [authorization_code], redirectUris: ['https://portal.example.com/cb']}\n",
+    );
+    let portal = eventually("portal waits for an identity source", Duration::from_secs(20), || {
+        let object = api.get_json(&["inboundapp", "portal", "-n", APPS_NS])?;
+        (ready_condition(&object)?["reason"] == "NoIdentitySource").then_some(object)
+    })
+    .await;
+    assert_eq!(ready_condition(&portal).unwrap()["status"], "False");
+    assert_eq!(condition(&portal, "Reconciling").unwrap()["status"], "True");
+    assert_eq!(condition(&portal, "Stalled").unwrap()["status"], "False");
+    assert_eq!(condition(&portal, "CredentialsIssued").unwrap()["status"], "True");
+    let (health, message) = crate::argocd::health_of(&portal);
+    assert_eq!(health, "Progressing", "{message}");
+
+    // A grant past its expiry says so (it grants nothing), and Argo CD shows it degraded.
+    api.apply(
+        APPS_NS,
+        "apiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {name: old-grant}\nspec:\n  subject: {kind: InboundApp, name: env-app}\n  scopes: [inventory:write]\n  resources: ['https://inventory.example.com']\n  expiresAt: '2020-01-01T00:00:00Z'\n",
+    );
+    let expired = eventually("the old grant is Expired", Duration::from_secs(20), || {
+        let object = api.get_json(&["clientgrant", "old-grant", "-n", APPS_NS])?;
+        (ready_condition(&object)?["reason"] == "Expired").then_some(object)
+    })
+    .await;
+    assert_eq!(condition(&expired, "Stalled").unwrap()["status"], "True");
+    assert_eq!(crate::argocd::health_of(&expired).0, "Degraded");
+    let refused =
+        op.post("/token", Some((&creds.0, &creds.1)), "grant_type=client_credentials&scope=inventory%3Awrite").await;
+    assert_eq!(refused.status, 400, "an expired grant grants nothing: {}", refused.json);
 
     // A rotation records until when the previous secret works.
     api.kubectl_ok(&["annotate", "inboundapp", "env-app", "-n", APPS_NS, "inbound.dev/rotate-secret=1"]);
