@@ -70,6 +70,10 @@ pub enum Command {
 /// (`--listen`, `--issuer` and `--data-dir` are per mode: their defaults differ.)
 #[derive(Args)]
 pub struct ServerArgs {
+    /// Serve `/healthz`, `/readyz` and `/metrics` on this address too, and `/metrics` no
+    /// longer on the public listener (e.g. `0.0.0.0:9090`, the chart's `metrics` port).
+    #[arg(long, env = "INBOUND_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// On SIGTERM, how long to keep serving while reporting not ready, before closing the
     /// listener: the time load balancers and Service endpoints need to stop sending (e.g.
     /// `5s`; default none).
@@ -211,6 +215,7 @@ impl ServeArgs {
             config: vec![self.config],
             data_dir: self.data_dir,
             listen: self.listen,
+            metrics_listen: self.server.metrics_listen,
             issuer: self.issuer,
             default_audience: self.server.default_audience.clone(),
             access_token_lifetime: self.server.access_token_lifetime,
@@ -318,6 +323,7 @@ impl OperatorArgs {
         Ok(OperatorOptions {
             role: self.role,
             listen: self.listen,
+            metrics_listen: self.server.metrics_listen,
             admin_listen: self.admin_listen,
             admin_audience,
             issuer: self.issuer,

@@ -61,7 +61,9 @@ pub struct AppState {
     pub trusted_proxies: Vec<client_ip::Cidr>,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The public router. `public_metrics`: whether `/metrics` is served here too (not when a
+/// listener of its own serves it: operational detail stays off the issuer's address).
+pub fn router(state: Arc<AppState>, public_metrics: bool) -> Router {
     // An issuer with a path (https://host/tenant): metadata also at the path-suffixed
     // well-known locations (RFC 8414 §3.1) that MCP clients and OpenID libraries try.
     let issuer_path =
@@ -98,8 +100,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::REGISTER, post(register::register))
         .route(paths::REGISTER_ONE, get(register::read).put(register::update).delete(register::delete))
         .route(paths::HEALTHZ, get(health::healthz))
-        .route(paths::READYZ, get(health::readyz))
-        .route(paths::METRICS, get(health::metrics));
+        .route(paths::READYZ, get(health::readyz));
+    let routes = if public_metrics { routes.route(paths::METRICS, get(health::metrics)) } else { routes };
     common_layers(routes, state)
 }
 

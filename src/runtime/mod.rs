@@ -105,9 +105,20 @@ impl Tasks {
         self.tasks.push(tokio::spawn(task));
     }
 
-    /// The HTTP server and the maintenance loop: what every mode runs.
-    fn serve_and_maintain(&mut self, listener: TcpListener, state: &Arc<AppState>, upkeep: Upkeep) {
-        self.spawn(server::serve(listener, router(state.clone()), self.stopped()));
+    /// The HTTP server and the maintenance loop: what every mode runs; with a `metrics`
+    /// listener, health and metrics are served there (and `/metrics` not on the public one).
+    fn serve_and_maintain(
+        &mut self,
+        listener: TcpListener,
+        metrics: Option<TcpListener>,
+        state: &Arc<AppState>,
+        upkeep: Upkeep,
+    ) {
+        let public_metrics = metrics.is_none();
+        if let Some(metrics) = metrics {
+            self.spawn(server::serve(metrics, crate::http::health_router(state.clone()), self.stopped()));
+        }
+        self.spawn(server::serve(listener, router(state.clone(), public_metrics), self.stopped()));
         self.spawn(maintain(upkeep, state.clone(), self.stopped()));
     }
 

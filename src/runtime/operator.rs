@@ -58,6 +58,8 @@ impl Role {
 pub struct OperatorOptions {
     pub role: Role,
     pub listen: SocketAddr,
+    /// Health and metrics on a listener of their own (`/metrics` then leaves the public one).
+    pub metrics_listen: Option<SocketAddr>,
     /// The admin API's own listener (never the public one).
     pub admin_listen: SocketAddr,
     /// What admin API tokens must be bound to (TokenReview `audiences`).
@@ -110,6 +112,10 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     // Bound before anything waits on the API server: a taken port fails at once, and probes
     // are answered (alive, not ready) however long the keys take.
     let (listener, addr) = super::bind(options.listen).await?;
+    let metrics = match options.metrics_listen {
+        Some(listen) => Some(super::bind(listen).await?.0),
+        None => None,
+    };
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
     let mut tasks = Tasks::new();
@@ -190,8 +196,16 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     let upkeep =
         Upkeep { store: store.clone(), revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
     if options.role.serves_oauth() {
-        tasks.serve_and_maintain(listener, &state, upkeep);
+        tasks.serve_and_maintain(listener, metrics, &state, upkeep);
     } else {
+        // Health and metrics only; on the metrics listener too when there is one.
+        if let Some(metrics) = metrics {
+            tasks.spawn(crate::http::server::serve(
+                metrics,
+                crate::http::health_router(state.clone()),
+                tasks.stopped(),
+            ));
+        }
         tasks.serve_health_and_maintain(listener, &state, upkeep);
     }
     if options.role.controls() {

@@ -35,6 +35,8 @@ pub struct ServeOptions {
     pub config: Vec<PathBuf>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Health and metrics on a listener of their own (`/metrics` then leaves the public one).
+    pub metrics_listen: Option<SocketAddr>,
     /// Public issuer URL; `http://<listen address>` when unset.
     pub issuer: Option<String>,
     pub default_audience: Option<String>,
@@ -85,6 +87,10 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
     let configured_issuer = options.issuer.as_deref().map(super::checked_issuer).transpose()?;
 
     let (listener, addr) = super::bind(options.listen).await?;
+    let metrics = match options.metrics_listen {
+        Some(listen) => Some(super::bind(listen).await?.0),
+        None => None,
+    };
     let issuer = match configured_issuer {
         Some(issuer) => issuer,
         None if addr.ip().is_unspecified() => {
@@ -137,7 +143,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
     let banner = Banner::new(&options.config, &issuer, addr, &options.data_dir, &provisioned, &catalog.load());
     let mut tasks = Tasks::new();
     let upkeep = Upkeep { store, revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
-    tasks.serve_and_maintain(listener, &state, upkeep);
+    tasks.serve_and_maintain(listener, metrics, &state, upkeep);
     tasks.spawn(watch_folder(
         Folder { paths: options.config.clone(), trust: options.trust.clone() },
         loaded_fingerprint,

@@ -155,13 +155,17 @@ fn banner_on_a_folder_without_apps_omits_the_app_examples() {
 }
 
 /// `--shutdown-delay`: on SIGTERM the server reports not ready at once and keeps serving for
-/// the delay (endpoints and load balancers catch up), then exits. And `inbound discover`
-/// against it, as the chart's `helm test` runs it.
+/// the delay (endpoints and load balancers catch up), then exits. `--metrics-listen` takes
+/// `/metrics` off the public listener. And `inbound discover` against it, as the chart's
+/// `helm test` runs it.
 #[test]
 fn sigterm_drains_for_the_shutdown_delay() {
     let cwd = tempfile::tempdir().unwrap();
     let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart");
-    let mut serve = Serve::start_with(quickstart, cwd.path(), &["--shutdown-delay", "3s"]);
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let mut serve =
+        Serve::start_with(quickstart, cwd.path(), &["--shutdown-delay", "3s", "--metrics-listen", &metrics_listen]);
     let base = serve.value_of("issuer");
     let status = |path: &str| {
         let out = Command::new("curl")
@@ -171,6 +175,10 @@ fn sigterm_drains_for_the_shutdown_delay() {
         String::from_utf8(out.stdout).unwrap()
     };
     assert_eq!(status("/readyz"), "200");
+    // Metrics on their own listener, not on the issuer's.
+    assert_eq!(status("/metrics"), "404");
+    let metrics = Command::new("curl").args(["-s", &format!("http://{metrics_listen}/metrics")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&metrics.stdout).contains("inbound_http_requests"), "no metrics there");
     // `inbound discover`, what the chart's `helm test` runs, checks the document's issuer.
     let discover = |issuer: &str| {
         Command::new(env!("CARGO_BIN_EXE_inbound")).args(["discover", &base, "--issuer", issuer]).output().unwrap()

@@ -195,7 +195,14 @@ fn default_render_is_a_restricted_single_replica_operator() {
     let container = &pod["containers"][0];
     assert_eq!(container["image"], "ghcr.io/inbound-dev/inbound:0.1.0");
     assert_eq!(container["command"], json!(["inbound", "operator"]));
-    assert_eq!(container["ports"], json!([{ "name": "http", "containerPort": 8080, "protocol": "TCP" }]));
+    assert_eq!(
+        container["ports"],
+        json!([
+            { "name": "http", "containerPort": 8080, "protocol": "TCP" },
+            { "name": "metrics", "containerPort": 9090, "protocol": "TCP" },
+        ])
+    );
+    assert_eq!(env_value(deployment, "INBOUND_METRICS_LISTEN"), "0.0.0.0:9090");
     assert_eq!(
         container["securityContext"],
         json!({
@@ -236,7 +243,10 @@ fn default_render_is_a_restricted_single_replica_operator() {
     assert_eq!(service["spec"]["type"], "ClusterIP");
     assert_eq!(
         service["spec"]["ports"],
-        json!([{ "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" }])
+        json!([
+            { "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" },
+            { "name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP" },
+        ])
     );
     assert_eq!(service["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"]);
 
@@ -477,7 +487,7 @@ fn options_toggles_and_refusals() {
     let monitor = one(&objects, "ServiceMonitor");
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
-    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
     // Watching namespaces binds the ClusterRole there (and in the release namespace, which
     // holds the signing keys) instead of cluster-wide.

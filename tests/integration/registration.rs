@@ -463,6 +463,7 @@ async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
             config: vec![config.clone()],
             data_dir: tmp.path().join(format!("data-{}", trusted.len())),
             listen: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen: None,
             issuer: None,
             default_audience: None,
             access_token_lifetime: Duration::from_secs(900),

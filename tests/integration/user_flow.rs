@@ -487,6 +487,7 @@ async fn templates_can_be_overridden_from_a_folder() {
         config: vec![tmp.path().join("config")],
         data_dir: tmp.path().join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
         issuer: None,
         default_audience: None,
         access_token_lifetime: std::time::Duration::from_secs(900),

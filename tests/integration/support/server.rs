@@ -80,6 +80,7 @@ pub fn serve_options(config_dir: &Path, data_dir: &Path) -> ServeOptions {
         config: vec![config_dir.to_path_buf()],
         data_dir: data_dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
         issuer: None,
         default_audience: None,
         access_token_lifetime: Duration::from_secs(900),
