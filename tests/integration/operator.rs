@@ -124,6 +124,37 @@ pub(crate) fn secret(api: &ApiServer, name: &str) -> Option<(Value, (String, Str
     Some((secret, creds))
 }
 
+/// A real API server with the CRDs and the chart's ServiceAccount and RBAC installed: what
+/// every operator test starts from.
+pub(crate) struct Cluster {
+    pub(crate) api: ApiServer,
+    pub(crate) dir: tempfile::TempDir,
+    /// Authenticates as the chart's ServiceAccount.
+    pub(crate) kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    pub(crate) fn start() -> Cluster {
+        let api = ApiServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        api.install_crds("crds/inbound.dev.yaml");
+        let kubeconfig = install_chart_identity(&api, dir.path());
+        Cluster { api, dir, kubeconfig }
+    }
+
+    /// The data directory replicas share (one SQLite store).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A replica with the chart's rights and `extra` flags, once ready.
+    pub(crate) async fn operator(&self, identity: &str, extra: &[&str]) -> Operator {
+        let mut op = Operator::start_with(&self.kubeconfig, &self.data_dir(), identity, self.dir.path(), extra);
+        op.wait_ready().await;
+        op
+    }
+}
+
 /// The chart's ServiceAccount, RBAC and namespace in the API server; a kubeconfig that
 /// authenticates as that ServiceAccount (so the operator runs with exactly the chart's
 /// permissions).
@@ -582,12 +613,9 @@ async fn signing_keys_rotate_with_publish_ahead() {
 /// RBAC allows list and delete them (TokenReview + SubjectAccessReview).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
-    let api = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    api.install_crds("crds/inbound.dev.yaml");
-    let kubeconfig = install_chart_identity(&api, dir.path());
-    let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
-    op.wait_ready().await;
+    let cluster = Cluster::start();
+    let api = &cluster.api;
+    let mut op = cluster.operator("replica-a", &[]).await;
     // The registration policy lives in the operator's namespace (a cluster-wide singleton):
     // examples/mcp's policy and Scopes, applied there as the README says.
     let hostile_policy = |name: &str| {
@@ -596,7 +624,7 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
         )
     };
     api.apply(APPS_NS, &hostile_policy("aaa"));
-    let early = refused(&api, "consentpolicy", APPS_NS, "aaa").await;
+    let early = refused(api, "consentpolicy", APPS_NS, "aaa").await;
     assert!(early["message"].as_str().unwrap().contains("only a ConsentPolicy in the operator's namespace"), "{early}");
     for file in ["examples/mcp/scopes.yaml", "examples/mcp/policy.yaml"] {
         api.kubectl_ok(&["apply", "-n", NS, "-f", file]);
@@ -628,7 +656,7 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     // registered client keeps working, and so does its admin authority.
     api.kubectl_ok(&["create", "namespace", "zzz"]);
     api.apply("zzz", &hostile_policy("zzz"));
-    let hostile = refused(&api, "consentpolicy", "zzz", "zzz").await;
+    let hostile = refused(api, "consentpolicy", "zzz", "zzz").await;
     assert_eq!(hostile["reason"], "InvalidSpec", "{hostile}");
     let hostile = api.get_json(&["consentpolicy", "aaa", "-n", APPS_NS]).unwrap();
     let hostile = ready_condition(&hostile).unwrap();
@@ -715,22 +743,21 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
 
     // A clean shutdown (SIGTERM, as Kubernetes stops a Pod) releases the lease: another
     // replica leads at its next round instead of waiting for the lease to expire.
-    let mut other = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-b", dir.path());
-    other.wait_ready().await;
+    let _other = cluster.operator("replica-b", &[]).await;
     let holder = |api: &ApiServer| {
         api.get_json(&["lease", "inbound-leader", "-n", NS])
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
     };
-    assert_eq!(holder(&api).as_deref(), Some("replica-a"));
+    assert_eq!(holder(api).as_deref(), Some("replica-a"));
     let term = Command::new("kill").args(["-TERM", &op.child.id().to_string()]).status().unwrap();
     assert!(term.success());
     let status = op.child.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}\n{}", op.log());
     // Right after the exit, long before the lease (3 s) could expire, it is no longer held
     // by the stopped replica.
-    assert_ne!(holder(&api).as_deref(), Some("replica-a"), "the lease was not released");
+    assert_ne!(holder(api).as_deref(), Some("replica-a"), "the lease was not released");
     eventually("replica-b leads", Duration::from_secs(3), || {
-        (holder(&api).as_deref() == Some("replica-b")).then_some(())
+        (holder(api).as_deref() == Some("replica-b")).then_some(())
     })
     .await;
 }
@@ -750,12 +777,9 @@ fn jwt_claims(token: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_cannot_mint_tokens_for_another_namespaces_api() {
     const BILLING: &str = "https://billing.example.com";
-    let api = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    api.install_crds("crds/inbound.dev.yaml");
-    let kubeconfig = install_chart_identity(&api, dir.path());
-    let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
-    op.wait_ready().await;
+    let cluster = Cluster::start();
+    let api = &cluster.api;
+    let op = cluster.operator("replica-a", &[]).await;
     for ns in ["team-a", "team-b"] {
         api.kubectl_ok(&["create", "namespace", ns]);
     }
@@ -777,7 +801,7 @@ async fn a_namespace_cannot_mint_tokens_for_another_namespaces_api() {
         ),
     );
     for (kind, name) in [("clientgrant", "self-service"), ("scope", "claim")] {
-        let ready = refused(&api, kind, "team-b", name).await;
+        let ready = refused(api, kind, "team-b", name).await;
         assert_eq!(ready["reason"], "InvalidSpec", "{ready}");
         let message = ready["message"].as_str().unwrap();
         assert!(message.contains("is owned by namespace team-a (declared first by Scope team-a/refund)"), "{message}");
@@ -817,7 +841,7 @@ async fn a_namespace_cannot_mint_tokens_for_another_namespaces_api() {
     assert_eq!(claims["scope"], "billing:refund", "{claims}");
     assert_eq!(claims["client_namespace"], "team-b", "{claims}");
     // team-b's own grant stays refused: nothing it declares reaches the billing audience.
-    assert_eq!(refused(&api, "clientgrant", "team-b", "self-service").await["reason"], "InvalidSpec");
+    assert_eq!(refused(api, "clientgrant", "team-b", "self-service").await["reason"], "InvalidSpec");
 
     // Introspection is for resource servers: team-a's billing API reads the token; team-b
     // cannot declare itself billing's resource server, and its other apps learn nothing.
@@ -833,7 +857,7 @@ async fn a_namespace_cannot_mint_tokens_for_another_namespaces_api() {
             "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: fake-billing}}\nspec: {{displayName: Fake, resourceServer: {{resources: ['{BILLING}']}}}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: nosy}}\nspec: {{displayName: Nosy, grantTypes: [client_credentials]}}\n"
         ),
     );
-    let fake = refused(&api, "inboundapp", "team-b", "fake-billing").await;
+    let fake = refused(api, "inboundapp", "team-b", "fake-billing").await;
     assert!(fake["message"].as_str().unwrap().contains("spec.resourceServer.resources[0]: resource"), "{fake}");
     let app_creds = |ns: &str, name: &str| {
         let (api, ns, name) = (&api, ns.to_string(), format!("{name}-credentials"));
@@ -1011,12 +1035,9 @@ spec:
 /// group giving the role a scope requires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
-    let api = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    api.install_crds("crds/inbound.dev.yaml");
-    let kubeconfig = install_chart_identity(&api, dir.path());
-    let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
-    op.wait_ready().await;
+    let cluster = Cluster::start();
+    let (api, dir) = (&cluster.api, &cluster.dir);
+    let op = cluster.operator("replica-a", &[]).await;
     let accounts = json!({"alice": {"email": "alice@acme.test", "name": "Alice", "groups": ["billing-admins"]}});
     let upstream = crate::support::upstream::Upstream::start(
         &format!("{}/login/callback", op.base),
@@ -1027,7 +1048,7 @@ async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
 
     // Who users are is not any namespace's decision.
     api.apply(APPS_NS, &cluster_identity_provider("rogue", &upstream.issuer, "rogue-secret"));
-    let rogue = refused(&api, "identityprovider", APPS_NS, "rogue").await;
+    let rogue = refused(api, "identityprovider", APPS_NS, "rogue").await;
     assert_eq!(rogue["reason"], "InvalidSpec", "{rogue}");
     assert!(rogue["message"].as_str().unwrap().contains("only in the operator's namespace"), "{rogue}");
 
@@ -1037,7 +1058,7 @@ async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
         .unwrap()
         .replace("https://login.acme.example/realms/acme", &upstream.issuer);
     api.apply(NS, &example.replace("replace-with-the-client-secret", "a-wrong-secret"));
-    let wrong = refused(&api, "identityprovider", NS, "acme-sso").await;
+    let wrong = refused(api, "identityprovider", NS, "acme-sso").await;
     assert_eq!(wrong["reason"], "UpstreamUnavailable", "{wrong}");
     assert!(wrong["message"].as_str().unwrap().contains("invalid_client"), "{wrong}");
     assert!(!wrong["message"].as_str().unwrap().contains("a-wrong-secret"), "{wrong}");
@@ -1090,12 +1111,9 @@ async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
 /// in another namespace, and once the ServiceAccount is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workloads_trade_service_account_tokens() {
-    let api = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    api.install_crds("crds/inbound.dev.yaml");
-    let kubeconfig = install_chart_identity(&api, dir.path());
-    let mut operator = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
-    operator.wait_ready().await;
+    let cluster = Cluster::start();
+    let (api, dir) = (&cluster.api, &cluster.dir);
+    let operator = cluster.operator("replica-a", &[]).await;
     api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
     eventually("clientgrant/billing-worker Ready", Duration::from_secs(20), || {
         let object = api.get_json(&["clientgrant", "billing-worker", "-n", APPS_NS])?;
@@ -1212,7 +1230,7 @@ spec:
     .await;
     let (_, (reports_id, reports_secret)) =
         eventually("inventory-reports credentials", Duration::from_secs(20), || {
-            secret(&api, "inventory-reports-credentials")
+            secret(api, "inventory-reports-credentials")
         })
         .await;
     let exchange = |app: (&str, &str), subject: &str| {
@@ -1234,13 +1252,13 @@ spec:
     assert_eq!(delegated["client_id"], reports_id.as_str());
     assert_eq!(delegated["act"], json!({"sub": reports_id}));
     assert_eq!(delegated["kubernetes.io"]["serviceaccount"]["uid"], uid.as_str());
-    let (_, sync) = secret(&api, "inventory-sync-credentials").unwrap();
+    let (_, sync) = secret(api, "inventory-sync-credentials").unwrap();
     exchange((&sync.0, &sync.1), &token).await.assert_error(400, "unauthorized_client");
 
     // Workload identity federation: the app naming the ServiceAccount authenticates with
     // the Pod's token (TokenReview) as client_assertion; another ServiceAccount's is refused.
     let (_, (reporter_id, _)) = eventually("billing-reporter credentials", Duration::from_secs(20), || {
-        secret(&api, "billing-reporter-credentials")
+        secret(api, "billing-reporter-credentials")
     })
     .await;
     let as_reporter = |assertion: &str| {
@@ -1291,7 +1309,7 @@ spec:
         ),
     );
     let (_, (corp_id, corp_secret)) =
-        eventually("corp-agent credentials", Duration::from_secs(20), || secret(&api, "corp-agent-credentials")).await;
+        eventually("corp-agent credentials", Duration::from_secs(20), || secret(api, "corp-agent-credentials")).await;
     eventually("clientgrant/corp-agent Ready", Duration::from_secs(20), || {
         let object = api.get_json(&["clientgrant", "corp-agent", "-n", APPS_NS])?;
         (ready_condition(&object)?["status"] == "True").then_some(())

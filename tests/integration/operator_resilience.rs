@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use oauth2::reqwest;
 use serde_json::Value;
 
-use crate::operator::{APPS_NS, Operator, install_chart_identity, secret};
+use crate::operator::{APPS_NS, Cluster, Operator, install_chart_identity, secret};
 use crate::support::api_server::{ApiServer, eventually, ready_condition};
 use crate::support::server::reply;
 
@@ -143,13 +143,10 @@ async fn eventually_token(op: &Operator, creds: &(String, String)) -> crate::sup
 /// resource servers keep verifying tokens; it never exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_restarted_without_the_api_server_serves_its_last_keys() {
-    let api = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    api.install_crds("crds/inbound.dev.yaml");
-    let kubeconfig = install_chart_identity(&api, dir.path());
-    let data_dir = dir.path().join("data");
-    let mut first = Operator::start(&kubeconfig, &data_dir, "replica-a", dir.path());
-    first.wait_ready().await;
+    let cluster = Cluster::start();
+    let dir = &cluster.dir;
+    let data_dir = cluster.data_dir();
+    let first = cluster.operator("replica-a", &[]).await;
     let published = first.jwks().await;
     drop(first);
     let kept = data_dir.join("signing-keys.json");
@@ -213,12 +210,9 @@ async fn eventually_async(http: &reqwest::Client, url: &str, timeout: Duration) 
 /// client id and the very secret partners hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
-    let api = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    api.install_crds("crds/inbound.dev.yaml");
-    let kubeconfig = install_chart_identity(&api, dir.path());
-    let mut op = Operator::start(&kubeconfig, &dir.path().join("data"), "replica-a", dir.path());
-    op.wait_ready().await;
+    let cluster = Cluster::start();
+    let (api, dir) = (&cluster.api, &cluster.dir);
+    let op = cluster.operator("replica-a", &[]).await;
     api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
     let app = |ns: &str, id: &str| {
         format!(
@@ -237,7 +231,7 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     let object = eventually("partner Ready", Duration::from_secs(20), ready(APPS_NS)).await;
     assert_eq!(object["status"]["clientId"], "acme-partner");
     let (secret_before, creds) =
-        eventually("partner credentials", Duration::from_secs(10), || secret(&api, "partner-credentials")).await;
+        eventually("partner credentials", Duration::from_secs(10), || secret(api, "partner-credentials")).await;
     assert_eq!(creds.0, "acme-partner");
     let token = eventually_token(&op, &creds).await;
     assert_eq!(token.status, 200, "{}", token.json);
@@ -322,7 +316,7 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     let new_uid = object["metadata"]["uid"].as_str().unwrap().to_string();
     assert_ne!(Some(new_uid.as_str()), secret_before["metadata"]["ownerReferences"][0]["uid"].as_str());
     let (after, creds_after) = eventually("the Secret is adopted", Duration::from_secs(20), || {
-        let (secret, creds) = secret(&api, "partner-credentials")?;
+        let (secret, creds) = secret(api, "partner-credentials")?;
         (secret["metadata"]["ownerReferences"][0]["uid"] == new_uid.as_str()).then_some((secret, creds))
     })
     .await;
@@ -337,19 +331,10 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
 /// and deletes the old Secret; rotation times are in status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_credentials_secret_follows_its_template_and_moves_on_a_rename() {
-    let api = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    api.install_crds("crds/inbound.dev.yaml");
-    let kubeconfig = install_chart_identity(&api, dir.path());
+    let cluster = Cluster::start();
+    let api = &cluster.api;
     let in_cluster = "http://inbound.inbound-system.svc:80";
-    let mut op = Operator::start_with(
-        &kubeconfig,
-        &dir.path().join("data"),
-        "replica-a",
-        dir.path(),
-        &["--in-cluster-url", in_cluster],
-    );
-    op.wait_ready().await;
+    let op = cluster.operator("replica-a", &["--in-cluster-url", in_cluster]).await;
     api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
     let app = |secret: &str| {
         format!(
