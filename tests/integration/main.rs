@@ -10,6 +10,7 @@ mod cimd;
 mod client_credentials;
 mod discovery;
 mod federation;
+mod flux;
 mod helm;
 mod identity_assertion;
 mod introspection;

@@ -254,6 +254,9 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     assert_eq!(health, "Degraded", "{message}");
     assert!(message.starts_with("ClientIdTaken: client id acme-partner is held by"), "{message}");
     assert_eq!(crate::argocd::health_of(&object).0, "Healthy");
+    // So does Flux, with the expressions of config/flux.
+    assert_eq!(crate::flux::health_of(&taken), "Failed");
+    assert_eq!(crate::flux::health_of(&object), "Current");
     assert!(api.get_json(&["secret", "partner-credentials", "-n", "team-b"]).is_none(), "nothing issued");
     assert_eq!(op.token(&creds).await.status, 200, "the holder is untouched");
 
@@ -284,6 +287,7 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     .await;
     let message = ready_condition(&flipped).unwrap()["message"].as_str().unwrap().to_string();
     assert_eq!(crate::argocd::health_of(&flipped).0, "Degraded");
+    assert_eq!(crate::flux::health_of(&flipped), "Failed");
     assert!(message.starts_with("spec.clientType: is immutable: this app is confidential"), "{message}");
     assert_eq!(flipped["status"]["secretName"], "partner-credentials", "the record of what it was is kept");
     assert_eq!(op.token(&creds).await.status, 401, "not served while refused");
@@ -392,6 +396,7 @@ async fn the_credentials_secret_follows_its_template_and_moves_on_a_rename() {
     assert_eq!(condition(&portal, "CredentialsIssued").unwrap()["status"], "True");
     let (health, message) = crate::argocd::health_of(&portal);
     assert_eq!(health, "Progressing", "{message}");
+    assert_eq!(crate::flux::health_of(&portal), "InProgress");
 
     // A grant past its expiry says so (it grants nothing), and Argo CD shows it degraded.
     api.apply(
@@ -405,6 +410,7 @@ async fn the_credentials_secret_follows_its_template_and_moves_on_a_rename() {
     .await;
     assert_eq!(condition(&expired, "Stalled").unwrap()["status"], "True");
     assert_eq!(crate::argocd::health_of(&expired).0, "Degraded");
+    assert_eq!(crate::flux::health_of(&expired), "Failed");
     let refused =
         op.post("/token", Some((&creds.0, &creds.1)), "grant_type=client_credentials&scope=inventory%3Awrite").await;
     assert_eq!(refused.status, 400, "an expired grant grants nothing: {}", refused.json);
