@@ -74,6 +74,9 @@ struct Index<'a> {
     /// Why other policies may not: the rule they break.
     registration_rule: String,
     owners: Vec<ResourceOwner>,
+    /// Permission scopes without `spec.resource`: the namespace of the oldest Scope
+    /// declaring each string, and that Scope's name.
+    default_audience_scopes: HashMap<&'a str, (&'a str, String)>,
 }
 
 /// The namespace owning a resource URI, and what gave it the claim.
@@ -101,6 +104,7 @@ impl<'a> Index<'a> {
         let mut duplicate_usernames = HashSet::new();
         let mut registration_candidates: Vec<&Manifest> = Vec::new();
         let mut claims: Vec<&Manifest> = Vec::new();
+        let mut default_audience_claims: Vec<&Manifest> = Vec::new();
         for m in manifests {
             let meta = m.object.metadata();
             let ns = namespace_of(meta);
@@ -135,8 +139,10 @@ impl<'a> Index<'a> {
                         ));
                     }
                     scopes.entry(key).or_insert(scope.as_ref());
-                    if scope.spec.resource.as_deref().is_some_and(|r| check_resource_uri(r).is_ok()) {
-                        claims.push(m);
+                    match &scope.spec.resource {
+                        Some(r) if check_resource_uri(r).is_ok() => claims.push(m),
+                        None if scope.spec.kind == ScopeKind::Permission => default_audience_claims.push(m),
+                        _ => {}
                     }
                 }
                 Object::User(user) if !usernames.insert(user.spec.username.as_str()) => {
@@ -154,6 +160,7 @@ impl<'a> Index<'a> {
             registration_policy,
             registration_rule,
             owners: resource_owners(&claims, trust),
+            default_audience_scopes: default_audience_scopes(&default_audience_claims),
         }
     }
 
@@ -212,6 +219,25 @@ fn resource_owners(claims: &[&Manifest], trust: &Trust) -> Vec<ResourceOwner> {
             namespace: namespace_of(&scope.metadata).to_string(),
             claimed_by: format!("declared first by {}", m.object.display_name()),
         });
+    }
+    owners
+}
+
+/// Permission scopes without a resource go into tokens for the server's default audience,
+/// where a resource server cannot tell which namespace declared them: each such string
+/// belongs to the namespace of its oldest Scope (manifest order in a folder), as a resource
+/// URI does. userInfo scopes are exempt: they release attributes through this server's own
+/// userinfo endpoint and ID tokens, to the app the user consented to, and each namespace
+/// words its own consent text for `email` or `profile`.
+fn default_audience_scopes<'a>(claims: &[&'a Manifest]) -> HashMap<&'a str, (&'a str, String)> {
+    let mut claims: Vec<(usize, &&Manifest)> = claims.iter().enumerate().collect();
+    claims.sort_by_key(|(i, m)| (age(m), *i));
+    let mut owners = HashMap::new();
+    for (_, m) in claims {
+        let Object::Scope(scope) = &m.object else { continue };
+        owners
+            .entry(scope.spec.scope.as_str())
+            .or_insert_with(|| (namespace_of(&scope.metadata), m.object.display_name()));
     }
     owners
 }
@@ -571,6 +597,19 @@ fn check_scope(at: &mut At<'_, '_>, scope: &Scope, index: &Index<'_>) {
             // tokens that API accepts.
             at.push("spec.resource", message);
         }
+    } else if spec.kind == ScopeKind::Permission
+        && let Some((owner, declared_by)) = index.default_audience_scopes.get(spec.scope.as_str())
+        && *owner != namespace_of(&scope.metadata)
+    {
+        // Another namespace's tokens for the default audience already carry this string.
+        at.push(
+            "spec.resource",
+            format!(
+                "scope {:?} without a resource is a scope of the server's default audience, declared first by \
+                 {declared_by}; name your API with spec.resource, or choose another scope string",
+                spec.scope
+            ),
+        );
     }
 }
 
@@ -1159,6 +1198,43 @@ spec:
         assert!(
             problems.iter().any(|p| p.starts_with("Scope team-a/refund spec.resource: resource https://billing.example.com is owned by namespace team-c (pinned by --resource-owner)")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_scope_of_the_default_audience_belongs_to_the_namespace_that_declared_it_first() {
+        // team-b's `admin` is listed first but is younger; userInfo scopes never conflict.
+        let yaml = "
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: admin, namespace: team-b, creationTimestamp: '2026-02-01T00:00:00Z'}
+spec: {scope: admin, description: Administer team-b}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: admin, namespace: team-a, creationTimestamp: '2026-01-01T00:00:00Z'}
+spec: {scope: admin, description: Administer}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: admin, namespace: team-c}
+spec: {scope: admin, description: Administer team-c's API, resource: 'https://c.example.com'}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: email, namespace: team-a}
+spec: {scope: email, description: Email, kind: userInfo, userAttribute: email}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: Scope
+metadata: {name: email, namespace: team-b}
+spec: {scope: email, description: Work email, kind: userInfo, userAttribute: email}
+";
+        assert_eq!(
+            problems_with(yaml, &Trust::default()),
+            ["Scope team-b/admin spec.resource: scope \"admin\" without a resource is a scope of the server's \
+              default audience, declared first by Scope team-a/admin; name your API with spec.resource, or choose \
+              another scope string"]
         );
     }
 

@@ -74,6 +74,28 @@ pub fn client_secret(app: &InboundApp, secret: &Secret) -> Option<String> {
     data(secret, &key_names(app).client_secret)
 }
 
+/// The client secret a Secret holds for `app` when the store's current hash is known: under
+/// its configured key or, after `spec.credentialsSecret.keys.clientSecret` was renamed,
+/// under whichever key still holds the value that hashes to it. A renamed key moves the
+/// same secret to the new key; it never issues a new one.
+pub fn held_secret(
+    app: &InboundApp,
+    secret: &Secret,
+    current_hash: Option<&SecretHash>,
+    hasher: &SecretHasher,
+) -> Option<String> {
+    let configured = client_secret(app, secret);
+    if configured.is_some() {
+        return configured;
+    }
+    let current = current_hash?;
+    let data = secret.data.as_ref()?;
+    data.values()
+        .filter_map(|v| std::str::from_utf8(&v.0).ok())
+        .find(|p| !p.is_empty() && hasher.hash(p) == *current)
+        .map(str::to_string)
+}
+
 /// True when `secret` is controlled by the app with this UID.
 pub fn owned_by(secret: &Secret, app_uid: &str) -> bool {
     secret
@@ -142,7 +164,8 @@ pub fn plan(
         // A rename: the old Secret still holds the secret that authenticates.
         if let (Some(old), Some(current)) = (previous, current_hash)
             && owned_by(old, uid)
-            && client_secret(app, old).is_some_and(|p| !p.is_empty() && hasher.hash(&p) == *current)
+            && held_secret(app, old, Some(current), hasher)
+                .is_some_and(|p| !p.is_empty() && hasher.hash(&p) == *current)
         {
             return Plan::Move(old.metadata.name.clone().unwrap_or_default());
         }
@@ -158,7 +181,7 @@ pub fn plan(
             "Secret {ns}/{name} exists and is not owned by this InboundApp; delete it or set spec.credentialsSecret.name"
         ));
     }
-    let plaintext = client_secret(app, secret);
+    let plaintext = held_secret(app, secret, current_hash, hasher);
     match (plaintext, current_hash) {
         (Some(p), None) if !p.is_empty() => return Plan::Adopt,
         (_, None) => return Plan::Issue(IssueReason::First),
@@ -171,7 +194,7 @@ pub fn plan(
     if rotation_requested(app, secret).is_some() {
         return Plan::Issue(IssueReason::Rotation);
     }
-    let plaintext = client_secret(app, secret).unwrap_or_default();
+    let plaintext = held_secret(app, secret, current_hash, hasher).unwrap_or_default();
     let desired = desired_secret(app, &plaintext, endpoints, rotated_for(secret).as_deref());
     if drifted(secret, &desired) { Plan::Repair } else { Plan::Keep }
 }
@@ -358,6 +381,14 @@ mod tests {
         assert_eq!(data(&written, "jwks_uri").as_deref(), Some("https://auth/jwks"));
         assert!(data(&written, "client_secret").is_none());
         assert_eq!(plan(&templated, Some(&written), None, Some(&current), &hasher, &endpoints()), Plan::Keep);
+        // Renaming the secret's key moves the same secret to the new key (a repair).
+        assert_eq!(plan(&templated, Some(&ours), None, Some(&current), &hasher, &endpoints()), Plan::Repair);
+        assert_eq!(held_secret(&templated, &ours, Some(&current), &hasher).as_deref(), Some("s3cret"));
+        assert_eq!(held_secret(&templated, &stale, Some(&current), &hasher), None, "only the value that authenticates");
+        assert!(matches!(
+            plan(&templated, Some(&stale), None, Some(&current), &hasher, &endpoints()),
+            Plan::Issue(IssueReason::Lost(_))
+        ));
 
         // A declared client id is what the Secret carries; the owner is still the UID.
         let mut declared = app(&[]);

@@ -4,7 +4,7 @@
 //! it is logged and retried on the next pass.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -141,11 +141,17 @@ impl Reconciler {
         for provider in caches.providers.objects().into_iter().filter(|o| !paused(&o.metadata)) {
             self.reconcile_provider(&provider, validated).await;
         }
-        for object in caches.undecodable().into_iter().filter(|o| !paused(&o.metadata)) {
-            if let Err(e) = self.reconcile_undecodable(&object).await {
+        // Paused ones too: a paused app being deleted is still let go (its grants kept).
+        let undecodable = caches.undecodable();
+        for object in &undecodable {
+            if let Err(e) = self.reconcile_undecodable(object).await {
                 tracing::warn!(object = %object.display_name(), error = %e, "reconcile failed; retrying on the next pass");
             }
         }
+        // What was reported about objects since fixed or deleted is forgotten: a later
+        // breakage of the same object is reported again, and the map stays bounded.
+        let present: HashSet<&str> = undecodable.iter().filter_map(|o| o.metadata.uid.as_deref()).collect();
+        self.reported_undecodable.lock().expect("lock").retain(|uid, _| present.contains(uid.as_str()));
     }
 
     /// An object the types cannot read: reported as InvalidSpec on its own (nothing else
@@ -156,8 +162,9 @@ impl Reconciler {
         if object.metadata.deletion_timestamp.is_some() {
             let finalizers = object.metadata.finalizers.clone().unwrap_or_default();
             if object.resource.kind == "InboundApp" && finalizers.iter().any(|f| f == FINALIZER) {
-                let client_id = object.metadata.uid.clone().unwrap_or_default();
-                self.store.forget_client(&client_id, now_seconds()).await?;
+                if !paused(&object.metadata) {
+                    self.forget_deleted_app(&object.metadata).await?;
+                }
                 let remaining: Vec<String> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
                 let patch = serde_json::json!({
                     "metadata": { "resourceVersion": object.metadata.resource_version, "finalizers": remaining }
@@ -168,6 +175,9 @@ impl Reconciler {
                     Err(e) => return Err(e.into()),
                 }
             }
+            return Ok(());
+        }
+        if paused(&object.metadata) {
             return Ok(());
         }
         let message = format!("cannot be read: {}", object.error);
@@ -516,7 +526,7 @@ impl Reconciler {
             }
             Plan::Move(old_name) => {
                 let old = previous.as_ref().expect("a move has a previous Secret");
-                let plaintext = credentials::client_secret(app, old).unwrap_or_default();
+                let plaintext = credentials::held_secret(app, old, hashes.first(), &self.hasher).unwrap_or_default();
                 let rotated_for = credentials::rotated_for(old);
                 let desired = credentials::desired_secret(app, &plaintext, &endpoints, rotated_for.as_deref());
                 // The new Secret first: workloads reading either name never find neither.
@@ -532,7 +542,10 @@ impl Reconciler {
                 (Reason::Issued, format!("Secret {secret_name} holds the credentials"))
             }
             Plan::Repair => {
-                let plaintext = existing.as_ref().and_then(|s| credentials::client_secret(app, s)).unwrap_or_default();
+                let plaintext = existing
+                    .as_ref()
+                    .and_then(|s| credentials::held_secret(app, s, hashes.first(), &self.hasher))
+                    .unwrap_or_default();
                 let rotated_for = existing.as_ref().and_then(credentials::rotated_for);
                 let desired = credentials::desired_secret(app, &plaintext, &endpoints, rotated_for.as_deref());
                 self.apply_secret(&secrets, &desired).await?;
@@ -622,11 +635,7 @@ impl Reconciler {
                 other => other,
             };
         }
-        let client_id = app.client_id().unwrap_or_default().to_string();
-        let revoked = self.store.forget_client(&client_id, now_seconds()).await?;
-        if app.spec.client_id.is_some() {
-            self.store.release_client_id(&ObjectKey::of(&app.metadata)).await?;
-        }
+        let revoked = self.forget_deleted_app(&app.metadata).await?;
         let secret_name = credentials::secret_name(app);
         if let Some(secret) = caches.secrets.get(&ns, &secret_name)
             && credentials::owned_by(&secret, app.metadata.uid.as_deref().unwrap_or_default())
@@ -643,6 +652,15 @@ impl Reconciler {
             Err(ReconcileError::Api(kube::Error::Api(e))) if e.code == 404 => Ok(()),
             other => other,
         }
+    }
+
+    /// Revokes what a deleted app was granted, under the client id it really had: the id
+    /// it held a claim on, else its UID. Never the id it merely named: an app refused as
+    /// `ClientIdTaken` and then deleted must not take the holder's grants with it.
+    async fn forget_deleted_app(&self, metadata: &kube::core::ObjectMeta) -> Result<u64, ReconcileError> {
+        let released = self.store.release_client_id(&ObjectKey::of(metadata)).await?;
+        let client_id = released.or_else(|| metadata.uid.clone()).unwrap_or_default();
+        Ok(self.store.forget_client(&client_id, now_seconds()).await?)
     }
 
     /// A merge patch carrying the resourceVersion read: fails (409) if the list changed

@@ -256,8 +256,9 @@ pub trait Store: Send + Sync + 'static {
     /// Who holds a claimed client id (what a serving replica checks before serving it).
     async fn client_id_holder(&self, client_id: &str) -> Result<Option<ObjectKey>, StoreError>;
 
-    /// Gives up the id `app` holds (the app was deleted for good).
-    async fn release_client_id(&self, app: &ObjectKey) -> Result<(), StoreError>;
+    /// Gives up the id `app` holds (the app was deleted for good); returns it, `None` when
+    /// `app` held none (it may have named an id another app holds).
+    async fn release_client_id(&self, app: &ObjectKey) -> Result<Option<String>, StoreError>;
 
     /// Hashes of the client secrets currently accepted for `client_id`.
     async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError>;

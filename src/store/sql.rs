@@ -298,15 +298,14 @@ where
         }))
     }
 
-    async fn release_client_id(&self, app: &ObjectKey) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3")
+    async fn release_client_id(&self, app: &ObjectKey) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("DELETE FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3 RETURNING uid")
             .bind(CLIENT_ID_CLAIM)
             .bind(app.namespace.as_str())
             .bind(app.name.as_str())
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
-            .map_err(unavailable)?;
-        Ok(())
+            .map_err(unavailable)
     }
 
     async fn client_secret_hashes(&self, client_id: &str, now: i64) -> Result<Vec<SecretHash>, StoreError> {

@@ -55,12 +55,13 @@ tests/fixtures/broken/grants.yaml: InboundApp ../../etc/escape: metadata.namespa
 tests/fixtures/broken/ownership.yaml: Scope team-b/refund: spec.resource: resource https://billing.example.com is owned by namespace team-a (declared first by Scope team-a/refund); only objects there can grant it
 tests/fixtures/broken/ownership.yaml: ClientGrant team-b/self-service: spec.resources[0]: resource https://billing.example.com is owned by namespace team-a (declared first by Scope team-a/refund); only objects there can grant it
 tests/fixtures/broken/ownership.yaml: ClientGrant team-b/self-service: spec.resources[1]: no Scope declares resource https://nobody.example.com: the namespace that owns an API declares its scopes with spec.resource, which makes it the owner
+tests/fixtures/broken/ownership.yaml: Scope team-b/admin: spec.resource: scope "admin" without a resource is a scope of the server's default audience, declared first by Scope team-a/admin; name your API with spec.resource, or choose another scope string
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.approvedScopes[0]: no Scope in namespace default declares scope "tools:run"
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.redirectUriPatterns[0]: redirect pattern `https://*.com/cb`: host `*.com`: `*` is not allowed in the registrable domain; write a fixed domain you control after the wildcard label (like `*.example.com`)
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.resources[0]: must be an absolute http(s) URL without a fragment
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/mcp: spec.registration.clientIdMetadataDocuments.allowedDomains[0]: allowed domain `*`: a wildcard is only allowed as a leading `*.`
 tests/fixtures/broken/registration.yaml: ConsentPolicy default/second: spec.registration: only one ConsentPolicy may enable self-registration; ConsentPolicy default/mcp does
-33 problem(s)
+34 problem(s)
 "#;
     assert_eq!(stderr, expected);
 }

@@ -786,7 +786,7 @@ async fn a_namespace_cannot_mint_tokens_for_another_namespaces_api() {
     api.apply(
         "team-a",
         &format!(
-            "apiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: refund}}\nspec: {{scope: 'billing:refund', description: Refund, resource: '{BILLING}'}}\n"
+            "apiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: refund}}\nspec: {{scope: 'billing:refund', description: Refund, resource: '{BILLING}'}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: admin}}\nspec: {{scope: admin, description: Administer}}\n"
         ),
     );
     eventually("team-a's Scope is Ready", Duration::from_secs(15), || {
@@ -797,7 +797,7 @@ async fn a_namespace_cannot_mint_tokens_for_another_namespaces_api() {
     api.apply(
         "team-b",
         &format!(
-            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: agent}}\nspec: {{displayName: Agent, grantTypes: [client_credentials]}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: refund}}\nspec: {{scope: 'billing:refund', description: Refund}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: claim}}\nspec: {{scope: 'billing:everything', description: All of billing, resource: '{BILLING}/'}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {{name: self-service}}\nspec:\n  subject: {{kind: InboundApp, name: agent}}\n  scopes: ['billing:refund']\n  resources: ['{BILLING}']\n"
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: agent}}\nspec: {{displayName: Agent, grantTypes: [client_credentials]}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: refund}}\nspec: {{scope: 'billing:refund', description: Refund}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: claim}}\nspec: {{scope: 'billing:everything', description: All of billing, resource: '{BILLING}/'}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: Scope\nmetadata: {{name: admin}}\nspec: {{scope: admin, description: Administer team-b}}\n---\napiVersion: inbound.dev/v1alpha1\nkind: ClientGrant\nmetadata: {{name: self-service}}\nspec:\n  subject: {{kind: InboundApp, name: agent}}\n  scopes: ['billing:refund']\n  resources: ['{BILLING}']\n"
         ),
     );
     for (kind, name) in [("clientgrant", "self-service"), ("scope", "claim")] {
@@ -806,6 +806,11 @@ async fn a_namespace_cannot_mint_tokens_for_another_namespaces_api() {
         let message = ready["message"].as_str().unwrap();
         assert!(message.contains("is owned by namespace team-a (declared first by Scope team-a/refund)"), "{message}");
     }
+    // A scope string without a resource is one name in the default audience's tokens:
+    // team-a holds `admin`, so team-b's is refused rather than served beside it.
+    let admin = refused(api, "scope", "team-b", "admin").await;
+    assert_eq!(admin["reason"], "InvalidSpec", "{admin}");
+    assert!(admin["message"].as_str().unwrap().contains("declared first by Scope team-a/admin"), "{admin}");
     let creds = eventually("team-b's agent has credentials", Duration::from_secs(15), || {
         let secret = api.get_json(&["secret", "agent-credentials", "-n", "team-b"])?;
         let field = |k: &str| {

@@ -259,6 +259,24 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     assert_eq!(crate::flux::health_of(&object), "Current");
     assert!(api.get_json(&["secret", "partner-credentials", "-n", "team-b"]).is_none(), "nothing issued");
     assert_eq!(op.token(&creds).await.status, 200, "the holder is untouched");
+    // Deleting the refused app takes nothing of the holder's with it: a consent a user gave
+    // the holder (written to the operator's store as the consent screen would) stays.
+    let store = inbound::store::open(None, &cluster.data_dir().join("state.db")).await.unwrap();
+    let now = inbound::clock::now();
+    let consent = inbound::store::Consent {
+        id: "consent-of-the-holder".into(),
+        client_id: "acme-partner".into(),
+        subject: "user-1".into(),
+        tenant: None,
+        granted_by: "user-1".into(),
+        scopes: vec!["inventory:read".into()],
+        created_at: now,
+        expires_at: now + 3600,
+    };
+    store.save_consent(&consent).await.unwrap();
+    api.kubectl_ok(&["delete", "inboundapp", "partner", "-n", "team-b", "--timeout", "30s"]);
+    assert!(store.consent(&consent.id, now).await.unwrap().is_some(), "the holder's consent was revoked");
+    assert_eq!(op.token(&creds).await.status, 200, "the holder's secret outlives a deleted pretender");
 
     // The field is immutable.
     api.apply(APPS_NS, &app(APPS_NS, "acme-renamed"));
@@ -378,6 +396,18 @@ async fn the_credentials_secret_follows_its_template_and_moves_on_a_rename() {
     assert_eq!(field(&moved, "CLIENT_SECRET").unwrap(), creds.1, "moved, not reissued");
     assert_eq!(op.token(&creds).await.status, 200);
     assert!(api.events(APPS_NS, "env-app").contains("SecretMoved"), "{}", api.events(APPS_NS, "env-app"));
+    // A renamed key: the same secret under the new key, the old key gone; and back.
+    for (from, to) in [("CLIENT_SECRET", "OAUTH_CLIENT_SECRET"), ("OAUTH_CLIENT_SECRET", "CLIENT_SECRET")] {
+        let rekeyed = app("env-app-b").replace("clientSecret: CLIENT_SECRET", &format!("clientSecret: {to}"));
+        api.apply(APPS_NS, &rekeyed);
+        let secret = eventually(&format!("the secret under {to}"), Duration::from_secs(20), || {
+            let secret = api.get_json(&["secret", "env-app-b", "-n", APPS_NS])?;
+            (secret["data"].get(from).is_none() && field(&secret, to).is_some()).then_some(secret)
+        })
+        .await;
+        assert_eq!(field(&secret, to).unwrap(), creds.1, "the key moved, the secret was not reissued");
+        assert_eq!(op.token(&creds).await.status, 200);
+    }
 
     // A user-login app while no identity source exists: waiting, not broken (Argo CD:
     // Progressing, kstatus: InProgress), its credentials issued all the same.

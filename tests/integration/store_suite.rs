@@ -88,9 +88,11 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.client_id_holder("acme-other").await.unwrap(), None);
     // A folder-mode UID row of the same name is another kind: no conflict.
     assert_ne!(store.object_uid("InboundApp", winner).await.unwrap(), "acme-billing");
-    store.release_client_id(winner).await.unwrap();
-    assert_eq!(store.client_id_holder("acme-billing").await.unwrap(), None);
     let loser = apps.iter().find(|a| *a != winner).unwrap();
+    assert_eq!(store.release_client_id(loser).await.unwrap(), None, "a loser holds nothing to give up");
+    assert_eq!(store.client_id_holder("acme-billing").await.unwrap().as_ref(), Some(winner));
+    assert_eq!(store.release_client_id(winner).await.unwrap().as_deref(), Some("acme-billing"));
+    assert_eq!(store.client_id_holder("acme-billing").await.unwrap(), None);
     assert_eq!(store.claim_client_id("acme-billing", loser, now).await.unwrap(), ClientIdClaim::Held);
 
     // Client secrets: of concurrent first issuances exactly one wins.
