@@ -79,6 +79,15 @@ pub struct ServerArgs {
     /// `5s`; default none).
     #[arg(long, env = "INBOUND_SHUTDOWN_DELAY", value_parser = duration)]
     pub shutdown_delay: Option<Duration>,
+    /// Write the audit trail (one JSON line per security-relevant act) to standard output.
+    #[arg(long, env = "INBOUND_AUDIT_STDOUT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub audit_stdout: bool,
+    /// Also append the audit trail to this file (created 0600; never truncated).
+    #[arg(long, env = "INBOUND_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
+    /// The diagnostic log's format on standard error: `text` or `json` (one object per line).
+    #[arg(long, env = "INBOUND_LOG_FORMAT", value_enum, default_value_t = crate::runtime::LogFormat::Text)]
+    pub log_format: crate::runtime::LogFormat,
     /// Audience of tokens whose grant names no resource (default: the issuer).
     #[arg(long, env = "INBOUND_DEFAULT_AUDIENCE")]
     pub default_audience: Option<String>,
@@ -157,6 +166,10 @@ impl ServerArgs {
     }
 
     /// An empty `INBOUND_STORE` (a chart value left blank) means the default store.
+    fn audit(&self) -> crate::audit::AuditOptions {
+        crate::audit::AuditOptions { stdout: self.audit_stdout, file: self.audit_file.clone(), held: false }
+    }
+
     fn store(&self) -> Option<String> {
         self.store.clone().filter(|s| !s.is_empty())
     }
@@ -228,6 +241,8 @@ impl ServeArgs {
             trusted_proxies: self.server.trusted_proxies(),
             trust: self.server.trust(None),
             workload: self.server.workload(),
+            // The banner is printed first (main releases the trail after it).
+            audit: crate::audit::AuditOptions { held: true, ..self.server.audit() },
         }
     }
 }
@@ -353,6 +368,7 @@ impl OperatorArgs {
             trusted_proxies: self.server.trusted_proxies(),
             trust: self.server.trust(Some(namespace.clone())),
             workload: self.server.workload(),
+            audit: self.server.audit(),
             namespace,
         })
     }

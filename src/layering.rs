@@ -12,6 +12,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("secrets", &[]),
     ("metrics", &[]),
+    // Request ids are random tokens.
+    ("audit", &["secrets"]),
     ("private_file", &["secrets"]),
     ("catalog", &["api", "protocol", "secrets"]),
     // Opaque access tokens are stored with their claims.
@@ -20,16 +22,23 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cimd", &["protocol"]),
     ("remote_keys", &["cimd"]),
     ("identity", &["api", "catalog", "remote_keys"]),
-    ("oauth", &["api", "catalog", "cimd", "identity", "protocol", "remote_keys", "secrets", "store", "tokens"]),
+    (
+        "oauth",
+        &["api", "audit", "catalog", "cimd", "identity", "protocol", "remote_keys", "secrets", "store", "tokens"],
+    ),
     ("admin", &["api", "protocol", "store"]),
     ("resource_server", &["api", "catalog", "protocol", "remote_keys", "tokens"]),
-    ("http", &["admin", "api", "catalog", "clock", "identity", "metrics", "oauth", "protocol", "secrets", "store"]),
+    (
+        "http",
+        &["admin", "api", "audit", "catalog", "clock", "identity", "metrics", "oauth", "protocol", "secrets", "store"],
+    ),
     // The runtime assembles everything below it; the command line sits on top.
     (
         "runtime",
         &[
             "admin",
             "api",
+            "audit",
             "catalog",
             "cimd",
             "clock",
@@ -46,10 +55,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "tokens",
         ],
     ),
-    ("cli", &["admin", "api", "catalog", "clock", "http", "runtime", "store"]),
+    ("cli", &["admin", "api", "audit", "catalog", "clock", "http", "runtime", "store"]),
     (
         "controller",
-        &["admin", "api", "catalog", "clock", "metrics", "private_file", "protocol", "secrets", "store", "tokens"],
+        &[
+            "admin",
+            "api",
+            "audit",
+            "catalog",
+            "clock",
+            "metrics",
+            "private_file",
+            "protocol",
+            "secrets",
+            "store",
+            "tokens",
+        ],
     ),
 ];
 

@@ -19,7 +19,7 @@
 //!         identity  end-user authentication sources (development users, upstream OpenID Connect)
 //!           api       CRD types, ObjectKey
 //!           protocol  paths, scope grammar, redirect matching, URL patterns, loopback rules
-//!           clock, secrets, metrics, private_file    (ground floor)
+//!           clock, secrets, metrics, audit, private_file    (ground floor)
 //!
 //! resource_server  a tower layer for the application's own APIs (validates our tokens)
 //! remote_keys      other issuers' JWKS and discovery, fetched and cached (resource_server,
@@ -44,6 +44,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod catalog;
 pub mod cimd;
 pub mod cli;

@@ -58,18 +58,20 @@ fn main() -> ExitCode {
         }
         Command::Clients { action } => exit(runtime::async_runtime().block_on(action.run())),
         Command::Serve(args) => {
-            runtime::init_tracing();
+            runtime::init_tracing(args.server.log_format);
             let drain = args.server.shutdown_delay;
             let options = args.options();
             exit(runtime::async_runtime().block_on(async {
                 let started = runtime::serve::start(options).await?;
                 print!("{}", started.banner);
+                // Standard output: the banner, then the audit trail.
+                started.running.state.server.audit().release();
                 started.running.until_shutdown_signal(drain).await;
                 Ok(())
             }))
         }
         Command::Operator(args) => {
-            runtime::init_tracing();
+            runtime::init_tracing(args.server.log_format);
             let drain = args.server.shutdown_delay;
             let options = match args.options() {
                 Ok(options) => options,

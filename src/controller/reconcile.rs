@@ -76,6 +76,8 @@ pub struct Reconciler {
     provider_checks: std::sync::Mutex<HashMap<ObjectKey, ProviderChecked>>,
     /// The problem last reported for each undecodable object, by UID.
     reported_undecodable: std::sync::Mutex<HashMap<String, String>>,
+    /// Secrets issued and apps deleted are recorded here (nowhere unless set).
+    pub audit: Arc<crate::audit::Audit>,
     pub recorder: Recorder,
     pub store: Arc<dyn Store>,
     pub hasher: SecretHasher,
@@ -108,6 +110,7 @@ impl Reconciler {
             issuer,
             default_overlap,
             in_cluster_url: None,
+            audit: Arc::new(crate::audit::Audit::disabled()),
         }
     }
 
@@ -580,6 +583,16 @@ impl Reconciler {
                 let until = jiff::Timestamp::from_second(previous_until).map(|t| t.to_string()).unwrap_or_default();
                 times.issued_at = Some(now_rfc3339());
                 times.previous_valid_until = (previous_until > now).then(|| until.clone());
+                self.audit.emit(crate::audit::Event::ClientSecretIssued {
+                    app: format!("{ns}/{}", app.name_any()),
+                    client_id: client_id.clone(),
+                    reason: match &why {
+                        IssueReason::First => "first".into(),
+                        IssueReason::Rotation => "rotation".into(),
+                        IssueReason::Lost(_) => "lost".into(),
+                    },
+                    previous_valid_until: (previous_until > now).then_some(previous_until),
+                });
                 match why {
                     IssueReason::First => {
                         let note = format!("client secret written to Secret {secret_name}");
@@ -658,9 +671,12 @@ impl Reconciler {
     /// it held a claim on, else its UID. Never the id it merely named: an app refused as
     /// `ClientIdTaken` and then deleted must not take the holder's grants with it.
     async fn forget_deleted_app(&self, metadata: &kube::core::ObjectMeta) -> Result<u64, ReconcileError> {
-        let released = self.store.release_client_id(&ObjectKey::of(metadata)).await?;
+        let key = ObjectKey::of(metadata);
+        let released = self.store.release_client_id(&key).await?;
         let client_id = released.or_else(|| metadata.uid.clone()).unwrap_or_default();
-        Ok(self.store.forget_client(&client_id, now_seconds()).await?)
+        let consents_revoked = self.store.forget_client(&client_id, now_seconds()).await?;
+        self.audit.emit(crate::audit::Event::AppDeleted { app: key.to_string(), client_id, consents_revoked });
+        Ok(consents_revoked)
     }
 
     /// A merge patch carrying the resourceVersion read: fails (409) if the list changed

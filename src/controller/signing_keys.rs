@@ -143,8 +143,14 @@ fn recall(cache: &Path) -> Option<KeyDocument> {
     }
 }
 
-/// Leader only: applies the schedule; true when the Secret was updated.
-pub async fn rotate(api: &Api<Secret>, name: &str, policy: &RotationPolicy) -> Result<bool, KeysError> {
+/// Leader only: applies the schedule; when the Secret was updated, records it in the audit
+/// trail and returns true.
+pub async fn rotate(
+    api: &Api<Secret>,
+    name: &str,
+    policy: &RotationPolicy,
+    audit: &crate::audit::Audit,
+) -> Result<bool, KeysError> {
     let Some(existing) = api.get_opt(name).await? else { return Ok(false) };
     let mut doc = document(&existing)?;
     if !doc.rotate(jiff::Timestamp::now().as_second(), policy) {
@@ -154,6 +160,10 @@ pub async fn rotate(api: &Api<Secret>, name: &str, policy: &RotationPolicy) -> R
     match api.replace(name, &PostParams::default(), &updated).await {
         Ok(_) => {
             tracing::info!(secret = name, keys = ?doc.published_kids(), "signing keys rotated");
+            audit.emit(crate::audit::Event::SigningKeysRotated {
+                current: doc.active_kids(),
+                published: doc.all_published_kids(),
+            });
             Ok(true)
         }
         // Someone else wrote meanwhile: the next round starts from their version.

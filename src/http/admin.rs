@@ -14,6 +14,7 @@ use super::{AppState, HttpError, response::no_store_json};
 use std::collections::BTreeSet;
 
 use crate::admin::{AdminAuthorizer, AdminDenied, ClientFilter, ClientSummary};
+use crate::audit::Event;
 use crate::clock::now;
 use crate::oauth::{ErrorCode, OAuthError};
 
@@ -92,9 +93,14 @@ pub async fn list(
     let clients = selected(&state, &filter).await?;
     let mut namespaces: BTreeSet<String> = clients.iter().map(|c| c.policy.namespace.clone()).collect();
     namespaces.insert(home_namespace(&state));
-    let (_, allowed) = authorize(&state, &headers, "list", namespaces).await?;
+    let (caller, allowed) = authorize(&state, &headers, "list", namespaces).await?;
     let summaries: Vec<ClientSummary> =
         clients.iter().filter(|c| allowed.contains(&c.policy.namespace)).map(Into::into).collect();
+    state.server.audit().emit(Event::AdminAction {
+        action: "list_clients".into(),
+        actor: Some(caller),
+        count: summaries.len(),
+    });
     Ok(no_store_json(StatusCode::OK, &json!({ "clients": summaries })))
 }
 
@@ -157,7 +163,7 @@ async fn delete<'a>(state: &AppState, user: &str, ids: impl Iterator<Item = &'a 
     let catalog = state.catalog.load();
     let mut deleted = Vec::new();
     for id in ids {
-        if state.server.delete_registered_client(id, now()).await? {
+        if state.server.delete_registered_client(id, Some(user), now()).await? {
             catalog.dynamic().remove(id);
             tracing::info!(client_id = id, by = user, "registered client deleted through the admin API");
             deleted.push(id.to_string());

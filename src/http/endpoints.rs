@@ -10,6 +10,8 @@ use axum::{
 };
 
 use super::{AppState, HttpError, response};
+use crate::api::{JWT_BEARER, TOKEN_EXCHANGE};
+use crate::audit::Event;
 use crate::clock::now;
 use crate::oauth::{OAuthError, params::Params};
 
@@ -42,6 +44,8 @@ fn grant_label(params: Option<&Params>) -> &'static str {
         Some("client_credentials") => "client_credentials",
         Some("authorization_code") => "authorization_code",
         Some("refresh_token") => "refresh_token",
+        Some(JWT_BEARER) => JWT_BEARER,
+        Some(TOKEN_EXCHANGE) => TOKEN_EXCHANGE,
         Some(_) => "other",
     }
 }
@@ -50,7 +54,7 @@ fn finish<T>(
     state: &AppState,
     endpoint: &'static str,
     grant: &'static str,
-    client_id: Option<&str>,
+    request: (&HeaderMap, Option<&Params>),
     result: Result<T, OAuthError>,
     ok: impl FnOnce(T) -> Response,
 ) -> Response {
@@ -61,16 +65,33 @@ fn finish<T>(
         }
         Err(error) => {
             state.metrics.observe_oauth(endpoint, grant, error.code.as_str());
+            let claimed = claimed_client(request.0, request.1);
+            let client_id = claimed.as_deref();
             // Descriptions are written to be safe to show; they never hold a secret or token.
             tracing::info!(endpoint, grant_type = grant, client_id, error = error.code.as_str(), description = %error.description, "request refused");
+            state.server.audit().emit(refusal(endpoint, grant, client_id, &error));
             HttpError::new(error).into_response()
         }
     }
 }
 
-/// The client id a request claims, for logs only (never the secret).
-fn claimed_client(params: Option<&Params>) -> Option<&str> {
-    params.and_then(|p| p.get("client_id"))
+/// The audit record of a refused token, introspection or revocation request (the flows
+/// record what succeeds).
+fn refusal(endpoint: &str, grant: &str, client_id: Option<&str>, error: &OAuthError) -> Event {
+    let (caller, error) = (client_id.map(str::to_string), Some(error.code.as_str().to_string()));
+    match endpoint {
+        "introspect" => Event::Introspection { caller, active: false, jti: None, token_client_id: None, error },
+        "revoke" => Event::Revocation { caller, revoked: "none", jti: None, family_id: None, error },
+        _ => Event::TokenRefused { grant_type: grant.to_string(), client_id: caller, error: error.unwrap_or_default() },
+    }
+}
+
+/// The client id a request claims (Basic credentials, a client assertion or the form), for
+/// logs and the audit trail only: never the secret, and not yet authenticated.
+fn claimed_client(headers: &HeaderMap, params: Option<&Params>) -> Option<String> {
+    let params = params?;
+    let authorization = authorization(headers).ok()?;
+    crate::oauth::client_auth::presented_client(authorization, params).ok().map(|p| p.client_id)
 }
 
 pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -81,7 +102,7 @@ pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
         (Err(e), _) => Err(e.clone()),
         (_, Err(e)) => Err(e),
     };
-    finish(&state, "token", grant, claimed_client(params.as_ref().ok()), result, |body| {
+    finish(&state, "token", grant, (&headers, params.as_ref().ok()), result, |body| {
         response::no_store_json(StatusCode::OK, &body)
     })
 }
@@ -93,7 +114,7 @@ pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, 
         (Err(e), _) => Err(e.clone()),
         (_, Err(e)) => Err(e),
     };
-    finish(&state, "introspect", "none", claimed_client(params.as_ref().ok()), result, |body| {
+    finish(&state, "introspect", "none", (&headers, params.as_ref().ok()), result, |body| {
         response::no_store_json(StatusCode::OK, &body)
     })
 }
@@ -105,7 +126,7 @@ pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body
         (Err(e), _) => Err(e.clone()),
         (_, Err(e)) => Err(e),
     };
-    finish(&state, "revoke", "none", claimed_client(params.as_ref().ok()), result, |()| {
+    finish(&state, "revoke", "none", (&headers, params.as_ref().ok()), result, |()| {
         response::no_store_json(StatusCode::OK, &serde_json::json!({}))
     })
 }

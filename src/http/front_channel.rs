@@ -410,7 +410,7 @@ async fn logout(state: &AppState, headers: &HeaderMap, params: &Params) -> Resul
     let catalog = state.catalog.load_full();
     let session = state.pages.session_value(headers);
     let step = if params.get("confirm") == Some("yes") {
-        state.server.confirm_logout(&catalog, params, session).await?
+        state.server.confirm_logout(&catalog, params, session, now()).await?
     } else {
         state.server.logout(&catalog, params, session, now()).await?
     };

@@ -147,6 +147,7 @@ fn common_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router 
     routes
         .layer(middleware::from_fn_with_state(state.clone(), pages::render_error_pages))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("x-content-type-options"),
@@ -166,6 +167,24 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let started = Instant::now();
     let response = next.run(request).await;
     state.metrics.observe_http(endpoint, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Gives the request an id (sent back as `X-Request-Id`) and its source address, which
+/// every audit record emitted while handling it carries.
+async fn request_context(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let context = crate::audit::RequestContext {
+        request_id: crate::audit::new_request_id(),
+        source_address: client_ip::client_ip(peer, request.headers(), &state.trusted_proxies),
+    };
+    let id = HeaderValue::from_str(&context.request_id).expect("request ids are base64url");
+    let mut response = crate::audit::in_request(context, next.run(request)).await;
+    response.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
     response
 }
 

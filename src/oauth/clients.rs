@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 
 use super::AuthorizationServer;
 use super::register::{self, RegistrationError};
+use crate::audit::{ClientKind, Event, Revoker};
 use crate::catalog::{Catalog, ClientOrigin, dynamic};
 use crate::cimd::CimdPolicy;
 use crate::protocol::paths;
@@ -172,6 +173,13 @@ impl AuthorizationServer {
                 catalog.defaults(),
             );
             catalog.dynamic().insert(Arc::new(client));
+            // Recorded whenever the document is (re)read and accepted: what the client is
+            // now, from whose host.
+            self.audit.emit(Event::ClientRegistered {
+                client_id: client_id.to_string(),
+                kind: ClientKind::MetadataDocument,
+                client_name: metadata.client_name.clone(),
+            });
             return Ok(());
         }
         let record = match self.store.registered_client(client_id).await {
@@ -211,6 +219,25 @@ impl AuthorizationServer {
         source: &str,
         now: i64,
     ) -> Result<Value, RegisterError> {
+        let result = self.register_client(catalog, body, source, now).await;
+        if let Err(e) = &result {
+            let error = match e {
+                RegisterError::Invalid(invalid) => invalid.code.as_str().to_string(),
+                RegisterError::Limited(limit) => format!("limit_reached: {limit:?}"),
+                other => other.to_string(),
+            };
+            self.audit.emit(Event::ClientRegistrationRefused { error });
+        }
+        result
+    }
+
+    async fn register_client(
+        &self,
+        catalog: &Catalog,
+        body: &Value,
+        source: &str,
+        now: i64,
+    ) -> Result<Value, RegisterError> {
         let policy = catalog.registration_policy().ok_or(RegisterError::Disabled)?;
         let registration = policy.spec.registration.clone().unwrap_or_default();
         if !registration.dynamic {
@@ -235,6 +262,11 @@ impl AuthorizationServer {
         match self.store.register_client(&record, &registration.limits, now).await? {
             Registration::Created => {
                 tracing::info!(client_id = %record.client_id, source, "client registered");
+                self.audit.emit(Event::ClientRegistered {
+                    client_id: record.client_id.clone(),
+                    kind: ClientKind::Registered,
+                    client_name: metadata.client_name.clone(),
+                });
                 let mut response = self.registration_response(&record.client_id, &metadata, now);
                 if let Some(secret) = &secret {
                     response["client_secret"] = json!(secret.expose());
@@ -309,6 +341,7 @@ impl AuthorizationServer {
             .update_registered_client(client_id, &serde_json::to_value(&metadata).expect("serializes"), None)
             .await?;
         catalog.dynamic().remove(client_id);
+        self.audit.emit(Event::ClientUpdated { client_id: client_id.to_string() });
         Ok(self.registration_response(client_id, &metadata, record.created_at))
     }
 
@@ -324,6 +357,11 @@ impl AuthorizationServer {
         self.store.delete_registered_client(client_id, now).await?;
         catalog.dynamic().remove(client_id);
         tracing::info!(client_id, "client registration deleted");
+        self.audit.emit(Event::ClientDeleted {
+            client_id: client_id.to_string(),
+            deleted_by: Revoker::Client,
+            actor: None,
+        });
         Ok(())
     }
 

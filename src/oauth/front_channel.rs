@@ -23,6 +23,7 @@ use super::{
     token::CODE_LIFETIME,
 };
 use crate::api::ScopeKind;
+use crate::audit::{Event, Revoker};
 use crate::catalog::{Catalog, Client, UpstreamProvider};
 use crate::identity::Identity;
 use crate::protocol::{
@@ -468,6 +469,11 @@ impl AuthorizationServer {
     ) -> Result<Step, Refusal> {
         let source = provider.source();
         tracing::info!(provider = %source, cancelled, reason, "sign-in at the upstream identity provider failed");
+        self.audit.emit(Event::LoginFailed {
+            identity_source: source.to_string(),
+            username: None,
+            reason: if cancelled { "cancelled".into() } else { reason.to_string() },
+        });
         let description = format!("signing in with {} did not succeed: {reason}", provider.spec.display_name);
         match pending.0.request {
             Some(request) if cancelled => self.redirect_error(catalog, &request, ErrorCode::AccessDenied, &description),
@@ -502,7 +508,15 @@ impl AuthorizationServer {
     /// Seconds before a password sign-in from `source` for `username` may be tried (after
     /// too many failures); None when it may be now.
     pub fn password_retry_after(&self, source: &str, username: &str, now: i64) -> Option<i64> {
-        self.failed_logins.lock().expect("lock").retry_after(&login_guard::keys(source, username), now)
+        let wait = self.failed_logins.lock().expect("lock").retry_after(&login_guard::keys(source, username), now);
+        if wait.is_some() {
+            self.audit.emit(Event::LoginFailed {
+                identity_source: crate::identity::DEVELOPMENT_SOURCE.into(),
+                username: Some(username.to_string()),
+                reason: "throttled".into(),
+            });
+        }
+        wait
     }
 
     /// Admits a request from `source` that may make the server keep a pending request
@@ -521,6 +535,11 @@ impl AuthorizationServer {
         } else {
             table.failed(&keys, now);
             tracing::warn!(username, source, "sign-in failed: wrong username or password");
+            self.audit.emit(Event::LoginFailed {
+                identity_source: crate::identity::DEVELOPMENT_SOURCE.into(),
+                username: Some(username.to_string()),
+                reason: "wrong_credentials".into(),
+            });
         }
     }
 
@@ -550,6 +569,11 @@ impl AuthorizationServer {
         let lifetime = catalog.defaults().session_lifetime.as_secs() as i64;
         self.store.put_session(&token_digest(&value), &session, now + lifetime).await.map_err(failed)?;
         tracing::info!(subject = %user.subject, source = %user.source, "user logged in");
+        self.audit.emit(Event::LoginSucceeded {
+            identity_source: user.source.clone(),
+            username: Some(user.username.clone()),
+            subject: user.subject.clone(),
+        });
         let new_session = Some(NewSession { value, max_age: lifetime });
         match (pending.request, client) {
             (Some(request), Some(client)) => {
@@ -584,6 +608,7 @@ impl AuthorizationServer {
         }
         if !decision.approve {
             tracing::info!(client_id = %request.client_id, "user denied consent");
+            self.audit.emit(Event::ConsentDenied { client_id: request.client_id.clone(), subject: subject.clone() });
             return self.redirect_error(catalog, &request, ErrorCode::AccessDenied, "the user denied the request");
         }
         let granted = match consent::granted(&pending.items, &decision.scopes) {
@@ -612,6 +637,7 @@ impl AuthorizationServer {
         let consent = merge_consent(existing, &client.client_id, &user, pending.tenant, granted, seconds, now);
         self.store.save_consent(&consent).await.map_err(failed)?;
         tracing::info!(client_id = %client.client_id, scopes = ?consent.scopes, "consent granted");
+        self.consent_granted(&consent);
         self.issue_code(catalog, &client, &request, &user, auth_time, &consent, now).await
     }
 
@@ -641,6 +667,7 @@ impl AuthorizationServer {
             ConsentPlan::Automatic { scopes, seconds } => {
                 let consent = merge_consent(existing, &client.client_id, &user, tenant, scopes, seconds, now);
                 self.store.save_consent(&consent).await.map_err(failed)?;
+                self.consent_granted(&consent);
                 self.issue_code(catalog, client, &request, &user, auth_time, &consent, now).await
             }
             // OIDC Core §3.1.2.6: prompt=none and consent is needed.
@@ -749,6 +776,18 @@ impl AuthorizationServer {
         Ok(id)
     }
 
+    fn consent_granted(&self, consent: &Consent) {
+        self.audit.emit(Event::ConsentGranted {
+            consent_id: consent.id.clone(),
+            client_id: consent.client_id.clone(),
+            subject: consent.subject.clone(),
+            tenant: consent.tenant.clone(),
+            scopes: consent.scopes.clone(),
+            granted_by: consent.granted_by.clone(),
+            expires_at: Some(consent.expires_at),
+        });
+    }
+
     /// The CSRF token of the account page's forms: bound to the session, stateless.
     pub fn account_csrf(&self, session_value: &str) -> String {
         let tag = self.hasher.hash(&format!("account-csrf:{session_value}"));
@@ -786,6 +825,12 @@ impl AuthorizationServer {
         let revoked = self.store.revoke_consent(id, subject, now).await.map_err(failed)?;
         if revoked {
             tracing::info!(consent = %id, "consent revoked by the user");
+            self.audit.emit(Event::ConsentRevoked {
+                consent_id: id.to_string(),
+                subject: subject.to_string(),
+                revoked_by: Revoker::User,
+                actor: Some(subject.to_string()),
+            });
         }
         Ok(revoked)
     }

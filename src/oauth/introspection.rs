@@ -7,6 +7,7 @@ use super::{
     params::Params,
     server::{AuthorizationServer, store_error},
 };
+use crate::audit::{Event, FamilyRevocation};
 use crate::catalog::{Catalog, Client, ClientOrigin};
 use crate::secrets::token_digest;
 use crate::store::RefreshToken;
@@ -110,9 +111,29 @@ impl AuthorizationServer {
             return Err(OAuthError::invalid_client("introspection requires a confidential client"));
         }
         let token = params.require("token")?;
+        let answer = self.describe(catalog, &caller, token, now).await?;
+        let described = answer.claims.as_ref();
+        self.audit.emit(Event::Introspection {
+            caller: Some(caller.client_id.clone()),
+            active: answer.active,
+            jti: described.and_then(|c| c.jti.clone()),
+            token_client_id: described.map(|c| c.client_id.clone()),
+            error: None,
+        });
+        Ok(answer)
+    }
+
+    /// What `caller` may learn about `token`.
+    async fn describe(
+        &self,
+        catalog: &Catalog,
+        caller: &Client,
+        token: &str,
+        now: i64,
+    ) -> Result<Introspection, OAuthError> {
         // token_type_hint is only a hint (RFC 7662 §2.1); every token type is searched.
         if let Some(claims) = self.active_claims(catalog, token, now).await? {
-            if !may_introspect(&caller, &claims) {
+            if !may_introspect(caller, &claims) {
                 return Ok(Introspection::default());
             }
             return Ok(Introspection { active: true, claims: Some(claims.into()) });
@@ -164,7 +185,27 @@ impl AuthorizationServer {
                 }
                 self.store.revoke_family(&refresh.family_id).await.map_err(store_error)?;
                 tracing::info!(client_id = %caller.client_id, "refresh token revoked with its family");
+                self.audit.emit(Event::Revocation {
+                    caller: Some(caller.client_id.clone()),
+                    revoked: "refresh_token",
+                    jti: None,
+                    family_id: Some(refresh.family_id.clone()),
+                    error: None,
+                });
+                self.audit.emit(Event::TokenFamilyRevoked {
+                    client_id: caller.client_id.clone(),
+                    family_id: refresh.family_id,
+                    reason: FamilyRevocation::Revoked,
+                });
+                return Ok(());
             }
+            self.audit.emit(Event::Revocation {
+                caller: Some(caller.client_id.clone()),
+                revoked: "none",
+                jti: None,
+                family_id: None,
+                error: None,
+            });
             return Ok(());
         };
         if claims.client_id != caller.client_id {
@@ -172,6 +213,13 @@ impl AuthorizationServer {
         }
         // Durable first: a revocation that only lived in memory would be lost on restart.
         self.store.revoke(&claims.jti, claims.exp).await.map_err(store_error)?;
+        self.audit.emit(Event::Revocation {
+            caller: Some(caller.client_id.clone()),
+            revoked: "access_token",
+            jti: Some(claims.jti.clone()),
+            family_id: None,
+            error: None,
+        });
         self.revocations.insert(claims.jti, claims.exp);
         Ok(())
     }

@@ -30,7 +30,7 @@ use super::{
     },
     client_credentials::{self, Request},
     params::Params,
-    token::{Issue, Recipient, TokenResponse},
+    token::{Issue, Issued, Recipient},
 };
 use crate::api::{GrantType, TokenFormat, TrustedIssuer};
 use crate::catalog::{Catalog, Client, GrantRule};
@@ -86,7 +86,7 @@ impl AuthorizationServer {
         authorization: Option<&str>,
         params: &Params,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<Issued, OAuthError> {
         let assertion = params.require("assertion")?;
         let request = Request::from_params(params);
         // RFC 7523 §3.1: client authentication is optional for this grant; without it the
@@ -175,7 +175,7 @@ impl AuthorizationServer {
         assertion: &str,
         request: &Request<'_>,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<Issued, OAuthError> {
         let (accounts, account) = self.verify_service_account_token(assertion, now).await?;
         let VerifiedServiceAccount { username, key, kubernetes, .. } = account;
         let (namespace, name) = (&key.namespace, &key.name);
@@ -205,7 +205,7 @@ impl AuthorizationServer {
             lifetime: accounts.access_token_lifetime,
             format: TokenFormat::Jwt,
         };
-        Ok(self.mint(recipient, issue, now).await?.0)
+        self.mint(recipient, issue, now).await
     }
 
     /// Verifies a JWT from one of `client`'s trusted issuers (and reads its UserInfo when
@@ -269,7 +269,7 @@ impl AuthorizationServer {
         assertion: &str,
         request: &Request<'_>,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<Issued, OAuthError> {
         let TrustedAssertion { trusted, user, claims, identity_assertion } =
             self.verify_trusted_assertion(catalog, client, assertion, now).await?;
         let id_jag = identity_assertion
@@ -311,7 +311,7 @@ impl AuthorizationServer {
             roles: Some(user.roles),
             ..Issue::default()
         };
-        Ok(self.mint(client.into(), issue, now).await?.0)
+        self.mint(client.into(), issue, now).await
     }
 
     /// Finds the key the assertion names and verifies it.

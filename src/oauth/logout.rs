@@ -120,6 +120,7 @@ impl AuthorizationServer {
         catalog: &Catalog,
         params: &Params,
         session_value: Option<&str>,
+        now: i64,
     ) -> Result<LogoutStep, Refusal> {
         let request = self.logout_request(catalog, params)?;
         if let Some(value) = session_value {
@@ -128,8 +129,13 @@ impl AuthorizationServer {
                     "this sign-out form was not issued to this browser",
                 )));
             }
+            let session = self.session(Some(value), now).await?;
             self.store.delete_session(&token_digest(value)).await.map_err(|e| Refusal::Failed(store_error(e)))?;
-            tracing::info!(client_id = request.client.as_ref().map(|c| c.client_id.as_str()), "user signed out");
+            let client_id = request.client.as_ref().map(|c| c.client_id.clone());
+            tracing::info!(client_id = client_id.as_deref(), "user signed out");
+            if let Some(session) = session {
+                self.audit.emit(crate::audit::Event::Logout { subject: session.subject, client_id });
+            }
         }
         Ok(LogoutStep::Done { redirect: done_redirect(&request) })
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::OAuthError;
+use crate::audit::{Audit, Event, Revoker};
 use crate::cimd::MetadataDocumentFetcher;
 use crate::secrets::SecretHasher;
 use crate::store::{RegisteredClient, Store, StoreError};
@@ -32,6 +33,8 @@ pub struct ServerParts {
     pub metadata_documents: Arc<dyn MetadataDocumentFetcher>,
     /// Issuers' keys, and how ServiceAccount tokens are validated (JWT bearer grant).
     pub assertions: super::jwt_bearer::Assertions,
+    /// Where every flow records its security-relevant acts.
+    pub audit: Arc<Audit>,
 }
 
 /// The OAuth 2.1 / OpenID Connect core. See the module documentation.
@@ -45,6 +48,7 @@ pub struct AuthorizationServer {
     pub(super) verified: Arc<VerifiedTokens>,
     pub(super) metadata_documents: Arc<dyn MetadataDocumentFetcher>,
     pub(super) assertions: super::jwt_bearer::Assertions,
+    pub(super) audit: Arc<Audit>,
     /// Failed password sign-ins by source and username (per process).
     pub(super) failed_logins: std::sync::Mutex<super::login_guard::FailedLogins>,
     /// Pending requests admitted for unauthenticated browsers (per process).
@@ -63,6 +67,7 @@ impl AuthorizationServer {
             verified,
             metadata_documents,
             assertions,
+            audit,
         } = parts;
         AuthorizationServer {
             issuer,
@@ -74,6 +79,7 @@ impl AuthorizationServer {
             verified,
             metadata_documents,
             assertions,
+            audit,
             failed_logins: Default::default(),
             pending_budget: Default::default(),
         }
@@ -82,6 +88,11 @@ impl AuthorizationServer {
     /// The issuer identifier (`iss`, RFC 8414 §2), no trailing slash.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The audit trail (handlers record the refusals they render).
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     /// The public signing keys (RFC 7517), current and published ahead or behind.
@@ -100,9 +111,22 @@ impl AuthorizationServer {
     }
 
     /// Deletes a self-registered client with its consents, refresh tokens and secrets
-    /// (admin API). False when it did not exist.
-    pub async fn delete_registered_client(&self, client_id: &str, now: i64) -> Result<bool, OAuthError> {
-        self.store.delete_registered_client(client_id, now).await.map_err(store_error)
+    /// (admin API, by `actor`). False when it did not exist.
+    pub async fn delete_registered_client(
+        &self,
+        client_id: &str,
+        actor: Option<&str>,
+        now: i64,
+    ) -> Result<bool, OAuthError> {
+        let deleted = self.store.delete_registered_client(client_id, now).await.map_err(store_error)?;
+        if deleted {
+            self.audit.emit(Event::ClientDeleted {
+                client_id: client_id.to_string(),
+                deleted_by: Revoker::Admin,
+                actor: actor.map(str::to_string),
+            });
+        }
+        Ok(deleted)
     }
 }
 

@@ -11,6 +11,7 @@ use super::{
     server::store_error,
 };
 use crate::api::{GrantType, JWT_BEARER, TOKEN_EXCHANGE, TokenFormat};
+use crate::audit::{Event, FamilyRevocation};
 use crate::catalog::{Catalog, Client};
 use crate::protocol::paths;
 use crate::protocol::scope::OPENID;
@@ -71,6 +72,9 @@ impl<'a> From<&'a Client> for Recipient<'a> {
     }
 }
 
+/// A token response and the claims of the access token in it (what the audit records).
+pub(super) type Issued = (TokenResponse, AccessTokenClaims);
+
 /// Seconds an authorization code lives (OAuth 2.1 §4.1.2: short; ≤ 60 s here).
 pub const CODE_LIFETIME: i64 = 60;
 
@@ -85,7 +89,7 @@ impl AuthorizationServer {
     ) -> Result<TokenResponse, OAuthError> {
         self.resolve_presented(catalog, authorization, params, now).await;
         let grant_type = params.require("grant_type")?;
-        match grant_type {
+        let (response, claims) = match grant_type {
             "client_credentials" => {
                 let client = self.authenticate_client(catalog, authorization, params, paths::TOKEN, now).await?;
                 let request = client_credentials::Request::from_params(params);
@@ -98,18 +102,35 @@ impl AuthorizationServer {
                     tenant: entitlement.tenant,
                     ..Issue::default()
                 };
-                let (response, _) = self.mint((&*client).into(), issue, now).await?;
-                Ok(response)
+                self.mint((&*client).into(), issue, now).await?
             }
-            JWT_BEARER => self.jwt_bearer(catalog, authorization, params, now).await,
-            TOKEN_EXCHANGE => self.token_exchange(catalog, authorization, params, now).await,
-            "authorization_code" => self.authorization_code(catalog, authorization, params, now).await,
-            "refresh_token" => self.refresh_token(catalog, authorization, params, now).await,
-            other => Err(OAuthError::new(
-                super::ErrorCode::UnsupportedGrantType,
-                format!("grant type {other:?} is not supported by this server"),
-            )),
-        }
+            JWT_BEARER => self.jwt_bearer(catalog, authorization, params, now).await?,
+            TOKEN_EXCHANGE => self.token_exchange(catalog, authorization, params, now).await?,
+            "authorization_code" => self.authorization_code(catalog, authorization, params, now).await?,
+            "refresh_token" => self.refresh_token(catalog, authorization, params, now).await?,
+            other => {
+                return Err(OAuthError::new(
+                    super::ErrorCode::UnsupportedGrantType,
+                    format!("grant type {other:?} is not supported by this server"),
+                ));
+            }
+        };
+        self.audit.emit(Event::TokenIssued {
+            grant_type: grant_type.to_string(),
+            client_id: claims.client_id,
+            client_namespace: claims.client_namespace.unwrap_or_default(),
+            subject: claims.sub,
+            tenant: claims.tenant,
+            scopes: crate::protocol::scope::parse_scope(claims.scope.as_deref().unwrap_or("")).unwrap_or_default(),
+            audience: claims.aud.to_list(),
+            jti: claims.jti,
+            // JWTs have three parts; opaque references are one random token.
+            token_format: if response.access_token.contains('.') { "jwt" } else { "opaque" },
+            expires_at: claims.exp,
+            refresh_token: response.refresh_token.is_some(),
+            id_token: response.id_token.is_some(),
+        });
+        Ok(response)
     }
 
     /// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5) and the replay rule of §4.1.2.
@@ -119,7 +140,7 @@ impl AuthorizationServer {
         authorization: Option<&str>,
         params: &Params,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<Issued, OAuthError> {
         let client = self.authenticate_for(catalog, authorization, params, GrantType::AuthorizationCode, now).await?;
         let code = params.require("code")?;
         let redirect_uri = params.get("redirect_uri");
@@ -135,6 +156,7 @@ impl AuthorizationServer {
                 tracing::warn!(client_id = %client.client_id, "authorization code replayed; revoking its tokens");
                 if let Some(family_id) = family_id {
                     self.store.revoke_family(&family_id).await.map_err(store_error)?;
+                    self.family_revoked(&client.client_id, family_id, FamilyRevocation::CodeReplayed);
                 }
                 if let Some((jti, exp)) = access_token {
                     self.store.revoke(&jti, exp).await.map_err(store_error)?;
@@ -191,7 +213,7 @@ impl AuthorizationServer {
             response.id_token =
                 Some(self.id_token(&client, &user.subject, code.auth_time, code.nonce, &response.access_token, now));
         }
-        Ok(response)
+        Ok((response, claims))
     }
 
     /// RFC 6749 §6 with rotation and reuse detection (OAuth 2.1 §4.3.1). The request is
@@ -203,7 +225,7 @@ impl AuthorizationServer {
         authorization: Option<&str>,
         params: &Params,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<Issued, OAuthError> {
         // Public clients present only client_id; confidential ones must authenticate.
         let client = self.authenticate_for(catalog, authorization, params, GrantType::RefreshToken, now).await?;
         let presented = token_digest(params.require("refresh_token")?);
@@ -225,8 +247,13 @@ impl AuthorizationServer {
             Rotation::Invalid => {
                 return Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked"));
             }
-            Rotation::Reused { .. } => {
+            Rotation::Reused { family_id } => {
                 tracing::warn!(client_id = %client.client_id, "refresh token reused; its family is revoked");
+                self.audit.emit(Event::RefreshTokenReused {
+                    client_id: client.client_id.clone(),
+                    family_id: family_id.clone(),
+                });
+                self.family_revoked(&client.client_id, family_id, FamilyRevocation::RefreshTokenReused);
                 return Err(OAuthError::invalid_grant(
                     "the refresh token was already used; all tokens of its grant are revoked",
                 ));
@@ -238,14 +265,24 @@ impl AuthorizationServer {
             // returns to); checked now.
             None => self.check_refresh(catalog, &client, &old, requested.as_deref(), params).await?,
         };
+        self.audit.emit(Event::RefreshTokenRotated {
+            client_id: client.client_id.clone(),
+            subject: user.subject.clone(),
+            family_id: old.family_id.clone(),
+        });
         let issue = user_issue(catalog, &client, &user, &scopes, &audience, old.tenant.clone());
-        let (mut response, _) = self.mint((&*client).into(), issue, now).await?;
+        let (mut response, claims) = self.mint((&*client).into(), issue, now).await?;
         response.refresh_token = Some(next);
         if scopes.iter().any(|s| s == OPENID) {
             response.id_token =
                 Some(self.id_token(&client, &user.subject, old.auth_time, None, &response.access_token, now));
         }
-        Ok(response)
+        Ok((response, claims))
+    }
+
+    /// Records that a refresh-token family was ended (the store already did it).
+    pub(super) fn family_revoked(&self, client_id: &str, family_id: String, reason: FamilyRevocation) {
+        self.audit.emit(Event::TokenFamilyRevoked { client_id: client_id.to_string(), family_id, reason });
     }
 
     /// What a refresh request may get from `token`: its user, the scopes (at most the
@@ -262,10 +299,12 @@ impl AuthorizationServer {
         if token.client_id != client.client_id {
             // A token presented by another client was stolen: end the family.
             self.store.revoke_family(&token.family_id).await.map_err(store_error)?;
+            self.family_revoked(&token.client_id, token.family_id.clone(), FamilyRevocation::PresentedByAnotherClient);
             return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
         }
         let Some(user) = self.store.user(&token.subject).await.map_err(store_error)? else {
             self.store.revoke_family(&token.family_id).await.map_err(store_error)?;
+            self.family_revoked(&token.client_id, token.family_id.clone(), FamilyRevocation::UserGone);
             return Err(OAuthError::invalid_grant("the user behind this refresh token no longer exists"));
         };
         // Consents only ever grow (incremental consent merges), so the token's own scopes

@@ -26,7 +26,7 @@ use super::{
     jwt_bearer::{TrustedAssertion, VerifiedServiceAccount, roles_allow},
     params::Params,
     server::store_error,
-    token::{Issue, Recipient, TokenResponse},
+    token::{Issue, Issued, Recipient},
 };
 use crate::api::{GrantType, SubjectTokenType, TokenFormat};
 use crate::catalog::{Catalog, Client};
@@ -78,7 +78,7 @@ impl AuthorizationServer {
         authorization: Option<&str>,
         params: &Params,
         now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
+    ) -> Result<Issued, OAuthError> {
         let client = self.authenticate_for(catalog, authorization, params, GrantType::TokenExchange, now).await?;
         // Refused by default, before any token is looked at.
         if catalog.delegation_grants_for_app(&client.key).is_empty() {
@@ -188,9 +188,9 @@ impl AuthorizationServer {
             lifetime: std::time::Duration::from_secs(lifetime),
             format,
         };
-        let (mut response, _) = self.mint(recipient, issue, now).await?;
+        let (mut response, claims) = self.mint(recipient, issue, now).await?;
         response.issued_token_type = Some(issued_token_type);
-        Ok(response)
+        Ok((response, claims))
     }
 
     /// Verifies a subject or actor token of type `kind` and says what it is about.

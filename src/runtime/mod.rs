@@ -54,6 +54,8 @@ impl Running {
         for task in watches {
             task.abort();
         }
+        // Every record of what happened before the stop is written out.
+        self.state.server.audit().close();
     }
 
     /// Serves until SIGTERM or Ctrl-C, then stops. With a `drain` delay it first reports
@@ -154,6 +156,7 @@ struct Assembly {
     secrets: Arc<dyn crate::identity::upstream::SecretResolver>,
     /// Issuers' keys and the ServiceAccount token validation (JWT bearer grant).
     assertions: crate::oauth::jwt_bearer::Assertions,
+    audit: Arc<crate::audit::Audit>,
 }
 
 /// The one place the [`AuthorizationServer`] and the [`AppState`] are built.
@@ -175,6 +178,7 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
                     .context("cannot build the HTTP client for client metadata documents")?,
             ),
             assertions: a.assertions,
+            audit: a.audit,
         }),
         catalog: a.catalog,
         metrics: Metrics::default(),
@@ -274,7 +278,7 @@ async fn maintain(upkeep: Upkeep, state: Arc<AppState>, stop: impl Future<Output
         }
         let now = now();
         revocations.purge(now);
-        reap_registered_clients(store.as_ref(), &catalog.load(), now).await;
+        reap_registered_clients(store.as_ref(), &catalog.load(), state.server.audit(), now).await;
         // Bounded batches, repeated while there is a backlog, so that one pass never holds
         // long locks and a burst of expiries is still cleared within a few intervals.
         for _ in 0..10 {
@@ -292,7 +296,7 @@ async fn maintain(upkeep: Upkeep, state: Arc<AppState>, stop: impl Future<Output
 
 /// Deletes self-registered clients unused for the policy's `reapAfter` (default 30 days),
 /// with their consents and tokens; they get `invalid_client` and register again.
-async fn reap_registered_clients(store: &dyn Store, catalog: &Catalog, now: i64) {
+async fn reap_registered_clients(store: &dyn Store, catalog: &Catalog, audit: &crate::audit::Audit, now: i64) {
     let Some(policy) = catalog.registration_policy() else { return };
     let reap_after = policy
         .spec
@@ -307,6 +311,7 @@ async fn reap_registered_clients(store: &dyn Store, catalog: &Catalog, now: i64)
                 catalog.dynamic().remove(id);
             }
             tracing::info!(clients = reaped.len(), "reaped unused registered clients");
+            audit.emit(crate::audit::Event::ClientsReaped { client_ids: reaped });
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot reap registered clients"),
@@ -361,10 +366,22 @@ pub fn async_runtime() -> tokio::runtime::Runtime {
 }
 
 /// Logs to standard error, filtered by `INBOUND_LOG` (tracing filter syntax; default `info`).
-pub fn init_tracing() {
+/// The diagnostic log's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The diagnostic log, on standard error (standard output is the audit trail's).
+pub fn init_tracing(format: LogFormat) {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_env("INBOUND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ impl Role {
 #[derive(Clone, Debug)]
 pub struct OperatorOptions {
     pub role: Role,
+    /// Where the audit trail goes.
+    pub audit: crate::audit::AuditOptions,
     pub listen: SocketAddr,
     /// Health and metrics on a listener of their own (`/metrics` then leaves the public one).
     pub metrics_listen: Option<SocketAddr>,
@@ -168,6 +170,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     let keys = Arc::new(ArcSwap::from_pointee(key_set));
 
     let (store, revocations) = super::open_store(options.store.as_deref(), &options.data_dir).await?;
+    let audit = Arc::new(crate::audit::Audit::open(&options.audit)?);
     let verified = Arc::new(VerifiedTokens::default());
     let catalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
     let state = super::assemble(Assembly {
@@ -192,6 +195,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
             Some(Arc::new(super::workload::KubernetesTokenReviewer::new(client.clone()))),
             options.access_token_lifetime,
         )?,
+        audit: audit.clone(),
     })?;
     let upkeep =
         Upkeep { store: store.clone(), revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
@@ -235,6 +239,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         leader.clone(),
         catalog.clone(),
         defaults.clone(),
+        audit.clone(),
         tasks.stopped(),
     ));
     let mut reconciler = reconcile::Reconciler::new(
@@ -247,6 +252,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         Arc::new(UpstreamCheck(state.upstreams.clone())),
     );
     reconciler.in_cluster_url = options.in_cluster_url.clone();
+    reconciler.audit = audit;
     tasks.spawn(snapshot_loop(SnapshotLoop {
         caches,
         store,
@@ -383,6 +389,7 @@ async fn rotate_keys(
     leader: watch::Receiver<bool>,
     catalog: Arc<ArcSwap<Catalog>>,
     defaults: Defaults,
+    audit: Arc<crate::audit::Audit>,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -409,7 +416,7 @@ async fn rotate_keys(
             publish_ahead: (options.key_publish_ahead.as_secs() as i64).min(interval / 2),
             retain: longest.as_secs() as i64 + 60,
         };
-        if let Err(e) = signing_keys::rotate(&api, &options.signing_keys_secret, &policy).await {
+        if let Err(e) = signing_keys::rotate(&api, &options.signing_keys_secret, &policy, &audit).await {
             tracing::warn!(error = %e, "cannot rotate signing keys");
         }
     }

@@ -59,6 +59,8 @@ pub struct ServeOptions {
     pub trust: crate::catalog::validate::Trust,
     /// Which ServiceAccount tokens and issuers' JWTs are accepted (JWT bearer grant).
     pub workload: super::workload::WorkloadIdentity,
+    /// Where the audit trail goes.
+    pub audit: crate::audit::AuditOptions,
 }
 
 /// A started folder server and what its startup banner tells a human.
@@ -86,6 +88,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
     })?;
     let configured_issuer = options.issuer.as_deref().map(super::checked_issuer).transpose()?;
 
+    let audit = Arc::new(crate::audit::Audit::open(&options.audit)?);
     let (listener, addr) = super::bind(options.listen).await?;
     let metrics = match options.metrics_listen {
         Some(listen) => Some(super::bind(listen).await?.0),
@@ -112,6 +115,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
         hasher: hasher.clone(),
         data_dir: options.data_dir.clone(),
         issuer: issuer.clone(),
+        audit: audit.clone(),
     };
     let defaults = Defaults {
         access_token_lifetime: options.access_token_lifetime,
@@ -136,6 +140,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
         trusted_proxies: options.trusted_proxies.clone(),
         secrets: Arc::new(crate::identity::upstream::LocalSecrets { base: secrets_base(&options.config) }),
         assertions: options.workload.assertions(&issuer, None, options.access_token_lifetime)?,
+        audit: audit.clone(),
     })?;
     // The folder is loaded and the store answered: ready from the first request.
     state.ready.store(true, Ordering::Relaxed);

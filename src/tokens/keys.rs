@@ -118,6 +118,16 @@ impl KeyDocument {
         self.signing_keys.iter().map(|k| k.kid.clone()).collect()
     }
 
+    /// kids of the keys that sign now (ES256, RS256), for the audit trail.
+    pub fn active_kids(&self) -> Vec<String> {
+        [&self.active_kid, &self.active_rsa_kid].into_iter().flatten().cloned().collect()
+    }
+
+    /// kids of every published key, ES256 and RS256.
+    pub fn all_published_kids(&self) -> Vec<String> {
+        self.signing_keys.iter().chain(&self.rsa_keys).map(|k| k.kid.clone()).collect()
+    }
+
     /// Applies the schedule at `now`; true when the document changed and must be written.
     ///
     /// Per list: a successor is generated `publish_ahead` before the active key is due,

@@ -22,6 +22,8 @@ const MCP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp");
 struct Serve {
     child: Child,
     banner: String,
+    /// Standard output after the banner: the audit trail.
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Serve {
@@ -47,13 +49,44 @@ impl Serve {
                 }
             }
         });
-        // The banner is printed at once after the start; it is complete when output stops.
+        // The banner is printed at once after the start; it is complete when output stops
+        // or the audit trail begins (JSON lines: the first start issues secrets).
         let mut banner = received.recv_timeout(Duration::from_secs(30)).expect("a banner") + "\n";
+        let mut early = Vec::new();
         while let Ok(line) = received.recv_timeout(Duration::from_millis(1500)) {
+            if line.starts_with('{') || !early.is_empty() {
+                early.push(line);
+                continue;
+            }
             banner.push_str(&line);
             banner.push('\n');
         }
-        Serve { child, banner }
+        assert!(!banner.contains('{'), "the banner comes before any audit record:\n{banner}");
+        let (again, stdout) = mpsc::channel();
+        for line in early {
+            again.send(line).unwrap();
+        }
+        std::thread::spawn(move || {
+            while let Ok(line) = received.recv() {
+                if again.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Serve { child, banner, stdout }
+    }
+
+    /// The next audit record of `event` on standard output (each line must be one).
+    fn record(&self, event: &str) -> Value {
+        loop {
+            let line =
+                self.stdout.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("no {event} record"));
+            let record: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not an audit record ({e}): {line}"));
+            if record["event"] == event {
+                return record;
+            }
+        }
     }
 
     /// The line after the one starting with `label`.
@@ -109,6 +142,10 @@ fn banner_on_another_folder_prints_only_what_the_folder_declares_and_it_works() 
     assert_eq!(introspection["active"], true, "{introspection}");
     assert_eq!(introspection["tenant"], "north", "{introspection}");
     assert_eq!(introspection["scope"], "notes:read", "{introspection}");
+    // Standard output carries the audit trail after the banner, one JSON record per line.
+    let issued = serve.record("token_issued");
+    assert_eq!((issued["grant_type"].as_str(), issued["version"].as_u64()), (Some("client_credentials"), Some(1)));
+    assert_eq!(serve.record("introspection")["active"], true);
 
     // Authorization code + PKCE: the public app's own loopback redirect, its scopes, the user
     // the folder declares.
@@ -205,4 +242,26 @@ fn sigterm_drains_for_the_shutdown_delay() {
     };
     assert!(exit.success(), "{exit}");
     assert!(signalled.elapsed() >= Duration::from_secs(3), "exited before the delay: {:?}", signalled.elapsed());
+}
+
+/// `--log-format json`: the diagnostic log on standard error is one JSON object per line.
+#[test]
+fn the_diagnostic_log_can_be_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inbound"))
+        .args(["serve", "--config", FIXTURE, "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let record: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(record["level"], "INFO", "{record}");
+    assert!(record["message"].as_str().is_some_and(|m| !m.is_empty()), "{record}");
+    assert!(record["timestamp"].is_string(), "{record}");
 }

@@ -197,7 +197,18 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
     child.kill().unwrap();
     let mut logs = String::new();
     child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    // After the banner, standard output is the audit trail: JSON lines only.
+    let mut trail = String::new();
+    stdout.read_to_string(&mut trail).unwrap();
     child.wait().unwrap();
+    for line in trail.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(record["version"], 1, "{record}");
+    }
+    for event in ["client_secret_issued", "token_issued", "introspection", "login_succeeded", "token_refused"] {
+        assert!(trail.contains(&format!("\"event\":\"{event}\"")), "{event} missing from the trail:\n{trail}");
+    }
+    logs.push_str(&trail);
     let secret_file = tmp.path().join(".inbound/credentials/default/billing-agent-credentials/client_secret");
     let secret = std::fs::read_to_string(secret_file).unwrap();
     assert!(logs.contains("client secret issued"), "logs were captured:\n{logs}");
@@ -211,7 +222,7 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
         tokens["refresh_token"].as_str().unwrap(),
         tokens["access_token"].as_str().unwrap(),
     ] {
-        assert!(!logs.contains(leaked), "a secret or token reached the logs:\n{logs}");
+        assert!(!logs.contains(leaked), "a secret or token reached the logs or the audit trail:\n{logs}");
     }
     assert!(!banner.contains(&secret), "the banner points to the secret file, never prints it");
 }

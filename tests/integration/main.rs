@@ -3,6 +3,7 @@
 
 mod application_login;
 mod argocd;
+mod audit;
 mod banner;
 mod browser;
 mod check;

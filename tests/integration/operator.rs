@@ -24,6 +24,8 @@ pub(crate) struct Operator {
     /// The admin API's listener.
     admin: String,
     log: PathBuf,
+    /// Its audit trail (`--audit-file`).
+    audit: PathBuf,
 }
 
 impl Operator {
@@ -42,6 +44,7 @@ impl Operator {
         let (port, admin_port) = (free(), free());
         let base = format!("http://127.0.0.1:{port}");
         let log = log_dir.join(format!("{identity}.log"));
+        let audit = log_dir.join(format!("{identity}.audit.jsonl"));
         let child = Command::new(env!("CARGO_BIN_EXE_inbound"))
             .arg("operator")
             .args(["--listen", &format!("127.0.0.1:{port}"), "--issuer", &base, "--namespace", NS])
@@ -50,6 +53,8 @@ impl Operator {
             .arg(data_dir)
             .args(["--identity", identity, "--lease-duration", "3s", "--resync-interval", "1s"])
             .args(["--signing-keys-secret", "inbound-signing-keys", "--lease-name", "inbound-leader"])
+            .arg("--audit-file")
+            .arg(&audit)
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("INBOUND_LOG", "info")
@@ -57,11 +62,26 @@ impl Operator {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Operator { child, base, admin: format!("http://127.0.0.1:{admin_port}"), log }
+        Operator { child, base, admin: format!("http://127.0.0.1:{admin_port}"), log, audit }
     }
 
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The audit records this replica wrote (`--audit-file`), of `event`.
+    pub(crate) fn audit(&self, event: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
+        let records = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")));
+        records.filter(|r| r["event"] == event).collect()
+    }
+
+    /// Waits for a record of `event` matching `check`.
+    pub(crate) async fn audited(&self, event: &str, check: impl Fn(&Value) -> bool) -> Value {
+        eventually(&format!("an audit record {event}"), Duration::from_secs(15), || {
+            self.audit(event).into_iter().find(|r| check(r))
+        })
+        .await
     }
 
     pub(crate) async fn wait_ready(&mut self) {
@@ -575,6 +595,8 @@ async fn signing_keys_rotate_with_publish_ahead() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(kids(&op.jwks().await, "ES256").contains(&first[0]), "the predecessor was dropped too early");
+    let rotated = op.audited("signing_keys_rotated", |r| r["current"][0] == successor.as_str()).await;
+    assert!(rotated["published"].as_array().unwrap().iter().any(|k| k == first[0].as_str()), "{rotated}");
     let introspected = op.post("/introspect", Some((&creds.0, &creds.1)), &form(&[("token", &token)])).await;
     assert_eq!(introspected.json["active"], true, "a token of the retired key no longer verifies");
     // The Secret is the source: its document names the same keys.
@@ -739,6 +761,11 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     assert_eq!(delete(&nobody).await, 403);
     assert_eq!(delete(&ops).await, 204);
     assert_eq!(delete(&ops).await, 404);
+    // Recorded with who did it (the Kubernetes user behind the token).
+    let deleted = op.audited("client_deleted", |r| r["client_id"] == client_id.as_str()).await;
+    assert_eq!(deleted["deleted_by"], "admin", "{deleted}");
+    assert!(deleted["actor"].as_str().is_some_and(|a| a.starts_with("system:serviceaccount:")), "{deleted}");
+    assert!(!op.audit("admin_action").is_empty(), "listing is recorded");
     assert_eq!(list(Some(ops.clone()), "").await.json["clients"], json!([]));
 
     // A clean shutdown (SIGTERM, as Kubernetes stops a Pod) releases the lease: another

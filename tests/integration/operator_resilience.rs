@@ -276,6 +276,12 @@ async fn a_declared_client_id_survives_delete_restore_and_is_never_taken() {
     store.save_consent(&consent).await.unwrap();
     api.kubectl_ok(&["delete", "inboundapp", "partner", "-n", "team-b", "--timeout", "30s"]);
     assert!(store.consent(&consent.id, now).await.unwrap().is_some(), "the holder's consent was revoked");
+    // The trail says what was revoked, under which client id: the pretender's own UID.
+    let deleted = op.audited("app_deleted", |r| r["app"] == "team-b/partner").await;
+    assert_ne!(deleted["client_id"], "acme-partner", "{deleted}");
+    assert_eq!(deleted["consents_revoked"], 0, "{deleted}");
+    let issued = op.audited("client_secret_issued", |r| r["client_id"] == "acme-partner").await;
+    assert_eq!((issued["app"].as_str(), issued["reason"].as_str()), (Some("default/partner"), Some("first")));
     assert_eq!(op.token(&creds).await.status, 200, "the holder's secret outlives a deleted pretender");
 
     // The field is immutable.

@@ -459,24 +459,9 @@ async fn per_source_limits_follow_x_forwarded_for_only_from_trusted_proxies() {
     let extra = "    limits: {perSourcePerHour: 1}\n";
     std::fs::write(config.join("registration.yaml"), registration_policy(MCP_RESOURCE, extra)).unwrap();
     let start = |trusted: &str| {
-        let options = inbound::runtime::serve::ServeOptions {
-            config: vec![config.clone()],
-            data_dir: tmp.path().join(format!("data-{}", trusted.len())),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            metrics_listen: None,
-            issuer: None,
-            default_audience: None,
-            access_token_lifetime: Duration::from_secs(900),
-            session_lifetime: Duration::from_secs(8 * 3600),
-            branding: Default::default(),
-            reload_interval: Duration::from_secs(1),
-            templates: None,
-            store: None,
-            maintenance_interval: Duration::from_secs(5),
-            trusted_proxies: if trusted.is_empty() { vec![] } else { vec![trusted.parse().unwrap()] },
-            trust: Default::default(),
-            workload: Default::default(),
-        };
+        let data_dir = tmp.path().join(format!("data-{}", trusted.len()));
+        let mut options = crate::support::server::serve_options(&config, &data_dir);
+        options.trusted_proxies = if trusted.is_empty() { vec![] } else { vec![trusted.parse().unwrap()] };
         async move { inbound::runtime::serve::start(options).await.map(|started| started.running) }
     };
     let http = reqwest::Client::new();

@@ -483,27 +483,9 @@ async fn templates_can_be_overridden_from_a_folder() {
         "<p>ACME sign-in for {{ app.name }}</p><input type=\"hidden\" name=\"request_id\" value=\"{{ request_id }}\">",
     )
     .unwrap();
-    let running = inbound::runtime::serve::start(inbound::runtime::serve::ServeOptions {
-        config: vec![tmp.path().join("config")],
-        data_dir: tmp.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: None,
-        issuer: None,
-        default_audience: None,
-        access_token_lifetime: std::time::Duration::from_secs(900),
-        session_lifetime: std::time::Duration::from_secs(8 * 3600),
-        branding: Default::default(),
-        reload_interval: std::time::Duration::from_secs(1),
-        templates: Some(templates),
-        store: None,
-        maintenance_interval: std::time::Duration::from_secs(5),
-        trusted_proxies: Vec::new(),
-        trust: Default::default(),
-        workload: Default::default(),
-    })
-    .await
-    .unwrap()
-    .running;
+    let mut options = crate::support::server::serve_options(&tmp.path().join("config"), &tmp.path().join("data"));
+    options.templates = Some(templates);
+    let running = inbound::runtime::serve::start(options).await.unwrap().running;
     let base = format!("http://{}", running.addr);
     let cli =
         std::fs::read_to_string(tmp.path().join("data/credentials/default/billing-cli-credentials/client_id")).unwrap();

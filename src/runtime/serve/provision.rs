@@ -49,6 +49,7 @@ pub struct Provisioner {
     pub hasher: SecretHasher,
     pub data_dir: PathBuf,
     pub issuer: String,
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// `<data dir>/credentials/<namespace>/<secret name>`; the secret name defaults to
@@ -154,6 +155,7 @@ impl Provisioner {
             let hash = self.hasher.hash(&secret);
             if self.store.add_first_client_secret(client_id, &hash, now()).await? {
                 tracing::info!(app = %key, "client secret issued");
+                self.issued(key, client_id, "first");
                 return Ok(vec![hash]);
             }
             let stored = self.store.client_secret_hashes(client_id, now()).await?;
@@ -168,7 +170,17 @@ impl Provisioner {
         write_file(&dir.join("client_secret"), secret.expose())?;
         self.store.set_client_secret(client_id, &hash, now()).await?;
         tracing::warn!(app = %key, "client secret replaced: the credentials file was missing or did not match");
+        self.issued(key, client_id, "lost");
         Ok(vec![hash])
+    }
+
+    fn issued(&self, key: &ObjectKey, client_id: &str, reason: &str) {
+        self.audit.emit(crate::audit::Event::ClientSecretIssued {
+            app: key.to_string(),
+            client_id: client_id.to_string(),
+            reason: reason.to_string(),
+            previous_valid_until: None,
+        });
     }
 }
 

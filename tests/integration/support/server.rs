@@ -93,8 +93,14 @@ pub fn serve_options(config_dir: &Path, data_dir: &Path) -> ServeOptions {
         trusted_proxies: Vec::new(),
         trust: Default::default(),
         workload: Default::default(),
+        // The test harness does not capture raw standard output: the trail goes to a file
+        // in the data directory, where tests read it.
+        audit: inbound::audit::AuditOptions { stdout: false, file: Some(data_dir.join(AUDIT_FILE)), held: false },
     }
 }
+
+/// The audit trail of a test server, in its data directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
 
 async fn start_configured(
     config_dir: &Path,
