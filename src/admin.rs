@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::store::RegisteredClient;
+use crate::store::{Consent, RegisteredClient};
 
 /// Which registered clients a command applies to. Every set condition must hold.
 #[derive(Clone, Debug, Default)]
@@ -122,16 +122,22 @@ pub fn table(clients: &[ClientSummary]) -> String {
 #[async_trait::async_trait]
 pub trait AdminAuthorizer: Send + Sync {
     /// The caller's name when `token` authenticates and may `verb` (`list` | `delete`)
-    /// registered clients in `namespace` (the namespace of the registration policy).
-    async fn authorize(&self, token: &str, verb: &str, namespace: &str) -> Result<String, AdminDenied>;
+    /// `resource` (`registeredclients` | `consents`, virtual resources of `inbound.dev`) in
+    /// `namespace` (the namespace of the app, or of the policy that admitted the client).
+    async fn authorize(&self, token: &str, verb: &str, resource: &str, namespace: &str) -> Result<String, AdminDenied>;
 }
+
+/// The virtual resource the admin API authorizes for registered clients.
+pub const REGISTERED_CLIENTS: &str = "registeredclients";
+/// The virtual resource the admin API authorizes for consents.
+pub const CONSENTS: &str = "consents";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminDenied {
     #[error("the bearer token does not authenticate")]
     Unauthenticated,
-    #[error("{0} may not {1} registeredclients.inbound.dev in namespace {2}")]
-    Forbidden(String, String, String),
+    #[error("{0} may not {1} {2}.inbound.dev in namespace {3}")]
+    Forbidden(String, String, String, String),
     #[error("cannot check the caller: {0}")]
     Unavailable(String),
     #[error("too many authentication attempts; retry shortly")]
@@ -159,6 +165,130 @@ impl ClientFilter {
         }
         Ok(filter)
     }
+}
+
+/// Which consents `inbound consents list|revoke` and `/admin/consents` apply to. Every set
+/// condition must hold. Only active consents (not revoked, not expired) are ever selected.
+#[derive(Clone, Debug, Default)]
+pub struct ConsentFilter {
+    pub id: Option<String>,
+    /// The app's client id.
+    pub client_id: Option<String>,
+    /// The user's subject.
+    pub subject: Option<String>,
+    pub tenant: Option<String>,
+    /// Granted this scope (among others).
+    pub scope: Option<String>,
+    /// Who granted it (a user for themselves, or a tenant administrator).
+    pub granted_by: Option<String>,
+    pub created_before: Option<i64>,
+    pub created_after: Option<i64>,
+    pub expires_before: Option<i64>,
+    pub expires_after: Option<i64>,
+}
+
+impl ConsentFilter {
+    pub fn is_empty(&self) -> bool {
+        self.id.is_none()
+            && self.client_id.is_none()
+            && self.subject.is_none()
+            && self.tenant.is_none()
+            && self.scope.is_none()
+            && self.granted_by.is_none()
+            && self.created_before.is_none()
+            && self.created_after.is_none()
+            && self.expires_before.is_none()
+            && self.expires_after.is_none()
+    }
+
+    pub fn matches(&self, consent: &Consent) -> bool {
+        self.id.as_ref().is_none_or(|id| consent.id == *id)
+            && self.client_id.as_ref().is_none_or(|c| consent.client_id == *c)
+            && self.subject.as_ref().is_none_or(|s| consent.subject == *s)
+            && self.tenant.as_ref().is_none_or(|t| consent.tenant.as_deref() == Some(t.as_str()))
+            && self.scope.as_ref().is_none_or(|s| consent.scopes.contains(s))
+            && self.granted_by.as_ref().is_none_or(|g| consent.granted_by == *g)
+            && self.created_before.is_none_or(|t| consent.created_at < t)
+            && self.created_after.is_none_or(|t| consent.created_at > t)
+            && self.expires_before.is_none_or(|t| consent.expires_at < t)
+            && self.expires_after.is_none_or(|t| consent.expires_at > t)
+    }
+
+    /// From query parameters named like the CLI flags (`client_id`, `expires_before`...).
+    pub fn from_query(pairs: &[(String, String)], now: i64) -> Result<ConsentFilter, String> {
+        let mut filter = ConsentFilter::default();
+        for (key, value) in pairs {
+            let text = Some(value.clone());
+            match key.as_str() {
+                "id" => filter.id = text,
+                "client_id" => filter.client_id = text,
+                "subject" => filter.subject = text,
+                "tenant" => filter.tenant = text,
+                "scope" => filter.scope = text,
+                "granted_by" => filter.granted_by = text,
+                "created_before" => filter.created_before = Some(parse_time(value, now)?),
+                "created_after" => filter.created_after = Some(parse_time(value, now)?),
+                "expires_before" => filter.expires_before = Some(parse_time(value, now)?),
+                "expires_after" => filter.expires_after = Some(parse_time(value, now)?),
+                other => return Err(format!("unknown filter {other:?}")),
+            }
+        }
+        Ok(filter)
+    }
+}
+
+/// One consent as listed.
+#[derive(Debug, Serialize)]
+pub struct ConsentSummary {
+    pub id: String,
+    pub client_id: String,
+    /// The app's display name, when the client still exists.
+    pub app: String,
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    pub granted_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl ConsentSummary {
+    pub fn of(consent: &Consent, app: String) -> ConsentSummary {
+        let time = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_default();
+        ConsentSummary {
+            id: consent.id.clone(),
+            client_id: consent.client_id.clone(),
+            app,
+            subject: consent.subject.clone(),
+            tenant: consent.tenant.clone(),
+            scopes: consent.scopes.clone(),
+            granted_by: consent.granted_by.clone(),
+            created_at: time(consent.created_at),
+            expires_at: time(consent.expires_at),
+        }
+    }
+}
+
+/// The consent summaries as aligned columns (`inbound consents list`).
+pub fn consent_table(consents: &[ConsentSummary]) -> String {
+    let mut out = format!(
+        "{:<34} {:<24} {:<38} {:<10} {:<22} {:<22} SCOPES\n",
+        "CONSENT ID", "APP", "SUBJECT", "TENANT", "CREATED", "EXPIRES"
+    );
+    for c in consents {
+        out.push_str(&format!(
+            "{:<34} {:<24} {:<38} {:<10} {:<22} {:<22} {}\n",
+            c.id,
+            c.app.chars().take(24).collect::<String>(),
+            c.subject,
+            c.tenant.as_deref().unwrap_or("-"),
+            c.created_at,
+            c.expires_at,
+            c.scopes.join(" ")
+        ));
+    }
+    out
 }
 
 /// Parses a time bound: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`, UTC
@@ -323,6 +453,40 @@ mod tests {
             select(&ClientFilter { last_used_before: Some(400), created_before: Some(250), ..Default::default() }),
             ["b2"]
         );
+    }
+
+    #[test]
+    fn consent_filters_combine_and_parse_from_queries() {
+        let consent = |id: &str, client: &str, tenant: Option<&str>, scopes: &[&str], created: i64| Consent {
+            id: id.into(),
+            client_id: client.into(),
+            subject: "alice".into(),
+            tenant: tenant.map(str::to_string),
+            granted_by: if tenant.is_some() { "admin-carol".into() } else { "alice".into() },
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            created_at: created,
+            expires_at: created + 1000,
+        };
+        let all = [
+            consent("c1", "cli", None, &["billing:read"], 100),
+            consent("c2", "portal", Some("acme"), &["billing:read", "billing:refund"], 200),
+            consent("c3", "portal", Some("globex"), &["profile"], 300),
+        ];
+        let select = |query: &[(&str, &str)]| -> Vec<String> {
+            let pairs: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let filter = ConsentFilter::from_query(&pairs, 10_000).unwrap();
+            all.iter().filter(|c| filter.matches(c)).map(|c| c.id.clone()).collect()
+        };
+        assert_eq!(select(&[]), ["c1", "c2", "c3"]);
+        assert_eq!(select(&[("client_id", "portal")]), ["c2", "c3"]);
+        assert_eq!(select(&[("client_id", "portal"), ("tenant", "acme")]), ["c2"]);
+        assert_eq!(select(&[("scope", "billing:read")]), ["c1", "c2"]);
+        assert_eq!(select(&[("granted_by", "admin-carol")]), ["c2", "c3"]);
+        assert_eq!(select(&[("created_after", "1970-01-01T00:02:30Z")]), ["c2", "c3"]);
+        assert_eq!(select(&[("expires_before", "1970-01-01T00:20:01Z")]), ["c1", "c2"]);
+        let unknown = ConsentFilter::from_query(&[("colour".into(), "blue".into())], 0).unwrap_err();
+        assert!(unknown.contains("colour"), "{unknown}");
+        assert!(ConsentFilter::default().is_empty());
     }
 
     #[test]

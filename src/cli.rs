@@ -34,6 +34,11 @@ pub enum Command {
         #[command(subcommand)]
         action: Box<ClientsAction>,
     },
+    /// List or revoke users' consents in the store (the clients stay).
+    Consents {
+        #[command(subcommand)]
+        action: Box<ConsentsAction>,
+    },
     /// Read a password from standard input and print its argon2 hash (for DevelopmentUser).
     HashPassword,
     /// Validate manifests offline; exits non-zero on any problem.
@@ -531,6 +536,137 @@ impl ClientsAction {
             }
         }
         eprintln!("{} client(s)", selected.len());
+        Ok(())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ConsentsAction {
+    /// List active consents matching the filters (all without filters).
+    List {
+        #[command(flatten)]
+        target: ConsentsTarget,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Revoke the active consents matching the filters, with every refresh token issued
+    /// under them; the apps and clients stay (their users are asked again).
+    Revoke {
+        #[command(flatten)]
+        target: ConsentsTarget,
+        /// Only print what would be revoked.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Where the store is and which consents to select.
+#[derive(Args)]
+pub struct ConsentsTarget {
+    /// Data directory of `inbound serve` (its state.db).
+    #[arg(long, env = "INBOUND_DATA_DIR", default_value = ".inbound")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL store URL (instead of the data directory's SQLite).
+    #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// Consent id equals.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Given to this client id (the app's).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Given by this user (subject).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// In this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Grants this scope.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Granted by this user (a tenant administrator granting for the tenant, or the user).
+    #[arg(long)]
+    pub granted_by: Option<String>,
+    /// Given before (RFC 3339, YYYY-MM-DD, or an age such as 30d).
+    #[arg(long)]
+    pub created_before: Option<String>,
+    #[arg(long)]
+    pub created_after: Option<String>,
+    /// Expires before (same formats).
+    #[arg(long)]
+    pub expires_before: Option<String>,
+    #[arg(long)]
+    pub expires_after: Option<String>,
+    /// Append an audit record of each revocation to this file (as the servers' --audit-file).
+    #[arg(long, env = "INBOUND_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
+}
+
+impl ConsentsTarget {
+    /// The filter; ages (`30d`) count back from `now`.
+    pub fn filter(&self, now: i64) -> Result<crate::admin::ConsentFilter, String> {
+        let time = |v: &Option<String>| v.as_deref().map(|v| crate::admin::parse_time(v, now)).transpose();
+        Ok(crate::admin::ConsentFilter {
+            id: self.id.clone(),
+            client_id: self.client_id.clone(),
+            subject: self.subject.clone(),
+            tenant: self.tenant.clone(),
+            scope: self.scope.clone(),
+            granted_by: self.granted_by.clone(),
+            created_before: time(&self.created_before)?,
+            created_after: time(&self.created_after)?,
+            expires_before: time(&self.expires_before)?,
+            expires_after: time(&self.expires_after)?,
+        })
+    }
+}
+
+impl ConsentsAction {
+    /// Runs `inbound consents list|revoke` against the store.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let now = crate::clock::now();
+        let (target, output, dry_run, revoke) = match &self {
+            ConsentsAction::List { target, output } => (target, *output, false, false),
+            ConsentsAction::Revoke { target, dry_run } => (target, Output::Table, *dry_run, true),
+        };
+        let filter = target.filter(now).map_err(|e| anyhow::anyhow!(e))?;
+        if revoke && filter.is_empty() {
+            anyhow::bail!("refusing to revoke every consent: give at least one filter (e.g. --client-id ID)");
+        }
+        let db = target.data_dir.join("state.db");
+        if target.store.is_none() && !db.exists() {
+            anyhow::bail!("no store at {} (use --data-dir or --store)", db.display());
+        }
+        let store = crate::store::open(target.store.as_deref(), &db).await?;
+        let selected: Vec<_> = store.active_consents(now).await?.into_iter().filter(|c| filter.matches(c)).collect();
+        let summaries: Vec<_> = selected.iter().map(|c| crate::admin::ConsentSummary::of(c, String::new())).collect();
+        match output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&summaries)?),
+            Output::Table => print!("{}", crate::admin::consent_table(&summaries)),
+        }
+        if revoke {
+            let audit = crate::audit::Audit::open(&crate::audit::AuditOptions {
+                stdout: false,
+                file: target.audit_file.clone(),
+                held: false,
+            })?;
+            let actor = std::env::var("USER").ok().map(|u| format!("cli:{u}"));
+            for c in &selected {
+                if dry_run {
+                    println!("would revoke {}", c.id);
+                } else if store.revoke_consent(&c.id, &c.subject, now).await? {
+                    audit.emit(crate::audit::Event::ConsentRevoked {
+                        consent_id: c.id.clone(),
+                        subject: c.subject.clone(),
+                        revoked_by: crate::audit::Revoker::Admin,
+                        actor: actor.clone(),
+                    });
+                    println!("revoked {}", c.id);
+                }
+            }
+            audit.close();
+        }
+        eprintln!("{} consent(s)", selected.len());
         Ok(())
     }
 }

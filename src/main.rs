@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Clients { action } => exit(runtime::async_runtime().block_on(action.run())),
+        Command::Consents { action } => exit(runtime::async_runtime().block_on(action.run())),
         Command::Serve(args) => {
             runtime::init_tracing(args.server.log_format);
             let drain = args.server.shutdown_delay;

@@ -1,8 +1,9 @@
 //! The admin API's authorization in a cluster: the caller's bearer token is a Kubernetes
 //! ServiceAccount token bound to the admin audience (`kubectl create token SA --audience
 //! AUDIENCE`): TokenReview, with that audience, says who it is, SubjectAccessReview whether
-//! RBAC lets them `list`/`delete` the virtual resource `registeredclients.inbound.dev` in
-//! the namespace of the policy that admitted the clients. Grant it like any other
+//! RBAC lets them `list`/`delete` the virtual resources `registeredclients.inbound.dev` (in
+//! the namespace of the policy that admitted the clients) and `consents.inbound.dev` (in the
+//! namespace of the app the consent was given to). Grant it like any other
 //! permission (the chart ships a ClusterRole `<release>-clients-admin`).
 //!
 //! A token minted for the API server itself (a kubeconfig's) is refused: it was never meant
@@ -93,11 +94,11 @@ impl KubernetesAdmin {
 
 #[async_trait::async_trait]
 impl AdminAuthorizer for KubernetesAdmin {
-    async fn authorize(&self, token: &str, verb: &str, namespace: &str) -> Result<String, AdminDenied> {
+    async fn authorize(&self, token: &str, verb: &str, resource: &str, namespace: &str) -> Result<String, AdminDenied> {
         let digest = token_digest(token);
         let user = self.user(token, &digest).await?;
         let username = user.username.clone().unwrap_or_default();
-        let question = format!("{verb} {namespace}");
+        let question = format!("{verb} {resource} {namespace}");
         let cached = self.decisions.lock().expect("cache").get(&digest, &question, now());
         let allowed = match cached {
             Some(allowed) => allowed,
@@ -110,7 +111,7 @@ impl AdminAuthorizer for KubernetesAdmin {
                         extra: user.extra,
                         resource_attributes: Some(ResourceAttributes {
                             group: Some(crate::api::GROUP.to_string()),
-                            resource: Some("registeredclients".into()),
+                            resource: Some(resource.to_string()),
                             verb: Some(verb.to_string()),
                             namespace: Some(namespace.to_string()),
                             ..Default::default()
@@ -133,7 +134,7 @@ impl AdminAuthorizer for KubernetesAdmin {
         if allowed {
             Ok(username)
         } else {
-            Err(AdminDenied::Forbidden(username, verb.to_string(), namespace.to_string()))
+            Err(AdminDenied::Forbidden(username, verb.to_string(), resource.to_string(), namespace.to_string()))
         }
     }
 }

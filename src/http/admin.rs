@@ -1,5 +1,6 @@
-//! `/admin/clients`: list and delete self-registered clients (operator mode). Every request
-//! is authorized by the configured [`AdminAuthorizer`](crate::admin::AdminAuthorizer).
+//! The admin API (operator mode): `/admin/clients` lists and deletes self-registered
+//! clients, `/admin/consents` lists and revokes consents. Every request is authorized by the
+//! configured [`AdminAuthorizer`](crate::admin::AdminAuthorizer).
 
 use std::sync::Arc;
 
@@ -13,10 +14,13 @@ use serde_json::json;
 use super::{AppState, HttpError, response::no_store_json};
 use std::collections::BTreeSet;
 
-use crate::admin::{AdminAuthorizer, AdminDenied, ClientFilter, ClientSummary};
+use crate::admin::{
+    AdminAuthorizer, AdminDenied, CONSENTS, ClientFilter, ClientSummary, ConsentFilter, ConsentSummary,
+    REGISTERED_CLIENTS,
+};
 use crate::audit::Event;
 use crate::clock::now;
-use crate::oauth::{ErrorCode, OAuthError};
+use crate::oauth::{AdministeredConsent, ErrorCode, OAuthError};
 
 type Result<T> = std::result::Result<T, HttpError>;
 
@@ -40,7 +44,7 @@ fn bearer<'a>(state: &'a AppState, headers: &'a HeaderMap) -> Result<(&'a dyn Ad
 async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
-    verb: &str,
+    (verb, resource): (&str, &str),
     namespaces: BTreeSet<String>,
 ) -> Result<(String, BTreeSet<String>)> {
     let (authorizer, token) = bearer(state, headers)?;
@@ -48,7 +52,7 @@ async fn authorize(
     let mut caller = None;
     let mut refusal = None;
     for namespace in namespaces {
-        match authorizer.authorize(token, verb, &namespace).await {
+        match authorizer.authorize(token, verb, resource, &namespace).await {
             Ok(name) => {
                 caller = Some(name);
                 allowed.insert(namespace);
@@ -93,7 +97,7 @@ pub async fn list(
     let clients = selected(&state, &filter).await?;
     let mut namespaces: BTreeSet<String> = clients.iter().map(|c| c.policy.namespace.clone()).collect();
     namespaces.insert(home_namespace(&state));
-    let (caller, allowed) = authorize(&state, &headers, "list", namespaces).await?;
+    let (caller, allowed) = authorize(&state, &headers, ("list", REGISTERED_CLIENTS), namespaces).await?;
     let summaries: Vec<ClientSummary> =
         clients.iter().filter(|c| allowed.contains(&c.policy.namespace)).map(Into::into).collect();
     state.server.audit().emit(Event::AdminAction {
@@ -146,15 +150,26 @@ async fn authorize_all(
     headers: &HeaderMap,
     clients: &[crate::store::RegisteredClient],
 ) -> Result<String> {
-    let mut namespaces: BTreeSet<String> = clients.iter().map(|c| c.policy.namespace.clone()).collect();
+    let namespaces: BTreeSet<String> = clients.iter().map(|c| c.policy.namespace.clone()).collect();
+    authorize_every(state, headers, ("delete", REGISTERED_CLIENTS), namespaces).await
+}
+
+/// `verb` on `resource` in every one of `namespaces` (or, with none, the home namespace:
+/// the caller learns nothing about what exists without permission); all or nothing.
+async fn authorize_every(
+    state: &AppState,
+    headers: &HeaderMap,
+    (verb, resource): (&str, &str),
+    mut namespaces: BTreeSet<String>,
+) -> Result<String> {
     if namespaces.is_empty() {
         namespaces.insert(home_namespace(state));
     }
     let wanted = namespaces.len();
-    let (user, allowed) = authorize(state, headers, "delete", namespaces.clone()).await?;
+    let (user, allowed) = authorize(state, headers, (verb, resource), namespaces.clone()).await?;
     if allowed.len() < wanted {
         let denied = namespaces.difference(&allowed).next().cloned().unwrap_or_default();
-        return Err(AdminDenied::Forbidden(user, "delete".into(), denied).into());
+        return Err(AdminDenied::Forbidden(user, verb.into(), resource.into(), denied).into());
     }
     Ok(user)
 }
@@ -170,4 +185,89 @@ async fn delete<'a>(state: &AppState, user: &str, ids: impl Iterator<Item = &'a 
         }
     }
     Ok(deleted)
+}
+
+/// The namespace a consent is administered in: its app's; for a client that no longer
+/// exists, the home namespace (its consent is then only a record).
+fn consent_namespace(state: &AppState, consent: &AdministeredConsent) -> String {
+    consent.namespace.clone().unwrap_or_else(|| home_namespace(state))
+}
+
+fn consent_filter(query: Option<String>) -> Result<ConsentFilter> {
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    ConsentFilter::from_query(&pairs, now()).map_err(|e| HttpError::new(OAuthError::invalid_request(e)))
+}
+
+async fn selected_consents(state: &AppState, filter: &ConsentFilter) -> Result<Vec<AdministeredConsent>> {
+    Ok(state.server.consents(&state.catalog.load(), |c| filter.matches(c), now()).await?)
+}
+
+/// `GET /admin/consents?filters`: the active consents of the namespaces the caller may
+/// `list` consents in.
+pub async fn list_consents(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let filter = consent_filter(query)?;
+    let consents = selected_consents(&state, &filter).await?;
+    let mut namespaces: BTreeSet<String> = consents.iter().map(|c| consent_namespace(&state, c)).collect();
+    namespaces.insert(home_namespace(&state));
+    let (caller, allowed) = authorize(&state, &headers, ("list", CONSENTS), namespaces).await?;
+    let summaries: Vec<ConsentSummary> = consents
+        .iter()
+        .filter(|c| allowed.contains(&consent_namespace(&state, c)))
+        .map(|c| ConsentSummary::of(&c.consent, c.app.clone()))
+        .collect();
+    state.server.audit().emit(Event::AdminAction {
+        action: "list_consents".into(),
+        actor: Some(caller),
+        count: summaries.len(),
+    });
+    Ok(no_store_json(StatusCode::OK, &json!({ "consents": summaries })))
+}
+
+/// `DELETE /admin/consents?filters` (at least one filter): revokes the matching consents,
+/// with their refresh tokens, without touching the clients. All or nothing on permission.
+pub async fn revoke_consents(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let filter = consent_filter(query)?;
+    if filter.is_empty() {
+        bearer(&state, &headers)?;
+        return Err(HttpError::new(OAuthError::invalid_request("give at least one filter")));
+    }
+    let revoked = revoke_selected(&state, &headers, &filter).await?;
+    Ok(no_store_json(StatusCode::OK, &json!({ "revoked": revoked })))
+}
+
+/// `DELETE /admin/consents/{id}`.
+pub async fn revoke_consent(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let filter = ConsentFilter { id: Some(id), ..ConsentFilter::default() };
+    if revoke_selected(&state, &headers, &filter).await?.is_empty() {
+        return Err(
+            HttpError::new(OAuthError::invalid_request("no such active consent")).with_status(StatusCode::NOT_FOUND)
+        );
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn revoke_selected(state: &AppState, headers: &HeaderMap, filter: &ConsentFilter) -> Result<Vec<String>> {
+    let consents = selected_consents(state, filter).await?;
+    let namespaces = consents.iter().map(|c| consent_namespace(state, c)).collect();
+    let user = authorize_every(state, headers, ("delete", CONSENTS), namespaces).await?;
+    let mut revoked = Vec::new();
+    for c in &consents {
+        if state.server.revoke_consent_as_admin(&c.consent, Some(&user), now()).await? {
+            revoked.push(c.consent.id.clone());
+        }
+    }
+    Ok(revoked)
 }

@@ -105,13 +105,15 @@ pub fn router(state: Arc<AppState>, public_metrics: bool) -> Router {
     common_layers(routes, state)
 }
 
-/// The admin API (`/admin/clients`, operator mode), served on a listener of its own: never
+/// The admin API (`/admin/clients`, `/admin/consents`, operator mode), served on a listener of its own: never
 /// on the public issuer host, where it would invite cluster credentials and unauthenticated
 /// load onto the API server.
 pub fn admin_router(state: Arc<AppState>) -> Router {
     let routes = Router::new()
         .route(paths::ADMIN_CLIENTS, get(admin::list).delete(admin::delete_matching))
         .route(paths::ADMIN_CLIENT, axum::routing::delete(admin::delete_one))
+        .route(paths::ADMIN_CONSENTS, get(admin::list_consents).delete(admin::revoke_consents))
+        .route(paths::ADMIN_CONSENT, axum::routing::delete(admin::revoke_consent))
         .route(paths::HEALTHZ, get(health::healthz));
     common_layers(routes, state)
 }

@@ -41,4 +41,4 @@ pub mod token;
 pub mod token_exchange;
 
 pub use error::{ErrorCode, OAuthError};
-pub use server::{AuthorizationServer, ServerParts};
+pub use server::{AdministeredConsent, AuthorizationServer, ServerParts};

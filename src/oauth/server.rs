@@ -11,9 +11,10 @@ use arc_swap::ArcSwap;
 
 use super::OAuthError;
 use crate::audit::{Audit, Event, Revoker};
+use crate::catalog::Catalog;
 use crate::cimd::MetadataDocumentFetcher;
 use crate::secrets::SecretHasher;
-use crate::store::{RegisteredClient, Store, StoreError};
+use crate::store::{Consent, RegisteredClient, Store, StoreError};
 use crate::tokens::{KeySet, RevocationList, VerifiedTokens};
 
 /// What the core is assembled from (by the runtime, once per process).
@@ -35,6 +36,15 @@ pub struct ServerParts {
     pub assertions: super::jwt_bearer::Assertions,
     /// Where every flow records its security-relevant acts.
     pub audit: Arc<Audit>,
+}
+
+/// A consent as an administrator sees it.
+pub struct AdministeredConsent {
+    pub consent: Consent,
+    /// The app's display name ("" when the client no longer exists).
+    pub app: String,
+    /// The app's namespace (of its InboundApp, or of the policy that admitted it).
+    pub namespace: Option<String>,
 }
 
 /// The OAuth 2.1 / OpenID Connect core. See the module documentation.
@@ -108,6 +118,50 @@ impl AuthorizationServer {
     /// Every self-registered client, oldest first (admin API).
     pub async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, OAuthError> {
         self.store.registered_clients().await.map_err(store_error)
+    }
+
+    /// The active consents `selected` picks, newest first, with the app each was given to
+    /// (its display name, when the client still exists) and that app's namespace (what the
+    /// admin API authorizes against; `None` for a client no longer known).
+    pub async fn consents(
+        &self,
+        catalog: &Catalog,
+        selected: impl Fn(&Consent) -> bool,
+        now: i64,
+    ) -> Result<Vec<AdministeredConsent>, OAuthError> {
+        let consents = self.store.active_consents(now).await.map_err(store_error)?;
+        let mut chosen = Vec::new();
+        for consent in consents.into_iter().filter(|c| selected(c)) {
+            let _ = self.resolve_client(catalog, &consent.client_id, now).await;
+            let client = catalog.client(&consent.client_id);
+            chosen.push(AdministeredConsent {
+                app: client.as_ref().map(|c| c.spec.display_name.clone()).unwrap_or_default(),
+                namespace: client.as_ref().map(|c| c.key.namespace.clone()),
+                consent,
+            });
+        }
+        Ok(chosen)
+    }
+
+    /// An administrator (`actor`) revokes a consent with every refresh token family issued
+    /// under it. False when it was no longer active.
+    pub async fn revoke_consent_as_admin(
+        &self,
+        consent: &Consent,
+        actor: Option<&str>,
+        now: i64,
+    ) -> Result<bool, OAuthError> {
+        let revoked = self.store.revoke_consent(&consent.id, &consent.subject, now).await.map_err(store_error)?;
+        if revoked {
+            tracing::info!(consent = %consent.id, client_id = %consent.client_id, by = actor, "consent revoked by an administrator");
+            self.audit.emit(Event::ConsentRevoked {
+                consent_id: consent.id.clone(),
+                subject: consent.subject.clone(),
+                revoked_by: Revoker::Admin,
+                actor: actor.map(str::to_string),
+            });
+        }
+        Ok(revoked)
     }
 
     /// Deletes a self-registered client with its consents, refresh tokens and secrets

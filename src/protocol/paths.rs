@@ -27,6 +27,8 @@ pub const REGISTER: &str = "/register";
 pub const REGISTER_ONE: &str = "/register/{client_id}";
 pub const ADMIN_CLIENTS: &str = "/admin/clients";
 pub const ADMIN_CLIENT: &str = "/admin/clients/{client_id}";
+pub const ADMIN_CONSENTS: &str = "/admin/consents";
+pub const ADMIN_CONSENT: &str = "/admin/consents/{consent_id}";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
@@ -54,6 +56,8 @@ pub const ALL: &[&str] = &[
     REGISTER_ONE,
     ADMIN_CLIENTS,
     ADMIN_CLIENT,
+    ADMIN_CONSENTS,
+    ADMIN_CONSENT,
     HEALTHZ,
     READYZ,
     METRICS,

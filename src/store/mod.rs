@@ -374,6 +374,9 @@ pub trait Store: Send + Sync + 'static {
     /// Active consents of a user, newest first.
     async fn consents_of(&self, subject: &str, now: i64) -> Result<Vec<Consent>, StoreError>;
 
+    /// Every active consent, newest first (consent administration: CLI and admin API).
+    async fn active_consents(&self, now: i64) -> Result<Vec<Consent>, StoreError>;
+
     /// Revokes a user's consent and every refresh token family issued under it.
     /// Returns false if the user has no such active consent.
     async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool, StoreError>;

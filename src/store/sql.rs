@@ -779,6 +779,17 @@ where
         rows.iter().map(|j| from_json(j)).collect()
     }
 
+    async fn active_consents(&self, now: i64) -> Result<Vec<Consent>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT consent FROM consents WHERE revoked_at IS NULL AND expires_at > $1 ORDER BY created_at DESC",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(|j| from_json(j)).collect()
+    }
+
     async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let revoked =

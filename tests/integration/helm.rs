@@ -146,15 +146,16 @@ fn default_render_is_a_restricted_single_replica_operator() {
     let names = |kind: &str| -> Vec<String> {
         kinds(&objects, kind).iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_string()).collect()
     };
-    assert_eq!(names("ClusterRole"), ["inbound", "inbound-reviews", "inbound-view", "inbound-clients-admin"]);
+    assert_eq!(
+        names("ClusterRole"),
+        ["inbound", "inbound-reviews", "inbound-view", "inbound-clients-admin", "inbound-consents-admin"]
+    );
     // Reading the kinds is aggregated into `view`; writing them into nothing by default.
     let role = |name: &str| kinds(&objects, "ClusterRole").into_iter().find(|r| r["metadata"]["name"] == name).unwrap();
     assert_eq!(role("inbound-view")["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"], "true");
-    assert!(
-        role("inbound-clients-admin")["metadata"]["labels"]
-            .get("rbac.authorization.k8s.io/aggregate-to-admin")
-            .is_none()
-    );
+    for admin in ["inbound-clients-admin", "inbound-consents-admin"] {
+        assert!(role(admin)["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-admin").is_none());
+    }
     // `helm test`: discovery through the Service, as the issuer.
     let test = one(&objects, "Pod");
     assert_eq!(test["metadata"]["annotations"]["helm.sh/hook"], "test");
@@ -279,6 +280,10 @@ fn default_render_is_a_restricted_single_replica_operator() {
     assert_eq!(
         named(&objects, "ClusterRole", "inbound-clients-admin")["rules"],
         json!([{ "apiGroups": ["inbound.dev"], "resources": ["registeredclients"], "verbs": ["list", "delete"] }])
+    );
+    assert_eq!(
+        named(&objects, "ClusterRole", "inbound-consents-admin")["rules"],
+        json!([{ "apiGroups": ["inbound.dev"], "resources": ["consents"], "verbs": ["list", "delete"] }])
     );
     let binding = named(&objects, "ClusterRoleBinding", "inbound");
     assert_eq!(binding["roleRef"]["name"], "inbound");

@@ -9,6 +9,7 @@ mod browser;
 mod check;
 mod cimd;
 mod client_credentials;
+mod consents;
 mod discovery;
 mod federation;
 mod flux;

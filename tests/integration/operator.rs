@@ -1389,3 +1389,98 @@ spec:
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// `/admin/consents`: a consent given to an app is listed and revoked by whoever RBAC allows
+/// `consents.inbound.dev` in the app's namespace (the chart's consents-admin role); the app
+/// stays, and the trail names who revoked it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consents_are_administered_under_kubernetes_rbac() {
+    let cluster = Cluster::start();
+    let api = &cluster.api;
+    let op = cluster.operator("replica-a", &[]).await;
+    api.kubectl_ok(&["apply", "-n", APPS_NS, "-f", "examples/cluster/"]);
+    let app = eventually("inventory-sync Ready", Duration::from_secs(20), || {
+        let app = api.get_json(&["inboundapp", "inventory-sync", "-n", APPS_NS])?;
+        (ready_condition(&app)?["status"] == "True").then_some(app)
+    })
+    .await;
+    let client_id = app["status"]["clientId"].as_str().unwrap().to_string();
+    // A user's consent to the app, as the consent screen writes it into the shared store.
+    let store = inbound::store::open(None, &cluster.data_dir().join("state.db")).await.unwrap();
+    let now = inbound::clock::now();
+    let consent = inbound::store::Consent {
+        id: "consent-to-inventory".into(),
+        client_id: client_id.clone(),
+        subject: "user-1".into(),
+        tenant: Some("acme".into()),
+        granted_by: "user-1".into(),
+        scopes: vec!["inventory:read".into()],
+        created_at: now,
+        expires_at: now + 3600,
+    };
+    store.save_consent(&consent).await.unwrap();
+
+    api.kubectl_ok(&["create", "serviceaccount", "support", "-n", APPS_NS]);
+    api.kubectl_ok(&["create", "serviceaccount", "nobody", "-n", APPS_NS]);
+    api.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "support-consents",
+        "-n",
+        APPS_NS,
+        "--clusterrole",
+        "inbound-consents-admin",
+        &format!("--serviceaccount={APPS_NS}:support"),
+    ]);
+    let audience = format!("{}/admin", op.base);
+    let token =
+        |sa: &str| api.kubectl_ok(&["create", "token", sa, "-n", APPS_NS, "--audience", &audience]).trim().to_string();
+    let (support, nobody) = (token("support"), token("nobody"));
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, bearer: &str| {
+        let request = http.request(method, format!("{}{path}", op.admin)).bearer_auth(bearer);
+        async move { reply(request.send().await.unwrap()).await }
+    };
+    let query = format!("/admin/consents?client_id={client_id}");
+    let forbidden = call(reqwest::Method::GET, query.clone(), &nobody).await;
+    assert_eq!(forbidden.status, 403, "{}", forbidden.json);
+    assert!(
+        forbidden.json["error_description"].as_str().unwrap().contains("consents.inbound.dev"),
+        "{}",
+        forbidden.json
+    );
+    // RBAC bindings reach the authorizer's cache asynchronously.
+    let started = Instant::now();
+    let listed = loop {
+        let listed = call(reqwest::Method::GET, query.clone(), &support).await;
+        if listed.status == 200 {
+            break listed;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "support never allowed: {}", listed.json);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(listed.json["consents"][0]["id"], "consent-to-inventory", "{}", listed.json);
+    assert_eq!(listed.json["consents"][0]["app"], "Inventory Sync", "{}", listed.json);
+    assert_eq!(listed.json["consents"][0]["tenant"], "acme");
+    assert_eq!(call(reqwest::Method::DELETE, query.clone(), &nobody).await.status, 403);
+    assert!(store.consent(&consent.id, now).await.unwrap().is_some(), "a refused call revokes nothing");
+    let unfiltered = call(reqwest::Method::DELETE, "/admin/consents".into(), &support).await;
+    assert_eq!(unfiltered.status, 400, "{}", unfiltered.json);
+
+    let revoked = call(reqwest::Method::DELETE, format!("{query}&tenant=acme"), &support).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.json);
+    assert_eq!(revoked.json["revoked"], json!(["consent-to-inventory"]));
+    assert!(store.consent(&consent.id, now).await.unwrap().is_none(), "revoked in the store");
+    assert_eq!(
+        call(reqwest::Method::DELETE, "/admin/consents/consent-to-inventory".into(), &support).await.status,
+        404
+    );
+    assert_eq!(
+        ready_condition(&api.get_json(&["inboundapp", "inventory-sync", "-n", APPS_NS]).unwrap()).unwrap()["status"],
+        "True",
+        "the app stays"
+    );
+    let record = op.audited("consent_revoked", |r| r["consent_id"] == "consent-to-inventory").await;
+    assert_eq!(record["revoked_by"], "admin");
+    assert_eq!(record["actor"], format!("system:serviceaccount:{APPS_NS}:support"));
+}

@@ -170,6 +170,9 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.active_consent("c", "u", Some("acme"), now).await.unwrap(), Some(consent.clone()));
     assert_eq!(store.active_consent("c", "u", None, now).await.unwrap(), None, "tenant is part of the key");
     assert_eq!(store.consents_of("u", now).await.unwrap().len(), 1);
+    let all = store.active_consents(now).await.unwrap();
+    assert!(all.iter().any(|c| c.id == consent.id), "{all:?}");
+    assert!(store.active_consents(consent.expires_at).await.unwrap().iter().all(|c| c.id != consent.id), "expired");
     assert_eq!(store.consent("consent-1", now + 7200).await.unwrap(), None, "expired");
 
     // Refresh rotation and reuse detection, sequential and concurrent.

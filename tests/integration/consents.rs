@@ -1,0 +1,82 @@
+//! Consent administration (README "Consents"): an administrator lists and revokes users'
+//! consents without deleting the client — `inbound consents` on the store of `inbound serve`,
+//! and `/admin/consents` in a cluster under Kubernetes RBAC (in `operator.rs`).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::flows::{REDIRECT, authorize_url, code_for, exchange, pkce};
+use crate::support::server::{QUICKSTART, form, start_server};
+use crate::support::user_agent::Agent;
+
+fn inbound_consents(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_inbound"))
+        .arg("consents")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn an_administrator_revokes_consents_and_the_client_stays() {
+    let server = start_server(QUICKSTART).await;
+    let cli = server.client_id("billing-cli");
+    // alice and bob consent to the CLI.
+    let mut refresh = Vec::new();
+    for (user, password) in [("alice", "wonderland"), ("bob", "builder")] {
+        let (challenge, verifier) = pkce();
+        let url = authorize_url(&server, &cli, "openid billing:read", &challenge, "");
+        let code = code_for(&server.base, &mut Agent::new(), &url, (user, password), &[]).await;
+        let tokens = exchange(&server, &cli, &code, &verifier).await;
+        assert_eq!(tokens.status, 200, "{}", tokens.json);
+        refresh.push(tokens.json["refresh_token"].as_str().unwrap().to_string());
+    }
+    let (ok, out, err) = inbound_consents(&server.data_dir, &["list", "--output", "json", "--client-id", &cli]);
+    assert!(ok, "{err}");
+    let listed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), 2, "{out}");
+    assert!(listed.iter().all(|c| c["scopes"] == serde_json::json!(["billing:read"])), "{out}");
+    let alice =
+        listed.iter().find(|c| c["granted_by"] == c["subject"]).unwrap()["subject"].as_str().unwrap().to_string();
+    let (ok, table, _) = inbound_consents(&server.data_dir, &["list", "--scope", "billing:read"]);
+    assert!(ok && table.starts_with("CONSENT ID") && table.lines().count() == 3, "{table}");
+
+    // Revoking needs a filter; a dry run changes nothing.
+    let (ok, _, err) = inbound_consents(&server.data_dir, &["revoke"]);
+    assert!(!ok && err.contains("give at least one filter"), "{err}");
+    let (ok, out, _) = inbound_consents(&server.data_dir, &["revoke", "--subject", &alice, "--dry-run"]);
+    assert!(ok && out.contains("would revoke"), "{out}");
+    let audit = server.data_dir.join("cli-audit.jsonl");
+    let audit_arg = audit.to_str().unwrap();
+    let (ok, out, err) =
+        inbound_consents(&server.data_dir, &["revoke", "--subject", &alice, "--audit-file", audit_arg]);
+    assert!(ok && out.contains("revoked "), "{out}{err}");
+
+    // alice's grant is gone (her refresh token with it); bob's and the client stay.
+    let refresh_with =
+        |token: &str| form(&[("grant_type", "refresh_token"), ("client_id", &cli), ("refresh_token", token)]);
+    server.post("/token", None, &refresh_with(&refresh[0])).await.assert_error(400, "invalid_grant");
+    assert_eq!(server.post("/token", None, &refresh_with(&refresh[1])).await.status, 200, "bob's grant stays");
+    let (_, out, _) = inbound_consents(&server.data_dir, &["list", "--output", "json"]);
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&out).unwrap().len(), 1, "{out}");
+    let (challenge, _) = pkce();
+    let mut agent = Agent::new();
+    let page = agent.get(&authorize_url(&server, &cli, "openid billing:read", &challenge, "")).await;
+    let page = agent.login(&server.base, &page, "alice", "wonderland").await;
+    assert!(page.body.contains("action=\"/consent\""), "alice is asked again: {}", page.body);
+    assert!(REDIRECT.starts_with("http://127.0.0.1"));
+
+    // The revocation is in the audit trail, as an administrator's.
+    let record: Value = serde_json::from_str(std::fs::read_to_string(&audit).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!((record["event"].as_str(), record["revoked_by"].as_str()), (Some("consent_revoked"), Some("admin")));
+    assert_eq!(record["subject"], alice.as_str());
+    server.running.stop().await;
+}
