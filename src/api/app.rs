@@ -23,6 +23,7 @@ use super::{Condition, DurationString};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Client ID", type_ = "string", json_path = ".status.clientId"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
+    printcolumn(name = "Consents", type_ = "integer", json_path = ".status.activeConsents"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
         name = "Message",
@@ -369,6 +370,10 @@ pub struct InboundAppStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
     pub previous_secret_valid_until: Option<String>,
+    /// Users' consents to this app that are active (not revoked, not expired); refreshed on
+    /// every reconcile pass (`--resync-interval`), not on each consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_consents: Option<u32>,
     /// The metadata.generation last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -115,6 +115,14 @@ impl Reconciler {
     }
 
     pub async fn reconcile_all(&self, caches: &Caches, validated: &Validated) {
+        // Once per pass, not per consent: what `kubectl get inboundapps` shows.
+        let consents = match self.store.active_consent_counts(now_seconds()).await {
+            Ok(counts) => Some(counts),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count consents; the apps' counts stay as they were");
+                None
+            }
+        };
         for app in caches.apps.objects() {
             let name = format!("InboundApp {}/{}", app.namespace().unwrap_or_default(), app.name_any());
             let result = if app.metadata.deletion_timestamp.is_some() {
@@ -122,7 +130,7 @@ impl Reconciler {
             } else if paused(&app.metadata) {
                 Ok(())
             } else {
-                self.reconcile_app(&app, caches, validated).await
+                self.reconcile_app(&app, caches, validated, consents.as_ref()).await
             };
             if let Err(e) = result {
                 tracing::warn!(object = %name, error = %e, "reconcile failed; retrying on the next pass");
@@ -338,6 +346,7 @@ impl Reconciler {
         app: &InboundApp,
         caches: &Caches,
         validated: &Validated,
+        consents: Option<&HashMap<String, u32>>,
     ) -> Result<(), ReconcileError> {
         self.ensure_finalizer(app).await?;
         let ns = app.namespace().unwrap_or_default();
@@ -362,6 +371,11 @@ impl Reconciler {
             // Kept as they were unless this pass issues a secret.
             secret_issued_at: current.secret_issued_at.clone(),
             previous_secret_valid_until: current.previous_secret_valid_until.clone(),
+            active_consents: match consents {
+                Some(counts) if refused.is_none() => Some(counts.get(&client_id).copied().unwrap_or(0)),
+                Some(_) => None,
+                None => current.active_consents,
+            },
         };
         if snapshot::client_type_changed(app).is_some() {
             // What the status says the app was is the record of it: kept until the change

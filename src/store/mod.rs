@@ -377,6 +377,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every active consent, newest first (consent administration: CLI and admin API).
     async fn active_consents(&self, now: i64) -> Result<Vec<Consent>, StoreError>;
 
+    /// How many active consents each client has (clients with none are absent).
+    async fn active_consent_counts(&self, now: i64) -> Result<std::collections::HashMap<String, u32>, StoreError>;
+
     /// Revokes a user's consent and every refresh token family issued under it.
     /// Returns false if the user has no such active consent.
     async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool, StoreError>;

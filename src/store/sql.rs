@@ -790,6 +790,22 @@ where
         rows.iter().map(|j| from_json(j)).collect()
     }
 
+    async fn active_consent_counts(&self, now: i64) -> Result<std::collections::HashMap<String, u32>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT client_id, COUNT(*) AS n FROM consents WHERE revoked_at IS NULL AND expires_at > $1 GROUP BY client_id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let n: i64 = row.try_get("n").map_err(corrupt)?;
+                Ok((row.try_get("client_id").map_err(corrupt)?, u32::try_from(n).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
     async fn revoke_consent(&self, id: &str, subject: &str, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let revoked =

@@ -1419,6 +1419,16 @@ async fn consents_are_administered_under_kubernetes_rbac() {
         expires_at: now + 3600,
     };
     store.save_consent(&consent).await.unwrap();
+    // `kubectl get inboundapps` counts it at the next pass.
+    let consents = |app: &Value| app["status"]["activeConsents"].as_u64();
+    assert_eq!(consents(&app), Some(0), "{app}");
+    eventually("the consent counted", Duration::from_secs(15), || {
+        let app = api.get_json(&["inboundapp", "inventory-sync", "-n", APPS_NS])?;
+        (consents(&app) == Some(1)).then_some(())
+    })
+    .await;
+    let table = api.kubectl_ok(&["get", "inboundapp", "inventory-sync", "-n", APPS_NS]);
+    assert!(table.lines().next().unwrap().contains("CONSENTS"), "{table}");
 
     api.kubectl_ok(&["create", "serviceaccount", "support", "-n", APPS_NS]);
     api.kubectl_ok(&["create", "serviceaccount", "nobody", "-n", APPS_NS]);
@@ -1480,6 +1490,11 @@ async fn consents_are_administered_under_kubernetes_rbac() {
         "True",
         "the app stays"
     );
+    eventually("the revocation counted", Duration::from_secs(15), || {
+        let app = api.get_json(&["inboundapp", "inventory-sync", "-n", APPS_NS])?;
+        (consents(&app) == Some(0)).then_some(())
+    })
+    .await;
     let record = op.audited("consent_revoked", |r| r["consent_id"] == "consent-to-inventory").await;
     assert_eq!(record["revoked_by"], "admin");
     assert_eq!(record["actor"], format!("system:serviceaccount:{APPS_NS}:support"));

@@ -173,6 +173,8 @@ async fn suite(store: Arc<dyn Store>) {
     let all = store.active_consents(now).await.unwrap();
     assert!(all.iter().any(|c| c.id == consent.id), "{all:?}");
     assert!(store.active_consents(consent.expires_at).await.unwrap().iter().all(|c| c.id != consent.id), "expired");
+    assert_eq!(store.active_consent_counts(now).await.unwrap().get("c"), Some(&1));
+    assert_eq!(store.active_consent_counts(consent.expires_at).await.unwrap().get("c"), None, "expired");
     assert_eq!(store.consent("consent-1", now + 7200).await.unwrap(), None, "expired");
 
     // Refresh rotation and reuse detection, sequential and concurrent.
