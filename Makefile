@@ -2,11 +2,12 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/inbound/target
 export CARGO_TARGET_DIR
 
-.PHONY: test test-deps lint unit integration crds quickstart bench bench-postgres fuzz fuzz-smoke
+.PHONY: test test-deps lint unit integration crds quickstart bench bench-postgres fuzz fuzz-smoke image image-test
 
 ## Everything CI runs: install what the tests need, lint, all tests, a short fuzzing pass.
 test: test-deps lint
 	cargo test --locked --lib --bins --tests
+	$(MAKE) image-test
 	$(MAKE) fuzz-smoke
 
 ## Tools the tests use that are not Rust crates (installed from Debian if missing).
@@ -31,6 +32,15 @@ crds:
 ## The quickstart: serve the bundled example on http://127.0.0.1:8080.
 quickstart:
 	cargo run --release --locked -- serve --config examples/quickstart
+
+## The image the chart runs: built with podman from the release binary (no Docker engine,
+## no base image), tagged with the chart's appVersion, saved as an OCI archive.
+image:
+	bash scripts/image.sh
+
+## Builds the image, then runs it as its non-root user: --version, serve, discovery.
+image-test:
+	bash scripts/image-test.sh
 
 ## Throughput and latency of the release server (see README "Performance").
 bench:
