@@ -293,12 +293,17 @@ pub struct AuditOptions {
     pub held: bool,
 }
 
+/// What [`Audit::observe`] is given.
+pub type Observer = Box<dyn Fn(&Event) + Send + Sync>;
+
 /// The audit trail of one process.
 pub struct Audit {
     sender: Mutex<Option<SyncSender<Vec<u8>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Dropped to let a held writer start.
     hold: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// Sees every event as it is emitted (the metrics count tokens and sign-ins from them).
+    observer: std::sync::OnceLock<Observer>,
     written: std::sync::Arc<AtomicU64>,
     failures: std::sync::Arc<AtomicU64>,
 }
@@ -340,6 +345,7 @@ impl Audit {
                 sender: Mutex::new(None),
                 writer: Mutex::new(None),
                 hold: Mutex::new(None),
+                observer: Default::default(),
                 written,
                 failures,
             };
@@ -359,9 +365,15 @@ impl Audit {
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             hold: Mutex::new(Some(hold)),
+            observer: Default::default(),
             written,
             failures,
         }
+    }
+
+    /// Calls `observer` with every event emitted from now on (once per process).
+    pub fn observe(&self, observer: Observer) {
+        let _ = self.observer.set(observer);
     }
 
     /// Lets a held writer start writing (what was queued first).
@@ -371,6 +383,9 @@ impl Audit {
 
     /// Records `event`, with the current request's id and source address if there is one.
     pub fn emit(&self, event: Event) {
+        if let Some(observe) = self.observer.get() {
+            observe(&event);
+        }
         let sender = self.sender.lock().expect("audit lock").clone();
         let Some(sender) = sender else { return };
         let context = REQUEST.try_with(|c| c.clone()).ok();

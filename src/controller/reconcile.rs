@@ -25,6 +25,7 @@ use super::status::{self, CREDENTIALS_ISSUED, Desired, Reason, Status, Verdict};
 use crate::api::{ClientGrant, Condition, GrantType, IdentityProvider, InboundApp, InboundAppStatus, ObjectKey};
 use crate::catalog::UpstreamProvider;
 use crate::catalog::manifest::Object;
+use crate::metrics::KindLabels;
 use crate::protocol::paths;
 use crate::secrets::{ClientSecret, SecretHasher};
 use crate::store::{ClientIdClaim, Store, StoreError};
@@ -78,6 +79,8 @@ pub struct Reconciler {
     reported_undecodable: std::sync::Mutex<HashMap<String, String>>,
     /// Secrets issued and apps deleted are recorded here (nowhere unless set).
     pub audit: Arc<crate::audit::Audit>,
+    /// Objects whose reconcile failed, by kind (the server's metrics, when set).
+    pub failures: prometheus_client::metrics::family::Family<KindLabels, prometheus_client::metrics::counter::Counter>,
     pub recorder: Recorder,
     pub store: Arc<dyn Store>,
     pub hasher: SecretHasher,
@@ -111,6 +114,7 @@ impl Reconciler {
             default_overlap,
             in_cluster_url: None,
             audit: Arc::new(crate::audit::Audit::disabled()),
+            failures: Default::default(),
         }
     }
 
@@ -133,6 +137,7 @@ impl Reconciler {
                 self.reconcile_app(&app, caches, validated, consents.as_ref()).await
             };
             if let Err(e) = result {
+                self.failed("InboundApp");
                 tracing::warn!(object = %name, error = %e, "reconcile failed; retrying on the next pass");
             }
         }
@@ -156,6 +161,7 @@ impl Reconciler {
         let undecodable = caches.undecodable();
         for object in &undecodable {
             if let Err(e) = self.reconcile_undecodable(object).await {
+                self.failed(kind_label(&object.resource.kind));
                 tracing::warn!(object = %object.display_name(), error = %e, "reconcile failed; retrying on the next pass");
             }
         }
@@ -288,6 +294,7 @@ impl Reconciler {
         }
         .await;
         if let Err(e) = result {
+            self.failed("IdentityProvider");
             tracing::warn!(object = %object_name, error = %e, "cannot write status; retrying on the next pass");
         }
     }
@@ -337,6 +344,7 @@ impl Reconciler {
         }
         .await;
         if let Err(e) = result {
+            self.failed(kind_label(kind));
             tracing::warn!(object = %object_name, error = %e, "cannot write status; retrying on the next pass");
         }
     }
@@ -747,6 +755,10 @@ impl Reconciler {
         self.publish(&object.object_ref(&()), type_, reason, note).await;
     }
 
+    fn failed(&self, kind: &'static str) {
+        self.failures.get_or_create(&KindLabels { kind }).inc();
+    }
+
     async fn publish(&self, reference: &ObjectReference, type_: EventType, reason: &str, note: &str) {
         let event = Event {
             type_,
@@ -758,6 +770,18 @@ impl Reconciler {
         if let Err(e) = self.recorder.publish(&event, reference).await {
             tracing::warn!(reason, error = %e, "cannot publish event");
         }
+    }
+}
+
+/// A kind as a metric label: one of a fixed set.
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "InboundApp" => "InboundApp",
+        "Scope" => "Scope",
+        "ClientGrant" => "ClientGrant",
+        "ConsentPolicy" => "ConsentPolicy",
+        "IdentityProvider" => "IdentityProvider",
+        _ => "other",
     }
 }
 

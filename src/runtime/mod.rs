@@ -159,11 +159,40 @@ struct Assembly {
     audit: Arc<crate::audit::Audit>,
 }
 
+/// Counts what the audit trail records: tokens issued, sign-ins.
+fn count_audited(metrics: &Metrics, audit: &crate::audit::Audit) {
+    use crate::audit::Event;
+    use crate::metrics::{LoginLabels, TokenLabels};
+    let (tokens, logins) = (metrics.tokens_issued.clone(), metrics.logins.clone());
+    audit.observe(Box::new(move |event| match event {
+        Event::TokenIssued { grant_type, client_namespace, .. } => {
+            let labels = TokenLabels { grant_type: grant_type.clone(), client_namespace: client_namespace.clone() };
+            tokens.get_or_create(&labels).inc();
+        }
+        Event::LoginSucceeded { .. } => {
+            logins.get_or_create(&LoginLabels { outcome: "success" }).inc();
+        }
+        Event::LoginFailed { reason, .. } => {
+            // A fixed set of label values: an upstream's own error text is not one.
+            let outcome = match reason.as_str() {
+                "wrong_credentials" => "wrong_credentials",
+                "throttled" => "throttled",
+                "cancelled" => "cancelled",
+                _ => "upstream_error",
+            };
+            logins.get_or_create(&LoginLabels { outcome }).inc();
+        }
+        _ => {}
+    }));
+}
+
 /// The one place the [`AuthorizationServer`] and the [`AppState`] are built.
 fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
     // Cookies lack `Secure` only where a browser would drop them otherwise: plain http on a
     // loopback address (development).
     let secure_cookies = !is_loopback_http(&a.issuer);
+    let metrics = Metrics::default();
+    count_audited(&metrics, &a.audit);
     Ok(Arc::new(AppState {
         server: AuthorizationServer::new(ServerParts {
             default_audience: a.default_audience.unwrap_or_else(|| a.issuer.clone()),
@@ -181,7 +210,7 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
             audit: a.audit,
         }),
         catalog: a.catalog,
-        metrics: Metrics::default(),
+        metrics,
         pages: crate::http::pages::Pages::new(a.templates, secure_cookies, a.branding)?,
         identity: Arc::new(crate::identity::StaticUsers),
         password_checks: Arc::new(tokio::sync::Semaphore::new(
@@ -256,6 +285,10 @@ async fn maintain(upkeep: Upkeep, state: Arc<AppState>, stop: impl Future<Output
         loop {
             let up = state.server.ping().await.is_ok();
             state.metrics.store_up.set(i64::from(up));
+            let (written, failed) = state.server.audit().counts();
+            let m = &state.metrics;
+            m.audit_records.inc_by(written.saturating_sub(m.audit_records.get()));
+            m.audit_failures.inc_by(failed.saturating_sub(m.audit_failures.get()));
             match (last, up) {
                 (Some(true), false) | (None, false) => tracing::warn!("the store does not answer"),
                 (Some(false), true) => tracing::info!("the store answers again"),

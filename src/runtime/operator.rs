@@ -253,6 +253,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     );
     reconciler.in_cluster_url = options.in_cluster_url.clone();
     reconciler.audit = audit;
+    reconciler.failures = state.metrics.reconcile_failures.clone();
     tasks.spawn(snapshot_loop(SnapshotLoop {
         caches,
         store,
@@ -312,8 +313,13 @@ async fn snapshot_loop(mut l: SnapshotLoop) {
                 tracing::warn!(error = %e, "cannot read client secrets; still serving the previous configuration")
             }
         }
-        if *l.leader.borrow() {
+        let leads = *l.leader.borrow();
+        l.state.metrics.leader.set(i64::from(leads));
+        if leads {
+            let started = std::time::Instant::now();
             l.reconciler.reconcile_all(&l.caches, &validated).await;
+            l.state.metrics.reconcile_runs.inc();
+            l.state.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
         }
         // A grant that expires is reported at its expiry, not at the next resync.
         let now = crate::clock::now();

@@ -21,6 +21,7 @@ mod lifecycle;
 mod login_limits;
 mod logout;
 mod mcp;
+mod metrics;
 mod operator;
 mod operator_resilience;
 mod private_key_jwt;

@@ -1275,7 +1275,15 @@ spec:
         let (id, secret) = (app.0.to_string(), app.1.to_string());
         async move { operator.post("/token", Some((&id, &secret)), &body).await }
     };
-    let reply = exchange((&reports_id, &reports_secret), &token).await;
+    // The Secret is written before the store accepts its secret: served moments later.
+    let started = Instant::now();
+    let reply = loop {
+        let reply = exchange((&reports_id, &reports_secret), &token).await;
+        if reply.status != 401 || started.elapsed() > Duration::from_secs(15) {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(reply.status, 200, "{}\n{}", reply.json, operator.log());
     assert_eq!(reply.json["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
     assert_eq!(reply.json["scope"], "inventory:read", "the workload's own grants cap the delegate");
@@ -1497,5 +1505,14 @@ async fn consents_are_administered_under_kubernetes_rbac() {
     .await;
     let record = op.audited("consent_revoked", |r| r["consent_id"] == "consent-to-inventory").await;
     assert_eq!(record["revoked_by"], "admin");
+    // The operator's own series (README "Metrics"): it leads, and reconciles.
+    let text = reqwest::get(format!("{}/metrics", op.base)).await.unwrap().text().await.unwrap();
+    let scrape = crate::metrics::parse(&text);
+    assert_eq!(crate::metrics::value(&scrape, "inbound_leader", &[]), Some(1.0), "{text}");
+    assert!(crate::metrics::value(&scrape, "inbound_reconcile_runs_total", &[]).is_some_and(|n| n > 0.0), "{text}");
+    assert_eq!(
+        crate::metrics::value(&scrape, "inbound_reconcile_failures_total", &[("kind", "InboundApp")]),
+        Some(0.0)
+    );
     assert_eq!(record["actor"], format!("system:serviceaccount:{APPS_NS}:support"));
 }
