@@ -445,15 +445,33 @@ pub enum Output {
     Json,
 }
 
-/// Where the store is and which clients to select.
+/// The store the administration commands work on.
 #[derive(Args)]
-pub struct ClientsTarget {
+pub struct StoreLocation {
     /// Data directory of `inbound serve` (its state.db).
     #[arg(long, env = "INBOUND_DATA_DIR", default_value = ".inbound")]
     pub data_dir: PathBuf,
     /// PostgreSQL store URL (instead of the data directory's SQLite).
-    #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
-    pub store: Option<String>,
+    #[arg(long = "store", env = "INBOUND_STORE", hide_env_values = true)]
+    pub url: Option<String>,
+}
+
+impl StoreLocation {
+    /// Opens it; an SQLite file that does not exist is an error (not a new, empty store).
+    pub async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+        let db = self.data_dir.join("state.db");
+        if self.url.is_none() && !db.exists() {
+            anyhow::bail!("no store at {} (use --data-dir or --store)", db.display());
+        }
+        Ok(crate::store::open(self.url.as_deref(), &db).await?)
+    }
+}
+
+/// Where the store is and which clients to select.
+#[derive(Args)]
+pub struct ClientsTarget {
+    #[command(flatten)]
+    pub store: StoreLocation,
     /// Client id equals.
     #[arg(long)]
     pub id: Option<String>,
@@ -515,11 +533,7 @@ impl ClientsAction {
         if delete && filter.is_empty() {
             anyhow::bail!("refusing to delete every client: give at least one filter (e.g. --last-used-before 30d)");
         }
-        let db = target.data_dir.join("state.db");
-        if target.store.is_none() && !db.exists() {
-            anyhow::bail!("no store at {} (use --data-dir or --store)", db.display());
-        }
-        let store = crate::store::open(target.store.as_deref(), &db).await?;
+        let store = target.store.open().await?;
         let selected: Vec<_> = store.registered_clients().await?.into_iter().filter(|c| filter.matches(c)).collect();
         let summaries: Vec<ClientSummary> = selected.iter().map(Into::into).collect();
         match output {
@@ -563,12 +577,8 @@ pub enum ConsentsAction {
 /// Where the store is and which consents to select.
 #[derive(Args)]
 pub struct ConsentsTarget {
-    /// Data directory of `inbound serve` (its state.db).
-    #[arg(long, env = "INBOUND_DATA_DIR", default_value = ".inbound")]
-    pub data_dir: PathBuf,
-    /// PostgreSQL store URL (instead of the data directory's SQLite).
-    #[arg(long, env = "INBOUND_STORE", hide_env_values = true)]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub store: StoreLocation,
     /// Consent id equals.
     #[arg(long)]
     pub id: Option<String>,
@@ -633,11 +643,7 @@ impl ConsentsAction {
         if revoke && filter.is_empty() {
             anyhow::bail!("refusing to revoke every consent: give at least one filter (e.g. --client-id ID)");
         }
-        let db = target.data_dir.join("state.db");
-        if target.store.is_none() && !db.exists() {
-            anyhow::bail!("no store at {} (use --data-dir or --store)", db.display());
-        }
-        let store = crate::store::open(target.store.as_deref(), &db).await?;
+        let store = target.store.open().await?;
         let selected: Vec<_> = store.active_consents(now).await?.into_iter().filter(|c| filter.matches(c)).collect();
         let summaries: Vec<_> = selected.iter().map(|c| crate::admin::ConsentSummary::of(c, String::new())).collect();
         match output {

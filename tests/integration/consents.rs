@@ -20,18 +20,7 @@ fn subject_of(id_token: &str) -> String {
 }
 
 fn inbound_consents(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_inbound"))
-        .arg("consents")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::support::server::inbound_command("consents", data_dir, args)
 }
 
 #[tokio::test]

@@ -353,18 +353,7 @@ async fn authorize_refuses_resources_the_client_may_not_use() {
 }
 
 fn inbound_clients(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_inbound"))
-        .arg("clients")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::support::server::inbound_command("clients", data_dir, args)
 }
 
 /// examples/mcp as the README runs it, and `inbound clients` on its store.

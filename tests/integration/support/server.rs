@@ -255,3 +255,20 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
     }
     s.finish()
 }
+
+/// Runs `inbound COMMAND ARGS --data-dir DIR` (the administration commands on a store):
+/// (success, stdout, stderr).
+pub fn inbound_command(command: &str, data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_inbound"))
+        .arg(command)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
