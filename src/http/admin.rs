@@ -77,10 +77,13 @@ fn home_namespace(state: &AppState) -> String {
     state.catalog.load().registration_policy().map(|p| p.key.namespace.clone()).unwrap_or_else(|| "default".into())
 }
 
+/// The query string's pairs, as the filters read them.
+fn query_pairs(query: Option<String>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
+}
+
 fn filter(query: Option<String>) -> Result<ClientFilter> {
-    let pairs: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
-    ClientFilter::from_query(&pairs, now()).map_err(|e| HttpError::new(OAuthError::invalid_request(e)))
+    ClientFilter::from_query(&query_pairs(query), now()).map_err(|e| HttpError::new(OAuthError::invalid_request(e)))
 }
 
 async fn selected(state: &AppState, filter: &ClientFilter) -> Result<Vec<crate::store::RegisteredClient>> {
@@ -194,9 +197,7 @@ fn consent_namespace(state: &AppState, consent: &AdministeredConsent) -> String 
 }
 
 fn consent_filter(query: Option<String>) -> Result<ConsentFilter> {
-    let pairs: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
-    ConsentFilter::from_query(&pairs, now()).map_err(|e| HttpError::new(OAuthError::invalid_request(e)))
+    ConsentFilter::from_query(&query_pairs(query), now()).map_err(|e| HttpError::new(OAuthError::invalid_request(e)))
 }
 
 async fn selected_consents(state: &AppState, filter: &ConsentFilter) -> Result<Vec<AdministeredConsent>> {

@@ -78,11 +78,13 @@ fn finish<T>(
 /// The audit record of a refused token, introspection or revocation request (the flows
 /// record what succeeds).
 fn refusal(endpoint: &str, grant: &str, client_id: Option<&str>, error: &OAuthError) -> Event {
-    let (caller, error) = (client_id.map(str::to_string), Some(error.code.as_str().to_string()));
+    let (caller, code) = (client_id.map(str::to_string), error.code.as_str().to_string());
     match endpoint {
-        "introspect" => Event::Introspection { caller, active: false, jti: None, token_client_id: None, error },
-        "revoke" => Event::Revocation { caller, revoked: "none", jti: None, family_id: None, error },
-        _ => Event::TokenRefused { grant_type: grant.to_string(), client_id: caller, error: error.unwrap_or_default() },
+        "introspect" => {
+            Event::Introspection { caller, active: false, jti: None, token_client_id: None, error: Some(code) }
+        }
+        "revoke" => Event::Revocation { caller, revoked: "none", jti: None, family_id: None, error: Some(code) },
+        _ => Event::TokenRefused { grant_type: grant.to_string(), client_id: caller, error: code },
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::flows::{REDIRECT, authorize_url, code_for, exchange, pkce};
+use crate::support::flows::{authorize_url, code_for, exchange, pkce};
 use crate::support::server::{QUICKSTART, form, start_server};
 use crate::support::user_agent::Agent;
 
@@ -72,7 +72,6 @@ async fn an_administrator_revokes_consents_and_the_client_stays() {
     let page = agent.get(&authorize_url(&server, &cli, "openid billing:read", &challenge, "")).await;
     let page = agent.login(&server.base, &page, "alice", "wonderland").await;
     assert!(page.body.contains("action=\"/consent\""), "alice is asked again: {}", page.body);
-    assert!(REDIRECT.starts_with("http://127.0.0.1"));
 
     // The revocation is in the audit trail, as an administrator's.
     let record: Value = serde_json::from_str(std::fs::read_to_string(&audit).unwrap().lines().next().unwrap()).unwrap();
