@@ -59,6 +59,7 @@ fn new_family(client_id: &str, subject: &str, consent_id: &str) -> RefreshToken 
         client_id: client_id.to_string(),
         subject: subject.to_string(),
         consent_id: consent_id.to_string(),
+        tenant_consent_id: None,
         scopes: vec!["billing:read".into()],
         resources: vec![],
         tenant: Some("acme".into()),
@@ -112,6 +113,7 @@ async fn main() {
             subject: code_subject.clone(),
             auth_time: now(),
             consent_id: code_consent.clone(),
+            tenant_consent_id: None,
             expires_at: now() + 600,
         };
         (token_digest(code), record)

@@ -82,6 +82,8 @@ pub enum FamilyRevocation {
     PresentedByAnotherClient,
     /// The user no longer exists.
     UserGone,
+    /// The user no longer belongs to the tenant the grant was made in.
+    LeftTenant,
     /// The client revoked it (RFC 7009).
     Revoked,
 }

@@ -35,7 +35,7 @@ USERS = {
         "password": "wonderland",
         "subject": "u-42",
         "username": "dana@acme.example",
-        "tenant": "acme",
+        "tenants": ["acme"],
         "roles": ["billing-admin"],
         "attributes": {"email": "dana@acme.example", "name": "Dana"},
     },

@@ -174,8 +174,9 @@ fn default_attributes() -> BTreeMap<String, String> {
     ["email", "email_verified", "name"].map(|a| (a.to_string(), a.to_string())).into()
 }
 
-/// Where the tenant comes from: a claim (e.g. Entra ID's `tid`), or one fixed value for
-/// every user of this provider.
+/// Where the user's tenants come from: a claim holding one tenant (e.g. Entra ID's `tid`)
+/// or a list of them (e.g. `organizations`), or one fixed value for every user of this
+/// provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantMapping {
@@ -183,6 +184,11 @@ pub struct TenantMapping {
     pub claim: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// A claim holding the user's roles per tenant, as an object from tenant to a role or a
+    /// list of roles (e.g. `{"acme": ["admin"], "globex": "viewer"}`). Only tenants the user
+    /// belongs to count; `roles.values` maps these values too when it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_claim: Option<String>,
 }
 
 /// Roles from a claim holding a string or a list of strings (e.g. `groups`).

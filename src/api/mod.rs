@@ -34,7 +34,7 @@ pub use policy::{
     AppSelector, ApprovedScope, ConsentPolicy, ConsentPolicySpec, ConsentPolicyStatus, ConsentSettings, EmptyScope,
     MetadataDocumentSettings, RegistrationLimits, RegistrationSettings,
 };
-pub use scope::{Scope, ScopeKind, ScopeSpec, ScopeStatus};
+pub use scope::{Scope, ScopeKind, ScopeLevel, ScopeSpec, ScopeStatus};
 pub use status::Condition;
 pub use user::{DevelopmentUser, DevelopmentUserSpec};
 

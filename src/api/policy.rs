@@ -181,6 +181,12 @@ pub struct ConsentSettings {
     /// Upper bound of any consent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<DurationString>,
+    /// Tenant-admin consent: a user holding one of these roles in a tenant (a role of the
+    /// user's, or one of their `tenantRoles` there) may grant the app's scopes for every
+    /// member of that tenant, and is the only one who can grant `level: tenant` scopes.
+    /// Empty: nobody can, and tenant-level scopes are never granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenant_admin_roles: Vec<String>,
 }
 
 /// Observed state of a ConsentPolicy; written only by inbound.

@@ -49,6 +49,12 @@ pub struct ScopeSpec {
     /// The resource (token audience) this scope belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// `user` (default): each user grants it for themselves (or a tenant administrator for
+    /// every member). `tenant`: access to the tenant's data, granted only by an
+    /// administrator of the tenant (`ConsentPolicy.spec.consent.tenantAdminRoles`) for the
+    /// whole tenant; tokens carry it only in that tenant.
+    #[serde(default)]
+    pub level: ScopeLevel,
     /// Mandatory scopes cannot be unchecked on the consent screen.
     #[serde(default)]
     pub mandatory: bool,
@@ -66,6 +72,15 @@ pub enum ScopeKind {
     #[default]
     Permission,
     UserInfo,
+}
+
+/// Who grants a scope: each user, or a tenant's administrator for the whole tenant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ScopeLevel {
+    #[default]
+    User,
+    Tenant,
 }
 
 /// Observed state of a Scope; written only by inbound.

@@ -31,9 +31,14 @@ pub struct DevelopmentUserSpec {
     /// Roles, checked against `Scope.spec.requiredRoles` and carried in access tokens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
-    /// The tenant the user belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
+    /// The tenants the user belongs to. An authorization request's `tenant` must be one of
+    /// them; a user of exactly one tenant acts in it without asking.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
+    /// Roles the user holds only in one tenant (tenant → roles), on top of `roles`, which
+    /// hold in every tenant of the user.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenant_roles: BTreeMap<String, Vec<String>>,
     /// Attributes released by userInfo scopes: `email`, `name`, `given_name`, ...
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,

@@ -115,7 +115,8 @@ pub struct User {
     pub username: String,
     pub password_hash: String,
     pub roles: Vec<String>,
-    pub tenant: Option<String>,
+    pub tenants: Vec<String>,
+    pub tenant_roles: BTreeMap<String, Vec<String>>,
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -251,7 +252,8 @@ impl Catalog {
                         username: spec.username.clone(),
                         password_hash: spec.password_hash.clone(),
                         roles: spec.roles.clone(),
-                        tenant: spec.tenant.clone(),
+                        tenants: spec.tenants.clone(),
+                        tenant_roles: spec.tenant_roles.clone(),
                         attributes: spec.attributes.clone(),
                     });
                     catalog.users_by_name.insert(spec.username.clone(), user.clone());

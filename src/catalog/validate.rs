@@ -589,6 +589,10 @@ fn check_scope(at: &mut At<'_, '_>, scope: &Scope, index: &Index<'_>) {
         }
         _ => {}
     }
+    if spec.kind == ScopeKind::UserInfo && spec.level == crate::api::ScopeLevel::Tenant {
+        // A user's own attributes are theirs to release, not their tenant administrator's.
+        at.push("spec.level", "userInfo scopes are granted by each user: only permission scopes can be tenant-level");
+    }
     if let Some(resource) = &spec.resource {
         if let Err(message) = check_resource_uri(resource) {
             at.push("spec.resource", message);
@@ -711,11 +715,7 @@ fn check_grant(at: &mut At<'_, '_>, grant: &ClientGrant, index: &Index<'_>) {
             }
         }
     }
-    for (i, tenant) in spec.tenants.iter().enumerate() {
-        if tenant.is_empty() || tenant.chars().any(|c| c.is_control() || c == ' ') {
-            at.push(format!("spec.tenants[{i}]"), "must be a non-empty identifier without spaces");
-        }
-    }
+    check_tenant_ids(at, "spec.tenants", &spec.tenants);
     if let Some(expires_at) = &spec.expires_at
         && expires_at.parse::<jiff::Timestamp>().is_err()
     {
@@ -733,6 +733,11 @@ fn check_policy(at: &mut At<'_, '_>, policy: &ConsentPolicy, index: &Index<'_>) 
         }
     }
     at.scope_refs("spec.consent.mandatoryScopes", ns, &spec.consent.mandatory_scopes, index);
+    for (i, role) in spec.consent.tenant_admin_roles.iter().enumerate() {
+        if role.trim().is_empty() {
+            at.push(format!("spec.consent.tenantAdminRoles[{i}]"), "must not be empty");
+        }
+    }
     let max = at.duration("spec.consent.maxDuration", spec.consent.max_duration.as_ref());
     let default = at.duration("spec.consent.defaultDuration", spec.consent.default_duration.as_ref());
     for (i, d) in spec.consent.durations.iter().enumerate() {
@@ -837,6 +842,19 @@ fn check_user(at: &mut At<'_, '_>, user: &crate::api::DevelopmentUser, index: &I
             "spec.passwordHash",
             "must be an argon2 PHC string ($argon2id$...); `inbound hash-password` prints one",
         ),
+    }
+    check_tenant_ids(at, "spec.tenants", &spec.tenants);
+    for tenant in spec.tenant_roles.keys().filter(|t| !spec.tenants.contains(t)) {
+        at.push(format!("spec.tenantRoles.{tenant}"), "names a tenant that is not in spec.tenants");
+    }
+}
+
+/// Tenant identifiers as tokens carry them: non-empty, without spaces or control characters.
+fn check_tenant_ids(at: &mut At<'_, '_>, field: &str, tenants: &[String]) {
+    for (i, tenant) in tenants.iter().enumerate() {
+        if tenant.is_empty() || tenant.chars().any(|c| c.is_control() || c == ' ') {
+            at.push(format!("{field}[{i}]"), "must be a non-empty identifier without spaces");
+        }
     }
 }
 

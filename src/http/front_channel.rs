@@ -140,7 +140,7 @@ fn render(state: &AppState, step: Step) -> Response {
             minijinja::context! {
                 app => app_view(&form.client), request_id => form.request_id, csrf => form.csrf, items => form.items,
                 durations => form.durations, username => form.username, tenant => form.tenant, already => form.already,
-                signed_in_with => form.signed_in_with,
+                signed_in_with => form.signed_in_with, tenant_admin => form.tenant_admin,
             },
         ),
     }
@@ -370,6 +370,7 @@ pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         approve: form.get("decision") == Some("approve"),
         scopes: form.all("scope"),
         duration: form.get("duration").map(str::to_string),
+        for_tenant: form.get("for_tenant") == Some("yes"),
     };
     let catalog = state.catalog.load_full();
     let step = state.server.consent(&catalog, pending, state.pages.session_value(&headers), decision, now()).await?;

@@ -25,7 +25,12 @@ pub struct Identity {
     pub subject: String,
     /// What pages call the user.
     pub username: String,
-    pub tenant: Option<String>,
+    /// The tenants the user belongs to.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Roles held only in one tenant (tenant → roles).
+    #[serde(default)]
+    pub tenant_roles: BTreeMap<String, Vec<String>>,
     pub roles: Vec<String>,
     pub attributes: BTreeMap<String, String>,
 }
@@ -57,7 +62,8 @@ impl PasswordSource for StaticUsers {
             source: DEVELOPMENT_SOURCE.to_string(),
             subject: user.subject.clone(),
             username: user.username.clone(),
-            tenant: user.tenant.clone(),
+            tenants: user.tenants.clone(),
+            tenant_roles: user.tenant_roles.clone(),
             roles: user.roles.clone(),
             attributes: user.attributes.clone(),
         })

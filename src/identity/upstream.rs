@@ -510,32 +510,33 @@ pub fn map_claims(provider: &UpstreamProvider, claims: &Map<String, Value>) -> R
         None => ["preferred_username", "email"].iter().find_map(|c| claims.get(*c).and_then(claim_text)),
     }
     .unwrap_or_else(|| upstream_subject.clone());
-    let tenant = match &mapping.tenant {
-        None => None,
+    let mut tenants: Vec<String> = match &mapping.tenant {
+        None => vec![],
         Some(t) => match (&t.value, &t.claim) {
-            (Some(value), _) => Some(value.clone()),
-            (None, Some(claim)) => claims.get(claim).and_then(claim_text),
-            (None, None) => None,
+            (Some(value), _) => vec![value.clone()],
+            (None, Some(claim)) => claim_texts(claims.get(claim)),
+            (None, None) => vec![],
         },
     };
-    let mut roles: Vec<String> = Vec::new();
-    if let Some(r) = &mapping.roles {
-        let values: Vec<String> = match claims.get(&r.claim) {
-            Some(Value::Array(items)) => items.iter().filter_map(claim_text).collect(),
-            Some(other) => claim_text(other).into_iter().collect(),
-            None => vec![],
-        };
-        for value in values {
-            let given =
-                if r.values.is_empty() { vec![value] } else { r.values.get(&value).cloned().unwrap_or_default() };
-            for role in given {
-                if !roles.contains(&role) {
-                    roles.push(role);
-                }
-            }
-        }
-        roles.sort();
-    }
+    tenants.retain(|t| !t.is_empty());
+    tenants.sort();
+    tenants.dedup();
+    let table = mapping.roles.as_ref().map(|r| &r.values);
+    let roles = match &mapping.roles {
+        Some(r) => mapped_roles(table, claim_texts(claims.get(&r.claim))),
+        None => vec![],
+    };
+    // Per-tenant roles: only for tenants the user belongs to (a claim cannot add one).
+    let by_tenant = mapping.tenant.as_ref().and_then(|t| t.roles_claim.as_ref()).and_then(|c| claims.get(c));
+    let tenant_roles: BTreeMap<String, Vec<String>> = match by_tenant {
+        Some(Value::Object(by_tenant)) => by_tenant
+            .iter()
+            .filter(|(tenant, _)| tenants.contains(tenant))
+            .map(|(tenant, values)| (tenant.clone(), mapped_roles(table, claim_texts(Some(values)))))
+            .filter(|(_, roles)| !roles.is_empty())
+            .collect(),
+        _ => BTreeMap::new(),
+    };
     let attributes: BTreeMap<String, String> = mapping
         .attributes
         .iter()
@@ -545,10 +546,32 @@ pub fn map_claims(provider: &UpstreamProvider, claims: &Map<String, Value>) -> R
         source: provider.source(),
         subject: subject_for(&provider.key, &upstream_subject),
         username,
-        tenant,
+        tenants,
+        tenant_roles,
         roles,
         attributes,
     })
+}
+
+/// A claim holding a string or a list of strings, as texts.
+fn claim_texts(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(items)) => items.iter().filter_map(claim_text).collect(),
+        Some(other) => claim_text(other).into_iter().collect(),
+        None => vec![],
+    }
+}
+
+/// The roles upstream values give: through the mapping's table when it has one (values not
+/// listed give none), else each value as is. Sorted, once each.
+fn mapped_roles(table: Option<&BTreeMap<String, Vec<String>>>, values: Vec<String>) -> Vec<String> {
+    let mut roles: Vec<String> = match table.filter(|t| !t.is_empty()) {
+        Some(table) => values.iter().filter_map(|v| table.get(v)).flatten().cloned().collect(),
+        None => values,
+    };
+    roles.sort();
+    roles.dedup();
+    roles
 }
 
 #[cfg(test)]
@@ -577,7 +600,7 @@ mod tests {
     #[test]
     fn claims_map_through_the_declared_table() {
         let mapping = ClaimMapping {
-            tenant: Some(TenantMapping { claim: Some("tid".into()), value: None }),
+            tenant: Some(TenantMapping { claim: Some("tid".into()), value: None, roles_claim: None }),
             roles: Some(RoleMapping {
                 claim: "groups".into(),
                 values: [("billing-admins".to_string(), vec!["admin".to_string(), "billing".to_string()])].into(),
@@ -594,7 +617,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(id.roles, ["admin", "billing"], "only mapped values give roles; `admin` upstream is not admin here");
-        assert_eq!(id.tenant.as_deref(), Some("acme"));
+        assert_eq!(id.tenants, ["acme"]);
         assert_eq!(id.username, "a@acme.test");
         assert_eq!(id.source, "inbound/corp");
         assert_eq!(
@@ -617,7 +640,7 @@ mod tests {
     #[test]
     fn roles_pass_through_without_a_table_and_a_fixed_tenant_applies() {
         let mapping = ClaimMapping {
-            tenant: Some(TenantMapping { claim: None, value: Some("acme".into()) }),
+            tenant: Some(TenantMapping { claim: None, value: Some("acme".into()), roles_claim: None }),
             roles: Some(RoleMapping { claim: "role".into(), values: BTreeMap::new() }),
             username: Some("upn".into()),
             ..ClaimMapping::default()
@@ -626,8 +649,39 @@ mod tests {
             map_claims(&provider(mapping), &claims(serde_json::json!({"sub": 42, "role": "viewer", "upn": "a@b"})))
                 .unwrap();
         assert_eq!(
-            (id.roles, id.tenant.as_deref(), id.username.as_str()),
-            (vec!["viewer".to_string()], Some("acme"), "a@b")
+            (id.roles, id.tenants, id.username.as_str()),
+            (vec!["viewer".to_string()], vec!["acme".to_string()], "a@b")
+        );
+    }
+
+    #[test]
+    fn several_tenants_and_roles_per_tenant_only_where_the_user_belongs() {
+        let mapping = ClaimMapping {
+            tenant: Some(TenantMapping {
+                claim: Some("orgs".into()),
+                value: None,
+                roles_claim: Some("org_roles".into()),
+            }),
+            roles: Some(RoleMapping {
+                claim: "groups".into(),
+                values: [("org-admins".to_string(), vec!["admin".to_string()])].into(),
+            }),
+            ..ClaimMapping::default()
+        };
+        let id = map_claims(
+            &provider(mapping),
+            &claims(serde_json::json!({
+                "sub": "u1", "orgs": ["globex", "acme", "acme"], "groups": [],
+                "org_roles": {"acme": ["org-admins", "admin"], "globex": "nothing-mapped", "initech": ["org-admins"]}
+            })),
+        )
+        .unwrap();
+        assert_eq!(id.tenants, ["acme", "globex"]);
+        assert!(id.roles.is_empty());
+        assert_eq!(
+            id.tenant_roles,
+            BTreeMap::from([("acme".to_string(), vec!["admin".to_string()])]),
+            "mapped through the table; no roles in a tenant the user does not belong to"
         );
     }
 

@@ -46,8 +46,12 @@ pub struct LoginAcceptance {
     /// What pages call the user (default: the subject).
     #[serde(default)]
     pub username: Option<String>,
+    /// The tenants the user belongs to.
     #[serde(default)]
-    pub tenant: Option<String>,
+    pub tenants: Vec<String>,
+    /// Roles held only in one tenant (tenant → roles), on top of `roles`.
+    #[serde(default)]
+    pub tenant_roles: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub roles: Vec<String>,
     /// Attributes released by userInfo Scopes (`email`, `name`...).
@@ -70,8 +74,20 @@ fn check_bounds(a: &LoginAcceptance) -> Result<(), OAuthError> {
     if a.attributes.len() > MAX_ATTRIBUTES || a.attributes.iter().any(|(k, v)| long(k) || v.len() > MAX_VALUE) {
         return Err(invalid("at most 64 attributes, names and values of at most 1024 characters"));
     }
-    if a.username.as_deref().is_some_and(long) || a.tenant.as_deref().is_some_and(long) {
-        return Err(invalid("username and tenant must be 1 to 1024 characters"));
+    if a.username.as_deref().is_some_and(long) {
+        return Err(invalid("username must be 1 to 1024 characters"));
+    }
+    if a.tenants.len() > MAX_ROLES || a.tenants.iter().any(|t| long(t)) {
+        return Err(invalid("at most 64 tenants of 1 to 1024 characters"));
+    }
+    if a.tenant_roles.len() > MAX_ROLES
+        || a.tenant_roles
+            .iter()
+            .any(|(t, roles)| !a.tenants.contains(t) || roles.len() > MAX_ROLES || roles.iter().any(|r| long(r)))
+    {
+        return Err(invalid(
+            "tenant_roles names only the user's tenants, each with at most 64 roles of 1 to 1024 characters",
+        ));
     }
     Ok(())
 }
@@ -122,7 +138,8 @@ impl AuthorizationServer {
                 source: provider.source(),
                 subject: subject_for(&provider.key, &acceptance.subject),
                 username,
-                tenant: acceptance.tenant,
+                tenants: acceptance.tenants,
+                tenant_roles: acceptance.tenant_roles,
                 roles: acceptance.roles,
                 attributes: acceptance.attributes,
             },

@@ -16,7 +16,7 @@ use super::{
     AuthorizationServer, ErrorCode, OAuthError,
     authorize::{AuthorizationRequest, AuthorizeError, error_redirect_url, redirect_url, validate},
     clients::UnusableClient,
-    consent::{self, ConsentPlan, DurationChoice, ScopeItem},
+    consent::{self, ConsentPlan, DurationChoice, Grants, ScopeItem, tenant_subject},
     login_guard,
     params::Params,
     server::store_error,
@@ -156,7 +156,9 @@ pub struct ConsentForm {
     /// The identity source the user signed in with (its display name).
     pub signed_in_with: Option<String>,
     pub tenant: Option<String>,
-    /// Scopes the user granted this app before (incremental consent).
+    /// The user administers `tenant`: the page offers to grant for every member.
+    pub tenant_admin: bool,
+    /// Scopes the user, or their tenant, granted this app before (incremental consent).
     pub already: Vec<String>,
 }
 
@@ -175,6 +177,8 @@ pub struct ConsentDecision {
     pub scopes: Vec<String>,
     /// The chosen duration in seconds, as submitted.
     pub duration: Option<String>,
+    /// A tenant administrator grants for every member of the tenant.
+    pub for_tenant: bool,
 }
 
 /// An authorization in progress between pages, kept server-side under a random id.
@@ -188,6 +192,8 @@ pub(super) struct Pending {
     items: Vec<ScopeItem>,
     durations: Vec<DurationChoice>,
     tenant: Option<String>,
+    #[serde(default)]
+    tenant_admin: bool,
     #[serde(default)]
     pub(super) upstream: Option<UpstreamAttempt>,
 }
@@ -214,24 +220,44 @@ pub fn session_satisfies(request: &AuthorizationRequest, client: &Client, sessio
         && age <= client.session_lifetime.as_secs() as i64
 }
 
-/// The tenant a code is issued for: the one asked for (which must be the user's own when
-/// the user belongs to one), else the user's.
-pub fn choose_tenant(asked: Option<&str>, user: &UserRecord) -> Result<Option<String>, OAuthError> {
-    match (asked, &user.tenant) {
-        (Some(asked), Some(own)) if asked != own => {
-            Err(OAuthError::access_denied("the user does not belong to the requested tenant"))
+/// The tenant the user acts in: the one asked for, which must be one of the user's (never
+/// a free string: a token's `tenant` is a membership the identity source vouched for);
+/// else the only one of the user's tenants the app may act in. Tenants the app is not
+/// allowed in (`allowedTenants`) are refused.
+pub fn choose_tenant(asked: Option<&str>, user: &UserRecord, client: &Client) -> Result<Option<String>, OAuthError> {
+    let allowed =
+        |t: &str| client.spec.allowed_tenants.is_empty() || client.spec.allowed_tenants.iter().any(|a| a == t);
+    match asked {
+        Some(asked) if !user.member_of(asked) => {
+            Err(OAuthError::access_denied(format!("the user does not belong to the tenant {asked}")))
         }
-        (Some(asked), _) => Ok(Some(asked.to_string())),
-        (None, own) => Ok(own.clone()),
+        Some(asked) if !allowed(asked) => {
+            Err(OAuthError::access_denied(format!("this app may not act in the tenant {asked}")))
+        }
+        Some(asked) => Ok(Some(asked.to_string())),
+        None => {
+            let usable: Vec<&String> = user.tenants.iter().filter(|t| allowed(t)).collect();
+            match usable.as_slice() {
+                [only] => Ok(Some(only.to_string())),
+                [] if !user.tenants.is_empty() && !client.spec.allowed_tenants.is_empty() => {
+                    Err(OAuthError::access_denied("this app may not act in any of the tenants the user belongs to"))
+                }
+                // No tenant, or several: the request names one with `tenant`, or acts in none.
+                _ => Ok(None),
+            }
+        }
     }
 }
 
 /// Incremental consent: a new grant adds to an active consent (same id) and never shortens
-/// it; without one, a new consent is made.
+/// it; without one, a new consent is made for `subject` (a user, or a tenant: see
+/// [`tenant_subject`]), recorded as granted by `granted_by`.
+#[allow(clippy::too_many_arguments)]
 pub fn merge_consent(
     existing: Option<Consent>,
     client_id: &str,
-    user: &UserRecord,
+    subject: &str,
+    granted_by: &str,
     tenant: Option<String>,
     scopes: Vec<String>,
     seconds: i64,
@@ -250,9 +276,9 @@ pub fn merge_consent(
         None => Consent {
             id: random_token(16),
             client_id: client_id.to_string(),
-            subject: user.subject.clone(),
+            subject: subject.to_string(),
             tenant,
-            granted_by: user.subject.clone(),
+            granted_by: granted_by.to_string(),
             scopes,
             created_at: now,
             expires_at: now + seconds,
@@ -629,16 +655,64 @@ impl AuthorizationServer {
                 "the app or the user no longer exists",
             );
         };
-        let existing = self
-            .store
-            .active_consent(&client.client_id, &subject, pending.tenant.as_deref(), now)
-            .await
-            .map_err(failed)?;
-        let consent = merge_consent(existing, &client.client_id, &user, pending.tenant, granted, seconds, now);
-        self.store.save_consent(&consent).await.map_err(failed)?;
-        tracing::info!(client_id = %client.client_id, scopes = ?consent.scopes, "consent granted");
-        self.consent_granted(&consent);
-        self.issue_code(catalog, &client, &request, &user, auth_time, &consent, now).await
+        let tenant = pending.tenant;
+        let mut grants = self.grants(&client, &subject, tenant.as_deref(), now).await?;
+        // Tenant-level scopes are always the tenant's; an administrator who grants for every
+        // member puts the rest there too. Administration is checked again on the record as
+        // it is now, not as it was when the form was shown.
+        let for_tenant = decision.for_tenant
+            && pending.tenant_admin
+            && consent::is_tenant_admin(catalog, &client, &user, tenant.as_deref());
+        let (for_everyone, for_user): (Vec<String>, Vec<String>) = granted
+            .into_iter()
+            .partition(|s| for_tenant || pending.items.iter().any(|i| i.scope == *s && i.tenant_level));
+        if let Some(t) = tenant.as_deref().filter(|_| !for_everyone.is_empty()) {
+            let consent = merge_consent(
+                grants.tenant.take(),
+                &client.client_id,
+                &tenant_subject(t),
+                &subject,
+                tenant.clone(),
+                for_everyone,
+                seconds,
+                now,
+            );
+            self.store.save_consent(&consent).await.map_err(failed)?;
+            tracing::info!(client_id = %client.client_id, tenant = t, scopes = ?consent.scopes, "consent granted for the tenant");
+            self.consent_granted(&consent);
+            grants.tenant = Some(consent);
+        }
+        // The user's own consent takes the rest (and is renewed for the chosen duration);
+        // a code needs some consent to rest on, even one of no scopes beyond the built-in.
+        if !for_user.is_empty() || grants.own.is_some() || grants.tenant.is_none() {
+            let consent = merge_consent(
+                grants.own.take(),
+                &client.client_id,
+                &subject,
+                &subject,
+                tenant.clone(),
+                for_user,
+                seconds,
+                now,
+            );
+            self.store.save_consent(&consent).await.map_err(failed)?;
+            tracing::info!(client_id = %client.client_id, scopes = ?consent.scopes, "consent granted");
+            self.consent_granted(&consent);
+            grants.own = Some(consent);
+        }
+        self.issue_code(catalog, &client, &request, &user, auth_time, &grants, tenant, now).await
+    }
+
+    /// The active consents a user's authorization for `client` in `tenant` rests on.
+    async fn grants(&self, client: &Client, subject: &str, tenant: Option<&str>, now: i64) -> Result<Grants, Refusal> {
+        let own = self.store.active_consent(&client.client_id, subject, tenant, now).await.map_err(failed)?;
+        let tenant = match tenant {
+            Some(t) => {
+                self.store.active_consent(&client.client_id, &tenant_subject(t), Some(t), now).await.map_err(failed)?
+            }
+            None => None,
+        };
+        Ok(Grants { own, tenant })
     }
 
     /// The user is known: consent (or not), then the code.
@@ -654,21 +728,31 @@ impl AuthorizationServer {
         let Some(user) = self.store.user(subject).await.map_err(failed)? else {
             return self.login_form(catalog, Some(client.clone()), Some(request), false, now).await.map(Step::Login);
         };
-        let tenant = match choose_tenant(request.tenant.as_deref(), &user) {
+        let tenant = match choose_tenant(request.tenant.as_deref(), &user, client) {
             Ok(tenant) => tenant,
             Err(e) => return self.redirect_error(catalog, &request, e.code, &e.description),
         };
-        let existing =
-            self.store.active_consent(&client.client_id, subject, tenant.as_deref(), now).await.map_err(failed)?;
-        match consent::plan(catalog, client, &user, &request.scopes, existing.clone(), request.prompts("consent")) {
-            ConsentPlan::Covered(consent) => {
-                self.issue_code(catalog, client, &request, &user, auth_time, &consent, now).await
+        let mut grants = self.grants(client, subject, tenant.as_deref(), now).await?;
+        let force = request.prompts("consent");
+        match consent::plan(catalog, client, &user, tenant.as_deref(), &request.scopes, &grants, force) {
+            ConsentPlan::Covered => {
+                self.issue_code(catalog, client, &request, &user, auth_time, &grants, tenant, now).await
             }
             ConsentPlan::Automatic { scopes, seconds } => {
-                let consent = merge_consent(existing, &client.client_id, &user, tenant, scopes, seconds, now);
+                let consent = merge_consent(
+                    grants.own.take(),
+                    &client.client_id,
+                    subject,
+                    subject,
+                    tenant.clone(),
+                    scopes,
+                    seconds,
+                    now,
+                );
                 self.store.save_consent(&consent).await.map_err(failed)?;
                 self.consent_granted(&consent);
-                self.issue_code(catalog, client, &request, &user, auth_time, &consent, now).await
+                grants.own = Some(consent);
+                self.issue_code(catalog, client, &request, &user, auth_time, &grants, tenant, now).await
             }
             // OIDC Core §3.1.2.6: prompt=none and consent is needed.
             ConsentPlan::Ask { .. } if request.prompts("none") => self.redirect_error(
@@ -678,7 +762,8 @@ impl AuthorizationServer {
                 "the user has not consented to this request",
             ),
             ConsentPlan::Ask { items, durations } => {
-                let already = existing.map(|c| c.scopes).unwrap_or_default();
+                let already = grants.scopes();
+                let tenant_admin = consent::is_tenant_admin(catalog, client, &user, tenant.as_deref());
                 let pending = Pending {
                     request: Some(request),
                     csrf: random_token(24),
@@ -687,6 +772,7 @@ impl AuthorizationServer {
                     items,
                     durations,
                     tenant,
+                    tenant_admin,
                     upstream: None,
                 };
                 let request_id = self.save_pending(&pending, now).await?;
@@ -699,6 +785,7 @@ impl AuthorizationServer {
                     username: user.username.clone(),
                     signed_in_with: signed_in_with(catalog, &user),
                     tenant: pending.tenant,
+                    tenant_admin,
                     already,
                 }))
             }
@@ -715,7 +802,8 @@ impl AuthorizationServer {
         request: &AuthorizationRequest,
         user: &UserRecord,
         auth_time: i64,
-        consent: &Consent,
+        grants: &Grants,
+        tenant: Option<String>,
         now: i64,
     ) -> Result<Step, Refusal> {
         if !still_registered(catalog, request) {
@@ -728,9 +816,16 @@ impl AuthorizationServer {
         let scopes: Vec<String> = request
             .scopes
             .iter()
-            .filter(|s| is_builtin(s) || (consent.scopes.contains(s) && consent::entitled(catalog, client, user, s)))
+            .filter(|s| {
+                is_builtin(s)
+                    || (grants.covers(catalog, client, s)
+                        && consent::entitled(catalog, client, user, tenant.as_deref(), s))
+            })
             .cloned()
             .collect();
+        let Some((consent_id, tenant_consent_id)) = grants.consent_ids(&scopes) else {
+            return Err(Refusal::Failed(OAuthError::new(ErrorCode::ServerError, "no consent recorded for this code")));
+        };
         let code = random_token(32);
         let record = AuthorizationCode {
             client_id: client.client_id.clone(),
@@ -740,10 +835,11 @@ impl AuthorizationServer {
             nonce: request.nonce.clone(),
             scopes,
             resources: request.resources.clone(),
-            tenant: consent.tenant.clone(),
+            tenant,
             subject: user.subject.clone(),
             auth_time,
-            consent_id: consent.id.clone(),
+            consent_id,
+            tenant_consent_id,
             expires_at: now + CODE_LIFETIME,
         };
         self.store.put_code(&token_digest(&code), &record).await.map_err(failed)?;
@@ -897,12 +993,13 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 }
 
 /// What the store records of a login.
-fn user_record(identity: Identity) -> UserRecord {
+pub(super) fn user_record(identity: Identity) -> UserRecord {
     UserRecord {
         subject: identity.subject,
         source: identity.source,
         username: identity.username,
-        tenant: identity.tenant,
+        tenants: identity.tenants,
+        tenant_roles: identity.tenant_roles,
         roles: identity.roles,
         attributes: identity.attributes,
         first_login_at: 0,
@@ -927,7 +1024,7 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
-    fn user(tenant: Option<&str>) -> UserRecord {
+    fn user(tenants: &[&str]) -> UserRecord {
         UserRecord {
             subject: "sub-alice".into(),
             username: "alice".into(),
@@ -935,7 +1032,8 @@ mod tests {
             first_login_at: NOW,
             last_login_at: NOW,
             roles: vec![],
-            tenant: tenant.map(str::to_string),
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            tenant_roles: BTreeMap::new(),
             attributes: BTreeMap::from([
                 ("name".to_string(), "Alice".to_string()),
                 ("email".to_string(), "alice@example.com".to_string()),
@@ -985,28 +1083,59 @@ mod tests {
         assert!(!session_satisfies(&request(&[], None), &client, &old, NOW), "older than the app's sessionLifetime");
     }
 
+    /// An app (client id `c`) allowed in `allowed_tenants`.
+    fn app(allowed_tenants: &str) -> Catalog {
+        let yaml = format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: a}}\nspec: {{displayName: A, clientType: public, grantTypes: [authorization_code], redirectUris: ['http://127.0.0.1/cb'], allowedTenants: [{allowed_tenants}]}}\n"
+        );
+        let (manifests, problems) = parse_file("t.yaml", &yaml);
+        assert!(problems.is_empty(), "{problems:?}");
+        let key = crate::api::ObjectKey { namespace: "default".into(), name: "a".into() };
+        let records =
+            HashMap::from([(key, crate::catalog::ClientRecord { client_id: "c".into(), secret_hashes: vec![] })]);
+        Catalog::build(&manifests, &records, &HashMap::new(), &Defaults::default())
+    }
+
     #[test]
-    fn tenant_is_the_users_own_or_the_one_asked() {
-        assert_eq!(choose_tenant(None, &user(Some("acme"))).unwrap().as_deref(), Some("acme"));
-        assert_eq!(choose_tenant(Some("acme"), &user(Some("acme"))).unwrap().as_deref(), Some("acme"));
-        assert_eq!(choose_tenant(Some("globex"), &user(Some("acme"))).unwrap_err().code, ErrorCode::AccessDenied);
-        assert_eq!(choose_tenant(Some("globex"), &user(None)).unwrap().as_deref(), Some("globex"));
-        assert_eq!(choose_tenant(None, &user(None)).unwrap(), None);
+    fn the_tenant_is_a_membership_never_a_free_string() {
+        let any = app("");
+        let c = any.client("c").unwrap();
+        assert_eq!(choose_tenant(None, &user(&["acme"]), &c).unwrap().as_deref(), Some("acme"), "the only one");
+        assert_eq!(choose_tenant(Some("acme"), &user(&["acme"]), &c).unwrap().as_deref(), Some("acme"));
+        assert_eq!(choose_tenant(Some("globex"), &user(&["acme"]), &c).unwrap_err().code, ErrorCode::AccessDenied);
+        assert_eq!(
+            choose_tenant(Some("globex"), &user(&[]), &c).unwrap_err().code,
+            ErrorCode::AccessDenied,
+            "a user of no tenant cannot name one"
+        );
+        assert_eq!(choose_tenant(None, &user(&[]), &c).unwrap(), None);
+        let both = user(&["acme", "globex"]);
+        assert_eq!(choose_tenant(None, &both, &c).unwrap(), None, "several: the request names one, or none");
+        assert_eq!(choose_tenant(Some("globex"), &both, &c).unwrap().as_deref(), Some("globex"));
+        let only_globex = app("globex");
+        let c = only_globex.client("c").unwrap();
+        assert_eq!(
+            choose_tenant(None, &both, &c).unwrap().as_deref(),
+            Some("globex"),
+            "the only one the app may act in"
+        );
+        assert_eq!(choose_tenant(Some("acme"), &both, &c).unwrap_err().code, ErrorCode::AccessDenied);
+        assert_eq!(choose_tenant(None, &user(&["acme"]), &c).unwrap_err().code, ErrorCode::AccessDenied);
     }
 
     #[test]
     fn incremental_consent_adds_scopes_and_never_shortens() {
-        let alice = user(None);
-        let first = merge_consent(None, "c", &alice, Some("acme".into()), vec!["a".into()], 3600, NOW);
+        let first =
+            merge_consent(None, "c", "sub-alice", "sub-alice", Some("acme".into()), vec!["a".into()], 3600, NOW);
         assert_eq!((first.scopes.as_slice(), first.expires_at), (&["a".to_string()][..], NOW + 3600));
         assert_eq!((first.subject.as_str(), first.granted_by.as_str()), ("sub-alice", "sub-alice"));
         let id = first.id.clone();
-        let second = merge_consent(Some(first), "c", &alice, None, vec!["b".into(), "a".into()], 60, NOW + 10);
+        let second = merge_consent(Some(first), "c", "x", "x", None, vec!["b".into(), "a".into()], 60, NOW + 10);
         assert_eq!(second.id, id, "the same consent grows");
         assert_eq!(second.scopes, ["a", "b"]);
         assert_eq!(second.expires_at, NOW + 3600, "a shorter second grant does not shorten the first");
-        assert_eq!(second.tenant.as_deref(), Some("acme"));
-        let third = merge_consent(Some(second), "c", &alice, None, vec![], 7200, NOW + 10);
+        assert_eq!((second.tenant.as_deref(), second.subject.as_str()), (Some("acme"), "sub-alice"));
+        let third = merge_consent(Some(second), "c", "x", "x", None, vec![], 7200, NOW + 10);
         assert_eq!(third.expires_at, NOW + 10 + 7200, "a longer grant extends it");
     }
 
@@ -1039,7 +1168,7 @@ spec: {scope: phone, description: Phone, kind: userInfo, userAttribute: phone}
         );
         assert!(problems.is_empty(), "{problems:?}");
         let catalog = Catalog::build(&manifests, &HashMap::new(), &HashMap::new(), &Defaults::default());
-        let alice = user(None);
+        let alice = user(&[]);
         let claims = released_claims(&catalog, "default", &alice, &["openid", "profile"]);
         assert_eq!(serde_json::Value::Object(claims), serde_json::json!({"sub": "sub-alice", "name": "Alice"}));
         let claims = released_claims(&catalog, "default", &alice, &["openid", "email", "billing:read", "phone"]);

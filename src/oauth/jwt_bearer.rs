@@ -489,7 +489,10 @@ fn assertion_user(
     if let Some(provider) = provider {
         let identity = crate::identity::upstream::map_claims(provider, claims)
             .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
-        return Ok(AssertedUser { subject: identity.subject, roles: identity.roles, tenant: identity.tenant });
+        // A user of one tenant acts in it; of several, in none (an assertion names no tenant).
+        let user = super::front_channel::user_record(identity);
+        let tenant = user.sole_tenant().map(str::to_string);
+        return Ok(AssertedUser { roles: user.roles_in(tenant.as_deref()), subject: user.subject, tenant });
     }
     let input = format!("inbound-trusted-issuer-subject\0{}\0{}\0{login}", client.key.namespace, trusted.issuer);
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());

@@ -147,7 +147,7 @@ impl AuthorizationServer {
         let verifier = params.require("code_verifier")?;
         let digest = token_digest(code);
         let code = match self.store.redeem_code(&digest, now).await.map_err(store_error)? {
-            CodeRedemption::Fresh(code) => code,
+            CodeRedemption::Fresh(code) => *code,
             CodeRedemption::Unknown => {
                 return Err(OAuthError::invalid_grant("the authorization code is invalid or expired"));
             }
@@ -181,9 +181,13 @@ impl AuthorizationServer {
         }
         pkce::verify(verifier, &code.code_challenge)?;
         let consent = self.store.consent(&code.consent_id, now).await.map_err(store_error)?;
+        let tenant_consent = match &code.tenant_consent_id {
+            Some(id) => self.store.consent(id, now).await.map_err(store_error)?.map(Some),
+            None => Some(None),
+        };
         let user = self.store.user(&code.subject).await.map_err(store_error)?;
-        let (Some(consent), Some(user)) = (consent, user) else {
-            return Err(OAuthError::invalid_grant("the consent or the user behind this code no longer exists"));
+        let (Some(consent), Some(_), Some(user)) = (consent, tenant_consent, user) else {
+            return Err(OAuthError::invalid_grant("a consent or the user behind this code no longer exists"));
         };
         let family_id = client.allows_grant(GrantType::RefreshToken).then(|| random_token(16));
         let refresh = family_id.as_ref().map(|family_id| RefreshToken {
@@ -191,6 +195,7 @@ impl AuthorizationServer {
             client_id: client.client_id.clone(),
             subject: user.subject.clone(),
             consent_id: consent.id.clone(),
+            tenant_consent_id: code.tenant_consent_id.clone(),
             scopes: code.scopes.clone(),
             resources: code.resources.clone(),
             tenant: code.tenant.clone(),
@@ -307,6 +312,13 @@ impl AuthorizationServer {
             self.family_revoked(&token.client_id, token.family_id.clone(), FamilyRevocation::UserGone);
             return Err(OAuthError::invalid_grant("the user behind this refresh token no longer exists"));
         };
+        // A grant made in a tenant lasts as long as the membership (as the identity source
+        // said at the user's last login).
+        if let Some(tenant) = token.tenant.as_deref().filter(|t| !user.member_of(t)) {
+            self.store.revoke_family(&token.family_id).await.map_err(store_error)?;
+            self.family_revoked(&token.client_id, token.family_id.clone(), FamilyRevocation::LeftTenant);
+            return Err(OAuthError::invalid_grant(format!("the user no longer belongs to the tenant {tenant}")));
+        }
         // Consents only ever grow (incremental consent merges), so the token's own scopes
         // are the ceiling.
         let scopes = match requested {
@@ -320,8 +332,10 @@ impl AuthorizationServer {
         };
         // The grant narrows with the user's roles and the app's allowed scopes as they are
         // now (the response's `scope` says what was issued, RFC 6749 §5.1).
-        let scopes: Vec<String> =
-            scopes.into_iter().filter(|s| super::consent::entitled(catalog, client, &user, s)).collect();
+        let scopes: Vec<String> = scopes
+            .into_iter()
+            .filter(|s| super::consent::entitled(catalog, client, &user, token.tenant.as_deref(), s))
+            .collect();
         // The refresh token keeps the resources of the grant; an access token may be narrowed
         // to one of them (RFC 8707 §2.2).
         let audience = narrowed_resources(params.resources(), &token.resources)?;
@@ -491,8 +505,8 @@ fn user_issue(
             .filter(|s| catalog.scope_fits_audience(&client.key.namespace, s, audience))
             .cloned()
             .collect(),
+        roles: Some(user.roles_in(tenant.as_deref())),
         tenant,
-        roles: Some(user.roles.clone()),
         ..Issue::default()
     }
 }

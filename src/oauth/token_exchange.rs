@@ -302,14 +302,20 @@ impl AuthorizationServer {
         // A user's token carries only the scopes of its audience; what the user consented
         // to for that client covers the other resources too (RFC 8707 §2.2: one grant, an
         // access token per resource).
-        if claims.roles.is_some()
-            && let Some(consent) = self
-                .store
-                .active_consent(&claims.client_id, &claims.sub, claims.tenant.as_deref(), now)
-                .await
-                .map_err(store_error)?
-        {
-            scopes.extend(consent.scopes.into_iter().filter(|s| !scopes.contains(s)).collect::<Vec<_>>());
+        // So does what an administrator of the token's tenant consented to for every member.
+        if claims.roles.is_some() {
+            let tenant = claims.tenant.as_deref();
+            let mut subjects = vec![claims.sub.clone()];
+            subjects.extend(tenant.map(super::consent::tenant_subject));
+            for subject in subjects {
+                let consent =
+                    self.store.active_consent(&claims.client_id, &subject, tenant, now).await.map_err(store_error)?;
+                for s in consent.map(|c| c.scopes).unwrap_or_default() {
+                    if !scopes.contains(&s) {
+                        scopes.push(s);
+                    }
+                }
+            }
         }
         Ok(Party {
             sub: claims.sub,

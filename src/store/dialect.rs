@@ -30,6 +30,7 @@ macro_rules! migrations {
             migration!($backend, 5, "005_client_tombstones"),
             migration!($backend, 6, "006_users"),
             migration!($backend, 7, "007_assertion_jtis"),
+            migration!($backend, 8, "008_tenants"),
         ]
     };
 }
@@ -89,11 +90,12 @@ impl Dialect for Sqlite {
     ) -> Result<(), StoreError> {
         let mut tx = pool.begin().await.map_err(unavailable)?;
         sqlx::query(
-            "INSERT INTO refresh_families (family_id, consent_id, expires_at) VALUES ($1, $2, $3)
+            "INSERT INTO refresh_families (family_id, consent_id, tenant_consent_id, expires_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (family_id) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
         )
         .bind(&token.family_id)
         .bind(&token.consent_id)
+        .bind(token.tenant_consent_id.as_deref())
         .bind(token.expires_at)
         .execute(&mut *tx)
         .await
@@ -123,7 +125,8 @@ impl Dialect for Sqlite {
             "UPDATE refresh_tokens SET used = 1 WHERE digest = $1 AND used = 0 AND expires_at > $2
              AND family_id IN (
                  SELECT f.family_id FROM refresh_families f JOIN consents c ON c.id = f.consent_id
-                 WHERE f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2)
+                 WHERE f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2 AND (f.tenant_consent_id IS NULL OR EXISTS (
+                           SELECT 1 FROM consents t WHERE t.id = f.tenant_consent_id AND t.revoked_at IS NULL AND t.expires_at > $2)))
              RETURNING token",
         )
         .bind(&old[..])
@@ -247,7 +250,7 @@ impl Dialect for Postgres {
         // One statement (one round trip, atomic): the family row, then the token.
         sqlx::query(
             "WITH family AS (
-                 INSERT INTO refresh_families (family_id, consent_id, expires_at) VALUES ($2, $3, $5)
+                 INSERT INTO refresh_families (family_id, consent_id, tenant_consent_id, expires_at) VALUES ($2, $3, $6, $5)
                  ON CONFLICT (family_id) DO UPDATE SET expires_at = GREATEST(refresh_families.expires_at, excluded.expires_at)
              )
              INSERT INTO refresh_tokens (digest, family_id, token, expires_at) VALUES ($1, $2, $4, $5)",
@@ -257,6 +260,7 @@ impl Dialect for Postgres {
         .bind(&token.consent_id)
         .bind(to_json(token)?)
         .bind(token.expires_at)
+        .bind(token.tenant_consent_id.as_deref())
         .execute(pool)
         .await
         .map(|_| ())
@@ -278,7 +282,8 @@ impl Dialect for Postgres {
                  WHERE digest = $1 AND used = 0 AND expires_at > $2
                    AND family_id IN (
                        SELECT f.family_id FROM refresh_families f JOIN consents c ON c.id = f.consent_id
-                       WHERE f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2)
+                       WHERE f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2 AND (f.tenant_consent_id IS NULL OR EXISTS (
+                           SELECT 1 FROM consents t WHERE t.id = f.tenant_consent_id AND t.revoked_at IS NULL AND t.expires_at > $2)))
                  RETURNING family_id, token
              ), successor AS (
                  INSERT INTO refresh_tokens (digest, family_id, token, expires_at)

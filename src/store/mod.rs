@@ -48,6 +48,10 @@ pub struct AuthorizationCode {
     pub subject: String,
     pub auth_time: i64,
     pub consent_id: String,
+    /// The tenant-wide consent that granted some of the scopes, when it is not
+    /// `consent_id` itself: revoking it ends this grant too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_consent_id: Option<String>,
     pub expires_at: i64,
 }
 
@@ -59,7 +63,7 @@ fn yes() -> bool {
 #[derive(Debug, PartialEq, Eq)]
 pub enum CodeRedemption {
     /// First use: the code is now spent.
-    Fresh(AuthorizationCode),
+    Fresh(Box<AuthorizationCode>),
     /// Already used: the caller must revoke what the first redemption issued.
     Replayed {
         family_id: Option<String>,
@@ -90,6 +94,10 @@ pub struct RefreshToken {
     pub client_id: String,
     pub subject: String,
     pub consent_id: String,
+    /// The tenant-wide consent that granted some of the scopes, when it is not
+    /// `consent_id` itself: revoking it ends this grant too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_consent_id: Option<String>,
     pub scopes: Vec<String>,
     pub resources: Vec<String>,
     pub tenant: Option<String>,
@@ -120,13 +128,47 @@ pub struct UserRecord {
     pub source: String,
     /// What the user is called on pages (a login name or an email address).
     pub username: String,
-    pub tenant: Option<String>,
-    /// Roles, checked against `Scope.spec.requiredRoles` and carried in access tokens.
+    /// The tenants the user belongs to (from the identity source, at the last login).
+    pub tenants: Vec<String>,
+    /// Roles held only in one tenant (tenant → roles), on top of `roles`.
+    pub tenant_roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// Roles held in every tenant, checked against `Scope.spec.requiredRoles` and carried
+    /// in access tokens.
     pub roles: Vec<String>,
     /// Attributes released by userInfo scopes (`email`, `name`...).
     pub attributes: std::collections::BTreeMap<String, String>,
     pub first_login_at: i64,
     pub last_login_at: i64,
+}
+
+impl UserRecord {
+    /// Whether the user belongs to `tenant`.
+    pub fn member_of(&self, tenant: &str) -> bool {
+        self.tenants.iter().any(|t| t == tenant)
+    }
+
+    /// The tenant a user of exactly one tenant acts in when none is named.
+    pub fn sole_tenant(&self) -> Option<&str> {
+        match self.tenants.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The roles the user holds when acting in `tenant` (their roles, plus the tenant's own
+    /// when they belong to it), sorted and without duplicates. Roles of one tenant never
+    /// count in another.
+    pub fn roles_in(&self, tenant: Option<&str>) -> Vec<String> {
+        let mut roles = self.roles.clone();
+        if let Some(tenant) = tenant.filter(|t| self.member_of(t))
+            && let Some(extra) = self.tenant_roles.get(tenant)
+        {
+            roles.extend(extra.iter().cloned());
+        }
+        roles.sort();
+        roles.dedup();
+        roles
+    }
 }
 
 /// A login session.

@@ -678,7 +678,7 @@ where
         .map_err(unavailable)?;
         if let Some(row) = spent {
             let json: String = row.try_get(0).map_err(corrupt)?;
-            return Ok(CodeRedemption::Fresh(from_json(&json)?));
+            return Ok(CodeRedemption::Fresh(Box::new(from_json(&json)?)));
         }
         let row =
             sqlx::query("SELECT used, family_id, access_jti, access_exp FROM authorization_codes WHERE digest = $1")
@@ -820,7 +820,8 @@ where
         // alone is not proof of ownership.
         let revoked = D::rows_affected(&revoked) > 0;
         if revoked {
-            sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE consent_id = $1")
+            // A tenant-wide consent also ends the members' grants that rest on it.
+            sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE consent_id = $1 OR tenant_consent_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await
@@ -850,7 +851,9 @@ where
              JOIN refresh_families f ON f.family_id = t.family_id
              JOIN consents c ON c.id = f.consent_id
              WHERE t.digest = $1 AND t.used = 0 AND t.expires_at > $2
-               AND f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2",
+               AND f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2
+               AND (f.tenant_consent_id IS NULL OR EXISTS (
+                   SELECT 1 FROM consents tc WHERE tc.id = f.tenant_consent_id AND tc.revoked_at IS NULL AND tc.expires_at > $2))",
         )
         .bind(&digest[..])
         .bind(now)
@@ -871,17 +874,18 @@ where
 
     async fn record_login(&self, user: &UserRecord, now: i64) -> Result<UserRecord, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO users (subject, source, username, tenant, roles, attributes, first_login_at, last_login_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+            "INSERT INTO users (subject, source, username, tenants, tenant_roles, roles, attributes, first_login_at, last_login_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
              ON CONFLICT (subject) DO UPDATE SET source = excluded.source, username = excluded.username,
-               tenant = excluded.tenant, roles = excluded.roles, attributes = excluded.attributes,
-               last_login_at = excluded.last_login_at
+               tenants = excluded.tenants, tenant_roles = excluded.tenant_roles, roles = excluded.roles,
+               attributes = excluded.attributes, last_login_at = excluded.last_login_at
              RETURNING first_login_at",
         )
         .bind(user.subject.as_str())
         .bind(user.source.as_str())
         .bind(user.username.as_str())
-        .bind(user.tenant.as_deref())
+        .bind(to_json(&user.tenants)?)
+        .bind(to_json(&user.tenant_roles)?)
         .bind(to_json(&user.roles)?)
         .bind(to_json(&user.attributes)?)
         .bind(now)
@@ -894,7 +898,7 @@ where
 
     async fn user(&self, subject: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT subject, source, username, tenant, roles, attributes, first_login_at, last_login_at
+            "SELECT subject, source, username, tenants, tenant_roles, roles, attributes, first_login_at, last_login_at
              FROM users WHERE subject = $1",
         )
         .bind(subject)
@@ -902,17 +906,17 @@ where
         .await
         .map_err(unavailable)?;
         let Some(r) = row else { return Ok(None) };
-        let roles: String = r.try_get(4).map_err(corrupt)?;
-        let attributes: String = r.try_get(5).map_err(corrupt)?;
+        let json = |i: usize| r.try_get::<String, _>(i).map_err(corrupt);
         Ok(Some(UserRecord {
             subject: r.try_get(0).map_err(corrupt)?,
             source: r.try_get(1).map_err(corrupt)?,
             username: r.try_get(2).map_err(corrupt)?,
-            tenant: r.try_get(3).map_err(corrupt)?,
-            roles: from_json(&roles)?,
-            attributes: from_json(&attributes)?,
-            first_login_at: r.try_get(6).map_err(corrupt)?,
-            last_login_at: r.try_get(7).map_err(corrupt)?,
+            tenants: from_json(&json(3)?)?,
+            tenant_roles: from_json(&json(4)?)?,
+            roles: from_json(&json(5)?)?,
+            attributes: from_json(&json(6)?)?,
+            first_login_at: r.try_get(7).map_err(corrupt)?,
+            last_login_at: r.try_get(8).map_err(corrupt)?,
         }))
     }
 

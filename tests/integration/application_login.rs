@@ -53,7 +53,7 @@ async fn accept_as(inbound: &str, credentials: &(String, String), challenge: &st
         "login_challenge": challenge,
         "subject": "u-42",
         "username": "dana@acme.test",
-        "tenant": "acme",
+        "tenants": ["acme"],
         "roles": ["billing-admin"],
         "attributes": {"email": "dana@acme.test", "name": "Dana"},
     });

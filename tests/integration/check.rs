@@ -16,7 +16,9 @@ fn examples_are_valid() {
     let (code, stdout, stderr) = inbound(&["check", "examples/quickstart"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), "15 object(s) checked, no problems");
-    for (folder, objects) in [("examples/cluster", 6), ("examples/mcp", 4), ("examples/identity", 3)] {
+    for (folder, objects) in
+        [("examples/cluster", 6), ("examples/mcp", 4), ("examples/identity", 3), ("examples/tenants", 8)]
+    {
         let (code, stdout, stderr) = inbound(&["check", folder]);
         assert_eq!(code, 0, "{folder}: {stderr}");
         assert_eq!(stdout.trim(), format!("{objects} object(s) checked, no problems"), "{folder}");

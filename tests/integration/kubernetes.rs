@@ -25,6 +25,34 @@ fn crds_install_and_examples_apply_to_a_real_api_server() {
         "examples/quickstart/policy.yaml",
     ]);
     assert!(applied.contains("inboundapp.inbound.dev/billing-agent serverside-applied"), "{applied}");
+    // And examples/tenants (tenant-level scopes, tenant-admin consent) as the schema has them.
+    let applied = api.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "test",
+        "-n",
+        "default",
+        "-f",
+        "examples/tenants/apps.yaml",
+        "-f",
+        "examples/tenants/scopes.yaml",
+        "-f",
+        "examples/tenants/policy.yaml",
+    ]);
+    assert!(applied.contains("scope.inbound.dev/directory-read serverside-applied"), "{applied}");
+    let scope = api.kubectl_ok(&["get", "iscope", "directory-read", "-n", "default", "-o", "jsonpath={.spec.level}"]);
+    assert_eq!(scope, "tenant", "the field survives the API server's pruning");
+    let roles = api.kubectl_ok(&[
+        "get",
+        "ipolicy",
+        "organisations",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.consent.tenantAdminRoles}",
+    ]);
+    assert_eq!(roles, r#"["org-admin"]"#);
 
     // Category, short name and printer columns.
     let all = api.kubectl_ok(&["get", "inbound", "-n", "default"]);

@@ -30,6 +30,7 @@ mod replicas;
 mod store_migrations;
 mod store_suite;
 mod support;
+mod tenants;
 mod token_exchange;
 mod user_flow;
 mod workload_identity;

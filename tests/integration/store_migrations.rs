@@ -12,7 +12,7 @@ use inbound::api::ObjectKey;
 use inbound::secrets::SecretHash;
 use inbound::store::{
     AuthorizationCode, CodeRedemption, Consent, PostgresStore, RefreshToken, RegisteredClient, Registration, Rotation,
-    Session, SqliteStore, Store, TABLES,
+    Session, SqliteStore, Store, TABLES, UserRecord,
 };
 use inbound::tokens::{AccessTokenClaims, Audience};
 
@@ -260,6 +260,7 @@ impl Previous {
                 subject: "u".into(),
                 auth_time: now,
                 consent_id: "consent-old".into(),
+                tenant_consent_id: None,
                 expires_at: now + 60,
             },
             consent: Consent {
@@ -277,6 +278,7 @@ impl Previous {
                 client_id: "old-app".into(),
                 subject: "u".into(),
                 consent_id: "consent-old".into(),
+                tenant_consent_id: None,
                 scopes: vec!["openid".into()],
                 resources: vec![],
                 tenant: Some("acme".into()),
@@ -404,7 +406,7 @@ impl Previous {
         let revocations = store.revocations_since(0).await.unwrap();
         assert_eq!(revocations.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), ["jti-revoked"]);
         assert_eq!(store.active_consent("old-app", "u", Some("acme"), now).await.unwrap(), Some(self.consent.clone()));
-        assert_eq!(store.redeem_code(&[3; 32], now).await.unwrap(), CodeRedemption::Fresh(self.code.clone()));
+        assert_eq!(store.redeem_code(&[3; 32], now).await.unwrap(), CodeRedemption::Fresh(Box::new(self.code.clone())));
         assert_eq!(
             store.rotate_refresh_token(&[4; 32], &[40; 32], now + 7200, now).await.unwrap(),
             Rotation::Rotated(self.refresh.clone())
@@ -540,7 +542,7 @@ async fn sqlite_database_of_the_previous_release_opens() {
 
     let store = SqliteStore::open(&path).await.unwrap();
     previous.check(&store).await;
-    assert_eq!(versions(&pool).await, [1, 2, 3, 4, 5, 6, 7], "the previous 3 (registered_clients) is now 4");
+    assert_eq!(versions(&pool).await, [1, 2, 3, 4, 5, 6, 7, 8], "the previous 3 (registered_clients) is now 4");
     assert_eq!(tables(&pool, SQLITE_TABLES).await, declared_tables());
     drop(store);
     // And again: nothing left to apply.
@@ -558,7 +560,7 @@ async fn postgres_database_of_the_previous_release_opens() {
 
     let store = PostgresStore::connect(&pg.url()).await.unwrap();
     previous.check(&store).await;
-    assert_eq!(versions(&pool).await, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(&pool).await, [1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(tables(&pool, POSTGRES_TABLES).await, declared_tables());
     drop(store);
     let store = PostgresStore::connect(&pg.url()).await.unwrap();
@@ -572,7 +574,7 @@ async fn sqlite_tables_lists_every_table() {
     let store = SqliteStore::open(&path).await.unwrap();
     let pool = sqlite_pool(&path).await;
     assert_eq!(tables(&pool, SQLITE_TABLES).await, declared_tables());
-    assert_eq!(versions(&pool).await, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(&pool).await, [1, 2, 3, 4, 5, 6, 7, 8]);
     for table in TABLES {
         assert_eq!(store.count_rows(table).await.unwrap(), 0, "{table}");
     }
@@ -585,9 +587,82 @@ async fn postgres_tables_lists_every_table() {
     let store = PostgresStore::connect(&pg.url()).await.unwrap();
     let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
     assert_eq!(tables(&pool, POSTGRES_TABLES).await, declared_tables());
-    assert_eq!(versions(&pool).await, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(&pool).await, [1, 2, 3, 4, 5, 6, 7, 8]);
     for table in TABLES {
         assert_eq!(store.count_rows(table).await.unwrap(), 0, "{table}");
     }
     assert!(store.storage_bytes(TABLES).await.unwrap() > 0);
+}
+
+/// Version 7's schema, from the migration files as they are (numbered alike on both
+/// backends), with one user of one tenant as version 7 wrote them.
+macro_rules! before_tenants {
+    ($backend:literal) => {
+        [
+            include_str!(concat!("../../src/store/migrations/", $backend, "/001_objects_secrets_tokens.sql")),
+            include_str!(concat!("../../src/store/migrations/", $backend, "/002_user_delegation.sql")),
+            include_str!(concat!("../../src/store/migrations/", $backend, "/003_client_secret_order.sql")),
+            include_str!(concat!("../../src/store/migrations/", $backend, "/004_registered_clients.sql")),
+            include_str!(concat!("../../src/store/migrations/", $backend, "/005_client_tombstones.sql")),
+            include_str!(concat!("../../src/store/migrations/", $backend, "/006_users.sql")),
+            include_str!(concat!("../../src/store/migrations/", $backend, "/007_assertion_jtis.sql")),
+        ]
+    };
+}
+
+const USER_OF_VERSION_7: &str =
+    "INSERT INTO users (subject, source, username, tenant, roles, attributes, first_login_at, last_login_at)
+     VALUES ('u7', 'development', 'carol', 'acme', '[\"admin\"]', '{}', 10, 20)";
+
+/// What version 8 makes of [`USER_OF_VERSION_7`]: the one tenant becomes a list of one.
+async fn check_user_of_version_7(store: &dyn Store) {
+    let user = store.user("u7").await.unwrap().expect("the user survives the migration");
+    assert_eq!(
+        user,
+        UserRecord {
+            subject: "u7".into(),
+            source: "development".into(),
+            username: "carol".into(),
+            tenants: vec!["acme".into()],
+            roles: vec!["admin".into()],
+            first_login_at: 10,
+            last_login_at: 20,
+            ..UserRecord::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn sqlite_users_keep_their_tenant_as_a_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let pool = sqlite_pool(&path).await;
+    sqlx::raw_sql("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (i, sql) in before_tenants!("sqlite").into_iter().enumerate() {
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations VALUES ($1, 0)").bind(i as i64 + 1).execute(&pool).await.unwrap();
+    }
+    sqlx::raw_sql(USER_OF_VERSION_7).execute(&pool).await.unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    check_user_of_version_7(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_users_keep_their_tenant_as_a_membership() {
+    let pg = Postgres::start();
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (i, sql) in before_tenants!("postgres").into_iter().enumerate() {
+        sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations VALUES ($1, 0)").bind(i as i64 + 1).execute(&pool).await.unwrap();
+    }
+    sqlx::raw_sql(USER_OF_VERSION_7).execute(&pool).await.unwrap();
+    let store = PostgresStore::connect(&pg.url()).await.unwrap();
+    check_user_of_version_7(&store).await;
 }

@@ -28,6 +28,7 @@ fn code(expires_at: i64) -> AuthorizationCode {
         subject: "u".into(),
         auth_time: now(),
         consent_id: "consent-1".into(),
+        tenant_consent_id: None,
         expires_at,
     }
 }
@@ -38,6 +39,7 @@ fn refresh(family: &str, consent: &str, expires_at: i64) -> RefreshToken {
         client_id: "c".into(),
         subject: "u".into(),
         consent_id: consent.into(),
+        tenant_consent_id: None,
         scopes: vec!["openid".into(), "billing:read".into()],
         resources: vec![],
         tenant: None,
@@ -253,6 +255,48 @@ async fn suite(store: Arc<dyn Store>) {
         Rotation::Rotated(_)
     ));
 
+    // A family resting on a tenant-wide consent (an administrator's, for every member) as
+    // well as the user's own ends with either: when it expires, or is revoked.
+    let own = Consent { id: "consent-own".into(), ..consent.clone() };
+    let for_tenant = Consent {
+        id: "consent-tenant".into(),
+        subject: "tenant:acme".into(),
+        granted_by: "admin".into(),
+        expires_at: now + 600,
+        ..consent.clone()
+    };
+    store.save_consent(&own).await.unwrap();
+    store.save_consent(&for_tenant).await.unwrap();
+    let resting = |family: &str| RefreshToken {
+        tenant_consent_id: Some("consent-tenant".into()),
+        ..refresh(family, "consent-own", now + 3600)
+    };
+    store.put_refresh_token(&digest(80), &resting("fam-8")).await.unwrap();
+    store.put_refresh_token(&digest(82), &resting("fam-9")).await.unwrap();
+    store.put_refresh_token(&digest(84), &refresh("fam-10", "consent-own", now + 3600)).await.unwrap();
+    assert_eq!(store.live_refresh_token(&digest(80), now + 700).await.unwrap(), None, "the tenant's consent expired");
+    assert_eq!(
+        store.rotate_refresh_token(&digest(80), &digest(81), now + 3600, now + 700).await.unwrap(),
+        Rotation::Invalid
+    );
+    assert!(store.live_refresh_token(&digest(84), now + 700).await.unwrap().is_some(), "the user's own grant lasts");
+    assert!(matches!(
+        store.rotate_refresh_token(&digest(80), &digest(81), now + 3600, now).await.unwrap(),
+        Rotation::Rotated(_)
+    ));
+    assert!(store.revoke_consent("consent-tenant", "tenant:acme", now).await.unwrap());
+    for (presented, next) in [(81, 86), (82, 87)] {
+        assert_eq!(
+            store.rotate_refresh_token(&digest(presented), &digest(next), now + 3600, now).await.unwrap(),
+            Rotation::Invalid,
+            "revoking the tenant's consent ends the members' grants resting on it"
+        );
+    }
+    assert!(matches!(
+        store.rotate_refresh_token(&digest(84), &digest(85), now + 3600, now).await.unwrap(),
+        Rotation::Rotated(_)
+    ));
+
     // Registered clients: concurrent registrations respect the count limit exactly; an
     // identical public registration returns the existing client; metadata-document clients
     // are upserted; reaping removes unused ones with their consents.
@@ -356,7 +400,8 @@ async fn suite(store: Arc<dyn Store>) {
         subject: "sub-u".into(),
         source: "inbound/corporate".into(),
         username: "u@example.com".into(),
-        tenant: Some("acme".into()),
+        tenants: vec!["acme".into(), "globex".into()],
+        tenant_roles: [("acme".to_string(), vec!["tenant-admin".to_string()])].into(),
         roles: vec!["admin".into()],
         attributes: [("email".to_string(), "u@example.com".to_string())].into(),
         ..UserRecord::default()
@@ -365,13 +410,14 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!((first.first_login_at, first.last_login_at), (now, now));
     assert_eq!(store.user("sub-u").await.unwrap().as_ref(), Some(&first));
     user.roles.clear();
-    user.tenant = None;
+    user.tenants = vec![];
+    user.tenant_roles.clear();
     let second = store.record_login(&user, now + 100).await.unwrap();
     assert_eq!((second.first_login_at, second.last_login_at), (now, now + 100), "the first login is kept");
     let stored = store.user("sub-u").await.unwrap().unwrap();
     assert_eq!(
-        (stored.roles.len(), stored.tenant.as_deref()),
-        (0, None),
+        (stored.roles.len(), stored.tenants.len(), stored.tenant_roles.len()),
+        (0, 0, 0),
         "what the source says now replaces the record"
     );
     assert_eq!(stored, second);

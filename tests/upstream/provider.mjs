@@ -33,6 +33,7 @@ const provider = new Provider(issuer, {
     profile: ['name', 'preferred_username'],
     groups: ['groups'],
     tenant: ['tid'],
+    organizations: ['orgs', 'org_roles'],
   },
   conformIdTokenClaims: config.conformIdTokenClaims ?? false,
   features: {

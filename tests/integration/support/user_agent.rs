@@ -94,6 +94,11 @@ impl Agent {
 
     /// Approves the consent form shown on `page` with the given optional scopes checked.
     pub async fn approve(&mut self, base: &str, page: &Page, scopes: &[&str]) -> Page {
+        self.approve_with(base, page, scopes, &[]).await
+    }
+
+    /// Like [`Agent::approve`], with more fields (e.g. `for_tenant`).
+    pub async fn approve_with(&mut self, base: &str, page: &Page, scopes: &[&str], extra: &[(&str, &str)]) -> Page {
         assert!(page.body.contains("action=\"/consent\""), "expected the consent page:\n{}", page.body);
         let (id, csrf) = (page.field("request_id"), page.field("csrf"));
         let duration = default_duration(&page.body);
@@ -106,6 +111,7 @@ impl Agent {
         for s in scopes {
             fields.push(("scope", s));
         }
+        fields.extend_from_slice(extra);
         self.post(&format!("{base}/consent"), &fields).await
     }
 
