@@ -1,13 +1,24 @@
-//! Managing self-registered clients: the filters of `inbound clients list|delete` and of the
-//! operator's admin API (`/admin/clients`), and who may use that API.
+//! Administering clients and consents: the one listing of declared apps and self-registered
+//! clients with the filters of `inbound clients` and of the operator's admin API
+//! (`/admin/clients`), the consent filters, and who may use that API.
 
 use serde::Serialize;
 
+use crate::api::{InboundAppSpec, ObjectKey};
 use crate::store::{Consent, RegisteredClient};
 
-/// Which registered clients a command applies to. Every set condition must hold.
+/// The kinds of client in a listing.
+pub const CLIENT_KINDS: [&str; 3] = ["declared", "registered", "metadata-document"];
+
+/// Which clients a command applies to. Every set condition must hold.
 #[derive(Clone, Debug, Default)]
 pub struct ClientFilter {
+    /// One of [`CLIENT_KINDS`].
+    pub kind: Option<String>,
+    /// Carries every one of these tags.
+    pub tags: Vec<String>,
+    /// May use this grant type.
+    pub grant_type: Option<String>,
     pub id_equals: Option<String>,
     pub id_contains: Option<String>,
     pub id_in: Vec<String>,
@@ -23,7 +34,10 @@ pub struct ClientFilter {
 
 impl ClientFilter {
     pub fn is_empty(&self) -> bool {
-        self.id_equals.is_none()
+        self.kind.is_none()
+            && self.tags.is_empty()
+            && self.grant_type.is_none()
+            && self.id_equals.is_none()
             && self.id_contains.is_none()
             && self.id_in.is_empty()
             && self.name_equals.is_none()
@@ -35,64 +49,173 @@ impl ClientFilter {
             && self.last_used_after.is_none()
     }
 
-    pub fn matches(&self, client: &RegisteredClient) -> bool {
-        let name = client_name(client);
+    /// Times a declared app does not have (its creation and last use are not in the store)
+    /// never match a time condition.
+    pub fn matches(&self, client: &ClientSummary) -> bool {
+        let name = client.client_name.as_str();
         let lower = name.to_lowercase();
-        self.id_equals.as_ref().is_none_or(|id| client.client_id == *id)
+        let before = |t: Option<i64>, bound: Option<i64>| bound.is_none_or(|b| t.is_some_and(|t| t < b));
+        let after = |t: Option<i64>, bound: Option<i64>| bound.is_none_or(|b| t.is_some_and(|t| t > b));
+        self.kind.as_ref().is_none_or(|k| client.kind == k.as_str())
+            && self.tags.iter().all(|t| client.tags.contains(t))
+            && self.grant_type.as_ref().is_none_or(|g| client.grant_types.contains(g))
+            && self.id_equals.as_ref().is_none_or(|id| client.client_id == *id)
             && self.id_contains.as_ref().is_none_or(|s| client.client_id.contains(s.as_str()))
             && (self.id_in.is_empty() || self.id_in.contains(&client.client_id))
-            && self.name_equals.as_ref().is_none_or(|n| name == *n)
+            && self.name_equals.as_ref().is_none_or(|n| name == n.as_str())
             && self.name_contains.as_ref().is_none_or(|s| lower.contains(&s.to_lowercase()))
             && self.name_matches.as_ref().is_none_or(|g| glob(&g.to_lowercase(), &lower))
-            && self.created_before.is_none_or(|t| client.created_at < t)
-            && self.created_after.is_none_or(|t| client.created_at > t)
-            && self.last_used_before.is_none_or(|t| client.last_used_at < t)
-            && self.last_used_after.is_none_or(|t| client.last_used_at > t)
+            && before(client.created, self.created_before)
+            && after(client.created, self.created_after)
+            && before(client.last_used, self.last_used_before)
+            && after(client.last_used, self.last_used_after)
     }
 }
 
-pub fn client_name(client: &RegisteredClient) -> String {
-    client.metadata.get("client_name").and_then(|v| v.as_str()).unwrap_or("").to_string()
-}
-
-/// One registered client as listed (no secret or token hash, ever).
-#[derive(Debug, Serialize)]
+/// One client as listed: a declared InboundApp, or a self-registered client (never a secret
+/// or a token hash).
+#[derive(Clone, Debug, Serialize)]
 pub struct ClientSummary {
     pub client_id: String,
-    /// `registered` (RFC 7591) or `metadata-document` (the client id is its document's URL).
+    /// `declared` (an InboundApp), `registered` (RFC 7591) or `metadata-document` (the
+    /// client id is its document's URL).
     pub kind: &'static str,
     pub client_name: String,
+    /// The InboundApp, `namespace/name` (declared apps).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub app: String,
+    /// The ConsentPolicy that admitted it, `namespace/name` (self-registered clients).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub policy: String,
+    /// A declared app's `spec.tags`; a self-registered client's, as administrators set them.
+    pub tags: Vec<String>,
+    pub grant_types: Vec<String>,
     pub token_endpoint_auth_method: String,
     pub redirect_uris: Vec<String>,
     pub scope: String,
-    pub policy: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub source: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub created_at: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub last_used_at: String,
+    /// The namespace permission to see or manage it is checked in: the app's, or the
+    /// admitting policy's.
+    #[serde(skip)]
+    pub namespace: String,
+    #[serde(skip)]
+    created: Option<i64>,
+    #[serde(skip)]
+    last_used: Option<i64>,
 }
 
-impl From<&RegisteredClient> for ClientSummary {
-    fn from(c: &RegisteredClient) -> Self {
+fn timestamp(t: i64) -> String {
+    jiff::Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_default()
+}
+
+impl ClientSummary {
+    /// A self-registered client.
+    pub fn registered(c: &RegisteredClient) -> ClientSummary {
         let text = |k: &str| c.metadata.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        let time = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_default();
+        let texts = |k: &str| -> Vec<String> {
+            c.metadata
+                .get(k)
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
         let document = crate::protocol::client_id::is_metadata_document_url(&c.client_id);
+        let mut grant_types = texts("grant_types");
+        if grant_types.is_empty() {
+            // RFC 7591 §2: omitted means authorization_code.
+            grant_types.push("authorization_code".into());
+        }
         ClientSummary {
             client_id: c.client_id.clone(),
             kind: if document { "metadata-document" } else { "registered" },
-            client_name: client_name(c),
-            token_endpoint_auth_method: text("token_endpoint_auth_method"),
-            redirect_uris: c
-                .metadata
-                .get("redirect_uris")
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
-                .unwrap_or_default(),
-            scope: text("scope"),
+            client_name: text("client_name"),
+            app: String::new(),
             policy: c.policy.to_string(),
+            tags: c.tags.clone(),
+            grant_types,
+            token_endpoint_auth_method: text("token_endpoint_auth_method"),
+            redirect_uris: texts("redirect_uris"),
+            scope: text("scope"),
             source: c.source.clone(),
-            created_at: time(c.created_at),
-            last_used_at: time(c.last_used_at),
+            created_at: timestamp(c.created_at),
+            last_used_at: timestamp(c.last_used_at),
+            namespace: c.policy.namespace.clone(),
+            created: Some(c.created_at),
+            last_used: Some(c.last_used_at),
         }
+    }
+
+    /// A declared InboundApp with its client id.
+    pub fn declared(key: &ObjectKey, client_id: &str, spec: &InboundAppSpec) -> ClientSummary {
+        ClientSummary {
+            client_id: client_id.to_string(),
+            kind: "declared",
+            client_name: spec.display_name.clone(),
+            app: key.to_string(),
+            policy: String::new(),
+            tags: spec.tags.clone(),
+            grant_types: spec.grant_types.iter().map(|g| g.as_str().to_string()).collect(),
+            token_endpoint_auth_method: spec.auth_method().as_str().to_string(),
+            redirect_uris: spec.redirect_uris.clone(),
+            scope: spec.allowed_scopes.join(" "),
+            source: String::new(),
+            created_at: String::new(),
+            last_used_at: String::new(),
+            namespace: key.namespace.clone(),
+            created: None,
+            last_used: None,
+        }
+    }
+}
+
+/// A bulk change of self-registered clients' tags (`inbound clients tag`, `PATCH
+/// /admin/clients`): `add` first, then `remove`.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagChange {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// At most this many tags per client, of at most 63 characters each.
+const MAX_TAGS: usize = 32;
+
+impl TagChange {
+    /// Tags as labels are written: 1–63 letters, digits, `-`, `_`, `.`, `:` or `/`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.add.is_empty() && self.remove.is_empty() {
+            return Err("give tags to add or to remove".into());
+        }
+        for tag in self.add.iter().chain(&self.remove) {
+            let valid = (1..=63).contains(&tag.len())
+                && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'));
+            if !valid {
+                return Err(format!("tag {tag:?}: 1 to 63 letters, digits, '-', '_', '.', ':' or '/'"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `tags` after the change (order kept, no duplicates); None when it changes nothing.
+    pub fn apply(&self, tags: &[String]) -> Result<Option<Vec<String>>, String> {
+        let mut next: Vec<String> = tags.to_vec();
+        for t in &self.add {
+            if !next.contains(t) {
+                next.push(t.clone());
+            }
+        }
+        next.retain(|t| !self.remove.contains(t));
+        if next.len() > MAX_TAGS {
+            return Err(format!("a client has at most {MAX_TAGS} tags"));
+        }
+        Ok((next != tags).then_some(next))
     }
 }
 
@@ -100,17 +223,20 @@ impl From<&RegisteredClient> for ClientSummary {
 /// header; long names are cut to their column.
 pub fn table(clients: &[ClientSummary]) -> String {
     let mut out = format!(
-        "{:<38} {:<28} {:<20} {:<22} {:<22} REDIRECT URIS\n",
-        "CLIENT ID", "NAME", "AUTH", "CREATED", "LAST USED"
+        "{:<38} {:<17} {:<28} {:<20} {:<20} {:<22} {:<22} REDIRECT URIS\n",
+        "CLIENT ID", "KIND", "NAME", "TAGS", "AUTH", "CREATED", "LAST USED"
     );
+    let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
     for c in clients {
         out.push_str(&format!(
-            "{:<38} {:<28} {:<20} {:<22} {:<22} {}\n",
+            "{:<38} {:<17} {:<28} {:<20} {:<20} {:<22} {:<22} {}\n",
             c.client_id,
+            c.kind,
             c.client_name.chars().take(28).collect::<String>(),
+            or_dash(&c.tags.join(",")),
             c.token_endpoint_auth_method,
-            c.created_at,
-            c.last_used_at,
+            or_dash(&c.created_at),
+            or_dash(&c.last_used_at),
             c.redirect_uris.join(",")
         ));
     }
@@ -129,6 +255,8 @@ pub trait AdminAuthorizer: Send + Sync {
 
 /// The virtual resource the admin API authorizes for registered clients.
 pub const REGISTERED_CLIENTS: &str = "registeredclients";
+/// The resource the admin API authorizes listing declared apps with (`kubectl get iapp`).
+pub const INBOUND_APPS: &str = "inboundapps";
 /// The virtual resource the admin API authorizes for consents.
 pub const CONSENTS: &str = "consents";
 
@@ -150,6 +278,10 @@ impl ClientFilter {
         let mut filter = ClientFilter::default();
         for (key, value) in pairs {
             match key.as_str() {
+                "kind" if CLIENT_KINDS.contains(&value.as_str()) => filter.kind = Some(value.clone()),
+                "kind" => return Err(format!("kind must be one of {}", CLIENT_KINDS.join(", "))),
+                "tag" => filter.tags.push(value.clone()),
+                "grant_type" => filter.grant_type = Some(value.clone()),
                 "id" => filter.id_equals = Some(value.clone()),
                 "id_contains" => filter.id_contains = Some(value.clone()),
                 "id_in" => filter.id_in.extend(value.split(',').map(str::to_string)),
@@ -428,6 +560,7 @@ mod tests {
             source: "127.0.0.1".into(),
             created_at: created,
             last_used_at: used,
+            tags: Vec::new(),
         }
     }
 
@@ -438,6 +571,7 @@ mod tests {
             client("b2", "Cursor", 200, 250),
             client("c3", "VS Code", 300, 300),
         ];
+        let clients: Vec<ClientSummary> = clients.iter().map(ClientSummary::registered).collect();
         let select = |f: &ClientFilter| -> Vec<&str> {
             clients.iter().filter(|c| f.matches(c)).map(|c| c.client_id.as_str()).collect()
         };
@@ -453,6 +587,38 @@ mod tests {
             select(&ClientFilter { last_used_before: Some(400), created_before: Some(250), ..Default::default() }),
             ["b2"]
         );
+    }
+
+    #[test]
+    fn kinds_tags_and_grant_types_filter_and_tags_change_in_bulk() {
+        let mut tagged = client("a1", "Claude", 100, 100);
+        tagged.tags = vec!["ai".into()];
+        let spec: InboundAppSpec = serde_json::from_value(serde_json::json!({
+            "displayName": "Agent", "clientType": "confidential", "grantTypes": ["client_credentials"], "tags": ["ai", "billing"]
+        }))
+        .unwrap();
+        let key = ObjectKey { namespace: "team".into(), name: "agent".into() };
+        let listed = [ClientSummary::registered(&tagged), ClientSummary::declared(&key, "d1", &spec)];
+        let select = |query: &[(&str, &str)]| -> Vec<&str> {
+            let pairs: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let f = ClientFilter::from_query(&pairs, 1000).unwrap();
+            listed.iter().filter(|c| f.matches(c)).map(|c| c.client_id.as_str()).collect()
+        };
+        assert_eq!(select(&[("tag", "ai")]), ["a1", "d1"]);
+        assert_eq!(select(&[("tag", "ai"), ("tag", "billing")]), ["d1"], "every tag");
+        assert_eq!(select(&[("kind", "declared")]), ["d1"]);
+        assert_eq!(select(&[("grant_type", "authorization_code")]), ["a1"], "RFC 7591's default");
+        assert_eq!(select(&[("created_after", "1970-01-01")]), ["a1"], "a declared app has no creation time here");
+        assert!(ClientFilter::from_query(&[("kind".into(), "other".into())], 0).is_err());
+        assert_eq!(listed[1].namespace, "team");
+
+        let change = TagChange { add: vec!["b".into(), "a".into()], remove: vec!["c".into()] };
+        assert_eq!(change.apply(&["c".into(), "a".into()]).unwrap(), Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(change.apply(&["a".into(), "b".into()]).unwrap(), None, "nothing to change");
+        assert!(TagChange::default().check().is_err());
+        assert!(TagChange { add: vec!["has space".into()], remove: vec![] }.check().is_err());
+        let many = TagChange { add: (0..40).map(|i| format!("t{i}")).collect(), remove: vec![] };
+        assert!(many.apply(&[]).is_err(), "bounded");
     }
 
     #[test]

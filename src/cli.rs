@@ -419,12 +419,32 @@ fn trusted_proxy(value: &str) -> Result<Option<Cidr>, String> {
 
 #[derive(Subcommand)]
 pub enum ClientsAction {
-    /// List registered clients matching the filters (all without filters).
+    /// List the clients matching the filters (all without filters): self-registered ones
+    /// from the store, and with --config the apps the folder declares.
     List {
         #[command(flatten)]
         target: ClientsTarget,
+        /// The manifest folder of `inbound serve`: its InboundApps are listed too (kind
+        /// `declared`).
+        #[arg(long)]
+        config: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
+    },
+    /// Add or remove tags of the self-registered clients matching the filters (declared
+    /// apps' tags are their spec.tags).
+    Tag {
+        #[command(flatten)]
+        target: ClientsTarget,
+        /// Tags to add (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        add: Vec<String>,
+        /// Tags to remove.
+        #[arg(long, value_delimiter = ',')]
+        remove: Vec<String>,
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Delete the registered clients matching the filters, with their consents and tokens.
     Delete {
@@ -472,6 +492,15 @@ impl StoreLocation {
 pub struct ClientsTarget {
     #[command(flatten)]
     pub store: StoreLocation,
+    /// Kind: declared, registered or metadata-document.
+    #[arg(long, value_parser = crate::admin::CLIENT_KINDS)]
+    pub kind: Option<String>,
+    /// Carries this tag (repeat for several: all must be there).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// May use this grant type (e.g. client_credentials).
+    #[arg(long)]
+    pub grant_type: Option<String>,
     /// Client id equals.
     #[arg(long)]
     pub id: Option<String>,
@@ -507,6 +536,9 @@ impl ClientsTarget {
     pub fn filter(&self, now: i64) -> Result<ClientFilter, String> {
         let time = |v: &Option<String>| v.as_deref().map(|v| crate::admin::parse_time(v, now)).transpose();
         Ok(ClientFilter {
+            kind: self.kind.clone(),
+            tags: self.tags.clone(),
+            grant_type: self.grant_type.clone(),
             id_equals: self.id.clone(),
             id_contains: self.id_contains.clone(),
             id_in: self.id_in.clone(),
@@ -522,34 +554,73 @@ impl ClientsTarget {
 }
 
 impl ClientsAction {
-    /// Runs `inbound clients list|delete` against the store.
+    /// Runs `inbound clients list|delete|tag` against the store.
     pub async fn run(self) -> anyhow::Result<()> {
         let now = crate::clock::now();
-        let (target, output, dry_run, delete) = match &self {
-            ClientsAction::List { target, output } => (target, *output, false, false),
-            ClientsAction::Delete { target, dry_run } => (target, Output::Table, *dry_run, true),
+        let target = match &self {
+            ClientsAction::List { target, .. }
+            | ClientsAction::Delete { target, .. }
+            | ClientsAction::Tag { target, .. } => target,
         };
         let filter = target.filter(now).map_err(|e| anyhow::anyhow!(e))?;
-        if delete && filter.is_empty() {
-            anyhow::bail!("refusing to delete every client: give at least one filter (e.g. --last-used-before 30d)");
-        }
         let store = target.store.open().await?;
-        let selected: Vec<_> = store.registered_clients().await?.into_iter().filter(|c| filter.matches(c)).collect();
-        let summaries: Vec<ClientSummary> = selected.iter().map(Into::into).collect();
-        match output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&summaries)?),
-            Output::Table => print!("{}", crate::admin::table(&summaries)),
-        }
-        if delete {
-            for c in &selected {
-                if dry_run {
-                    println!("would delete {}", c.client_id);
-                } else if store.delete_registered_client(&c.client_id, now).await? {
-                    println!("deleted {}", c.client_id);
+        let registered = store.registered_clients().await?;
+        let selected = |filter: &ClientFilter| -> Vec<&crate::store::RegisteredClient> {
+            registered.iter().filter(|c| filter.matches(&ClientSummary::registered(c))).collect()
+        };
+        match self {
+            ClientsAction::List { config, output, .. } => {
+                let mut listed = if config.is_empty() {
+                    Vec::new()
+                } else {
+                    crate::runtime::serve::declared_clients(&config, store.as_ref()).await?
+                };
+                listed.retain(|c| filter.matches(c));
+                listed.extend(selected(&filter).into_iter().map(ClientSummary::registered));
+                match output {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&listed)?),
+                    Output::Table => print!("{}", crate::admin::table(&listed)),
                 }
+                eprintln!("{} client(s)", listed.len());
+            }
+            ClientsAction::Delete { dry_run, .. } => {
+                if filter.is_empty() {
+                    anyhow::bail!(
+                        "refusing to delete every client: give at least one filter (e.g. --last-used-before 30d)"
+                    );
+                }
+                let chosen = selected(&filter);
+                let summaries: Vec<ClientSummary> = chosen.iter().map(|c| ClientSummary::registered(c)).collect();
+                print!("{}", crate::admin::table(&summaries));
+                for c in &chosen {
+                    if dry_run {
+                        println!("would delete {}", c.client_id);
+                    } else if store.delete_registered_client(&c.client_id, now).await? {
+                        println!("deleted {}", c.client_id);
+                    }
+                }
+                eprintln!("{} client(s)", chosen.len());
+            }
+            ClientsAction::Tag { add, remove, dry_run, .. } => {
+                let change = crate::admin::TagChange { add, remove };
+                change.check().map_err(|e| anyhow::anyhow!(e))?;
+                if filter.is_empty() {
+                    anyhow::bail!("give at least one filter (e.g. --name-contains claude)");
+                }
+                let chosen = selected(&filter);
+                for c in &chosen {
+                    let Some(tags) = change.apply(&c.tags).map_err(|e| anyhow::anyhow!("{}: {e}", c.client_id))? else {
+                        continue;
+                    };
+                    if dry_run {
+                        println!("would tag {} [{}]", c.client_id, tags.join(","));
+                    } else if store.set_registered_client_tags(&c.client_id, &tags).await? {
+                        println!("tagged {} [{}]", c.client_id, tags.join(","));
+                    }
+                }
+                eprintln!("{} client(s)", chosen.len());
             }
         }
-        eprintln!("{} client(s)", selected.len());
         Ok(())
     }
 }

@@ -15,8 +15,8 @@ use super::{AppState, HttpError, response::no_store_json};
 use std::collections::BTreeSet;
 
 use crate::admin::{
-    AdminAuthorizer, AdminDenied, CONSENTS, ClientFilter, ClientSummary, ConsentFilter, ConsentSummary,
-    REGISTERED_CLIENTS,
+    AdminAuthorizer, AdminDenied, CONSENTS, ClientFilter, ClientSummary, ConsentFilter, ConsentSummary, INBOUND_APPS,
+    REGISTERED_CLIENTS, TagChange,
 };
 use crate::audit::Event;
 use crate::clock::now;
@@ -86,11 +86,15 @@ fn filter(query: Option<String>) -> Result<ClientFilter> {
     ClientFilter::from_query(&query_pairs(query), now()).map_err(|e| HttpError::new(OAuthError::invalid_request(e)))
 }
 
+/// The self-registered clients `filter` selects.
 async fn selected(state: &AppState, filter: &ClientFilter) -> Result<Vec<crate::store::RegisteredClient>> {
     let all = state.server.registered_clients().await?;
-    Ok(all.into_iter().filter(|c| filter.matches(c)).collect())
+    Ok(all.into_iter().filter(|c| filter.matches(&ClientSummary::registered(c))).collect())
 }
 
+/// `GET /admin/clients?filters`: one listing of the declared apps the caller may `list`
+/// InboundApps of (their namespace's RBAC, as `kubectl get iapp`) and the self-registered
+/// clients it may `list` registeredclients of (the admitting policy's namespace).
 pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -101,8 +105,26 @@ pub async fn list(
     let mut namespaces: BTreeSet<String> = clients.iter().map(|c| c.policy.namespace.clone()).collect();
     namespaces.insert(home_namespace(&state));
     let (caller, allowed) = authorize(&state, &headers, ("list", REGISTERED_CLIENTS), namespaces).await?;
-    let summaries: Vec<ClientSummary> =
-        clients.iter().filter(|c| allowed.contains(&c.policy.namespace)).map(Into::into).collect();
+    let catalog = state.catalog.load();
+    let declared: Vec<ClientSummary> = catalog
+        .clients()
+        .filter(|c| c.origin == crate::catalog::ClientOrigin::Declared)
+        .map(|c| ClientSummary::declared(&c.key, &c.client_id, &c.spec))
+        .filter(|c| filter.matches(c))
+        .collect();
+    let namespaces: BTreeSet<String> = declared.iter().map(|c| c.namespace.clone()).collect();
+    let may_see = if namespaces.is_empty() {
+        BTreeSet::new()
+    } else {
+        match authorize(&state, &headers, ("list", INBOUND_APPS), namespaces).await {
+            Ok((_, allowed)) => allowed,
+            // Allowed no namespace of them: the listing holds the registered clients only.
+            Err(e) if e.status() == StatusCode::FORBIDDEN => BTreeSet::new(),
+            Err(e) => return Err(e),
+        }
+    };
+    let mut summaries: Vec<ClientSummary> = declared.into_iter().filter(|c| may_see.contains(&c.namespace)).collect();
+    summaries.extend(clients.iter().filter(|c| allowed.contains(&c.policy.namespace)).map(ClientSummary::registered));
     state.server.audit().emit(Event::AdminAction {
         action: "list_clients".into(),
         actor: Some(caller),
@@ -144,6 +166,47 @@ pub async fn delete_one(
         );
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PATCH /admin/clients?filters` (at least one filter) with `{"add": [...], "remove":
+/// [...]}`: changes the tags of the matching self-registered clients. All or nothing on
+/// permission (`update` registeredclients in each admitting policy's namespace).
+pub async fn tag_matching(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: axum::body::Bytes,
+) -> Result<Response> {
+    let filter = filter(query)?;
+    let change: TagChange = serde_json::from_slice(&body).map_err(|e| {
+        HttpError::new(OAuthError::invalid_request(format!(
+            "the body must be {{\"add\": [...], \"remove\": [...]}}: {e}"
+        )))
+    })?;
+    change.check().map_err(|e| HttpError::new(OAuthError::invalid_request(e)))?;
+    if filter.is_empty() {
+        bearer(&state, &headers)?;
+        return Err(HttpError::new(OAuthError::invalid_request("give at least one filter")));
+    }
+    let clients = selected(&state, &filter).await?;
+    let namespaces = clients.iter().map(|c| c.policy.namespace.clone()).collect();
+    let user = authorize_every(&state, &headers, ("update", REGISTERED_CLIENTS), namespaces).await?;
+    let mut tagged = Vec::new();
+    for c in &clients {
+        let tags = change.apply(&c.tags).map_err(|e| HttpError::new(OAuthError::invalid_request(e)))?;
+        if let Some(tags) = tags
+            && state.server.set_registered_client_tags(&c.client_id, &tags).await?
+        {
+            tagged.push(json!({ "client_id": c.client_id, "tags": tags }));
+        }
+    }
+    tracing::info!(count = tagged.len(), by = %user, "registered clients tagged through the admin API");
+    state.server.audit().emit(Event::AdminAction {
+        action: "tag_clients".into(),
+        actor: Some(user),
+        count: tagged.len(),
+    });
+    Ok(no_store_json(StatusCode::OK, &json!({ "tagged": tagged })))
 }
 
 /// `delete` on the namespace of every client in `clients` (or, with none, the home

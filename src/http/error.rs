@@ -61,6 +61,11 @@ impl HttpError {
         }))
     }
 
+    /// The response's status.
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
     pub fn with_status(mut self, status: StatusCode) -> HttpError {
         self.0.status = status;
         self

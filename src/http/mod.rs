@@ -110,7 +110,7 @@ pub fn router(state: Arc<AppState>, public_metrics: bool) -> Router {
 /// load onto the API server.
 pub fn admin_router(state: Arc<AppState>) -> Router {
     let routes = Router::new()
-        .route(paths::ADMIN_CLIENTS, get(admin::list).delete(admin::delete_matching))
+        .route(paths::ADMIN_CLIENTS, get(admin::list).delete(admin::delete_matching).patch(admin::tag_matching))
         .route(paths::ADMIN_CLIENT, axum::routing::delete(admin::delete_one))
         .route(paths::ADMIN_CONSENTS, get(admin::list_consents).delete(admin::revoke_consents))
         .route(paths::ADMIN_CONSENT, axum::routing::delete(admin::revoke_consent))

@@ -142,6 +142,7 @@ impl AuthorizationServer {
                 source: host.clone(),
                 created_at: now,
                 last_used_at: now,
+                tags: Vec::new(),
             };
             match self.store.record_client(&record, now).await {
                 Ok(true) => {}
@@ -258,6 +259,7 @@ impl AuthorizationServer {
             source: source.to_string(),
             created_at: now,
             last_used_at: now,
+            tags: Vec::new(),
         };
         match self.store.register_client(&record, &registration.limits, now).await? {
             Registration::Created => {

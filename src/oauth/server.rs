@@ -120,6 +120,11 @@ impl AuthorizationServer {
         self.store.registered_clients().await.map_err(store_error)
     }
 
+    /// Replaces a registered client's tags (admin API); false when it no longer exists.
+    pub async fn set_registered_client_tags(&self, client_id: &str, tags: &[String]) -> Result<bool, OAuthError> {
+        self.store.set_registered_client_tags(client_id, tags).await.map_err(store_error)
+    }
+
     /// The active consents `selected` picks, newest first, with the app each was given to
     /// (its display name, when the client still exists) and that app's namespace (what the
     /// admin API authorizes against; `None` for a client no longer known).

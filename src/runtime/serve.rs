@@ -26,6 +26,28 @@ use crate::secrets::SecretHasher;
 use crate::tokens::KeySet;
 
 pub use banner::Banner;
+
+/// The apps a manifest folder declares, as the client listing shows them, with the client
+/// ids the store holds for them (`inbound clients list --config DIR`).
+pub async fn declared_clients(
+    config: &[PathBuf],
+    store: &dyn crate::store::Store,
+) -> anyhow::Result<Vec<crate::admin::ClientSummary>> {
+    let manifests = folder::load(config, &Default::default()).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        anyhow::anyhow!("the configuration is invalid:\n  {}", lines.join("\n  "))
+    })?;
+    let mut out = Vec::new();
+    for m in &manifests {
+        if let crate::catalog::manifest::Object::App(app) = &m.object {
+            let key = crate::api::ObjectKey::of(&app.metadata);
+            let client_id = provision::client_id_for(store, app, &key).await?;
+            out.push(crate::admin::ClientSummary::declared(&key, &client_id, &app.spec));
+        }
+    }
+    out.sort_by(|a, b| a.app.cmp(&b.app));
+    Ok(out)
+}
 pub use provision::{AppCredentials, credentials_dir};
 
 /// How to run the standalone server.

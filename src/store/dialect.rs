@@ -31,6 +31,7 @@ macro_rules! migrations {
             migration!($backend, 6, "006_users"),
             migration!($backend, 7, "007_assertion_jtis"),
             migration!($backend, 8, "008_tenants"),
+            migration!($backend, 9, "009_client_tags"),
         ]
     };
 }

@@ -198,6 +198,9 @@ pub struct RegisteredClient {
     pub source: String,
     pub created_at: i64,
     pub last_used_at: i64,
+    /// Tags an administrator gave it (`inbound clients tag`): never from the client's own
+    /// metadata.
+    pub tags: Vec<String>,
 }
 
 /// What a registration attempt did.
@@ -360,6 +363,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every registered client (for the CLI and the admin API), oldest first.
     async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;
+
+    /// Replaces a registered client's tags; false when there is no such client.
+    async fn set_registered_client_tags(&self, client_id: &str, tags: &[String]) -> Result<bool, StoreError>;
 
     /// Records a use; at most one write per client per minute.
     async fn touch_registered_client(&self, client_id: &str, now: i64) -> Result<(), StoreError>;

@@ -146,6 +146,7 @@ where
         source: row.try_get("source").map_err(corrupt)?,
         created_at: row.try_get("created_at").map_err(corrupt)?,
         last_used_at: row.try_get("last_used_at").map_err(corrupt)?,
+        tags: from_json(&row.try_get::<String, _>("tags").map_err(corrupt)?)?,
     })
 }
 
@@ -423,7 +424,7 @@ where
     ) -> Result<Registration, StoreError> {
         let mut tx = D::begin_exclusive(&self.pool, Exclusive::Registrations).await.map_err(unavailable)?;
         if let Some(key) = &client.dedupe_key {
-            let row = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at FROM registered_clients WHERE dedupe_key = $1")
+            let row = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at, tags FROM registered_clients WHERE dedupe_key = $1")
                 .bind(key.as_str())
                 .fetch_optional(&mut *tx)
                 .await
@@ -501,7 +502,7 @@ where
     }
 
     async fn registered_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {
-        let row = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at FROM registered_clients WHERE client_id = $1")
+        let row = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at, tags FROM registered_clients WHERE client_id = $1")
             .bind(client_id)
             .fetch_optional(&self.pool)
             .await
@@ -564,8 +565,18 @@ where
         Ok(deleted)
     }
 
+    async fn set_registered_client_tags(&self, client_id: &str, tags: &[String]) -> Result<bool, StoreError> {
+        let updated = sqlx::query("UPDATE registered_clients SET tags = $2 WHERE client_id = $1")
+            .bind(client_id)
+            .bind(to_json(&tags)?)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(D::rows_affected(&updated) == 1)
+    }
+
     async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
-        let rows = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at FROM registered_clients ORDER BY created_at, client_id")
+        let rows = sqlx::query("SELECT client_id, policy_namespace, policy_name, metadata, secret_hash, registration_token_hash, dedupe_key, source, created_at, last_used_at, tags FROM registered_clients ORDER BY created_at, client_id")
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;

@@ -753,6 +753,24 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     let bad_filter = list(Some(ops.clone()), "?colour=blue").await;
     assert_eq!(bad_filter.status, 400);
 
+    // Tags in bulk: `update` registeredclients; then the listing filters by them.
+    let tag = |bearer: &str, query: &str, body: Value| {
+        let request = http.patch(format!("{}/admin/clients{query}", op.admin)).bearer_auth(bearer).json(&body);
+        async move { reply(request.send().await.unwrap()).await }
+    };
+    let by_name = "?name_contains=in%20cluster";
+    assert_eq!(tag(&nobody, by_name, json!({"add": ["team-x"]})).await.status, 403);
+    assert_eq!(tag(&ops, "", json!({"add": ["team-x"]})).await.status, 400, "a filter is required");
+    assert_eq!(tag(&ops, by_name, json!({"add": ["not a tag"]})).await.status, 400);
+    let tagged = tag(&ops, by_name, json!({"add": ["team-x", "beta"], "remove": ["beta"]})).await;
+    assert_eq!(tagged.status, 200, "{}", tagged.json);
+    assert_eq!(tagged.json["tagged"], json!([{"client_id": client_id, "tags": ["team-x"]}]));
+    let by_tag = list(Some(ops.clone()), "?tag=team-x&grant_type=authorization_code").await;
+    assert_eq!(by_tag.json["clients"][0]["client_id"], client_id.as_str(), "{}", by_tag.json);
+    assert_eq!(by_tag.json["clients"][0]["kind"], "registered");
+    assert_eq!(list(Some(ops.clone()), "?tag=team-y").await.json["clients"], json!([]));
+    assert!(op.audit("admin_action").iter().any(|r| r["action"] == "tag_clients"), "tagging is recorded");
+
     // Delete: refused to nobody, done for ops; the client is then unknown.
     let delete = |bearer: &str| {
         let request = http.delete(format!("{}/admin/clients/{client_id}", op.admin)).bearer_auth(bearer);

@@ -393,9 +393,79 @@ async fn mcp_example_registration_and_the_clients_command() {
     assert!(stdout.contains("deleted "), "{stdout}");
     let left = server.store().await.registered_clients().await.unwrap();
     assert_eq!(left.len(), 1);
-    assert_eq!(inbound::admin::client_name(&left[0]), "Claude Desktop");
+    assert_eq!(left[0].metadata["client_name"], "Claude Desktop");
     let (ok, _, stderr) = inbound_clients(&server.data_dir, &["list", "--created-after", "yesterday"]);
     assert!(!ok && stderr.contains("is not a time"), "{stderr}");
+}
+
+/// One listing (README "Clients"): the folder's declared apps beside the self-registered
+/// clients, filtered by kind, tag and grant type; tags added and removed in bulk.
+#[tokio::test]
+async fn one_listing_of_declared_and_registered_clients_by_tag_and_grant_type() {
+    let server = server_with_registration(MCP_RESOURCE, "").await;
+    for name in ["Claude Desktop", "Claude Code", "Cursor"] {
+        let body = json!({"client_name": name, "redirect_uris": ["http://127.0.0.1:6274/callback"],
+            "token_endpoint_auth_method": "none", "scope": "billing:read"});
+        assert_eq!(register(&server, &body).await.status, 201);
+    }
+    let config = server.config_dir.to_str().unwrap().to_string();
+    let list = |args: &[&str]| -> Vec<Value> {
+        let all = [&["list", "--output", "json", "--config", &config][..], args].concat();
+        let (ok, stdout, stderr) = inbound_clients(&server.data_dir, &all);
+        assert!(ok, "{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let ids = |listed: &[Value]| -> Vec<String> {
+        listed.iter().map(|c| c["client_id"].as_str().unwrap().to_string()).collect()
+    };
+
+    let all = list(&[]);
+    assert_eq!(all.len(), 6 + 3, "the quickstart's five apps, the MCP server's, three registrations");
+    let agent = all.iter().find(|c| c["app"] == "default/billing-agent").expect("declared apps are listed");
+    assert_eq!(agent["client_id"], server.client_id("billing-agent").as_str(), "the id the server uses");
+    assert_eq!((agent["kind"].as_str(), agent["tags"].clone()), (Some("declared"), json!(["agent", "billing"])));
+    let text = serde_json::to_string(&all).unwrap();
+    assert!(!text.contains("secret_hash") && !text.contains("registration_token"), "{text}");
+    let declared = list(&["--kind", "declared"]);
+    assert!(declared.len() == 6 && declared.iter().all(|c| c["kind"] == "declared"), "{declared:?}");
+    let machines = list(&["--grant-type", "client_credentials"]);
+    let mut names: Vec<&str> = machines.iter().map(|c| c["app"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["default/billing-agent", "default/reporting-job"]);
+    assert_eq!(ids(&list(&["--tag", "billing", "--tag", "agent"])), [server.client_id("billing-agent")]);
+
+    // Tags on self-registered clients, in bulk; a filter is required, declared apps untouched.
+    let (ok, _, stderr) = inbound_clients(&server.data_dir, &["tag", "--add", "ai"]);
+    assert!(!ok && stderr.contains("at least one filter"), "{stderr}");
+    let (ok, _, stderr) =
+        inbound_clients(&server.data_dir, &["tag", "--add", "no spaces", "--name-contains", "claude"]);
+    assert!(!ok && stderr.contains("letters, digits"), "{stderr}");
+    let (ok, stdout, _) =
+        inbound_clients(&server.data_dir, &["tag", "--add", "ai,anthropic", "--name-contains", "claude", "--dry-run"]);
+    assert!(ok && stdout.matches("would tag").count() == 2, "{stdout}");
+    assert!(list(&["--tag", "ai"]).is_empty(), "a dry run changes nothing");
+    let (ok, stdout, stderr) =
+        inbound_clients(&server.data_dir, &["tag", "--add", "ai,anthropic", "--name-contains", "claude"]);
+    assert!(ok && stdout.matches("tagged ").count() == 2, "{stdout}{stderr}");
+    let (ok, _, _) =
+        inbound_clients(&server.data_dir, &["tag", "--add", "ai", "--remove", "anthropic", "--name", "Claude Code"]);
+    assert!(ok);
+    let ai = list(&["--tag", "ai", "--kind", "registered"]);
+    let mut named: Vec<(&str, Value)> =
+        ai.iter().map(|c| (c["client_name"].as_str().unwrap(), c["tags"].clone())).collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(named, [("Claude Code", json!(["ai"])), ("Claude Desktop", json!(["ai", "anthropic"]))]);
+    assert_eq!(list(&["--tag", "anthropic"]).len(), 1);
+    assert!(list(&["--tag", "ai", "--kind", "declared"]).is_empty());
+    // Without --config, the store's clients only.
+    let (ok, stdout, _) = inbound_clients(&server.data_dir, &["list", "--output", "json"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&stdout).unwrap().len(), 3);
+    let (ok, table, _) = inbound_clients(&server.data_dir, &["list", "--config", &config, "--tag", "ai"]);
+    assert!(
+        ok && table.starts_with("CLIENT ID") && table.contains("KIND") && table.contains("ai,anthropic"),
+        "{table}"
+    );
 }
 
 #[test]

@@ -311,6 +311,7 @@ async fn suite(store: Arc<dyn Store>) {
         source: source.into(),
         created_at: now,
         last_used_at: now,
+        tags: vec![],
     };
     let limits = inbound::api::RegistrationLimits { max_clients: 3, per_source_per_hour: 100, total_per_hour: 100 };
     let outcomes = futures_join(8, |i| {
@@ -363,6 +364,13 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(recorded.registration_token_hash, None);
     assert!(store.update_registered_client("d1", &serde_json::json!({"client_name": "x"}), None).await.unwrap());
     assert!(!store.update_registered_client("nope", &serde_json::json!({}), None).await.unwrap());
+    // Tags are the administrator's: set, read back, and kept when the client updates itself.
+    let tags = vec!["partner".to_string(), "beta".to_string()];
+    assert!(store.set_registered_client_tags("d1", &tags).await.unwrap());
+    assert!(!store.set_registered_client_tags("nope", &tags).await.unwrap());
+    assert!(store.update_registered_client("d1", &serde_json::json!({"client_name": "y"}), None).await.unwrap());
+    assert_eq!(store.registered_client("d1").await.unwrap().unwrap().tags, tags);
+    assert!(store.registered_clients().await.unwrap().iter().any(|c| c.client_id == "d1" && c.tags == tags));
     let total = store.registered_clients().await.unwrap().len();
     assert_eq!(total, 5, "3 limited + d1 + the document client");
     // Used later than the cut-off: kept; the others are reaped, consents with them.

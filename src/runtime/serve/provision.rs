@@ -64,6 +64,25 @@ pub fn credentials_dir(
     data_dir.join("credentials").join(manifest_namespace).join(secret)
 }
 
+/// The client id of a folder's app: its declared `spec.clientId`, claimed as in a cluster
+/// (two apps of the folder cannot share one, and an app keeps the one it was first given),
+/// else a UID the store keeps for it.
+pub async fn client_id_for(store: &dyn Store, app: &crate::api::InboundApp, key: &ObjectKey) -> anyhow::Result<String> {
+    Ok(match (&app.spec.client_id, &app.metadata.uid) {
+        (Some(declared), _) => match store.claim_client_id(declared, key, now()).await? {
+            ClientIdClaim::Held => declared.clone(),
+            ClientIdClaim::TakenBy(holder) => {
+                anyhow::bail!("InboundApp {key}: spec.clientId {declared} is held by InboundApp {holder}")
+            }
+            ClientIdClaim::AppHolds(held) => anyhow::bail!(
+                "InboundApp {key}: spec.clientId is immutable: this app holds client id {held}; restore that value"
+            ),
+        },
+        (None, Some(uid)) => uid.clone(),
+        (None, None) => store.object_uid("InboundApp", key).await?,
+    })
+}
+
 impl Provisioner {
     /// Ensures every app has a client id and, if confidential, a secret whose plaintext is
     /// in its credentials folder and whose hash is in the store.
@@ -84,21 +103,7 @@ impl Provisioner {
             let ns = namespace_of(&app.metadata);
             let name = app.metadata.name.clone().unwrap_or_default();
             let key = ObjectKey { namespace: ns.to_string(), name: name.clone() };
-            let client_id = match (&app.spec.client_id, &app.metadata.uid) {
-                // Claimed as in a cluster: two apps of the folder cannot share one, and an
-                // app keeps the one it was first given.
-                (Some(declared), _) => match self.store.claim_client_id(declared, &key, now()).await? {
-                    ClientIdClaim::Held => declared.clone(),
-                    ClientIdClaim::TakenBy(holder) => {
-                        anyhow::bail!("InboundApp {key}: spec.clientId {declared} is held by InboundApp {holder}")
-                    }
-                    ClientIdClaim::AppHolds(held) => anyhow::bail!(
-                        "InboundApp {key}: spec.clientId is immutable: this app holds client id {held}; restore that value"
-                    ),
-                },
-                (None, Some(uid)) => uid.clone(),
-                (None, None) => self.store.object_uid("InboundApp", &key).await?,
-            };
+            let client_id = client_id_for(self.store.as_ref(), app, &key).await?;
             let dir = credentials_dir(
                 &self.data_dir,
                 ns,
