@@ -279,7 +279,10 @@ fn default_render_is_a_restricted_single_replica_operator() {
     );
     assert_eq!(
         named(&objects, "ClusterRole", "inbound-clients-admin")["rules"],
-        json!([{ "apiGroups": ["inbound.dev"], "resources": ["registeredclients"], "verbs": ["list", "delete"] }])
+        json!([
+            { "apiGroups": ["inbound.dev"], "resources": ["registeredclients"], "verbs": ["list", "delete", "update"] },
+            { "apiGroups": ["inbound.dev"], "resources": ["inboundapps"], "verbs": ["list"] },
+        ])
     );
     assert_eq!(
         named(&objects, "ClusterRole", "inbound-consents-admin")["rules"],
