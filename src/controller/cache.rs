@@ -17,12 +17,14 @@ use kube::{
     Api, Client, Resource,
     runtime::{WatchStreamExt, reflector, watcher},
 };
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde::de::DeserializeOwned;
 use tokio::{sync::Notify, task::JoinHandle};
 
 use super::credentials::{MANAGED_BY, MANAGED_BY_LABEL};
 use super::snapshot::Objects;
 use crate::api::{ClientGrant, Condition, ConsentPolicy, IdentityProvider, InboundApp, ObjectKey, Scope};
+use crate::metrics::KindLabels;
 
 /// How long the first listing of the watched kinds may take before the server starts
 /// serving with the kinds that did list: a kind that cannot be listed (its CRD missing, a
@@ -123,6 +125,7 @@ where
         namespaces: &[String],
         config: watcher::Config,
         changed: &Arc<Notify>,
+        restarts: &Counter,
         tasks: &mut Vec<JoinHandle<()>>,
     ) -> Self
     where
@@ -137,11 +140,13 @@ where
         for api in apis {
             let (reader, writer) = reflector::store();
             let stream = reflector(writer, watcher(api, config.clone()).default_backoff());
-            let changed = changed.clone();
+            let (changed, restarts) = (changed.clone(), restarts.clone());
             tasks.push(tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 while let Some(event) = stream.next().await {
                     if let Err(e) = event {
+                        // The watcher lists or watches again after a backoff: a restart.
+                        restarts.inc();
                         tracing::warn!(kind = %K::kind(&Default::default()), error = %e, "watch failed; retrying");
                     }
                     changed.notify_one();
@@ -221,19 +226,27 @@ pub struct Caches {
 
 impl Caches {
     /// `secrets`: whether the credentials Secrets are watched too (only the controller,
-    /// which writes them, needs them).
-    pub fn start(client: &Client, namespaces: &[String], secrets: bool, tasks: &mut Vec<JoinHandle<()>>) -> Caches {
+    /// which writes them, needs them). Each failure of a watch stream is counted in
+    /// `restarts` under its kind.
+    pub fn start(
+        client: &Client,
+        namespaces: &[String],
+        secrets: bool,
+        restarts: &Family<KindLabels, Counter>,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> Caches {
         let changed = Arc::new(Notify::new());
         let all = watcher::Config::default();
         let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+        let restarts_of = |kind| restarts.get_or_create(&KindLabels { kind }).clone();
         Caches {
-            apps: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
-            scopes: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
-            grants: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
-            policies: KindCache::start(client, namespaces, all.clone(), &changed, tasks),
-            providers: KindCache::start(client, namespaces, all, &changed, tasks),
+            apps: KindCache::start(client, namespaces, all.clone(), &changed, &restarts_of("InboundApp"), tasks),
+            scopes: KindCache::start(client, namespaces, all.clone(), &changed, &restarts_of("Scope"), tasks),
+            grants: KindCache::start(client, namespaces, all.clone(), &changed, &restarts_of("ClientGrant"), tasks),
+            policies: KindCache::start(client, namespaces, all.clone(), &changed, &restarts_of("ConsentPolicy"), tasks),
+            providers: KindCache::start(client, namespaces, all, &changed, &restarts_of("IdentityProvider"), tasks),
             secrets: if secrets {
-                KindCache::start(client, namespaces, owned, &changed, tasks)
+                KindCache::start(client, namespaces, owned, &changed, &restarts_of("Secret"), tasks)
             } else {
                 KindCache::empty()
             },

@@ -25,7 +25,7 @@ use super::status::{self, CREDENTIALS_ISSUED, Desired, Reason, Status, Verdict};
 use crate::api::{ClientGrant, Condition, GrantType, IdentityProvider, InboundApp, InboundAppStatus, ObjectKey};
 use crate::catalog::UpstreamProvider;
 use crate::catalog::manifest::Object;
-use crate::metrics::KindLabels;
+use crate::metrics::ReconcileFailureLabels;
 use crate::protocol::paths;
 use crate::secrets::{ClientSecret, SecretHasher};
 use crate::store::{ClientIdClaim, Store, StoreError};
@@ -55,6 +55,32 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
 }
 
+impl ReconcileError {
+    /// The failure's category as a metric label (one of [`crate::metrics::RECONCILE_ERRORS`]):
+    /// what someone paged needs first is whether to fix RBAC, the objects, the API server's
+    /// reachability or the database.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Api(kube::Error::Api(status)) => match status.code {
+                401 | 403 => "forbidden",
+                // Optimistic concurrency: another writer won; the next pass starts from theirs.
+                409 => "conflict",
+                400 | 422 => "rejected",
+                _ => "kubernetes_api",
+            },
+            ReconcileError::Api(
+                kube::Error::HyperError(_)
+                | kube::Error::Service(_)
+                | kube::Error::ReadEvents(_)
+                | kube::Error::HttpError(_)
+                | kube::Error::RustlsTls(_),
+            ) => "kubernetes_unreachable",
+            ReconcileError::Api(_) => "other",
+            ReconcileError::Store(_) => "store",
+        }
+    }
+}
+
 /// Whether an IdentityProvider can be used now: its discovery document, keys and client
 /// secret (the runtime checks them over the network; the controller reports the answer).
 #[async_trait::async_trait]
@@ -79,8 +105,12 @@ pub struct Reconciler {
     reported_undecodable: std::sync::Mutex<HashMap<String, String>>,
     /// Secrets issued and apps deleted are recorded here (nowhere unless set).
     pub audit: Arc<crate::audit::Audit>,
-    /// Objects whose reconcile failed, by kind (the server's metrics, when set).
-    pub failures: prometheus_client::metrics::family::Family<KindLabels, prometheus_client::metrics::counter::Counter>,
+    /// Objects whose reconcile failed, by kind and error category (the server's metrics,
+    /// when set).
+    pub failures: prometheus_client::metrics::family::Family<
+        ReconcileFailureLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
     pub recorder: Recorder,
     pub store: Arc<dyn Store>,
     pub hasher: SecretHasher,
@@ -137,7 +167,7 @@ impl Reconciler {
                 self.reconcile_app(&app, caches, validated, consents.as_ref()).await
             };
             if let Err(e) = result {
-                self.failed("InboundApp");
+                self.failed("InboundApp", &e);
                 tracing::warn!(object = %name, error = %e, "reconcile failed; retrying on the next pass");
             }
         }
@@ -161,7 +191,7 @@ impl Reconciler {
         let undecodable = caches.undecodable();
         for object in &undecodable {
             if let Err(e) = self.reconcile_undecodable(object).await {
-                self.failed(kind_label(&object.resource.kind));
+                self.failed(kind_label(&object.resource.kind), &e);
                 tracing::warn!(object = %object.display_name(), error = %e, "reconcile failed; retrying on the next pass");
             }
         }
@@ -294,7 +324,7 @@ impl Reconciler {
         }
         .await;
         if let Err(e) = result {
-            self.failed("IdentityProvider");
+            self.failed("IdentityProvider", &e);
             tracing::warn!(object = %object_name, error = %e, "cannot write status; retrying on the next pass");
         }
     }
@@ -344,7 +374,7 @@ impl Reconciler {
         }
         .await;
         if let Err(e) = result {
-            self.failed(kind_label(kind));
+            self.failed(kind_label(kind), &e);
             tracing::warn!(object = %object_name, error = %e, "cannot write status; retrying on the next pass");
         }
     }
@@ -755,8 +785,8 @@ impl Reconciler {
         self.publish(&object.object_ref(&()), type_, reason, note).await;
     }
 
-    fn failed(&self, kind: &'static str) {
-        self.failures.get_or_create(&KindLabels { kind }).inc();
+    fn failed(&self, kind: &'static str, error: &ReconcileError) {
+        self.failures.get_or_create(&ReconcileFailureLabels { kind, error: error.category() }).inc();
     }
 
     async fn publish(&self, reference: &ObjectReference, type_: EventType, reason: &str, note: &str) {
@@ -896,6 +926,25 @@ mod tests {
         for (value, expected) in [("true", true), (" true ", true), ("false", false), ("", false)] {
             meta.annotations = Some([(PAUSED_ANNOTATION.to_string(), value.to_string())].into());
             assert_eq!(paused(&meta), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn failures_fall_into_the_fixed_error_categories() {
+        let api =
+            |code| ReconcileError::Api(kube::Error::Api(kube::core::Status::failure("x", "y").with_code(code).boxed()));
+        let cases = [
+            (api(403), "forbidden"),
+            (api(409), "conflict"),
+            (api(422), "rejected"),
+            (api(500), "kubernetes_api"),
+            (ReconcileError::Api(kube::Error::ReadEvents(std::io::Error::other("reset"))), "kubernetes_unreachable"),
+            (ReconcileError::Api(kube::Error::LinesCodecMaxLineLengthExceeded), "other"),
+            (ReconcileError::Store(StoreError::Unavailable("down".into())), "store"),
+        ];
+        for (error, category) in cases {
+            assert_eq!(error.category(), category, "{error}");
+            assert!(crate::metrics::RECONCILE_ERRORS.contains(&category), "{category} is not pre-initialised");
         }
     }
 }

@@ -24,10 +24,10 @@ use crate::admin::AdminAuthorizer;
 use crate::catalog::Catalog;
 use crate::clock::now;
 use crate::http::{AppState, client_ip::Cidr, router, server};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OperationLabels};
 use crate::oauth::{AuthorizationServer, ServerParts};
 use crate::secrets::SecretHasher;
-use crate::store::Store;
+use crate::store::{Instrumented, Store, StoreObserver};
 use crate::tokens::{KeySet, RevocationList, VerifiedTokens};
 
 /// A started server, in either mode.
@@ -157,6 +157,8 @@ struct Assembly {
     /// Issuers' keys and the ServiceAccount token validation (JWT bearer grant).
     assertions: crate::oauth::jwt_bearer::Assertions,
     audit: Arc<crate::audit::Audit>,
+    /// Made before the store is opened, which reports to it ([`open_store`]).
+    metrics: Metrics,
 }
 
 /// Counts what the audit trail records: tokens issued, sign-ins.
@@ -191,7 +193,7 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
     // Cookies lack `Secure` only where a browser would drop them otherwise: plain http on a
     // loopback address (development).
     let secure_cookies = !is_loopback_http(&a.issuer);
-    let metrics = Metrics::default();
+    let metrics = a.metrics;
     count_audited(&metrics, &a.audit);
     Ok(Arc::new(AppState {
         server: AuthorizationServer::new(ServerParts {
@@ -251,19 +253,48 @@ async fn bind(listen: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
     Ok((listener, addr))
 }
 
-/// Opens the store (`postgres://...`, or SQLite in the data directory) and loads the
-/// revocation list from it.
+/// Opens the store (`postgres://...`, or SQLite in the data directory), every call of it
+/// timed into `metrics`, and loads the revocation list from it.
 async fn open_store(
     store: Option<&str>,
     data_dir: &std::path::Path,
+    metrics: &Metrics,
 ) -> anyhow::Result<(Arc<dyn Store>, Arc<RevocationList>)> {
-    let store: Arc<dyn Store> = crate::store::open(store, &data_dir.join("state.db")).await?;
+    let opened = crate::store::open(store, &data_dir.join("state.db")).await?;
+    let store: Arc<dyn Store> = Arc::new(Instrumented::new(opened, Arc::new(StoreMetrics::new(metrics))));
     let revocations = Arc::new(RevocationList::default());
     revocations.merge(store.revocations_since(0).await?);
     Ok((store, revocations))
 }
 
-/// How often the store's health (`store_up`) is checked.
+/// Feeds the store's latency and error series from its [`Instrumented`] wrapper.
+struct StoreMetrics {
+    duration: crate::metrics::OperationHistograms,
+    errors: prometheus_client::metrics::family::Family<OperationLabels, prometheus_client::metrics::counter::Counter>,
+}
+
+impl StoreMetrics {
+    fn new(metrics: &Metrics) -> StoreMetrics {
+        // Every operation's error count exists from the start, so that `rate()` and the
+        // alert see a zero rather than nothing.
+        for &operation in crate::store::OPERATIONS {
+            let _ = metrics.store_errors.get_or_create(&OperationLabels { operation });
+        }
+        StoreMetrics { duration: metrics.store_query_duration.clone(), errors: metrics.store_errors.clone() }
+    }
+}
+
+impl StoreObserver for StoreMetrics {
+    fn observe(&self, operation: &'static str, elapsed: Duration, failed: bool) {
+        let labels = OperationLabels { operation };
+        self.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        if failed {
+            self.errors.get_or_create(&labels).inc();
+        }
+    }
+}
+
+/// How often the store's health (`store_up`) is checked, and the pool and keys sampled.
 const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the maintenance loop works on.
@@ -272,12 +303,42 @@ struct Upkeep {
     revocations: Arc<RevocationList>,
     catalog: Arc<ArcSwap<Catalog>>,
     interval: Duration,
+    /// The signing keys served, and the schedule they rotate on (None where nothing rotates
+    /// them): sampled for their age and next rotation.
+    keys: Arc<ArcSwap<KeySet>>,
+    rotation: Option<KeyRotation>,
+}
+
+/// The part of the signing keys' rotation policy that says when a key is replaced, in
+/// seconds (see [`crate::tokens::RotationPolicy`]).
+#[derive(Clone, Copy, Debug)]
+struct KeyRotation {
+    interval: i64,
+    publish_ahead: i64,
+}
+
+/// What is read rather than counted, sampled with the store's health: the connection pool's
+/// use, the signing keys' age and when their successors take over.
+fn sample(metrics: &Metrics, store: &dyn Store, keys: &KeySet, rotation: Option<KeyRotation>, now: i64) {
+    use crate::metrics::{AlgLabels, PoolLabels};
+    let pool = store.pool_stats();
+    metrics.store_pool_connections.get_or_create(&PoolLabels { state: "idle" }).set(pool.idle.into());
+    metrics.store_pool_connections.get_or_create(&PoolLabels { state: "in_use" }).set(pool.in_use.into());
+    metrics.store_pool_max_connections.set(pool.max.into());
+    for schedule in keys.schedules() {
+        let alg = AlgLabels { alg: schedule.alg };
+        // Another replica's clock may run ahead of this one's: never a negative age.
+        metrics.signing_key_age.get_or_create(&alg).set((now - schedule.created_at).max(0));
+        if let Some(KeyRotation { interval, publish_ahead }) = rotation {
+            metrics.signing_key_next_rotation.get_or_create(&alg).set(schedule.next_rotation(interval, publish_ahead));
+        }
+    }
 }
 
 /// Background upkeep: pull revocations written by other processes, reap unused
 /// self-registered clients, purge expired rows in bounded batches.
 async fn maintain(upkeep: Upkeep, state: Arc<AppState>, stop: impl Future<Output = ()>) {
-    let Upkeep { store, revocations, catalog, interval } = upkeep;
+    let Upkeep { store, revocations, catalog, interval, keys, rotation } = upkeep;
     tokio::pin!(stop);
     // The store's health, checked often (readiness no longer asks it).
     let check = async {
@@ -285,6 +346,7 @@ async fn maintain(upkeep: Upkeep, state: Arc<AppState>, stop: impl Future<Output
         loop {
             let up = state.server.ping().await.is_ok();
             state.metrics.store_up.set(i64::from(up));
+            sample(&state.metrics, store.as_ref(), &keys.load(), rotation, now());
             let (written, failed) = state.server.audit().counts();
             let m = &state.metrics;
             m.audit_records.inc_by(written.saturating_sub(m.audit_records.get()));

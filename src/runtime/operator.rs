@@ -169,7 +169,9 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     let hasher = SecretHasher::new(key_set.secret_hash_key());
     let keys = Arc::new(ArcSwap::from_pointee(key_set));
 
-    let (store, revocations) = super::open_store(options.store.as_deref(), &options.data_dir).await?;
+    // Made before the store, whose calls it times; the `metrics` listener is another thing.
+    let series = crate::metrics::Metrics::default();
+    let (store, revocations) = super::open_store(options.store.as_deref(), &options.data_dir, &series).await?;
     let audit = Arc::new(crate::audit::Audit::open(&options.audit)?);
     let verified = Arc::new(VerifiedTokens::default());
     let catalog = Arc::new(ArcSwap::from_pointee(Catalog::default()));
@@ -196,9 +198,18 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
             options.access_token_lifetime,
         )?,
         audit: audit.clone(),
+        metrics: series,
     })?;
-    let upkeep =
-        Upkeep { store: store.clone(), revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
+    let upkeep = Upkeep {
+        store: store.clone(),
+        revocations,
+        catalog: catalog.clone(),
+        interval: options.maintenance_interval,
+        keys: keys.clone(),
+        // Every replica reports the schedule the leader applies (the replicas share their
+        // options), whichever leads.
+        rotation: Some(key_rotation(&options)),
+    };
     if options.role.serves_oauth() {
         tasks.serve_and_maintain(listener, metrics, &state, upkeep);
     } else {
@@ -219,15 +230,22 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     }
 
     // Every replica follows the keys Secret; the leader rotates it.
+    let restarts = &state.metrics.watch_restarts;
     tasks.watches.push(tokio::spawn(follow_keys(
         key_secrets.clone(),
         options.signing_keys_secret.clone(),
         keys,
         verified,
         key_cache,
+        restarts.get_or_create(&crate::metrics::KindLabels { kind: "SigningKeys" }).clone(),
     )));
-    let caches =
-        Arc::new(cache::Caches::start(&client, &options.watch_namespaces, options.role.controls(), &mut tasks.watches));
+    let caches = Arc::new(cache::Caches::start(
+        &client,
+        &options.watch_namespaces,
+        options.role.controls(),
+        restarts,
+        &mut tasks.watches,
+    ));
     let defaults = Defaults {
         access_token_lifetime: options.access_token_lifetime,
         session_lifetime: options.session_lifetime,
@@ -349,6 +367,7 @@ async fn follow_keys(
     keys: Arc<ArcSwap<KeySet>>,
     verified: Arc<VerifiedTokens>,
     cache: PathBuf,
+    restarts: prometheus_client::metrics::counter::Counter,
 ) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
@@ -357,6 +376,8 @@ async fn follow_keys(
         let secret = match event {
             Ok(secret) => secret,
             Err(e) => {
+                // The watcher lists or watches again after a backoff: a restart.
+                restarts.inc();
                 tracing::warn!(error = %e, "watching the signing keys failed; retrying");
                 continue;
             }
@@ -388,6 +409,14 @@ async fn follow_keys(
     }
 }
 
+/// When keys are replaced, from the options: one computation for the leader that rotates
+/// and for the metrics every replica reports. A successor is never published ahead for more
+/// than half the interval, or it would be generated before its predecessor took over.
+fn key_rotation(options: &OperatorOptions) -> super::KeyRotation {
+    let interval = options.key_rotation_interval.as_secs() as i64;
+    super::KeyRotation { interval, publish_ahead: (options.key_publish_ahead.as_secs() as i64).min(interval / 2) }
+}
+
 /// Leader only: applies the key rotation schedule.
 async fn rotate_keys(
     api: Api<Secret>,
@@ -399,7 +428,7 @@ async fn rotate_keys(
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let interval = options.key_rotation_interval.as_secs() as i64;
+    let rotation = key_rotation(&options);
     let check_every = (options.key_rotation_interval / 20).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -418,8 +447,8 @@ async fn rotate_keys(
             .max()
             .unwrap_or_default();
         let policy = RotationPolicy {
-            interval,
-            publish_ahead: (options.key_publish_ahead.as_secs() as i64).min(interval / 2),
+            interval: rotation.interval,
+            publish_ahead: rotation.publish_ahead,
             retain: longest.as_secs() as i64 + 60,
         };
         if let Err(e) = signing_keys::rotate(&api, &options.signing_keys_secret, &policy, &audit).await {

@@ -130,7 +130,9 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
     };
 
     let keys = Arc::new(ArcSwap::from_pointee(KeySet::load_or_create(&options.data_dir.join("keys.json"), now())?));
-    let (store, revocations) = super::open_store(options.store.as_deref(), &options.data_dir).await?;
+    // Made before the store, whose calls it times; the `metrics` listener is another thing.
+    let series = crate::metrics::Metrics::default();
+    let (store, revocations) = super::open_store(options.store.as_deref(), &options.data_dir, &series).await?;
     let hasher = SecretHasher::new(keys.load().secret_hash_key());
     let provisioner = provision::Provisioner {
         store: store.clone(),
@@ -150,7 +152,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
     let state = super::assemble(Assembly {
         issuer: issuer.clone(),
         default_audience: options.default_audience.clone(),
-        keys,
+        keys: keys.clone(),
         hasher,
         store: store.clone(),
         revocations: revocations.clone(),
@@ -163,13 +165,23 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
         secrets: Arc::new(crate::identity::upstream::LocalSecrets { base: secrets_base(&options.config) }),
         assertions: options.workload.assertions(&issuer, None, options.access_token_lifetime)?,
         audit: audit.clone(),
+        metrics: series,
     })?;
     // The folder is loaded and the store answered: ready from the first request.
     state.ready.store(true, Ordering::Relaxed);
 
     let banner = Banner::new(&options.config, &issuer, addr, &options.data_dir, &provisioned, &catalog.load());
     let mut tasks = Tasks::new();
-    let upkeep = Upkeep { store, revocations, catalog: catalog.clone(), interval: options.maintenance_interval };
+    // The key file is never rotated here (one document, written once by whichever process
+    // created it): its age is reported, a next rotation is not.
+    let upkeep = Upkeep {
+        store,
+        revocations,
+        catalog: catalog.clone(),
+        interval: options.maintenance_interval,
+        keys,
+        rotation: None,
+    };
     tasks.serve_and_maintain(listener, metrics, &state, upkeep);
     tasks.spawn(watch_folder(
         Folder { paths: options.config.clone(), trust: options.trust.clone() },

@@ -6,14 +6,16 @@
 //!
 //! `sql.rs` is the one implementation of [`Store`] for both backends; `dialect.rs` holds what
 //! differs between SQLite and PostgreSQL; `migrations/<backend>/NNN_name.sql` the schema,
-//! numbered alike on both.
+//! numbered alike on both. `instrumented.rs` wraps any store to time its calls (metrics).
 
 mod dialect;
+mod instrumented;
 mod sql;
 
 use async_trait::async_trait;
 
 pub use dialect::{PostgresStore, SqliteStore};
+pub use instrumented::{Instrumented, OPERATIONS, StoreObserver};
 
 use crate::api::ObjectKey;
 use crate::secrets::SecretHash;
@@ -237,6 +239,18 @@ pub enum ClientIdClaim {
     AppHolds(String),
 }
 
+/// How busy the connection pool is: what saturation is read from (a request waits for a
+/// connection when `in_use` reaches `max`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections lent out to a query or transaction now.
+    pub in_use: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
 /// A revoked token id as stored: `(sequence number, jti, expires_at)`.
 pub type Revocation = (i64, String, i64);
 
@@ -287,6 +301,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The connection pool's current use (no query: read from the pool).
+    fn pool_stats(&self) -> PoolStats;
 
     /// The UID of a folder-mode object: assigned once, like the API server would, and stable
     /// across restarts. Client ids derive from it.

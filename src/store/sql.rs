@@ -24,7 +24,7 @@ use sqlx::{
 };
 
 use super::{
-    AuthorizationCode, ClientIdClaim, CodeRedemption, Consent, RefreshToken, RegisteredClient, Registration,
+    AuthorizationCode, ClientIdClaim, CodeRedemption, Consent, PoolStats, RefreshToken, RegisteredClient, Registration,
     RegistrationLimit, Revocation, Rotation, Session, Store, StoreError, UserRecord,
 };
 use crate::api::ObjectKey;
@@ -224,6 +224,14 @@ where
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        // `size` counts open connections, idle or not; the two counters are read apart, so
+        // clamp in case a connection was closed in between.
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        PoolStats { in_use: size - idle, idle, max: self.pool.options().get_max_connections() }
     }
 
     async fn object_uid(&self, kind: &str, key: &ObjectKey) -> Result<String, StoreError> {

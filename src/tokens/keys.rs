@@ -92,6 +92,40 @@ pub struct RotationPolicy {
     pub retain: i64,
 }
 
+/// When the signing key of one list (ES256 or RS256) was generated and took over, and
+/// when its published successor was generated: what the key's age and the next rotation
+/// are read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySchedule {
+    pub alg: &'static str,
+    pub created_at: i64,
+    pub activated_at: i64,
+    pub successor_created_at: Option<i64>,
+}
+
+impl KeySchedule {
+    fn of(keys: &[StoredKey], active_kid: Option<&str>, alg: &'static str) -> Option<KeySchedule> {
+        let active = &keys[active_index(keys, active_kid)?];
+        let successor = keys.iter().find(|k| k.retired_at.is_none() && k.created_at > active.created_at);
+        Some(KeySchedule {
+            alg,
+            created_at: active.created_at,
+            activated_at: active.activated_at.unwrap_or(active.created_at),
+            successor_created_at: successor.map(|k| k.created_at),
+        })
+    }
+
+    /// When the successor takes over, by the rule [`KeyDocument::rotate`] applies under a
+    /// [`RotationPolicy`] with this `interval` and `publish_ahead`: the active key has signed
+    /// for `interval` and the successor has been published for `publish_ahead` (one not
+    /// generated yet will be, `publish_ahead` before that). How long retired keys are kept
+    /// plays no part.
+    pub fn next_rotation(&self, interval: i64, publish_ahead: i64) -> i64 {
+        let due = self.activated_at + interval;
+        self.successor_created_at.map_or(due, |created| due.max(created + publish_ahead))
+    }
+}
+
 impl KeyDocument {
     /// A fresh document: one ES256 key, one RSA key, a new secret-hashing key.
     pub fn generate(now: i64) -> KeyDocument {
@@ -221,6 +255,8 @@ pub struct KeySet {
     decoding: HashMap<String, DecodingKey>,
     secret_hash_key: Vec<u8>,
     rng: SystemRandom,
+    /// The active keys' times (ES256, RS256), for the metrics.
+    schedules: Vec<KeySchedule>,
 }
 
 impl KeySet {
@@ -278,7 +314,20 @@ impl KeySet {
             decoding.insert(r.kid.clone(), DecodingKey::from_rsa_components(&r.n, &r.e).map_err(|e| e.to_string())?);
         }
         let active_rsa = active_index(&file.rsa_keys, file.active_rsa_kid.as_deref()).ok_or("no RSA key")?;
-        Ok(KeySet { rsa, active_rsa, keys, active, decoding, secret_hash_key, rng: SystemRandom::new() })
+        let schedules = [
+            KeySchedule::of(&file.signing_keys, file.active_kid.as_deref(), "ES256"),
+            KeySchedule::of(&file.rsa_keys, file.active_rsa_kid.as_deref(), "RS256"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        Ok(KeySet { rsa, active_rsa, keys, active, decoding, secret_hash_key, rng: SystemRandom::new(), schedules })
+    }
+
+    /// When the signing keys (ES256, RS256) were generated and took over, and their
+    /// successors' generation.
+    pub fn schedules(&self) -> &[KeySchedule] {
+        &self.schedules
     }
 
     pub fn secret_hash_key(&self) -> &[u8] {
@@ -551,5 +600,34 @@ mod tests {
         assert!(!late.rotate(305, &policy), "not published long enough");
         assert!(late.rotate(310, &policy));
         assert_ne!(KeySet::from_document(&late).unwrap().active_kid(), successor);
+    }
+
+    #[test]
+    fn the_next_rotation_is_when_rotate_switches_keys() {
+        let policy = RotationPolicy { interval: 100, publish_ahead: 10, retain: 30 };
+        let mut doc = KeyDocument::generate(1000);
+        doc.rotate(1001, &policy);
+        let es256 = |doc: &KeyDocument| KeySet::from_document(doc).unwrap().schedules()[0];
+        let schedule = es256(&doc);
+        assert_eq!((schedule.alg, schedule.created_at, schedule.successor_created_at), ("ES256", 1000, None));
+        assert_eq!(KeySet::from_document(&doc).unwrap().schedules()[1].alg, "RS256");
+        let next = schedule.next_rotation(policy.interval, policy.publish_ahead);
+        assert_eq!(next, 1100);
+        // The successor is published ahead, on time: the rotation stays where it was.
+        assert!(doc.rotate(next - policy.publish_ahead, &policy));
+        assert_eq!(es256(&doc).successor_created_at, Some(1090));
+        assert_eq!(es256(&doc).next_rotation(policy.interval, policy.publish_ahead), next);
+        let signer = KeySet::from_document(&doc).unwrap().active_kid().to_string();
+        doc.rotate(next - 1, &policy);
+        assert_eq!(KeySet::from_document(&doc).unwrap().active_kid(), signer, "not before");
+        assert!(doc.rotate(next, &policy));
+        assert_ne!(KeySet::from_document(&doc).unwrap().active_kid(), signer, "at the announced time");
+        // The new key: created at 1090, signing since 1100, its successor due 100 s later.
+        let schedule = es256(&doc);
+        assert_eq!((schedule.created_at, schedule.activated_at, schedule.successor_created_at), (1090, 1100, None));
+        assert_eq!(schedule.next_rotation(policy.interval, policy.publish_ahead), 1200);
+        // A successor published late (the leader was down) takes over `publish_ahead` later.
+        assert!(doc.rotate(1250, &policy));
+        assert_eq!(es256(&doc).next_rotation(policy.interval, policy.publish_ahead), 1260);
     }
 }

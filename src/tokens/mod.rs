@@ -6,6 +6,6 @@ pub mod revocation;
 pub mod verified;
 
 pub use claims::{AccessTokenClaims, Actor, Audience, IdTokenClaims};
-pub use keys::{KeyDocument, KeyError, KeySet, RotationPolicy, VerifyError};
+pub use keys::{KeyDocument, KeyError, KeySchedule, KeySet, RotationPolicy, VerifyError};
 pub use revocation::RevocationList;
 pub use verified::VerifiedTokens;

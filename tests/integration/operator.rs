@@ -567,6 +567,12 @@ async fn signing_keys_rotate_with_publish_ahead() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(token_kid(&token), first[0]);
+    let next_rotation = || async {
+        let text = reqwest::get(format!("{}/metrics", op.base)).await.unwrap().text().await.unwrap();
+        let scrape = crate::metrics::parse(&text);
+        crate::metrics::value(&scrape, "inbound_signing_key_next_rotation_timestamp_seconds", &[("alg", "ES256")])
+    };
+    let first_due = next_rotation().await.expect("next rotation reported");
 
     // Published ahead: two keys, the old one still signing.
     let started = Instant::now();
@@ -595,6 +601,18 @@ async fn signing_keys_rotate_with_publish_ahead() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(kids(&op.jwks().await, "ES256").contains(&first[0]), "the predecessor was dropped too early");
+    // The successor took over when the metric said; the next rotation is one interval on.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(first_due <= now, "rotated before the announced {first_due} (now {now})");
+    let started = Instant::now();
+    loop {
+        let due = next_rotation().await.unwrap();
+        if due >= first_due + 8.0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the next rotation stayed at {due}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let rotated = op.audited("signing_keys_rotated", |r| r["current"][0] == successor.as_str()).await;
     assert!(rotated["published"].as_array().unwrap().iter().any(|k| k == first[0].as_str()), "{rotated}");
     let introspected = op.post("/introspect", Some((&creds.0, &creds.1)), &form(&[("token", &token)])).await;
@@ -1526,11 +1544,30 @@ async fn consents_are_administered_under_kubernetes_rbac() {
     // The operator's own series (README "Metrics"): it leads, and reconciles.
     let text = reqwest::get(format!("{}/metrics", op.base)).await.unwrap().text().await.unwrap();
     let scrape = crate::metrics::parse(&text);
-    assert_eq!(crate::metrics::value(&scrape, "inbound_leader", &[]), Some(1.0), "{text}");
-    assert!(crate::metrics::value(&scrape, "inbound_reconcile_runs_total", &[]).is_some_and(|n| n > 0.0), "{text}");
-    assert_eq!(
-        crate::metrics::value(&scrape, "inbound_reconcile_failures_total", &[("kind", "InboundApp")]),
-        Some(0.0)
-    );
+    use crate::metrics::value;
+    assert_eq!(value(&scrape, "inbound_leader", &[]), Some(1.0), "{text}");
+    assert!(value(&scrape, "inbound_reconcile_runs_total", &[]).is_some_and(|n| n > 0.0), "{text}");
+    for error in ["forbidden", "conflict", "rejected", "kubernetes_api", "kubernetes_unreachable", "store", "other"] {
+        let failed = [("kind", "InboundApp"), ("error", error)];
+        assert_eq!(value(&scrape, "inbound_reconcile_failures_total", &failed), Some(0.0), "{error}");
+    }
+    // Every watch stream is counted; here nothing made one fail.
+    for kind in ["InboundApp", "Scope", "ClientGrant", "ConsentPolicy", "IdentityProvider", "Secret", "SigningKeys"] {
+        let restarts = value(&scrape, "inbound_watch_restarts_total", &[("kind", kind)]);
+        assert!(restarts.is_some_and(|n| n >= 0.0), "{kind}: {text}");
+    }
+    // The keys the leader created at this start, their successors due in the default 30 days.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    for alg in ["ES256", "RS256"] {
+        let age = value(&scrape, "inbound_signing_key_age_seconds", &[("alg", alg)]).unwrap();
+        assert!((0.0..600.0).contains(&age), "{alg} age {age}");
+        let next = value(&scrape, "inbound_signing_key_next_rotation_timestamp_seconds", &[("alg", alg)]).unwrap();
+        assert!(next > now + 29.0 * 86_400.0 && next <= now + 30.0 * 86_400.0, "{alg} next rotation {next}, now {now}");
+    }
+    // The operator's store is timed too (the reconciler counts consents on every pass).
+    let counted = [("operation", "active_consent_counts")];
+    assert!(value(&scrape, "inbound_store_query_duration_seconds_count", &counted).is_some_and(|n| n > 0.0));
+    // What the alerts and the dashboard query that folder mode does not export.
+    crate::metrics::assert_declared(&scrape, crate::metrics::OPERATOR_ONLY);
     assert_eq!(record["actor"], format!("system:serviceaccount:{APPS_NS}:support"));
 }

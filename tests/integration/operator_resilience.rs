@@ -190,6 +190,18 @@ async fn a_replica_restarted_without_the_api_server_serves_its_last_keys() {
     assert!(restarted.log().contains("serving the last keys this replica saw"), "{}", restarted.log());
     let ready = http.get(format!("{}/readyz", restarted.base)).send().await.unwrap();
     assert_eq!(ready.status(), 503, "still not ready: no configuration was listed");
+    // Its watches fail and restart, and say so.
+    let started = Instant::now();
+    loop {
+        let text = http.get(format!("{}/metrics", restarted.base)).send().await.unwrap().text().await.unwrap();
+        let scrape = crate::metrics::parse(&text);
+        let restarts = |kind| crate::metrics::value(&scrape, "inbound_watch_restarts_total", &[("kind", kind)]);
+        if ["InboundApp", "SigningKeys"].iter().all(|kind| restarts(kind).is_some_and(|n| n > 0.0)) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no watch restart counted:\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The status of GET `url` once it answers at all.

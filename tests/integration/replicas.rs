@@ -273,6 +273,12 @@ async fn database_restart_fails_with_503_then_recovers_without_losing_state() {
         false
     };
     assert!(store_down.await, "inbound_store_up reports the outage");
+    // The failed calls are counted by operation: the refused token's, and the health check's.
+    let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let scrape = crate::metrics::parse(&text);
+    let errors = |operation| crate::metrics::value(&scrape, "inbound_store_errors_total", &[("operation", operation)]);
+    assert!(errors("ping").is_some_and(|n| n >= 1.0), "{text}");
+    assert!(errors("put_opaque_token").is_some_and(|n| n >= 1.0), "{text}");
     // Self-contained JWT access tokens are still issued.
     assert_eq!(server.token("billing-agent", "").await.status, 200);
 

@@ -63,6 +63,10 @@ async fn suite(store: Arc<dyn Store>) {
     })
     .await;
     assert!(uids.iter().all(|u| *u == uids[0]), "{uids:?}");
+    // The pool's counters (what saturation is read from): those calls opened connections,
+    // within the limit.
+    let pool = store.pool_stats();
+    assert!(pool.max > 0 && (1..=pool.max).contains(&(pool.idle + pool.in_use)), "{pool:?}");
 
     // Client id claims: of concurrent claims of one id exactly one app wins; it keeps the id
     // (a re-created object finds it again), holds no second one, and others cannot take it.
