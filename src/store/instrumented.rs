@@ -107,6 +107,7 @@ instrumented! {
     ) -> bool;
     async fn delete_registered_client(&self, client_id: &str, now: i64) -> bool;
     async fn registered_clients(&self) -> Vec<RegisteredClient>;
+    async fn set_registered_client_tags(&self, client_id: &str, tags: &[String]) -> bool;
     async fn touch_registered_client(&self, client_id: &str, now: i64) -> ();
     async fn reap_registered_clients(&self, policy: &ObjectKey, unused_since: i64, batch: u32) -> Vec<String>;
     async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> ();
