@@ -787,6 +787,44 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     assert_eq!(by_tag.json["clients"][0]["client_id"], client_id.as_str(), "{}", by_tag.json);
     assert_eq!(by_tag.json["clients"][0]["kind"], "registered");
     assert_eq!(list(Some(ops.clone()), "?tag=team-y").await.json["clients"], json!([]));
+    // Declared apps are in the same listing, only of namespaces where the caller may list
+    // InboundApps: ops (bound in the operator's namespace) sees that namespace's app, not
+    // the one in another namespace.
+    let app = |name: &str| {
+        format!(
+            "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {{name: {name}}}\nspec: {{displayName: {name}, clientType: public, grantTypes: [authorization_code], redirectUris: ['http://127.0.0.1/cb'], tags: [ops]}}\n"
+        )
+    };
+    api.apply(NS, &app("ops-visible"));
+    api.apply(APPS_NS, &app("elsewhere"));
+    for (ns, name) in [(NS, "ops-visible"), (APPS_NS, "elsewhere")] {
+        let started = Instant::now();
+        loop {
+            let object = api.get_json(&["inboundapp", name, "-n", ns]);
+            // Not Ready (no identity source in this cluster), but validated and given its id.
+            if object.as_ref().is_some_and(|o| o["status"]["clientId"].is_string()) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "{ns}/{name} never reconciled: {object:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    // One snapshot round more, so that both are served before the listing is judged.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let declared = loop {
+        let listed = list(Some(ops.clone()), "?kind=declared&tag=ops").await;
+        let names: Vec<String> =
+            listed.json["clients"].as_array().unwrap().iter().map(|c| c["app"].as_str().unwrap().to_string()).collect();
+        if !names.is_empty() {
+            break names;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "declared apps never listed: {}", listed.json);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(declared, [format!("{NS}/ops-visible")], "another namespace's app was shown");
+    let forbidden = list(Some(nobody.clone()), "?kind=declared").await;
+    assert_eq!(forbidden.status, 403, "{}", forbidden.json);
     assert!(op.audit("admin_action").iter().any(|r| r["action"] == "tag_clients"), "tagging is recorded");
 
     // Delete: refused to nobody, done for ops; the client is then unknown.
@@ -802,7 +840,7 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     assert_eq!(deleted["deleted_by"], "admin", "{deleted}");
     assert!(deleted["actor"].as_str().is_some_and(|a| a.starts_with("system:serviceaccount:")), "{deleted}");
     assert!(!op.audit("admin_action").is_empty(), "listing is recorded");
-    assert_eq!(list(Some(ops.clone()), "").await.json["clients"], json!([]));
+    assert_eq!(list(Some(ops.clone()), "?kind=registered").await.json["clients"], json!([]));
 
     // A clean shutdown (SIGTERM, as Kubernetes stops a Pod) releases the lease: another
     // replica leads at its next round instead of waiting for the lease to expire.
