@@ -109,11 +109,7 @@ async fn users_sign_in_through_an_upstream_openid_provider_and_lose_scopes_with_
     browser.goto(&authorize(&challenge, "&login_hint=alice%40acme.test")).await;
     let at_upstream = browser.wait_for_url(&upstream.issuer).await;
     assert!(!at_upstream.contains("/authorize"), "{at_upstream}");
-    browser.type_into("input[name=login]", "alice").await;
-    browser.type_into("input[name=password]", "any").await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_text("Authorize").await;
-    browser.click("button[type=submit]").await; // the upstream's own consent
+    crate::support::upstream::sign_in_and_authorize(&browser, "alice").await;
 
     // Back at inbound's consent page, as the upstream user; billing:refund is grantable
     // because the upstream group maps to the role.
@@ -347,11 +343,7 @@ spec:
         ))
         .await;
     browser.wait_for_text("Sign-in").await;
-    browser.type_into("input[name=login]", "alice").await;
-    browser.type_into("input[name=password]", "any").await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_text("Authorize").await;
-    browser.click("button[type=submit]").await;
+    crate::support::upstream::sign_in_and_authorize(&browser, "alice").await;
     let landed = browser.wait_for_url(&redirect).await;
     browser.quit().await;
     callback.abort();

@@ -230,11 +230,7 @@ spec:
     let browser = Browser::start().await;
     browser.goto(&url).await;
     browser.wait_for_url(&upstream.issuer).await;
-    browser.type_into("input[name=login]", "alice").await;
-    browser.type_into("input[name=password]", "any").await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for_text("Authorize").await;
-    browser.click("button[type=submit]").await; // the upstream's own consent
+    crate::support::upstream::sign_in_and_authorize(&browser, "alice").await;
     let page = browser.wait_for_text("Allow for everyone in").await;
     assert!(page.contains("in <strong>acme</strong>"), "{page}");
     browser.click("#for-tenant").await;

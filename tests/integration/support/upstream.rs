@@ -102,3 +102,13 @@ impl Drop for Upstream {
         let _ = self.child.wait();
     }
 }
+
+/// Signs `login` in on the upstream's development login page shown in `browser` (any
+/// password works there) and approves the upstream's own consent screen.
+pub async fn sign_in_and_authorize(browser: &crate::support::browser::Browser, login: &str) {
+    browser.type_into("input[name=login]", login).await;
+    browser.type_into("input[name=password]", "any").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Authorize").await;
+    browser.click("button[type=submit]").await;
+}
