@@ -201,6 +201,10 @@ pub enum GrantType {
     // would replace the field's description in the CRD.)
     #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
     TokenExchange,
+    // RFC 8628: a device without a browser shows a code; the user approves on another
+    // device at /device, while the app polls the token endpoint.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
 }
 
 impl GrantType {
@@ -211,12 +215,20 @@ impl GrantType {
             GrantType::RefreshToken => "refresh_token",
             GrantType::JwtBearer => JWT_BEARER,
             GrantType::TokenExchange => TOKEN_EXCHANGE,
+            GrantType::DeviceCode => DEVICE_CODE,
         }
+    }
+
+    /// Grants where a user signs in and consents (in a browser, on this device or another).
+    pub fn signs_users_in(self) -> bool {
+        matches!(self, GrantType::AuthorizationCode | GrantType::DeviceCode)
     }
 }
 
 /// The JWT bearer grant's `grant_type` (RFC 7523 §2.1).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The device authorization grant's `grant_type` (RFC 8628 §3.4).
+pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// The token exchange grant's `grant_type` (RFC 8693 §2.1).
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
@@ -281,6 +293,14 @@ pub struct TokenSettings {
     /// the server's `--session-lifetime`, which applies otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_lifetime: Option<DurationString>,
+    /// Device authorization grant (RFC 8628): how long a device code and its user code
+    /// wait for the user's decision. Default `10m`, at most `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_code_lifetime: Option<DurationString>,
+    /// How often the device may poll the token endpoint (RFC 8628 `interval`); a faster
+    /// poll gets `slow_down` and 5 s more. Default `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_poll_interval: Option<DurationString>,
 }
 
 /// ID token signing algorithms.

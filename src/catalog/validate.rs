@@ -490,7 +490,7 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     // Users are asked for resources of the app's own namespace only. Without a user
     // (client_credentials), allowedResources only narrows what ClientGrants give, and a
     // resource's owner may grant it to an app of another namespace.
-    let asks_users = spec.grant_types.contains(&GrantType::AuthorizationCode);
+    let asks_users = spec.grant_types.iter().any(|g| g.signs_users_in());
     for (i, resource) in spec.allowed_resources.iter().enumerate() {
         if check_resource_uri(resource).is_err() {
             continue;
@@ -519,6 +519,20 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
     at.duration("spec.tokens.refreshTokenLifetime", spec.tokens.refresh_token_lifetime.as_ref());
     at.duration_at_most("spec.tokens.idTokenLifetime", spec.tokens.id_token_lifetime.as_ref(), DAY, "24h");
     at.duration("spec.tokens.sessionLifetime", spec.tokens.session_lifetime.as_ref());
+    // RFC 8628 §3.2 leaves both to the server: a device code is a bearer secret waiting for a
+    // user, so it lives minutes, not days.
+    at.duration_at_most(
+        "spec.tokens.deviceCodeLifetime",
+        spec.tokens.device_code_lifetime.as_ref(),
+        Duration::from_secs(3600),
+        "1h",
+    );
+    at.duration_at_most(
+        "spec.tokens.devicePollInterval",
+        spec.tokens.device_poll_interval.as_ref(),
+        Duration::from_secs(60),
+        "60s",
+    );
     if let Some(secret) = &spec.credentials_secret {
         if !secret.name.is_empty() && !is_dns_subdomain(&secret.name) {
             at.push("spec.credentialsSecret.name", "must be a valid Secret name (lowercase RFC 1123 subdomain)");

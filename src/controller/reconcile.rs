@@ -22,7 +22,7 @@ use super::cache::{Caches, Undecodable};
 use super::credentials::{self, Endpoints, IssueReason, Plan};
 use super::snapshot::{self, Validated};
 use super::status::{self, CREDENTIALS_ISSUED, Desired, Reason, Status, Verdict};
-use crate::api::{ClientGrant, Condition, GrantType, IdentityProvider, InboundApp, InboundAppStatus, ObjectKey};
+use crate::api::{ClientGrant, Condition, IdentityProvider, InboundApp, InboundAppStatus, ObjectKey};
 use crate::catalog::UpstreamProvider;
 use crate::catalog::manifest::Object;
 use crate::metrics::ReconcileFailureLabels;
@@ -854,7 +854,7 @@ pub fn grant_expiry(grant: &ClientGrant) -> Option<i64> {
 
 /// Apps whose users sign in (what needs an identity source).
 fn signs_users_in(app: &InboundApp) -> bool {
-    app.spec.grant_types.contains(&GrantType::AuthorizationCode)
+    app.spec.grant_types.iter().any(|g| g.signs_users_in())
 }
 
 /// Whether the served configuration has an identity source users can sign in through.

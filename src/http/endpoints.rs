@@ -1,19 +1,20 @@
-//! Token, introspection and revocation handlers: parse, call the core, render, count.
+//! Token, device authorization, introspection and revocation handlers: parse, call the
+//! core, render, count.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode, header},
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
 use super::{AppState, HttpError, response};
-use crate::api::{JWT_BEARER, TOKEN_EXCHANGE};
+use crate::api::{DEVICE_CODE, JWT_BEARER, TOKEN_EXCHANGE};
 use crate::audit::Event;
 use crate::clock::now;
-use crate::oauth::{OAuthError, params::Params};
+use crate::oauth::{ErrorCode, OAuthError, params::Params};
 
 /// The `Authorization` header, if present and readable.
 fn authorization(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
@@ -46,6 +47,7 @@ fn grant_label(params: Option<&Params>) -> &'static str {
         Some("refresh_token") => "refresh_token",
         Some(JWT_BEARER) => JWT_BEARER,
         Some(TOKEN_EXCHANGE) => TOKEN_EXCHANGE,
+        Some(DEVICE_CODE) => DEVICE_CODE,
         Some(_) => "other",
     }
 }
@@ -62,6 +64,12 @@ fn finish<T>(
         Ok(value) => {
             state.metrics.observe_oauth(endpoint, grant, "success");
             ok(value)
+        }
+        // RFC 8628 §3.5: a device polls until its user decides; each wait is not a refusal.
+        Err(error) if error.code == ErrorCode::AuthorizationPending => {
+            state.metrics.observe_oauth(endpoint, grant, error.code.as_str());
+            tracing::debug!(endpoint, "device authorization pending");
+            HttpError::new(error).into_response()
         }
         Err(error) => {
             state.metrics.observe_oauth(endpoint, grant, error.code.as_str());
@@ -105,6 +113,37 @@ pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
         (_, Err(e)) => Err(e),
     };
     finish(&state, "token", grant, (&headers, params.as_ref().ok()), result, |body| {
+        response::no_store_json(StatusCode::OK, &body)
+    })
+}
+
+/// RFC 8628 §3.1–§3.2. Each request keeps a row in the store before anyone has signed in,
+/// so requests per source are bounded like the sign-in pages' (429 with Retry-After).
+pub async fn device_authorization(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let source =
+        super::client_ip::limit_source(super::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies));
+    if let Err(wait) = state.server.admit_unauthenticated(&source, now()) {
+        tracing::warn!(source, "too many device authorizations for one source; refused");
+        return HttpError::new(OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            format!("too many requests from your network; try again in {wait} seconds"),
+        ))
+        .with_status(StatusCode::TOO_MANY_REQUESTS)
+        .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
+        .into_response();
+    }
+    let params = form(&headers, &body);
+    let result = match (&params, authorization(&headers)) {
+        (Ok(params), Ok(auth)) => state.server.device_authorization(&state.catalog.load(), auth, params, now()).await,
+        (Err(e), _) => Err(e.clone()),
+        (_, Err(e)) => Err(e),
+    };
+    finish(&state, "device_authorization", DEVICE_CODE, (&headers, params.as_ref().ok()), result, |body| {
         response::no_store_json(StatusCode::OK, &body)
     })
 }

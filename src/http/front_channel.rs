@@ -134,13 +134,23 @@ fn render(state: &AppState, step: Step) -> Response {
                 password => form.password, providers => form.providers,
             },
         ),
+        Step::DeviceCode { user_code } => state.pages.render(
+            StatusCode::BAD_REQUEST,
+            "device.html",
+            minijinja::context! { user_code => user_code, failed => true, decided => false },
+        ),
+        Step::DeviceDecided { client, approved, reason } => state.pages.render(
+            StatusCode::OK,
+            "device.html",
+            minijinja::context! { decided => true, approved => approved, reason => reason, app => app_view(&client) },
+        ),
         Step::Consent(form) => state.pages.render(
             StatusCode::OK,
             "consent.html",
             minijinja::context! {
                 app => app_view(&form.client), request_id => form.request_id, csrf => form.csrf, items => form.items,
                 durations => form.durations, username => form.username, tenant => form.tenant, already => form.already,
-                signed_in_with => form.signed_in_with, tenant_admin => form.tenant_admin,
+                signed_in_with => form.signed_in_with, tenant_admin => form.tenant_admin, device => form.device,
             },
         ),
     }
@@ -206,6 +216,47 @@ async fn admit_unauthenticated(state: &AppState, peer: SocketAddr, headers: &Hea
         .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
         .page()
     })
+}
+
+/// RFC 8628 §3.3: where the user enters the code their device shows (`verification_uri`),
+/// prefilled from `verification_uri_complete`. Nothing is kept until the code is submitted.
+pub async fn device_get(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Result<Response> {
+    let params = params(query.unwrap_or_default().as_bytes())?;
+    let user_code: String = params.get("user_code").unwrap_or("").chars().take(16).collect();
+    Ok(state.pages.render(
+        StatusCode::OK,
+        "device.html",
+        minijinja::context! { user_code => user_code, failed => false, decided => false },
+    ))
+}
+
+/// The code was submitted: wrong codes are throttled per source (RFC 8628 §5.1) before the
+/// store is asked; a right one continues to sign-in and consent.
+pub async fn device_post(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    same_origin(&state, &headers)?;
+    let source =
+        super::client_ip::limit_source(super::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies));
+    if let Some(wait) = state.server.user_code_retry_after(&source, now()) {
+        tracing::warn!(source, "too many wrong user codes; throttled");
+        return Err(HttpError::new(OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            format!("too many wrong codes; try again in {wait} seconds"),
+        ))
+        .with_status(StatusCode::TOO_MANY_REQUESTS)
+        .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
+        .page());
+    }
+    admit_unauthenticated(&state, peer, &headers).await?;
+    let form = Form::parse(&body);
+    let catalog = state.catalog.load_full();
+    let typed = form.get("user_code").unwrap_or("");
+    let step = state.server.device_start(&catalog, typed, &source, state.pages.session_value(&headers), now()).await?;
+    respond(&state, step).await
 }
 
 async fn authorize(state: &AppState, peer: SocketAddr, headers: &HeaderMap, params: &Params) -> Result<Response> {
@@ -353,7 +404,7 @@ pub async fn login_callback(
             response
         }
         Err((cancelled, reason)) => {
-            let step = state.server.upstream_failed(&catalog, pending, &provider, cancelled, &reason)?;
+            let step = state.server.upstream_failed(&catalog, pending, &provider, cancelled, &reason, now()).await?;
             respond(&state, step).await?
         }
     };

@@ -84,6 +84,8 @@ pub fn router(state: Arc<AppState>, public_metrics: bool) -> Router {
         .route(paths::OAUTH_METADATA, get(discovery::metadata))
         .route(paths::JWKS, get(discovery::jwks))
         .route(paths::TOKEN, post(endpoints::token))
+        .route(paths::DEVICE_AUTHORIZATION, post(endpoints::device_authorization))
+        .route(paths::DEVICE, get(front_channel::device_get).post(front_channel::device_post))
         .route(paths::INTROSPECT, post(endpoints::introspect))
         .route(paths::REVOKE, post(endpoints::revoke))
         .route(paths::AUTHORIZE, get(front_channel::authorize_get).post(front_channel::authorize_post))

@@ -17,6 +17,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("error.html", include_str!("templates/error.html")),
     ("account.html", include_str!("templates/account.html")),
     ("logout.html", include_str!("templates/logout.html")),
+    ("device.html", include_str!("templates/device.html")),
 ];
 
 /// Name of the login session cookie. Where the issuer is https it carries the `__Host-`

@@ -32,6 +32,10 @@ pub struct AuthorizationRequest {
     /// domain and is passed on to it. Bounded like every parameter.
     #[serde(default)]
     pub login_hint: Option<String>,
+    /// A device authorization (RFC 8628) the user is deciding on, by its user code: the
+    /// decision is recorded for the polling device instead of redirecting anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_user_code: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -107,60 +111,7 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
         .ok_or_else(|| fail(OAuthError::invalid_request("code_challenge is required (PKCE, S256)")))?;
     pkce::check_challenge(code_challenge, params.get("code_challenge_method")).map_err(fail)?;
 
-    let mut scopes = scope::parse_scope(params.get("scope").unwrap_or("")).map_err(|e| fail(e.into()))?;
-    // A self-registered client's consent always includes the policy's mandatory scopes.
-    if client.origin != crate::catalog::ClientOrigin::Declared
-        && let Some(registration) = catalog.policy_for(&client).and_then(|p| p.spec.registration.as_ref())
-    {
-        for mandatory in crate::catalog::dynamic::mandatory_scopes(registration) {
-            if !scopes.contains(&mandatory) {
-                scopes.push(mandatory);
-            }
-        }
-    }
-    for s in &scopes {
-        if s == scope::OFFLINE_ACCESS {
-            if !client.allows_grant(GrantType::RefreshToken) {
-                return Err(fail(OAuthError::invalid_scope("offline_access needs the refresh_token grant")));
-            }
-            continue;
-        }
-        let declared = s == scope::OPENID || catalog.scope(&client.key.namespace, s).is_some();
-        if !declared || !client.spec.allowed_scopes.contains(s) {
-            return Err(fail(OAuthError::invalid_scope(format!("scope {s} is not available to this client"))));
-        }
-    }
-    // RFC 8707 §2: each resource must be one the client may use; carried in its declared
-    // spelling (`protocol::resource`).
-    let mut resources: Vec<String> = Vec::new();
-    for requested in params.resources() {
-        let Some(declared) = crate::protocol::resource::find(&client.spec.allowed_resources, requested) else {
-            return Err(fail(OAuthError::invalid_target(format!(
-                "resource {requested} is not allowed for this client"
-            ))));
-        };
-        if !resources.contains(declared) {
-            resources.push(declared.clone());
-        }
-    }
-    let resources = default_resources(resources, &client.spec.allowed_resources).map_err(fail)?;
-    // A scope declared for a resource is granted only with that resource in the audience.
-    for s in &scopes {
-        if let Some(resource) = catalog.scope(&client.key.namespace, s).and_then(|d| d.resource.as_deref())
-            && crate::protocol::resource::find(&resources, resource).is_none()
-        {
-            return Err(fail(OAuthError::invalid_scope(format!(
-                "scope {s} is for resource {resource}: request it with resource={resource}"
-            ))));
-        }
-    }
-    let tenant = params.get("tenant").map(str::to_string);
-    if let Some(t) = &tenant
-        && !client.spec.allowed_tenants.is_empty()
-        && !client.spec.allowed_tenants.contains(t)
-    {
-        return Err(fail(OAuthError::invalid_request(format!("tenant {t} is not allowed for this client"))));
-    }
+    let Access { scopes, resources, tenant } = requested_access(catalog, &client, params).map_err(fail)?;
     let prompt: Vec<String> =
         params.get("prompt").unwrap_or("").split(' ').filter(|p| !p.is_empty()).map(str::to_string).collect();
     for p in &prompt {
@@ -195,6 +146,7 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
             resources,
             tenant,
             login_hint: params.get("login_hint").filter(|h| !h.is_empty() && h.len() <= 256).map(str::to_string),
+            device_user_code: None,
         },
     ))
 }
@@ -234,6 +186,73 @@ pub fn error_redirect_url(redirect_uri: &str, issuer: &str, state: Option<&str>,
         params.push(("state", state));
     }
     redirect_url(redirect_uri, issuer, &params)
+}
+
+/// What a user-delegated request asks for (the authorization endpoint, the device
+/// authorization endpoint): scopes the client may ask for, resources (RFC 8707 §2) it may
+/// use in their declared spelling, and the tenant.
+pub(super) struct Access {
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub tenant: Option<String>,
+}
+
+/// The checked [`Access`] of a request: `invalid_scope`, `invalid_target` or
+/// `invalid_request` otherwise.
+pub(super) fn requested_access(catalog: &Catalog, client: &Client, params: &Params) -> Result<Access, OAuthError> {
+    let mut scopes = scope::parse_scope(params.get("scope").unwrap_or("")).map_err(OAuthError::from)?;
+    // A self-registered client's consent always includes the policy's mandatory scopes.
+    if client.origin != crate::catalog::ClientOrigin::Declared
+        && let Some(registration) = catalog.policy_for(client).and_then(|p| p.spec.registration.as_ref())
+    {
+        for mandatory in crate::catalog::dynamic::mandatory_scopes(registration) {
+            if !scopes.contains(&mandatory) {
+                scopes.push(mandatory);
+            }
+        }
+    }
+    for s in &scopes {
+        if s == scope::OFFLINE_ACCESS {
+            if !client.allows_grant(GrantType::RefreshToken) {
+                return Err(OAuthError::invalid_scope("offline_access needs the refresh_token grant"));
+            }
+            continue;
+        }
+        let declared = s == scope::OPENID || catalog.scope(&client.key.namespace, s).is_some();
+        if !declared || !client.spec.allowed_scopes.contains(s) {
+            return Err(OAuthError::invalid_scope(format!("scope {s} is not available to this client")));
+        }
+    }
+    // RFC 8707 §2: each resource must be one the client may use; carried in its declared
+    // spelling (`protocol::resource`).
+    let mut resources: Vec<String> = Vec::new();
+    for requested in params.resources() {
+        let Some(declared) = crate::protocol::resource::find(&client.spec.allowed_resources, requested) else {
+            return Err(OAuthError::invalid_target(format!("resource {requested} is not allowed for this client")));
+        };
+        if !resources.contains(declared) {
+            resources.push(declared.clone());
+        }
+    }
+    let resources = default_resources(resources, &client.spec.allowed_resources)?;
+    // A scope declared for a resource is granted only with that resource in the audience.
+    for s in &scopes {
+        if let Some(resource) = catalog.scope(&client.key.namespace, s).and_then(|d| d.resource.as_deref())
+            && crate::protocol::resource::find(&resources, resource).is_none()
+        {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope {s} is for resource {resource}: request it with resource={resource}"
+            )));
+        }
+    }
+    let tenant = params.get("tenant").map(str::to_string);
+    if let Some(t) = &tenant
+        && !client.spec.allowed_tenants.is_empty()
+        && !client.spec.allowed_tenants.contains(t)
+    {
+        return Err(OAuthError::invalid_request(format!("tenant {t} is not allowed for this client")));
+    }
+    Ok(Access { scopes, resources, tenant })
 }
 
 #[cfg(test)]

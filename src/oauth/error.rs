@@ -32,6 +32,10 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     /// A path names nothing (the account and admin APIs).
     NotFound,
+    /// RFC 8628 §3.5 device polling.
+    AuthorizationPending,
+    SlowDown,
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -56,6 +60,9 @@ impl ErrorCode {
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
         }
     }
 

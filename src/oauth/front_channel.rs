@@ -31,7 +31,7 @@ use crate::protocol::{
     scope::{OPENID, is_builtin},
 };
 use crate::secrets::{random_token, token_digest};
-use crate::store::{AuthorizationCode, Consent, Session, UserRecord};
+use crate::store::{AuthorizationCode, Consent, DeviceDecision, Session, UserRecord};
 
 /// How long a user may take on the login and consent pages.
 pub(super) const PENDING_LIFETIME: i64 = 600;
@@ -48,6 +48,10 @@ pub enum Step {
     /// Sign in at an upstream identity provider: the handler builds its URL (discovery is
     /// network) and sets the browser-binding cookie.
     Upstream(UpstreamRedirect),
+    /// The device code page (RFC 8628 §3.3) again: the code was wrong or expired.
+    DeviceCode { user_code: String },
+    /// The user decided on a device authorization: the device learns it at its next poll.
+    DeviceDecided { client: Arc<Client>, approved: bool, reason: Option<String> },
 }
 
 /// Where the browser goes to sign in upstream, and what binds the callback to it.
@@ -158,6 +162,9 @@ pub struct ConsentForm {
     pub tenant: Option<String>,
     /// The user administers `tenant`: the page offers to grant for every member.
     pub tenant_admin: bool,
+    /// The request comes from a device (RFC 8628): the page warns against codes from
+    /// others (§5.4, remote phishing).
+    pub device: bool,
     /// Scopes the user, or their tenant, granted this app before (incremental consent).
     pub already: Vec<String>,
 }
@@ -344,6 +351,19 @@ impl AuthorizationServer {
                 return Ok(Step::Redirect(error_redirect_url(&redirect_uri, &self.issuer, state.as_deref(), &error)));
             }
         };
+        self.proceed(catalog, client, request, session_value, now).await
+    }
+
+    /// A valid request (an authorization request, a device authorization the user entered
+    /// the code of): continue as the signed-in user, or sign in first.
+    async fn proceed(
+        &self,
+        catalog: &Catalog,
+        client: Arc<Client>,
+        request: AuthorizationRequest,
+        session_value: Option<&str>,
+        now: i64,
+    ) -> Result<Step, Refusal> {
         match self.session(session_value, now).await? {
             Some(s) if session_satisfies(&request, &client, &s, now) => {
                 self.continue_as(catalog, &client, request, &s.subject, s.auth_time, now).await
@@ -354,13 +374,49 @@ impl AuthorizationServer {
                 Err(Refusal::BadRequest(OAuthError::new(ErrorCode::LoginRequired, "the user is not logged in")))
             }
             _ if request.prompts("none") => {
-                self.redirect_error(catalog, &request, ErrorCode::LoginRequired, "the user is not logged in")
+                self.redirect_error(catalog, &request, ErrorCode::LoginRequired, "the user is not logged in", now).await
             }
             _ => match home_realm(catalog, &request) {
                 Some(provider) => self.upstream_step(provider.clone(), Some(request), now).await,
                 None => self.login_form(catalog, Some(client), Some(request), false, now).await.map(Step::Login),
             },
         }
+    }
+
+    /// RFC 8628 §3.3: the user entered a user code at `/device` (from `source`). A live one
+    /// continues as an authorization request of its app (sign-in, consent); a wrong one
+    /// shows the page again and counts against the source.
+    pub async fn device_start(
+        &self,
+        catalog: &Catalog,
+        typed: &str,
+        source: &str,
+        session_value: Option<&str>,
+        now: i64,
+    ) -> Result<Step, Refusal> {
+        let Some((user_code, device)) = self.device_request(typed, source, now).await.map_err(Refusal::Failed)? else {
+            return Ok(Step::DeviceCode { user_code: typed.chars().take(16).collect() });
+        };
+        let _ = self.resolve_client(catalog, &device.client_id, now).await;
+        let Some(client) = catalog.client(&device.client_id) else {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request("the app of this code no longer exists")));
+        };
+        let request = AuthorizationRequest {
+            client_id: client.client_id.clone(),
+            redirect_uri: String::new(),
+            redirect_uri_given: false,
+            state: None,
+            scopes: device.scopes,
+            nonce: None,
+            prompt: vec![],
+            max_age: None,
+            code_challenge: String::new(),
+            resources: device.resources,
+            tenant: device.tenant,
+            login_hint: None,
+            device_user_code: Some(user_code),
+        };
+        self.proceed(catalog, client, request, session_value, now).await
     }
 
     /// The session a cookie value names, if it is live.
@@ -485,13 +541,14 @@ impl AuthorizationServer {
     /// The upstream answered with an error, or its answer could not be used. A user who
     /// cancelled there (`access_denied`) goes back to the app with `access_denied`; any other
     /// failure is shown on a page (the app can do nothing about it, the user may retry).
-    pub fn upstream_failed(
+    pub async fn upstream_failed(
         &self,
         catalog: &Catalog,
         pending: PendingAuthorization,
         provider: &UpstreamProvider,
         cancelled: bool,
         reason: &str,
+        now: i64,
     ) -> Result<Step, Refusal> {
         let source = provider.source();
         tracing::info!(provider = %source, cancelled, reason, "sign-in at the upstream identity provider failed");
@@ -502,7 +559,9 @@ impl AuthorizationServer {
         });
         let description = format!("signing in with {} did not succeed: {reason}", provider.spec.display_name);
         match pending.0.request {
-            Some(request) if cancelled => self.redirect_error(catalog, &request, ErrorCode::AccessDenied, &description),
+            Some(request) if cancelled => {
+                self.redirect_error(catalog, &request, ErrorCode::AccessDenied, &description, now).await
+            }
             _ => Err(Refusal::Forbidden(OAuthError::access_denied(description))),
         }
     }
@@ -635,11 +694,13 @@ impl AuthorizationServer {
         if !decision.approve {
             tracing::info!(client_id = %request.client_id, "user denied consent");
             self.audit.emit(Event::ConsentDenied { client_id: request.client_id.clone(), subject: subject.clone() });
-            return self.redirect_error(catalog, &request, ErrorCode::AccessDenied, "the user denied the request");
+            return self
+                .redirect_error(catalog, &request, ErrorCode::AccessDenied, "the user denied the request", now)
+                .await;
         }
         let granted = match consent::granted(&pending.items, &decision.scopes) {
             Ok(g) => g,
-            Err(e) => return self.redirect_error(catalog, &request, e.code, &e.description),
+            Err(e) => return self.redirect_error(catalog, &request, e.code, &e.description, now).await,
         };
         let seconds = decision.duration.as_deref().and_then(|d| d.parse::<i64>().ok());
         let Some(seconds) = seconds.filter(|s| pending.durations.iter().any(|d| d.seconds == *s)) else {
@@ -648,12 +709,9 @@ impl AuthorizationServer {
         let _ = self.resolve_client(catalog, &request.client_id, now).await;
         let user = self.store.user(&subject).await.map_err(failed)?;
         let (Some(client), Some(user)) = (catalog.client(&request.client_id), user) else {
-            return self.redirect_error(
-                catalog,
-                &request,
-                ErrorCode::AccessDenied,
-                "the app or the user no longer exists",
-            );
+            return self
+                .redirect_error(catalog, &request, ErrorCode::AccessDenied, "the app or the user no longer exists", now)
+                .await;
         };
         let tenant = pending.tenant;
         let mut grants = self.grants(&client, &subject, tenant.as_deref(), now).await?;
@@ -730,7 +788,7 @@ impl AuthorizationServer {
         };
         let tenant = match choose_tenant(request.tenant.as_deref(), &user, client) {
             Ok(tenant) => tenant,
-            Err(e) => return self.redirect_error(catalog, &request, e.code, &e.description),
+            Err(e) => return self.redirect_error(catalog, &request, e.code, &e.description, now).await,
         };
         let mut grants = self.grants(client, subject, tenant.as_deref(), now).await?;
         let force = request.prompts("consent");
@@ -755,12 +813,10 @@ impl AuthorizationServer {
                 self.issue_code(catalog, client, &request, &user, auth_time, &grants, tenant, now).await
             }
             // OIDC Core §3.1.2.6: prompt=none and consent is needed.
-            ConsentPlan::Ask { .. } if request.prompts("none") => self.redirect_error(
-                catalog,
-                &request,
-                ErrorCode::ConsentRequired,
-                "the user has not consented to this request",
-            ),
+            ConsentPlan::Ask { .. } if request.prompts("none") => {
+                let description = "the user has not consented to this request";
+                self.redirect_error(catalog, &request, ErrorCode::ConsentRequired, description, now).await
+            }
             ConsentPlan::Ask { items, durations } => {
                 let already = grants.scopes();
                 let tenant_admin = consent::is_tenant_admin(catalog, client, &user, tenant.as_deref());
@@ -786,6 +842,7 @@ impl AuthorizationServer {
                     signed_in_with: signed_in_with(catalog, &user),
                     tenant: pending.tenant,
                     tenant_admin,
+                    device: pending.request.as_ref().is_some_and(|r| r.device_user_code.is_some()),
                     already,
                 }))
             }
@@ -806,11 +863,6 @@ impl AuthorizationServer {
         tenant: Option<String>,
         now: i64,
     ) -> Result<Step, Refusal> {
-        if !still_registered(catalog, request) {
-            return Err(Refusal::BadRequest(OAuthError::invalid_request(
-                "the redirect URI is no longer registered for this app",
-            )));
-        }
         // What the user still holds the roles for and the app may still ask for: a consent
         // given earlier does not outlive either (checked at every covered authorization).
         let scopes: Vec<String> = request
@@ -826,6 +878,24 @@ impl AuthorizationServer {
         let Some((consent_id, tenant_consent_id)) = grants.consent_ids(&scopes) else {
             return Err(Refusal::Failed(OAuthError::new(ErrorCode::ServerError, "no consent recorded for this code")));
         };
+        if let Some(user_code) = &request.device_user_code {
+            let grant = crate::store::UserGrant {
+                client_id: client.client_id.clone(),
+                subject: user.subject.clone(),
+                auth_time,
+                scopes,
+                resources: request.resources.clone(),
+                tenant,
+                consent_id,
+                tenant_consent_id,
+            };
+            return self.decide_device(catalog, client, user_code, DeviceDecision::Approved(grant), None, now).await;
+        }
+        if !still_registered(catalog, request) {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request(
+                "the redirect URI is no longer registered for this app",
+            )));
+        }
         let code = random_token(32);
         let record = AuthorizationCode {
             client_id: client.client_id.clone(),
@@ -850,14 +920,49 @@ impl AuthorizationServer {
         Ok(Step::Redirect(redirect_url(&request.redirect_uri, &self.issuer, &params)))
     }
 
-    /// An error for the client, redirected only while its redirect URI is still registered.
-    fn redirect_error(
+    /// Records the user's decision for the device polling with `user_code`.
+    async fn decide_device(
+        &self,
+        catalog: &Catalog,
+        client: &Client,
+        user_code: &str,
+        decision: DeviceDecision,
+        reason: Option<String>,
+        now: i64,
+    ) -> Result<Step, Refusal> {
+        let approved = matches!(decision, DeviceDecision::Approved(_));
+        let recorded = self.store.decide_device_authorization(user_code, &decision, now).await.map_err(failed)?;
+        let client = catalog
+            .client(&client.client_id)
+            .ok_or_else(|| Refusal::BadRequest(OAuthError::invalid_request("the app of this code no longer exists")))?;
+        if !recorded {
+            return Ok(Step::DeviceDecided {
+                client,
+                approved: false,
+                reason: Some("the code expired or was already used: start again on the device".into()),
+            });
+        }
+        tracing::info!(client_id = %client.client_id, approved, "device authorization decided");
+        Ok(Step::DeviceDecided { client, approved, reason })
+    }
+
+    /// An error for the client, redirected only while its redirect URI is still registered
+    /// (a device authorization is denied instead: its device learns at its next poll).
+    async fn redirect_error(
         &self,
         catalog: &Catalog,
         request: &AuthorizationRequest,
         code: ErrorCode,
         description: &str,
+        now: i64,
     ) -> Result<Step, Refusal> {
+        if let Some(user_code) = &request.device_user_code {
+            let Some(client) = catalog.client(&request.client_id) else {
+                return Err(Refusal::BadRequest(OAuthError::new(code, description)));
+            };
+            let reason = Some(description.to_string());
+            return self.decide_device(catalog, &client, user_code, DeviceDecision::Denied, reason, now).await;
+        }
         let error = OAuthError::new(code, description);
         if !still_registered(catalog, request) {
             return Err(Refusal::BadRequest(error));
@@ -1056,6 +1161,7 @@ mod tests {
             resources: vec![],
             tenant: None,
             login_hint: None,
+            device_user_code: None,
         }
     }
 

@@ -26,6 +26,7 @@ pub mod client_auth;
 pub mod client_credentials;
 pub mod clients;
 pub mod consent;
+pub mod device;
 pub mod error;
 pub mod front_channel;
 pub mod introspection;

@@ -61,6 +61,8 @@ pub struct AuthorizationServer {
     pub(super) audit: Arc<Audit>,
     /// Failed password sign-ins by source and username (per process).
     pub(super) failed_logins: std::sync::Mutex<super::login_guard::FailedLogins>,
+    /// Wrong user codes by source (RFC 8628 §5.1; per process).
+    pub(super) failed_user_codes: std::sync::Mutex<super::login_guard::FailedLogins>,
     /// Pending requests admitted for unauthenticated browsers (per process).
     pub(super) pending_budget: std::sync::Mutex<super::pending_budget::PendingBudget>,
 }
@@ -91,6 +93,7 @@ impl AuthorizationServer {
             assertions,
             audit,
             failed_logins: Default::default(),
+            failed_user_codes: Default::default(),
             pending_budget: Default::default(),
         }
     }

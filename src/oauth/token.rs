@@ -10,13 +10,13 @@ use super::{
     AuthorizationServer, OAuthError, client_auth::presented_client, client_credentials, params::Params, pkce,
     server::store_error,
 };
-use crate::api::{GrantType, JWT_BEARER, TOKEN_EXCHANGE, TokenFormat};
+use crate::api::{DEVICE_CODE, GrantType, JWT_BEARER, TOKEN_EXCHANGE, TokenFormat};
 use crate::audit::{Event, FamilyRevocation};
 use crate::catalog::{Catalog, Client};
 use crate::protocol::paths;
 use crate::protocol::scope::OPENID;
 use crate::secrets::{random_token, token_digest};
-use crate::store::{CodeRedemption, RefreshToken, Rotation, UserRecord};
+use crate::store::{CodeRedemption, RefreshToken, Rotation, UserGrant, UserRecord};
 use crate::tokens::{AccessTokenClaims, Actor, Audience, IdTokenClaims, claims::KubernetesClaims};
 
 /// Successful token response (RFC 6749 §5.1).
@@ -106,6 +106,7 @@ impl AuthorizationServer {
             }
             JWT_BEARER => self.jwt_bearer(catalog, authorization, params, now).await?,
             TOKEN_EXCHANGE => self.token_exchange(catalog, authorization, params, now).await?,
+            DEVICE_CODE => self.device_code_grant(catalog, authorization, params, now).await?,
             "authorization_code" => self.authorization_code(catalog, authorization, params, now).await?,
             "refresh_token" => self.refresh_token(catalog, authorization, params, now).await?,
             other => {
@@ -180,14 +181,45 @@ impl AuthorizationServer {
             _ => {}
         }
         pkce::verify(verifier, &code.code_challenge)?;
-        let consent = self.store.consent(&code.consent_id, now).await.map_err(store_error)?;
-        let tenant_consent = match &code.tenant_consent_id {
+        let grant = UserGrant {
+            client_id: code.client_id,
+            subject: code.subject,
+            auth_time: code.auth_time,
+            scopes: code.scopes,
+            resources: code.resources,
+            tenant: code.tenant,
+            consent_id: code.consent_id,
+            tenant_consent_id: code.tenant_consent_id,
+        };
+        let (issued, family_id) = self.user_tokens(catalog, &client, grant, code.nonce, params, now).await?;
+        self.store
+            .bind_code_issuance(&digest, family_id.as_deref(), (&issued.1.jti, issued.1.exp))
+            .await
+            .map_err(store_error)?;
+        Ok(issued)
+    }
+
+    /// The tokens for what a user granted `client` (a redeemed code, an approved device
+    /// request): an access token for the grant's resources (narrowed by `resource`, RFC 8707
+    /// §2.2), a refresh token when the client may refresh (its family rests on the grant's
+    /// consents), an ID token for `openid`. Also the new refresh family's id.
+    pub(super) async fn user_tokens(
+        &self,
+        catalog: &Catalog,
+        client: &Client,
+        grant: UserGrant,
+        nonce: Option<String>,
+        params: &Params,
+        now: i64,
+    ) -> Result<(Issued, Option<String>), OAuthError> {
+        let consent = self.store.consent(&grant.consent_id, now).await.map_err(store_error)?;
+        let tenant_consent = match &grant.tenant_consent_id {
             Some(id) => self.store.consent(id, now).await.map_err(store_error)?.map(Some),
             None => Some(None),
         };
-        let user = self.store.user(&code.subject).await.map_err(store_error)?;
+        let user = self.store.user(&grant.subject).await.map_err(store_error)?;
         let (Some(consent), Some(_), Some(user)) = (consent, tenant_consent, user) else {
-            return Err(OAuthError::invalid_grant("a consent or the user behind this code no longer exists"));
+            return Err(OAuthError::invalid_grant("a consent or the user behind this grant no longer exists"));
         };
         let family_id = client.allows_grant(GrantType::RefreshToken).then(|| random_token(16));
         let refresh = family_id.as_ref().map(|family_id| RefreshToken {
@@ -195,30 +227,26 @@ impl AuthorizationServer {
             client_id: client.client_id.clone(),
             subject: user.subject.clone(),
             consent_id: consent.id.clone(),
-            tenant_consent_id: code.tenant_consent_id.clone(),
-            scopes: code.scopes.clone(),
-            resources: code.resources.clone(),
-            tenant: code.tenant.clone(),
-            auth_time: code.auth_time,
+            tenant_consent_id: grant.tenant_consent_id.clone(),
+            scopes: grant.scopes.clone(),
+            resources: grant.resources.clone(),
+            tenant: grant.tenant.clone(),
+            auth_time: grant.auth_time,
             expires_at: now + client.refresh_token_lifetime.as_secs() as i64,
         });
-        let audience = narrowed_resources(params.resources(), &code.resources)?;
-        let issue = user_issue(catalog, &client, &user, &code.scopes, &audience, code.tenant.clone());
-        let (mut response, claims) = self.mint((&*client).into(), issue, now).await?;
+        let audience = narrowed_resources(params.resources(), &grant.resources)?;
+        let issue = user_issue(catalog, client, &user, &grant.scopes, &audience, grant.tenant.clone());
+        let (mut response, claims) = self.mint(client.into(), issue, now).await?;
         if let Some(refresh) = refresh {
             let value = random_token(32);
             self.store.put_refresh_token(&token_digest(&value), &refresh).await.map_err(store_error)?;
             response.refresh_token = Some(value);
         }
-        self.store
-            .bind_code_issuance(&digest, family_id.as_deref(), (&claims.jti, claims.exp))
-            .await
-            .map_err(store_error)?;
-        if code.scopes.iter().any(|s| s == OPENID) {
+        if grant.scopes.iter().any(|s| s == OPENID) {
             response.id_token =
-                Some(self.id_token(&client, &user.subject, code.auth_time, code.nonce, &response.access_token, now));
+                Some(self.id_token(client, &user.subject, grant.auth_time, nonce, &response.access_token, now));
         }
-        Ok((response, claims))
+        Ok(((response, claims), family_id))
     }
 
     /// RFC 6749 §6 with rotation and reuse detection (OAuth 2.1 §4.3.1). The request is

@@ -32,6 +32,10 @@ pub const ADMIN_CONSENT: &str = "/admin/consents/{consent_id}";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
+/// RFC 8628 §3.1: where a device asks for a device code.
+pub const DEVICE_AUTHORIZATION: &str = "/device_authorization";
+/// RFC 8628 §3.3: where the user enters the code (`verification_uri`).
+pub const DEVICE: &str = "/device";
 
 /// Every routed path, as metric label values.
 pub const ALL: &[&str] = &[
@@ -58,6 +62,8 @@ pub const ALL: &[&str] = &[
     ADMIN_CLIENT,
     ADMIN_CONSENTS,
     ADMIN_CONSENT,
+    DEVICE_AUTHORIZATION,
+    DEVICE,
     HEALTHZ,
     READYZ,
     METRICS,

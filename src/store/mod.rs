@@ -173,6 +173,53 @@ impl UserRecord {
     }
 }
 
+/// A device authorization request (RFC 8628 §3.1) waiting for its user's decision.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceAuthorization {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub tenant: Option<String>,
+    pub expires_at: i64,
+}
+
+/// What a user granted a client through a decoupled flow (the device grant): everything the
+/// tokens will carry, and the consents they rest on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserGrant {
+    pub client_id: String,
+    pub subject: String,
+    pub auth_time: i64,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub tenant: Option<String>,
+    pub consent_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_consent_id: Option<String>,
+}
+
+/// The user's answer to a device authorization request.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceDecision {
+    Approved(UserGrant),
+    Denied,
+}
+
+/// What one poll of the token endpoint finds (RFC 8628 §3.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DevicePoll {
+    /// Not decided yet (`authorization_pending`).
+    Pending,
+    /// Polled before its interval passed: the interval is now this many seconds
+    /// (`slow_down`, 5 s more each time).
+    SlowDown { interval: i64 },
+    /// Decided, and now spent: no other poll will see it.
+    Decided(DeviceDecision),
+    /// Unknown, expired or already spent (`expired_token`).
+    Expired,
+}
+
 /// A login session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
@@ -289,6 +336,7 @@ pub const TABLES: &[&str] = &[
     "client_tombstones",
     "users",
     "assertion_jtis",
+    "device_authorizations",
 ];
 
 #[async_trait]
@@ -380,6 +428,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every registered client (for the CLI and the admin API), oldest first.
     async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;
+
+    /// Stores a device authorization under the digest of its device code and its
+    /// (normalised) user code, polled at most every `interval` seconds; false when that user
+    /// code is in use (draw another).
+    async fn put_device_authorization(
+        &self,
+        digest: &[u8; 32],
+        user_code: &str,
+        authorization: &DeviceAuthorization,
+        interval: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// The undecided, live device authorization of `user_code`.
+    async fn device_authorization(&self, user_code: &str, now: i64) -> Result<Option<DeviceAuthorization>, StoreError>;
+
+    /// Records the user's decision; false when the request is gone or already decided.
+    async fn decide_device_authorization(
+        &self,
+        user_code: &str,
+        decision: &DeviceDecision,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// One poll: a decision is handed out once (the row goes with it); polls faster than
+    /// the interval slow the device down.
+    async fn poll_device_authorization(&self, digest: &[u8; 32], now: i64) -> Result<DevicePoll, StoreError>;
 
     /// Replaces a registered client's tags; false when there is no such client.
     async fn set_registered_client_tags(&self, client_id: &str, tags: &[String]) -> Result<bool, StoreError>;

@@ -16,6 +16,7 @@ async fn oidc_discovery_and_rfc8414_metadata_agree() {
         ("jwks_uri", "/jwks"),
         ("introspection_endpoint", "/introspect"),
         ("revocation_endpoint", "/revoke"),
+        ("device_authorization_endpoint", "/device_authorization"),
     ] {
         assert_eq!(m[field], format!("{}{path}", server.base), "{field}");
     }
@@ -26,7 +27,8 @@ async fn oidc_discovery_and_rfc8414_metadata_agree() {
             "refresh_token",
             "client_credentials",
             "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            "urn:ietf:params:oauth:grant-type:token-exchange"
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:ietf:params:oauth:grant-type:device_code"
         ])
     );
     assert_eq!(

@@ -179,6 +179,24 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
         assert!(tokens[field].is_string(), "{field} missing: {tokens}");
     }
 
+    // The device flow the banner prints: start, approve at /device, fetch the tokens.
+    let start = command_after("device flow (default/billing-cli");
+    let output = Command::new("sh").arg("-c").arg(&start).output().unwrap();
+    let started: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let user_code = started["user_code"].as_str().unwrap_or_else(|| panic!("{start}: {started}")).to_string();
+    runtime.block_on(async {
+        let mut agent = crate::support::user_agent::Agent::new();
+        let login = agent.post(&format!("{base}/device"), &[("user_code", &user_code)]).await;
+        let consent = agent.login(&base, &login, "alice", "wonderland").await;
+        let done = agent.approve(&base, &consent, &[]).await;
+        assert!(done.body.contains("Device connected"), "{}", done.body);
+    });
+    let fetch =
+        command_after("then fetch the tokens:").replace("PASTE_DEVICE_CODE", started["device_code"].as_str().unwrap());
+    let output = Command::new("sh").arg("-c").arg(&fetch).output().unwrap();
+    let tokens: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(tokens["access_token"].is_string() && tokens["refresh_token"].is_string(), "{fetch}: {tokens}");
+
     // A failed attempt with a wrong secret must not log it either.
     let issuer = banner.lines().find_map(|l| l.trim().strip_prefix("issuer")).unwrap().trim().to_string();
     let wrong = Command::new("curl")

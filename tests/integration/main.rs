@@ -10,6 +10,7 @@ mod check;
 mod cimd;
 mod client_credentials;
 mod consents;
+mod device;
 mod discovery;
 mod federation;
 mod flux;

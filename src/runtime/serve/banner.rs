@@ -59,6 +59,8 @@ struct UserExample {
     state: String,
     /// DevelopmentUsers of the folder, by username.
     users: Vec<String>,
+    /// The app may use the device flow (RFC 8628): its commands are printed too.
+    device: bool,
 }
 
 impl Banner {
@@ -137,6 +139,7 @@ fn user_example(catalog: &Catalog, client: &Client, users: &[String]) -> Option<
         verifier,
         state: crate::secrets::random_token(8),
         users: users.to_vec(),
+        device: client.allows_grant(GrantType::DeviceCode),
     })
 }
 
@@ -219,7 +222,31 @@ impl UserExample {
             self.verifier,
             shell_word(&format!("{issuer}{}", paths::TOKEN)),
         )?;
-        writeln!(f, "  connected apps and revocation: {issuer}{}", paths::ACCOUNT)
+        writeln!(f, "  connected apps and revocation: {issuer}{}", paths::ACCOUNT)?;
+        if self.device {
+            writeln!(f)?;
+            writeln!(f, "device flow ({}, RFC 8628: for a terminal without a browser):", self.app)?;
+            writeln!(
+                f,
+                "  curl -s -d client_id={} --data-urlencode {} {}",
+                shell_word(&self.client_id),
+                shell_word(&format!("scope={}", self.scopes.join(" "))),
+                shell_word(&format!("{issuer}{}", paths::DEVICE_AUTHORIZATION)),
+            )?;
+            writeln!(
+                f,
+                "  open {issuer}{} on any device, enter the user_code, sign in and allow; then fetch the tokens:",
+                paths::DEVICE
+            )?;
+            writeln!(
+                f,
+                "  curl -s -d grant_type={} -d client_id={} -d device_code=PASTE_DEVICE_CODE {}",
+                crate::api::DEVICE_CODE,
+                shell_word(&self.client_id),
+                shell_word(&format!("{issuer}{}", paths::TOKEN)),
+            )?;
+        }
+        Ok(())
     }
 }
 

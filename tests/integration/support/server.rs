@@ -59,6 +59,13 @@ pub async fn start_server_configured(source: &str, configure: impl FnOnce(&mut S
     server
 }
 
+/// A second replica of `of`: the same folders and the same PostgreSQL store (as two Pods
+/// mounting one configuration and its keys), on its own port.
+pub async fn start_replica(of: &TestServer) -> TestServer {
+    let store = of.store_url.clone().expect("replicas share a PostgreSQL store");
+    start_with_options(&of.config_dir, &of.data_dir, None, Some(store), Duration::from_secs(5)).await
+}
+
 /// A server on existing folders (for restarts).
 pub async fn start_on(config_dir: &Path, data_dir: &Path, issuer: Option<&str>) -> TestServer {
     start_with_options(config_dir, data_dir, issuer, None, Duration::from_secs(5)).await
