@@ -863,6 +863,26 @@ async fn admin_api_manages_registered_clients_under_kubernetes_rbac() {
     .await;
 }
 
+/// A device authorization for `client_id` at `base`, once the served catalog knows the app.
+async fn start_device_authorization(http: &reqwest::Client, base: &str, client_id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let r = reply(
+            http.post(format!("{base}/device_authorization"))
+                .form(&[("client_id", client_id), ("scope", "openid")])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if r.status == 200 {
+            return r.json;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no device authorization: {}", r.json);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The payload of a JWT, unverified (the tests check what a token carries).
 fn jwt_claims(token: &str) -> Value {
     use base64::Engine;
@@ -1179,6 +1199,49 @@ async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
     .await;
     let printed = api.kubectl_ok(&["get", "identityproviders", "-n", NS]);
     assert!(printed.contains("Acme SSO") && printed.contains(&upstream.issuer), "{printed}");
+
+    // The device flow (RFC 8628) in the cluster: a CLI app of another namespace; the device
+    // starts at the operator, the user enters the code at /device in a real Chromium and
+    // signs in upstream (the only way to sign in here), and the device's poll gets tokens.
+    api.apply(
+        APPS_NS,
+        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: device-cli}\nspec: {displayName: Device CLI, clientType: public, grantTypes: ['urn:ietf:params:oauth:grant-type:device_code'], allowedScopes: [openid]}\n",
+    );
+    let cli = eventually("device-cli has a client id", Duration::from_secs(20), || {
+        let app = api.get_json(&["inboundapp", "device-cli", "-n", APPS_NS])?;
+        app["status"]["clientId"].as_str().map(str::to_string)
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let started_device = start_device_authorization(&http, &op.base, &cli).await;
+    let browser = crate::support::browser::Browser::start().await;
+    browser.goto(started_device["verification_uri_complete"].as_str().unwrap()).await;
+    browser.wait_for_text("Connect a device").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_url(&upstream.issuer).await;
+    crate::support::upstream::sign_in_and_authorize(&browser, "alice").await;
+    browser.wait_for_text("You are connecting a device").await;
+    browser.click("button[value=approve]").await;
+    browser.wait_for_text("Device connected").await;
+    browser.quit().await;
+    let polled = reply(
+        http.post(format!("{}/token", op.base))
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", cli.as_str()),
+                ("device_code", started_device["device_code"].as_str().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(polled.status, 200, "{}\n{}", polled.json, op.log());
+    let subject = inbound::identity::upstream::subject_for(
+        &inbound::api::ObjectKey { namespace: NS.into(), name: "acme-sso".into() },
+        "alice",
+    );
+    assert_eq!(jwt_claims(polled.json["access_token"].as_str().unwrap())["sub"], subject.as_str());
 
     // An MCP server in the cluster setup; its registration policy in the operator's namespace.
     let (listener, base) = crate::mcp::bind().await;
