@@ -129,6 +129,40 @@ pub struct InboundAppSpec {
     /// scopes come from its ClientGrants (see the README, "Workload identity").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Client-initiated backchannel authentication (with the `urn:openid:params:grant-type:ciba`
+    /// grant): how the user is reached and how the app learns the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciba: Option<CibaSettings>,
+}
+
+/// How an app's backchannel authentication requests (OpenID Connect CIBA Core 1.0) work.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CibaSettings {
+    /// `poll` (default: the app polls the token endpoint) or `ping` (the server calls
+    /// `clientNotificationEndpoint` once the user decided, then the app fetches the tokens).
+    #[serde(default)]
+    pub delivery_mode: CibaDeliveryMode,
+    /// Where ping notifications go: an https URL, called exactly as written (http only on a
+    /// loopback address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_notification_endpoint: Option<String>,
+    /// How long the approval link (and the request) lives. Default `3m`, at most `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_lifetime: Option<DurationString>,
+    /// The least time between polls (`interval`). Default `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<DurationString>,
+}
+
+/// CIBA token delivery modes this server implements (push is not: it would send tokens to
+/// a URL rather than to the authenticated client).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CibaDeliveryMode {
+    #[default]
+    Poll,
+    Ping,
 }
 
 /// An issuer whose JWTs an app accepts as authorization grants (RFC 7523 §3).
@@ -205,6 +239,10 @@ pub enum GrantType {
     // device at /device, while the app polls the token endpoint.
     #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
     DeviceCode,
+    // OpenID Connect CIBA Core 1.0: the app (authenticated) names a user; the user approves
+    // out of band (a link by email) while the app polls the token endpoint.
+    #[serde(rename = "urn:openid:params:grant-type:ciba")]
+    Ciba,
 }
 
 impl GrantType {
@@ -216,17 +254,20 @@ impl GrantType {
             GrantType::JwtBearer => JWT_BEARER,
             GrantType::TokenExchange => TOKEN_EXCHANGE,
             GrantType::DeviceCode => DEVICE_CODE,
+            GrantType::Ciba => CIBA,
         }
     }
 
     /// Grants where a user signs in and consents (in a browser, on this device or another).
     pub fn signs_users_in(self) -> bool {
-        matches!(self, GrantType::AuthorizationCode | GrantType::DeviceCode)
+        matches!(self, GrantType::AuthorizationCode | GrantType::DeviceCode | GrantType::Ciba)
     }
 }
 
 /// The JWT bearer grant's `grant_type` (RFC 7523 §2.1).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The CIBA grant's `grant_type` (OpenID Connect CIBA Core 1.0 §10.1).
+pub const CIBA: &str = "urn:openid:params:grant-type:ciba";
 /// The device authorization grant's `grant_type` (RFC 8628 §3.4).
 pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// The token exchange grant's `grant_type` (RFC 8693 §2.1).

@@ -18,9 +18,9 @@ mod status;
 mod user;
 
 pub use app::{
-    AuthMethod, ClientType, CredentialsKeys, CredentialsSecretRef, DEVICE_CODE, GrantType, IdTokenAlg, InboundApp,
-    InboundAppSpec, InboundAppStatus, JWT_BEARER, ResourceServer, TOKEN_EXCHANGE, TokenFormat, TokenSettings,
-    TrustedIssuer,
+    AuthMethod, CIBA, CibaDeliveryMode, CibaSettings, ClientType, CredentialsKeys, CredentialsSecretRef, DEVICE_CODE,
+    GrantType, IdTokenAlg, InboundApp, InboundAppSpec, InboundAppStatus, JWT_BEARER, ResourceServer, TOKEN_EXCHANGE,
+    TokenFormat, TokenSettings, TrustedIssuer,
 };
 pub use duration::{DurationError, DurationString, MAX_DURATION};
 pub use grant::{

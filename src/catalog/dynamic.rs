@@ -176,6 +176,7 @@ pub fn client(
             secret_rotation_overlap: None,
             // Self-registered clients never trust issuers: that is for declared apps.
             trusted_issuers: Vec::new(),
+            ciba: None,
             // The keys a private_key_jwt client registered (RFC 7591 §2).
             jwks: metadata.jwks.as_ref().map(|set| set.to_string()),
             jwks_uri: metadata.jwks_uri.clone(),

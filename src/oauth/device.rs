@@ -19,7 +19,7 @@ use crate::api::GrantType;
 use crate::catalog::{Catalog, Client};
 use crate::protocol::paths;
 use crate::secrets::{random_token, token_digest};
-use crate::store::{DeviceAuthorization, DeviceDecision, DevicePoll};
+use crate::store::{DecoupledDecision, DecoupledPoll, DecoupledRequest};
 
 /// RFC 8628 §6.1: the user code's characters, uppercase consonants only (no vowels, so no
 /// words; no digits, so no 0/O or 1/I confusion): 20 of them.
@@ -100,19 +100,22 @@ impl AuthorizationServer {
         let access = requested_access(catalog, &client, params)?;
         let (lifetime, interval) = timing(&client);
         let device_code = random_token(32);
-        let record = DeviceAuthorization {
+        let record = DecoupledRequest {
             client_id: client.client_id.clone(),
             scopes: access.scopes,
             resources: access.resources,
             tenant: access.tenant,
             expires_at: now + lifetime,
+            subject: None,
+            binding_message: None,
+            notification: None,
         };
         // A live user code is unique; a collision (one in billions) draws again.
         for _ in 0..4 {
             let user_code = new_user_code();
             let stored = self
                 .store
-                .put_device_authorization(&token_digest(&device_code), &user_code, &record, interval, now)
+                .put_decoupled_request(&token_digest(&device_code), &user_code, &record, interval, now)
                 .await
                 .map_err(store_error)?;
             if stored {
@@ -142,23 +145,23 @@ impl AuthorizationServer {
     ) -> Result<Issued, OAuthError> {
         let client = self.authenticate_for(catalog, authorization, params, GrantType::DeviceCode, now).await?;
         let digest = token_digest(params.require("device_code")?);
-        match self.store.poll_device_authorization(&digest, now).await.map_err(store_error)? {
-            DevicePoll::Pending => Err(OAuthError::new(
+        match self.store.poll_decoupled_request(&digest, now).await.map_err(store_error)? {
+            DecoupledPoll::Pending => Err(OAuthError::new(
                 ErrorCode::AuthorizationPending,
                 "the user has not decided yet; poll again after the interval",
             )),
-            DevicePoll::SlowDown { interval } => Err(OAuthError::new(
+            DecoupledPoll::SlowDown { interval } => Err(OAuthError::new(
                 ErrorCode::SlowDown,
                 format!("polling too fast: wait {interval} seconds between requests"),
             )),
-            DevicePoll::Expired => Err(OAuthError::new(
+            DecoupledPoll::Expired => Err(OAuthError::new(
                 ErrorCode::ExpiredToken,
                 "the device code is unknown, expired or already used; start a new device authorization",
             )),
-            DevicePoll::Decided(DeviceDecision::Denied) => {
+            DecoupledPoll::Decided(DecoupledDecision::Denied) => {
                 Err(OAuthError::access_denied("the user denied the authorization request"))
             }
-            DevicePoll::Decided(DeviceDecision::Approved(grant)) => {
+            DecoupledPoll::Decided(DecoupledDecision::Approved(grant)) => {
                 if grant.client_id != client.client_id {
                     tracing::warn!(client_id = %client.client_id, "a device code presented by another client; spent");
                     return Err(OAuthError::invalid_grant("the device code was issued to another client"));
@@ -181,9 +184,9 @@ impl AuthorizationServer {
         typed: &str,
         source: &str,
         now: i64,
-    ) -> Result<Option<(String, DeviceAuthorization)>, OAuthError> {
+    ) -> Result<Option<(String, DecoupledRequest)>, OAuthError> {
         let found = match normalize_user_code(typed) {
-            Some(code) => self.store.device_authorization(&code, now).await.map_err(store_error)?.map(|r| (code, r)),
+            Some(code) => self.store.decoupled_request(&code, now).await.map_err(store_error)?.map(|r| (code, r)),
             None => None,
         };
         if found.is_none() {

@@ -31,7 +31,7 @@ use crate::protocol::{
     scope::{OPENID, is_builtin},
 };
 use crate::secrets::{random_token, token_digest};
-use crate::store::{AuthorizationCode, Consent, DeviceDecision, Session, UserRecord};
+use crate::store::{AuthorizationCode, Consent, DecoupledDecision, Session, UserRecord};
 
 /// How long a user may take on the login and consent pages.
 pub(super) const PENDING_LIFETIME: i64 = 600;
@@ -889,7 +889,7 @@ impl AuthorizationServer {
                 consent_id,
                 tenant_consent_id,
             };
-            return self.decide_device(catalog, client, user_code, DeviceDecision::Approved(grant), None, now).await;
+            return self.decide_device(catalog, client, user_code, DecoupledDecision::Approved(grant), None, now).await;
         }
         if !still_registered(catalog, request) {
             return Err(Refusal::BadRequest(OAuthError::invalid_request(
@@ -926,12 +926,12 @@ impl AuthorizationServer {
         catalog: &Catalog,
         client: &Client,
         user_code: &str,
-        decision: DeviceDecision,
+        decision: DecoupledDecision,
         reason: Option<String>,
         now: i64,
     ) -> Result<Step, Refusal> {
-        let approved = matches!(decision, DeviceDecision::Approved(_));
-        let recorded = self.store.decide_device_authorization(user_code, &decision, now).await.map_err(failed)?;
+        let approved = matches!(decision, DecoupledDecision::Approved(_));
+        let recorded = self.store.decide_decoupled_request(user_code, &decision, now).await.map_err(failed)?;
         let client = catalog
             .client(&client.client_id)
             .ok_or_else(|| Refusal::BadRequest(OAuthError::invalid_request("the app of this code no longer exists")))?;
@@ -961,7 +961,7 @@ impl AuthorizationServer {
                 return Err(Refusal::BadRequest(OAuthError::new(code, description)));
             };
             let reason = Some(description.to_string());
-            return self.decide_device(catalog, &client, user_code, DeviceDecision::Denied, reason, now).await;
+            return self.decide_device(catalog, &client, user_code, DecoupledDecision::Denied, reason, now).await;
         }
         let error = OAuthError::new(code, description);
         if !still_registered(catalog, request) {

@@ -32,7 +32,7 @@ macro_rules! migrations {
             migration!($backend, 7, "007_assertion_jtis"),
             migration!($backend, 8, "008_tenants"),
             migration!($backend, 9, "009_client_tags"),
-            migration!($backend, 10, "010_device_authorizations"),
+            migration!($backend, 10, "010_decoupled_requests"),
         ]
     };
 }

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration, time::Instant};
 use async_trait::async_trait;
 
 use super::{
-    AuthorizationCode, ClientIdClaim, CodeRedemption, Consent, DeviceAuthorization, DeviceDecision, DevicePoll,
+    AuthorizationCode, ClientIdClaim, CodeRedemption, Consent, DecoupledDecision, DecoupledPoll, DecoupledRequest,
     PoolStats, RefreshToken, RegisteredClient, Registration, Revocation, Rotation, Session, Store, StoreError,
     UserRecord,
 };
@@ -109,17 +109,17 @@ instrumented! {
     async fn delete_registered_client(&self, client_id: &str, now: i64) -> bool;
     async fn registered_clients(&self) -> Vec<RegisteredClient>;
     async fn set_registered_client_tags(&self, client_id: &str, tags: &[String]) -> bool;
-    async fn put_device_authorization(
+    async fn put_decoupled_request(
         &self,
         digest: &[u8; 32],
-        user_code: &str,
-        authorization: &DeviceAuthorization,
+        code: &str,
+        authorization: &DecoupledRequest,
         interval: i64,
         now: i64,
     ) -> bool;
-    async fn device_authorization(&self, user_code: &str, now: i64) -> Option<DeviceAuthorization>;
-    async fn decide_device_authorization(&self, user_code: &str, decision: &DeviceDecision, now: i64) -> bool;
-    async fn poll_device_authorization(&self, digest: &[u8; 32], now: i64) -> DevicePoll;
+    async fn decoupled_request(&self, code: &str, now: i64) -> Option<DecoupledRequest>;
+    async fn decide_decoupled_request(&self, code: &str, decision: &DecoupledDecision, now: i64) -> bool;
+    async fn poll_decoupled_request(&self, digest: &[u8; 32], now: i64) -> DecoupledPoll;
     async fn touch_registered_client(&self, client_id: &str, now: i64) -> ();
     async fn reap_registered_clients(&self, policy: &ObjectKey, unused_since: i64, batch: u32) -> Vec<String>;
     async fn put_opaque_token(&self, digest: &[u8; 32], claims: &AccessTokenClaims) -> ();

@@ -173,14 +173,35 @@ impl UserRecord {
     }
 }
 
-/// A device authorization request (RFC 8628 §3.1) waiting for its user's decision.
+/// An authorization request decided by a user away from the client: a device authorization
+/// (RFC 8628 §3.1) or a backchannel authentication request (OpenID Connect CIBA Core §7),
+/// waiting for the user's decision.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeviceAuthorization {
+pub struct DecoupledRequest {
     pub client_id: String,
     pub scopes: Vec<String>,
     pub resources: Vec<String>,
     pub tenant: Option<String>,
     pub expires_at: i64,
+    /// CIBA: the only user who may decide (the one the client's hint named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// CIBA: the text the client asked to show the user beside the request (§7.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_message: Option<String>,
+    /// CIBA ping mode: where to tell the client that the user decided, and the bearer token
+    /// it gave for that call (§10.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<ClientNotification>,
+}
+
+/// A CIBA ping notification's target (the app's endpoint) and credential.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientNotification {
+    pub endpoint: String,
+    pub token: String,
+    /// The request's `auth_req_id`, which the notification carries.
+    pub auth_req_id: String,
 }
 
 /// What a user granted a client through a decoupled flow (the device grant): everything the
@@ -201,21 +222,21 @@ pub struct UserGrant {
 /// The user's answer to a device authorization request.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DeviceDecision {
+pub enum DecoupledDecision {
     Approved(UserGrant),
     Denied,
 }
 
 /// What one poll of the token endpoint finds (RFC 8628 §3.5).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DevicePoll {
+pub enum DecoupledPoll {
     /// Not decided yet (`authorization_pending`).
     Pending,
     /// Polled before its interval passed: the interval is now this many seconds
     /// (`slow_down`, 5 s more each time).
     SlowDown { interval: i64 },
     /// Decided, and now spent: no other poll will see it.
-    Decided(DeviceDecision),
+    Decided(DecoupledDecision),
     /// Unknown, expired or already spent (`expired_token`).
     Expired,
 }
@@ -336,7 +357,7 @@ pub const TABLES: &[&str] = &[
     "client_tombstones",
     "users",
     "assertion_jtis",
-    "device_authorizations",
+    "decoupled_requests",
 ];
 
 #[async_trait]
@@ -429,32 +450,32 @@ pub trait Store: Send + Sync + 'static {
     /// Every registered client (for the CLI and the admin API), oldest first.
     async fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;
 
-    /// Stores a device authorization under the digest of its device code and its
-    /// (normalised) user code, polled at most every `interval` seconds; false when that user
-    /// code is in use (draw another).
-    async fn put_device_authorization(
+    /// Stores a decoupled request under the digest of its device code or auth_req_id, and
+    /// `code` (a device's normalised user code, or the digest of a CIBA approval link),
+    /// polled at most every `interval` seconds; false when `code` is in use (draw another).
+    async fn put_decoupled_request(
         &self,
         digest: &[u8; 32],
-        user_code: &str,
-        authorization: &DeviceAuthorization,
+        code: &str,
+        authorization: &DecoupledRequest,
         interval: i64,
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    /// The undecided, live device authorization of `user_code`.
-    async fn device_authorization(&self, user_code: &str, now: i64) -> Result<Option<DeviceAuthorization>, StoreError>;
+    /// The undecided, live request `code` names.
+    async fn decoupled_request(&self, code: &str, now: i64) -> Result<Option<DecoupledRequest>, StoreError>;
 
     /// Records the user's decision; false when the request is gone or already decided.
-    async fn decide_device_authorization(
+    async fn decide_decoupled_request(
         &self,
-        user_code: &str,
-        decision: &DeviceDecision,
+        code: &str,
+        decision: &DecoupledDecision,
         now: i64,
     ) -> Result<bool, StoreError>;
 
     /// One poll: a decision is handed out once (the row goes with it); polls faster than
-    /// the interval slow the device down.
-    async fn poll_device_authorization(&self, digest: &[u8; 32], now: i64) -> Result<DevicePoll, StoreError>;
+    /// the interval slow the client down.
+    async fn poll_decoupled_request(&self, digest: &[u8; 32], now: i64) -> Result<DecoupledPoll, StoreError>;
 
     /// Replaces a registered client's tags; false when there is no such client.
     async fn set_registered_client_tags(&self, client_id: &str, tags: &[String]) -> Result<bool, StoreError>;

@@ -24,7 +24,7 @@ use sqlx::{
 };
 
 use super::{
-    AuthorizationCode, ClientIdClaim, CodeRedemption, Consent, DeviceAuthorization, DeviceDecision, DevicePoll,
+    AuthorizationCode, ClientIdClaim, CodeRedemption, Consent, DecoupledDecision, DecoupledPoll, DecoupledRequest,
     PoolStats, RefreshToken, RegisteredClient, Registration, RegistrationLimit, Revocation, Rotation, Session, Store,
     StoreError, UserRecord,
 };
@@ -574,20 +574,20 @@ where
         Ok(deleted)
     }
 
-    async fn put_device_authorization(
+    async fn put_decoupled_request(
         &self,
         digest: &[u8; 32],
-        user_code: &str,
-        authorization: &DeviceAuthorization,
+        code: &str,
+        authorization: &DecoupledRequest,
         interval: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO device_authorizations (digest, user_code, request, decision, poll_interval, next_poll_at, expires_at)
+            "INSERT INTO decoupled_requests (digest, code, request, decision, poll_interval, next_poll_at, expires_at)
              VALUES ($1, $2, $3, NULL, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(&digest[..])
-        .bind(user_code)
+        .bind(code)
         .bind(to_json(authorization)?)
         .bind(interval)
         .bind(now)
@@ -598,11 +598,11 @@ where
         Ok(D::rows_affected(&inserted) == 1)
     }
 
-    async fn device_authorization(&self, user_code: &str, now: i64) -> Result<Option<DeviceAuthorization>, StoreError> {
+    async fn decoupled_request(&self, code: &str, now: i64) -> Result<Option<DecoupledRequest>, StoreError> {
         let json: Option<String> = sqlx::query_scalar(
-            "SELECT request FROM device_authorizations WHERE user_code = $1 AND decision IS NULL AND expires_at > $2",
+            "SELECT request FROM decoupled_requests WHERE code = $1 AND decision IS NULL AND expires_at > $2",
         )
-        .bind(user_code)
+        .bind(code)
         .bind(now)
         .fetch_optional(&self.pool)
         .await
@@ -610,17 +610,17 @@ where
         json.map(|j| from_json(&j)).transpose()
     }
 
-    async fn decide_device_authorization(
+    async fn decide_decoupled_request(
         &self,
-        user_code: &str,
-        decision: &DeviceDecision,
+        code: &str,
+        decision: &DecoupledDecision,
         now: i64,
     ) -> Result<bool, StoreError> {
         let decided = sqlx::query(
-            "UPDATE device_authorizations SET decision = $2
-             WHERE user_code = $1 AND decision IS NULL AND expires_at > $3",
+            "UPDATE decoupled_requests SET decision = $2
+             WHERE code = $1 AND decision IS NULL AND expires_at > $3",
         )
-        .bind(user_code)
+        .bind(code)
         .bind(to_json(decision)?)
         .bind(now)
         .execute(&self.pool)
@@ -629,10 +629,10 @@ where
         Ok(D::rows_affected(&decided) == 1)
     }
 
-    async fn poll_device_authorization(&self, digest: &[u8; 32], now: i64) -> Result<DevicePoll, StoreError> {
+    async fn poll_decoupled_request(&self, digest: &[u8; 32], now: i64) -> Result<DecoupledPoll, StoreError> {
         // Decided: spent by this poll (one DELETE wins among concurrent polls).
         let decision: Option<String> = sqlx::query_scalar(
-            "DELETE FROM device_authorizations WHERE digest = $1 AND decision IS NOT NULL AND expires_at > $2
+            "DELETE FROM decoupled_requests WHERE digest = $1 AND decision IS NOT NULL AND expires_at > $2
              RETURNING decision",
         )
         .bind(&digest[..])
@@ -641,11 +641,11 @@ where
         .await
         .map_err(unavailable)?;
         if let Some(json) = decision {
-            return Ok(DevicePoll::Decided(from_json(&json)?));
+            return Ok(DecoupledPoll::Decided(from_json(&json)?));
         }
         // Undecided and polled in time: the next poll may come one interval from now.
         let in_time: Option<i64> = sqlx::query_scalar(
-            "UPDATE device_authorizations SET next_poll_at = $2 + poll_interval
+            "UPDATE decoupled_requests SET next_poll_at = $2 + poll_interval
              WHERE digest = $1 AND decision IS NULL AND expires_at > $2 AND next_poll_at <= $2
              RETURNING poll_interval",
         )
@@ -655,12 +655,12 @@ where
         .await
         .map_err(unavailable)?;
         if in_time.is_some() {
-            return Ok(DevicePoll::Pending);
+            return Ok(DecoupledPoll::Pending);
         }
         // Too early: RFC 8628 §3.5, the interval grows by 5 seconds for this and every later
         // request.
         let slowed: Option<i64> = sqlx::query_scalar(
-            "UPDATE device_authorizations SET poll_interval = poll_interval + 5, next_poll_at = $2 + poll_interval + 5
+            "UPDATE decoupled_requests SET poll_interval = poll_interval + 5, next_poll_at = $2 + poll_interval + 5
              WHERE digest = $1 AND decision IS NULL AND expires_at > $2
              RETURNING poll_interval",
         )
@@ -670,17 +670,17 @@ where
         .await
         .map_err(unavailable)?;
         if let Some(interval) = slowed {
-            return Ok(DevicePoll::SlowDown { interval });
+            return Ok(DecoupledPoll::SlowDown { interval });
         }
         // Decided between the first statement and now: still there for the next poll.
         let live: Option<i64> =
-            sqlx::query_scalar("SELECT poll_interval FROM device_authorizations WHERE digest = $1 AND expires_at > $2")
+            sqlx::query_scalar("SELECT poll_interval FROM decoupled_requests WHERE digest = $1 AND expires_at > $2")
                 .bind(&digest[..])
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
-        Ok(if live.is_some() { DevicePoll::Pending } else { DevicePoll::Expired })
+        Ok(if live.is_some() { DecoupledPoll::Pending } else { DecoupledPoll::Expired })
     }
 
     async fn set_registered_client_tags(&self, client_id: &str, tags: &[String]) -> Result<bool, StoreError> {
@@ -1151,7 +1151,7 @@ where
             ("client_secrets", row),
             ("client_tombstones", row),
             ("assertion_jtis", row),
-            ("device_authorizations", row),
+            ("decoupled_requests", row),
         ] {
             let result = sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE expires_at <= $1 LIMIT $2)"

@@ -219,7 +219,7 @@ async fn polling_errors_denial_expiry_and_throttled_guessing() {
 /// Two replicas on one PostgreSQL: the device starts at one, the user approves through a
 /// real Chromium at the other, and the device polls the first.
 #[tokio::test]
-async fn replicas_share_device_authorizations_and_chromium_approves() {
+async fn replicas_share_decoupled_requests_and_chromium_approves() {
     let pg = crate::support::postgres::Postgres::start();
     let one = quickstart("10m", Some(pg.url())).await;
     let two = crate::support::server::start_replica(&one).await;

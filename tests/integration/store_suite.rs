@@ -303,38 +303,45 @@ async fn suite(store: Arc<dyn Store>) {
 
     // Device authorizations: a user code is unique while it lives; polls wait, slow down,
     // and of concurrent polls after the decision exactly one gets it.
-    let device = inbound::store::DeviceAuthorization {
+    let device = inbound::store::DecoupledRequest {
         client_id: "c".into(),
         scopes: vec!["openid".into()],
         resources: vec![],
         tenant: None,
         expires_at: now + 600,
+        subject: None,
+        binding_message: None,
+        notification: None,
     };
-    assert!(store.put_device_authorization(&digest(90), "BCDFGHJK", &device, 5, now).await.unwrap());
-    assert!(!store.put_device_authorization(&digest(91), "BCDFGHJK", &device, 5, now).await.unwrap(), "code in use");
-    assert_eq!(store.device_authorization("BCDFGHJK", now).await.unwrap(), Some(device.clone()));
-    assert_eq!(store.device_authorization("BCDFGHJK", now + 600).await.unwrap(), None, "expired");
-    use inbound::store::{DeviceDecision, DevicePoll};
-    assert_eq!(store.poll_device_authorization(&digest(90), now).await.unwrap(), DevicePoll::Pending);
+    assert!(store.put_decoupled_request(&digest(90), "BCDFGHJK", &device, 5, now).await.unwrap());
+    assert!(!store.put_decoupled_request(&digest(91), "BCDFGHJK", &device, 5, now).await.unwrap(), "code in use");
+    assert_eq!(store.decoupled_request("BCDFGHJK", now).await.unwrap(), Some(device.clone()));
+    assert_eq!(store.decoupled_request("BCDFGHJK", now + 600).await.unwrap(), None, "expired");
+    use inbound::store::{DecoupledDecision, DecoupledPoll};
+    assert_eq!(store.poll_decoupled_request(&digest(90), now).await.unwrap(), DecoupledPoll::Pending);
     assert_eq!(
-        store.poll_device_authorization(&digest(90), now + 1).await.unwrap(),
-        DevicePoll::SlowDown { interval: 10 }
+        store.poll_decoupled_request(&digest(90), now + 1).await.unwrap(),
+        DecoupledPoll::SlowDown { interval: 10 }
     );
-    assert_eq!(store.poll_device_authorization(&digest(90), now + 11).await.unwrap(), DevicePoll::Pending);
-    assert_eq!(store.poll_device_authorization(&digest(92), now).await.unwrap(), DevicePoll::Expired, "unknown");
-    assert!(store.decide_device_authorization("BCDFGHJK", &DeviceDecision::Denied, now).await.unwrap());
+    assert_eq!(store.poll_decoupled_request(&digest(90), now + 11).await.unwrap(), DecoupledPoll::Pending);
+    assert_eq!(store.poll_decoupled_request(&digest(92), now).await.unwrap(), DecoupledPoll::Expired, "unknown");
+    assert!(store.decide_decoupled_request("BCDFGHJK", &DecoupledDecision::Denied, now).await.unwrap());
     assert!(
-        !store.decide_device_authorization("BCDFGHJK", &DeviceDecision::Denied, now).await.unwrap(),
+        !store.decide_decoupled_request("BCDFGHJK", &DecoupledDecision::Denied, now).await.unwrap(),
         "decided once"
     );
-    assert_eq!(store.device_authorization("BCDFGHJK", now).await.unwrap(), None, "no longer open");
+    assert_eq!(store.decoupled_request("BCDFGHJK", now).await.unwrap(), None, "no longer open");
     let polls = futures_join(6, |_| {
         let store = store.clone();
-        async move { store.poll_device_authorization(&digest(90), now + 30).await.unwrap() }
+        async move { store.poll_decoupled_request(&digest(90), now + 30).await.unwrap() }
     })
     .await;
-    assert_eq!(polls.iter().filter(|p| **p == DevicePoll::Decided(DeviceDecision::Denied)).count(), 1, "{polls:?}");
-    assert!(polls.iter().all(|p| matches!(p, DevicePoll::Decided(_) | DevicePoll::Expired)), "{polls:?}");
+    assert_eq!(
+        polls.iter().filter(|p| **p == DecoupledPoll::Decided(DecoupledDecision::Denied)).count(),
+        1,
+        "{polls:?}"
+    );
+    assert!(polls.iter().all(|p| matches!(p, DecoupledPoll::Decided(_) | DecoupledPoll::Expired)), "{polls:?}");
 
     // Registered clients: concurrent registrations respect the count limit exactly; an
     // identical public registration returns the existing client; metadata-document clients
