@@ -402,7 +402,9 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
             at.push(format!("spec.grantTypes[{i}]"), format!("{} is listed twice", grant_type.as_str()));
         }
         // Token exchange writes the client into `act` (RFC 8693 §4.1): it must prove who it is.
-        if matches!(grant_type, GrantType::ClientCredentials | GrantType::TokenExchange)
+        // CIBA names a user on the back channel (CIBA Core §7.1): only an app that
+        // authenticates may make someone's phone ring.
+        if matches!(grant_type, GrantType::ClientCredentials | GrantType::TokenExchange | GrantType::Ciba)
             && spec.client_type == ClientType::Public
         {
             at.push(
@@ -412,6 +414,7 @@ fn check_app(at: &mut At<'_, '_>, app: &InboundApp, index: &Index<'_>) {
         }
     }
     check_trusted_issuers(spec, at);
+    check_ciba(spec, at);
     match (spec.client_type, spec.token_endpoint_auth_method) {
         (ClientType::Public, Some(m)) if m != crate::api::AuthMethod::None => at.push(
             "spec.tokenEndpointAuthMethod",
@@ -861,6 +864,33 @@ fn check_user(at: &mut At<'_, '_>, user: &crate::api::DevelopmentUser, index: &I
     for tenant in spec.tenant_roles.keys().filter(|t| !spec.tenants.contains(t)) {
         at.push(format!("spec.tenantRoles.{tenant}"), "names a tenant that is not in spec.tenants");
     }
+}
+
+/// CIBA settings: only with the grant; ping mode needs the endpoint it calls (https, or
+/// http on a loopback address); bounded lifetimes.
+fn check_ciba(spec: &crate::api::InboundAppSpec, at: &mut At<'_, '_>) {
+    let Some(ciba) = &spec.ciba else { return };
+    if !spec.grant_types.contains(&GrantType::Ciba) {
+        at.push("spec.ciba", format!("the app does not list the {} grant", GrantType::Ciba.as_str()));
+    }
+    match (&ciba.delivery_mode, &ciba.client_notification_endpoint) {
+        (crate::api::CibaDeliveryMode::Ping, None) => {
+            at.push("spec.ciba.clientNotificationEndpoint", "ping mode needs the endpoint to notify")
+        }
+        (_, Some(endpoint))
+            if !Url::parse(endpoint).is_ok_and(|u| {
+                (u.scheme() == "https" || (u.scheme() == "http" && is_loopback_host(&u))) && u.fragment().is_none()
+            }) =>
+        {
+            at.push(
+                "spec.ciba.clientNotificationEndpoint",
+                "must be an https URL without a fragment (http only on a loopback address)",
+            )
+        }
+        _ => {}
+    }
+    at.duration_at_most("spec.ciba.linkLifetime", ciba.link_lifetime.as_ref(), Duration::from_secs(3600), "1h");
+    at.duration_at_most("spec.ciba.pollInterval", ciba.poll_interval.as_ref(), Duration::from_secs(60), "60s");
 }
 
 /// Tenant identifiers as tokens carry them: non-empty, without spaces or control characters.

@@ -11,7 +11,7 @@ use axum::{
 };
 
 use super::{AppState, HttpError, response};
-use crate::api::{DEVICE_CODE, JWT_BEARER, TOKEN_EXCHANGE};
+use crate::api::{CIBA, DEVICE_CODE, JWT_BEARER, TOKEN_EXCHANGE};
 use crate::audit::Event;
 use crate::clock::now;
 use crate::oauth::{ErrorCode, OAuthError, params::Params};
@@ -48,6 +48,7 @@ fn grant_label(params: Option<&Params>) -> &'static str {
         Some(JWT_BEARER) => JWT_BEARER,
         Some(TOKEN_EXCHANGE) => TOKEN_EXCHANGE,
         Some(DEVICE_CODE) => DEVICE_CODE,
+        Some(CIBA) => CIBA,
         Some(_) => "other",
     }
 }
@@ -146,6 +147,52 @@ pub async fn device_authorization(
     finish(&state, "device_authorization", DEVICE_CODE, (&headers, params.as_ref().ok()), result, |body| {
         response::no_store_json(StatusCode::OK, &body)
     })
+}
+
+/// OpenID Connect CIBA Core §7: the app (authenticated) names a user. The user's email goes
+/// out before the request is recorded: a relay that is down leaves nothing behind.
+pub async fn backchannel_authentication(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = form(&headers, &body);
+    let result = match (&params, authorization(&headers)) {
+        (Ok(params), Ok(auth)) => start_backchannel(&state, auth, params).await,
+        (Err(e), _) => Err(e.clone()),
+        (_, Err(e)) => Err(e),
+    };
+    finish(&state, "backchannel_authentication", CIBA, (&headers, params.as_ref().ok()), result, |body| {
+        response::no_store_json(StatusCode::OK, &body)
+    })
+}
+
+async fn start_backchannel(
+    state: &AppState,
+    authorization: Option<&str>,
+    params: &Params,
+) -> Result<crate::oauth::backchannel::BackchannelResponse, OAuthError> {
+    let Some(mailer) = &state.mailer else {
+        return Err(OAuthError::new(
+            ErrorCode::ServerError,
+            "this server sends no email (start it with --smtp-host): users cannot be reached for CIBA",
+        ));
+    };
+    let started = state.server.backchannel_authentication(&state.catalog.load(), authorization, params, now()).await?;
+    if let Some(approval) = &started.email {
+        let email = state.pages.approval_email(approval).map_err(|e| {
+            tracing::error!(error = %e, "the CIBA email template cannot be rendered");
+            OAuthError::new(ErrorCode::ServerError, "the approval email cannot be written")
+        })?;
+        mailer.send(&email).await.map_err(|e| {
+            tracing::warn!(error = %e, "the CIBA approval email could not be sent");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the user could not be reached (email delivery failed); try again later",
+            )
+        })?;
+    }
+    state.server.record_backchannel(started, now()).await
 }
 
 pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -83,6 +83,9 @@ const UPSTREAM_COOKIE_MAX_AGE: i64 = 600;
 
 /// Renders a step of the flow; going upstream needs the provider's discovery (network).
 async fn respond(state: &AppState, step: Step) -> Result<Response> {
+    if let Step::Decided { notify: Some(notification), .. } = &step {
+        state.notifier.send(notification.clone());
+    }
     let Step::Upstream(redirect) = step else { return Ok(render(state, step)) };
     if let Some(application) = &redirect.provider.spec.application {
         // Application-hosted login: the challenge is the pending request's id.
@@ -139,10 +142,12 @@ fn render(state: &AppState, step: Step) -> Response {
             "device.html",
             minijinja::context! { user_code => user_code, failed => true, decided => false },
         ),
-        Step::DeviceDecided { client, approved, reason } => state.pages.render(
+        Step::Decided { client, approved, reason, backchannel, .. } => state.pages.render(
             StatusCode::OK,
             "device.html",
-            minijinja::context! { decided => true, approved => approved, reason => reason, app => app_view(&client) },
+            minijinja::context! {
+                decided => true, approved => approved, reason => reason, backchannel => backchannel, app => app_view(&client)
+            },
         ),
         Step::Consent(form) => state.pages.render(
             StatusCode::OK,
@@ -151,6 +156,7 @@ fn render(state: &AppState, step: Step) -> Response {
                 app => app_view(&form.client), request_id => form.request_id, csrf => form.csrf, items => form.items,
                 durations => form.durations, username => form.username, tenant => form.tenant, already => form.already,
                 signed_in_with => form.signed_in_with, tenant_admin => form.tenant_admin, device => form.device,
+                binding_message => form.binding_message,
             },
         ),
     }
@@ -216,6 +222,21 @@ async fn admit_unauthenticated(state: &AppState, peer: SocketAddr, headers: &Hea
         .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
         .page()
     })
+}
+
+/// A CIBA approval link from an email: sign in (as the user it was sent to) and decide.
+pub async fn ciba_approve(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    let params = params(query.unwrap_or_default().as_bytes())?;
+    admit_unauthenticated(&state, peer, &headers).await?;
+    let catalog = state.catalog.load_full();
+    let token = params.get("token").unwrap_or("");
+    let step = state.server.backchannel_start(&catalog, token, state.pages.session_value(&headers), now()).await?;
+    respond(&state, step).await
 }
 
 /// RFC 8628 §3.3: where the user enters the code their device shows (`verification_uri`),

@@ -7,6 +7,7 @@ mod endpoints;
 mod error;
 mod front_channel;
 mod health;
+pub mod notify;
 pub mod pages;
 mod register;
 mod response;
@@ -59,6 +60,10 @@ pub struct AppState {
     pub admin: Option<Arc<dyn crate::admin::AdminAuthorizer>>,
     /// Proxies whose `X-Forwarded-For` is believed (per-source limits).
     pub trusted_proxies: Vec<client_ip::Cidr>,
+    /// CIBA ping notifications to apps.
+    pub notifier: notify::ClientNotifier,
+    /// Where CIBA approval emails go out (`--smtp-host`); None: CIBA is refused.
+    pub mailer: Option<Arc<dyn crate::mail::Mailer>>,
 }
 
 /// The public router. `public_metrics`: whether `/metrics` is served here too (not when a
@@ -86,6 +91,8 @@ pub fn router(state: Arc<AppState>, public_metrics: bool) -> Router {
         .route(paths::TOKEN, post(endpoints::token))
         .route(paths::DEVICE_AUTHORIZATION, post(endpoints::device_authorization))
         .route(paths::DEVICE, get(front_channel::device_get).post(front_channel::device_post))
+        .route(paths::BACKCHANNEL_AUTHENTICATION, post(endpoints::backchannel_authentication))
+        .route(paths::CIBA_APPROVE, get(front_channel::ciba_approve))
         .route(paths::INTROSPECT, post(endpoints::introspect))
         .route(paths::REVOKE, post(endpoints::revoke))
         .route(paths::AUTHORIZE, get(front_channel::authorize_get).post(front_channel::authorize_post))

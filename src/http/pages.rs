@@ -18,6 +18,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("account.html", include_str!("templates/account.html")),
     ("logout.html", include_str!("templates/logout.html")),
     ("device.html", include_str!("templates/device.html")),
+    // The CIBA approval email: subject, text and html (auto-escaped) parts.
+    ("ciba-email-subject.txt", include_str!("templates/ciba-email-subject.txt")),
+    ("ciba-email.txt", include_str!("templates/ciba-email.txt")),
+    ("ciba-email.html", include_str!("templates/ciba-email.html")),
 ];
 
 /// Name of the login session cookie. Where the issuer is https it carries the `__Host-`
@@ -100,6 +104,29 @@ impl Pages {
                 secure(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into_response())
             }
         }
+    }
+
+    /// The CIBA approval email for `approval`, from the (overridable) email templates.
+    pub fn approval_email(
+        &self,
+        approval: &crate::oauth::backchannel::ApprovalEmail,
+    ) -> Result<crate::mail::Email, minijinja::Error> {
+        let context = minijinja::context! {
+            app_name => &approval.app_name,
+            binding_message => &approval.binding_message,
+            link => &approval.link,
+            expires_minutes => (approval.expires_in + 59) / 60,
+            brand => &self.branding,
+        };
+        let render = |name: &str| self.env.get_template(name).and_then(|t| t.render(&context));
+        // One line: a header cannot carry a line break (RFC 5322 §2.2).
+        let subject = render("ciba-email-subject.txt")?.lines().next().unwrap_or_default().trim().to_string();
+        Ok(crate::mail::Email {
+            to: approval.to.clone(),
+            subject,
+            text: render("ciba-email.txt")?,
+            html: Some(render("ciba-email.html")?),
+        })
     }
 
     fn error(&self, status: StatusCode, error: &crate::oauth::OAuthError) -> Response {

@@ -32,10 +32,29 @@ pub struct AuthorizationRequest {
     /// domain and is passed on to it. Bounded like every parameter.
     #[serde(default)]
     pub login_hint: Option<String>,
-    /// A device authorization (RFC 8628) the user is deciding on, by its user code: the
-    /// decision is recorded for the polling device instead of redirecting anywhere.
+    /// A request decided away from its client (a device authorization, a CIBA request): the
+    /// decision is recorded for the polling client instead of redirecting anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_user_code: Option<String>,
+    pub decoupled: Option<Decoupled>,
+}
+
+/// What the pages carry of a decoupled request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decoupled {
+    /// Its key in the store: a device's user code, or the digest of a CIBA approval link.
+    pub code: String,
+    /// CIBA: the only user who may decide (the one the client named).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// CIBA: shown beside the request so the user can match it with the app's screen.
+    #[serde(default)]
+    pub binding_message: Option<String>,
+    /// CIBA ping mode: told once the user decided.
+    #[serde(default)]
+    pub notification: Option<crate::store::ClientNotification>,
+    /// A CIBA request (the client asked on the back channel), not a device.
+    #[serde(default)]
+    pub backchannel: bool,
 }
 
 impl AuthorizationRequest {
@@ -146,7 +165,7 @@ pub fn validate(catalog: &Catalog, params: &Params) -> Result<(Arc<Client>, Auth
             resources,
             tenant,
             login_hint: params.get("login_hint").filter(|h| !h.is_empty() && h.len() <= 256).map(str::to_string),
-            device_user_code: None,
+            decoupled: None,
         },
     ))
 }

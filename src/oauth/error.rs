@@ -36,6 +36,9 @@ pub enum ErrorCode {
     AuthorizationPending,
     SlowDown,
     ExpiredToken,
+    /// OpenID Connect CIBA Core §13.
+    UnknownUserId,
+    InvalidBindingMessage,
 }
 
 impl ErrorCode {
@@ -63,6 +66,8 @@ impl ErrorCode {
             ErrorCode::AuthorizationPending => "authorization_pending",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::UnknownUserId => "unknown_user_id",
+            ErrorCode::InvalidBindingMessage => "invalid_binding_message",
         }
     }
 

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::{
     AuthorizationServer, ErrorCode, OAuthError,
-    authorize::{AuthorizationRequest, AuthorizeError, error_redirect_url, redirect_url, validate},
+    authorize::{AuthorizationRequest, AuthorizeError, Decoupled, error_redirect_url, redirect_url, validate},
     clients::UnusableClient,
     consent::{self, ConsentPlan, DurationChoice, Grants, ScopeItem, tenant_subject},
     login_guard,
@@ -50,8 +50,15 @@ pub enum Step {
     Upstream(UpstreamRedirect),
     /// The device code page (RFC 8628 §3.3) again: the code was wrong or expired.
     DeviceCode { user_code: String },
-    /// The user decided on a device authorization: the device learns it at its next poll.
-    DeviceDecided { client: Arc<Client>, approved: bool, reason: Option<String> },
+    /// The user decided on a decoupled request: its client learns it at its next poll (and,
+    /// in CIBA ping mode, from the notification the handler sends to `notify`).
+    Decided {
+        client: Arc<Client>,
+        approved: bool,
+        reason: Option<String>,
+        backchannel: bool,
+        notify: Option<crate::store::ClientNotification>,
+    },
 }
 
 /// Where the browser goes to sign in upstream, and what binds the callback to it.
@@ -165,6 +172,8 @@ pub struct ConsentForm {
     /// The request comes from a device (RFC 8628): the page warns against codes from
     /// others (§5.4, remote phishing).
     pub device: bool,
+    /// CIBA: the message the app shows beside its request, for the user to compare.
+    pub binding_message: Option<String>,
     /// Scopes the user, or their tenant, granted this app before (incremental consent).
     pub already: Vec<String>,
 }
@@ -408,13 +417,73 @@ impl AuthorizationServer {
             state: None,
             scopes: device.scopes,
             nonce: None,
-            prompt: vec![],
+            // Each decoupled request is confirmed on the consent screen, even for an app the
+            // user allowed before: the user must see what is being connected (RFC 8628 §5.4,
+            // CIBA §7.1's binding message), and a link opened by mistake approves nothing.
+            prompt: vec!["consent".into()],
             max_age: None,
             code_challenge: String::new(),
             resources: device.resources,
             tenant: device.tenant,
             login_hint: None,
-            device_user_code: Some(user_code),
+            decoupled: Some(Decoupled {
+                code: user_code,
+                subject: None,
+                binding_message: None,
+                notification: None,
+                backchannel: false,
+            }),
+        };
+        self.proceed(catalog, client, request, session_value, now).await
+    }
+
+    /// A CIBA approval link was opened: its live, undecided request continues as an
+    /// authorization request of its app, for the user it was sent to.
+    pub async fn backchannel_start(
+        &self,
+        catalog: &Catalog,
+        token: &str,
+        session_value: Option<&str>,
+        now: i64,
+    ) -> Result<Step, Refusal> {
+        let gone = || {
+            Refusal::Forbidden(OAuthError::invalid_request(
+                "this link has expired or was already used: ask the app to start again",
+            ))
+        };
+        if token.is_empty() || token.len() > 128 {
+            return Err(gone());
+        }
+        let Some((code, found)) = self.backchannel_request(token, now).await.map_err(Refusal::Failed)? else {
+            return Err(gone());
+        };
+        let _ = self.resolve_client(catalog, &found.client_id, now).await;
+        let Some(client) = catalog.client(&found.client_id) else {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request("the app of this request no longer exists")));
+        };
+        let request = AuthorizationRequest {
+            client_id: client.client_id.clone(),
+            redirect_uri: String::new(),
+            redirect_uri_given: false,
+            state: None,
+            scopes: found.scopes,
+            nonce: None,
+            // Each decoupled request is confirmed on the consent screen, even for an app the
+            // user allowed before: the user must see what is being connected (RFC 8628 §5.4,
+            // CIBA §7.1's binding message), and a link opened by mistake approves nothing.
+            prompt: vec!["consent".into()],
+            max_age: None,
+            code_challenge: String::new(),
+            resources: found.resources,
+            tenant: found.tenant,
+            login_hint: None,
+            decoupled: Some(Decoupled {
+                code,
+                subject: found.subject,
+                binding_message: found.binding_message,
+                notification: found.notification,
+                backchannel: true,
+            }),
         };
         self.proceed(catalog, client, request, session_value, now).await
     }
@@ -786,6 +855,15 @@ impl AuthorizationServer {
         let Some(user) = self.store.user(subject).await.map_err(failed)? else {
             return self.login_form(catalog, Some(client.clone()), Some(request), false, now).await.map(Step::Login);
         };
+        // CIBA: the client named the user; someone else signed in on this browser decides
+        // nothing (and the request stays open for the right user).
+        if let Some(expected) = request.decoupled.as_ref().and_then(|d| d.subject.as_deref())
+            && expected != subject
+        {
+            return Err(Refusal::Forbidden(OAuthError::access_denied(
+                "this request is for another user: sign out, open the link again and sign in as the user it was sent to",
+            )));
+        }
         let tenant = match choose_tenant(request.tenant.as_deref(), &user, client) {
             Ok(tenant) => tenant,
             Err(e) => return self.redirect_error(catalog, &request, e.code, &e.description, now).await,
@@ -819,6 +897,7 @@ impl AuthorizationServer {
             }
             ConsentPlan::Ask { items, durations } => {
                 let already = grants.scopes();
+                let decoupled = request.decoupled.clone();
                 let tenant_admin = consent::is_tenant_admin(catalog, client, &user, tenant.as_deref());
                 let pending = Pending {
                     request: Some(request),
@@ -842,7 +921,8 @@ impl AuthorizationServer {
                     signed_in_with: signed_in_with(catalog, &user),
                     tenant: pending.tenant,
                     tenant_admin,
-                    device: pending.request.as_ref().is_some_and(|r| r.device_user_code.is_some()),
+                    device: decoupled.as_ref().is_some_and(|d| !d.backchannel),
+                    binding_message: decoupled.and_then(|d| d.binding_message),
                     already,
                 }))
             }
@@ -878,7 +958,7 @@ impl AuthorizationServer {
         let Some((consent_id, tenant_consent_id)) = grants.consent_ids(&scopes) else {
             return Err(Refusal::Failed(OAuthError::new(ErrorCode::ServerError, "no consent recorded for this code")));
         };
-        if let Some(user_code) = &request.device_user_code {
+        if let Some(decoupled) = &request.decoupled {
             let grant = crate::store::UserGrant {
                 client_id: client.client_id.clone(),
                 subject: user.subject.clone(),
@@ -889,7 +969,7 @@ impl AuthorizationServer {
                 consent_id,
                 tenant_consent_id,
             };
-            return self.decide_device(catalog, client, user_code, DecoupledDecision::Approved(grant), None, now).await;
+            return self.decide(catalog, client, decoupled, DecoupledDecision::Approved(grant), None, now).await;
         }
         if !still_registered(catalog, request) {
             return Err(Refusal::BadRequest(OAuthError::invalid_request(
@@ -920,30 +1000,38 @@ impl AuthorizationServer {
         Ok(Step::Redirect(redirect_url(&request.redirect_uri, &self.issuer, &params)))
     }
 
-    /// Records the user's decision for the device polling with `user_code`.
-    async fn decide_device(
+    /// Records the user's decision for the client polling (a device, a CIBA client).
+    async fn decide(
         &self,
         catalog: &Catalog,
         client: &Client,
-        user_code: &str,
+        decoupled: &Decoupled,
         decision: DecoupledDecision,
         reason: Option<String>,
         now: i64,
     ) -> Result<Step, Refusal> {
         let approved = matches!(decision, DecoupledDecision::Approved(_));
-        let recorded = self.store.decide_decoupled_request(user_code, &decision, now).await.map_err(failed)?;
+        let recorded = self.store.decide_decoupled_request(&decoupled.code, &decision, now).await.map_err(failed)?;
         let client = catalog
             .client(&client.client_id)
             .ok_or_else(|| Refusal::BadRequest(OAuthError::invalid_request("the app of this code no longer exists")))?;
+        let backchannel = decoupled.backchannel;
         if !recorded {
-            return Ok(Step::DeviceDecided {
+            let reason = if backchannel {
+                "the request expired or was already decided: ask the app to start again"
+            } else {
+                "the code expired or was already used: start again on the device"
+            };
+            return Ok(Step::Decided {
                 client,
                 approved: false,
-                reason: Some("the code expired or was already used: start again on the device".into()),
+                reason: Some(reason.into()),
+                backchannel,
+                notify: None,
             });
         }
-        tracing::info!(client_id = %client.client_id, approved, "device authorization decided");
-        Ok(Step::DeviceDecided { client, approved, reason })
+        tracing::info!(client_id = %client.client_id, approved, backchannel, "decoupled authorization decided");
+        Ok(Step::Decided { client, approved, reason, backchannel, notify: decoupled.notification.clone() })
     }
 
     /// An error for the client, redirected only while its redirect URI is still registered
@@ -956,12 +1044,12 @@ impl AuthorizationServer {
         description: &str,
         now: i64,
     ) -> Result<Step, Refusal> {
-        if let Some(user_code) = &request.device_user_code {
+        if let Some(decoupled) = &request.decoupled {
             let Some(client) = catalog.client(&request.client_id) else {
                 return Err(Refusal::BadRequest(OAuthError::new(code, description)));
             };
             let reason = Some(description.to_string());
-            return self.decide_device(catalog, &client, user_code, DecoupledDecision::Denied, reason, now).await;
+            return self.decide(catalog, &client, decoupled, DecoupledDecision::Denied, reason, now).await;
         }
         let error = OAuthError::new(code, description);
         if !still_registered(catalog, request) {
@@ -1161,7 +1249,7 @@ mod tests {
             resources: vec![],
             tenant: None,
             login_hint: None,
-            device_user_code: None,
+            decoupled: None,
         }
     }
 

@@ -22,6 +22,7 @@
 pub mod application_login;
 pub mod assertion;
 pub mod authorize;
+pub mod backchannel;
 pub mod client_auth;
 pub mod client_credentials;
 pub mod clients;

@@ -10,7 +10,7 @@ use super::{
     AuthorizationServer, OAuthError, client_auth::presented_client, client_credentials, params::Params, pkce,
     server::store_error,
 };
-use crate::api::{DEVICE_CODE, GrantType, JWT_BEARER, TOKEN_EXCHANGE, TokenFormat};
+use crate::api::{CIBA, DEVICE_CODE, GrantType, JWT_BEARER, TOKEN_EXCHANGE, TokenFormat};
 use crate::audit::{Event, FamilyRevocation};
 use crate::catalog::{Catalog, Client};
 use crate::protocol::paths;
@@ -107,6 +107,7 @@ impl AuthorizationServer {
             JWT_BEARER => self.jwt_bearer(catalog, authorization, params, now).await?,
             TOKEN_EXCHANGE => self.token_exchange(catalog, authorization, params, now).await?,
             DEVICE_CODE => self.device_code_grant(catalog, authorization, params, now).await?,
+            CIBA => self.ciba_grant(catalog, authorization, params, now).await?,
             "authorization_code" => self.authorization_code(catalog, authorization, params, now).await?,
             "refresh_token" => self.refresh_token(catalog, authorization, params, now).await?,
             other => {

@@ -36,6 +36,10 @@ pub const METRICS: &str = "/metrics";
 pub const DEVICE_AUTHORIZATION: &str = "/device_authorization";
 /// RFC 8628 §3.3: where the user enters the code (`verification_uri`).
 pub const DEVICE: &str = "/device";
+/// OpenID Connect CIBA Core §7: the backchannel authentication endpoint.
+pub const BACKCHANNEL_AUTHENTICATION: &str = "/bc-authorize";
+/// Where a CIBA approval link leads (`?token=`).
+pub const CIBA_APPROVE: &str = "/ciba";
 
 /// Every routed path, as metric label values.
 pub const ALL: &[&str] = &[
@@ -64,6 +68,8 @@ pub const ALL: &[&str] = &[
     ADMIN_CONSENT,
     DEVICE_AUTHORIZATION,
     DEVICE,
+    BACKCHANNEL_AUTHENTICATION,
+    CIBA_APPROVE,
     HEALTHZ,
     READYZ,
     METRICS,

@@ -226,6 +226,9 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
         draining: Default::default(),
         admin: a.admin,
         trusted_proxies: a.trusted_proxies,
+        notifier: crate::http::notify::ClientNotifier::new()
+            .context("cannot build the HTTP client for CIBA notifications")?,
+        mailer: None,
     }))
 }
 

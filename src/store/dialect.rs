@@ -69,6 +69,7 @@ impl Dialect for Sqlite {
     // Every row has a rowid in insertion order.
     const INSERTION_ORDER: &'static str = "rowid";
     const ROW_ID: &'static str = "rowid";
+    const USER_EMAIL: &'static str = "json_extract(attributes, '$.email')";
     // dbstat covers the table and every index on it.
     const TABLE_BYTES: &'static str = "SELECT SUM(pgsize) FROM dbstat WHERE name = $1 OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1)";
 
@@ -219,6 +220,7 @@ impl Dialect for Postgres {
     // Added by version 3: a ctid is no insertion order (it moves on update).
     const INSERTION_ORDER: &'static str = "seq";
     const ROW_ID: &'static str = "ctid";
+    const USER_EMAIL: &'static str = "(attributes::json ->> 'email')";
     // Checkpoint-independent: heap + indexes + TOAST.
     const TABLE_BYTES: &'static str = "SELECT pg_total_relation_size($1::regclass)";
 

@@ -575,6 +575,10 @@ pub trait Store: Send + Sync + 'static {
     /// The user with this subject, if they ever signed in.
     async fn user(&self, subject: &str) -> Result<Option<UserRecord>, StoreError>;
 
+    /// The users whose login name or `email` attribute is `login` (CIBA `login_hint`), most
+    /// recently signed in first; at most two (more than one is ambiguous).
+    async fn users_by_login(&self, login: &str) -> Result<Vec<UserRecord>, StoreError>;
+
     async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError>;
     async fn session(&self, digest: &[u8; 32], now: i64) -> Result<Option<Session>, StoreError>;
     async fn delete_session(&self, digest: &[u8; 32]) -> Result<(), StoreError>;

@@ -64,6 +64,8 @@ pub trait Dialect: Send + Sync + 'static {
     const INSERTION_ORDER: &'static str;
     /// The column addressing one row of any table (for bounded deletes).
     const ROW_ID: &'static str;
+    /// The `email` attribute of a `users` row (a JSON text column), as an SQL expression.
+    const USER_EMAIL: &'static str;
     /// Bytes on disk of table `$1` with its indexes (nullable).
     const TABLE_BYTES: &'static str;
 
@@ -120,6 +122,26 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T,
 
 fn secret_hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
     SecretHash::from_slice(bytes).ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
+}
+
+fn user_from_row<R: Row>(r: &R) -> Result<UserRecord, StoreError>
+where
+    usize: ColumnIndex<R>,
+    String: Value<R::Database>,
+    i64: Value<R::Database>,
+{
+    let json = |i: usize| r.try_get::<String, _>(i).map_err(corrupt);
+    Ok(UserRecord {
+        subject: r.try_get(0).map_err(corrupt)?,
+        source: r.try_get(1).map_err(corrupt)?,
+        username: r.try_get(2).map_err(corrupt)?,
+        tenants: from_json(&json(3)?)?,
+        tenant_roles: from_json(&json(4)?)?,
+        roles: from_json(&json(5)?)?,
+        attributes: from_json(&json(6)?)?,
+        first_login_at: r.try_get(7).map_err(corrupt)?,
+        last_login_at: r.try_get(8).map_err(corrupt)?,
+    })
 }
 
 fn registered_from_row<R: Row>(row: &R) -> Result<RegisteredClient, StoreError>
@@ -1034,19 +1056,20 @@ where
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        let Some(r) = row else { return Ok(None) };
-        let json = |i: usize| r.try_get::<String, _>(i).map_err(corrupt);
-        Ok(Some(UserRecord {
-            subject: r.try_get(0).map_err(corrupt)?,
-            source: r.try_get(1).map_err(corrupt)?,
-            username: r.try_get(2).map_err(corrupt)?,
-            tenants: from_json(&json(3)?)?,
-            tenant_roles: from_json(&json(4)?)?,
-            roles: from_json(&json(5)?)?,
-            attributes: from_json(&json(6)?)?,
-            first_login_at: r.try_get(7).map_err(corrupt)?,
-            last_login_at: r.try_get(8).map_err(corrupt)?,
-        }))
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn users_by_login(&self, login: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT subject, source, username, tenants, tenant_roles, roles, attributes, first_login_at, last_login_at
+             FROM users WHERE username = $1 OR {} = $1 ORDER BY last_login_at DESC LIMIT 2",
+            D::USER_EMAIL
+        )))
+        .bind(login)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(user_from_row).collect()
     }
 
     async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError> {

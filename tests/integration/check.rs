@@ -35,7 +35,7 @@ tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.grantTypes[0]: cli
 tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.tokenEndpointAuthMethod: a public client has no secret: must be none, got client_secret_basic
 tests/fixtures/broken/apps.yaml: InboundApp default/cli: spec.tokens.accessTokenLifetime: must be a duration such as 90s, 15m, 1h30m or 30d, got "1 hour"
 tests/fixtures/broken/apps.yaml: InboundApp default/typo: spec.redirectUri: unknown field
-tests/fixtures/broken/apps.yaml: InboundApp default/bad-enum: spec.grantTypes[0]: unknown variant `password`, expected one of `client_credentials`, `authorization_code`, `refresh_token`, `urn:ietf:params:oauth:grant-type:jwt-bearer`, `urn:ietf:params:oauth:grant-type:token-exchange`, `urn:ietf:params:oauth:grant-type:device_code`
+tests/fixtures/broken/apps.yaml: InboundApp default/bad-enum: spec.grantTypes[0]: unknown variant `password`, expected one of `client_credentials`, `authorization_code`, `refresh_token`, `urn:ietf:params:oauth:grant-type:jwt-bearer`, `urn:ietf:params:oauth:grant-type:token-exchange`, `urn:ietf:params:oauth:grant-type:device_code`, `urn:openid:params:grant-type:ciba`
 tests/fixtures/broken/apps.yaml: InboundApp default/billing-agent: metadata.name: duplicate object: already defined in tests/fixtures/broken/apps.yaml (document 1)
 tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.accessTokenLifetime: must be at most 24h, got 2d
 tests/fixtures/broken/apps.yaml: InboundApp default/forever: spec.tokens.refreshTokenLifetime: must be at most 3650d, got "106751991167300d"

@@ -17,6 +17,7 @@ async fn oidc_discovery_and_rfc8414_metadata_agree() {
         ("introspection_endpoint", "/introspect"),
         ("revocation_endpoint", "/revoke"),
         ("device_authorization_endpoint", "/device_authorization"),
+        ("backchannel_authentication_endpoint", "/bc-authorize"),
     ] {
         assert_eq!(m[field], format!("{}{path}", server.base), "{field}");
     }
@@ -28,7 +29,8 @@ async fn oidc_discovery_and_rfc8414_metadata_agree() {
             "client_credentials",
             "urn:ietf:params:oauth:grant-type:jwt-bearer",
             "urn:ietf:params:oauth:grant-type:token-exchange",
-            "urn:ietf:params:oauth:grant-type:device_code"
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "urn:openid:params:grant-type:ciba"
         ])
     );
     assert_eq!(

@@ -7,6 +7,7 @@ mod audit;
 mod banner;
 mod browser;
 mod check;
+mod ciba;
 mod cimd;
 mod client_credentials;
 mod consents;
