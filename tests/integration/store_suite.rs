@@ -475,6 +475,25 @@ async fn suite(store: Arc<dyn Store>) {
         "what the source says now replaces the record"
     );
     assert_eq!(stored, second);
+    // CIBA login hints: by login name or email attribute; two users answering one hint are
+    // both returned (the caller treats that as nobody).
+    let found = store.users_by_login("u@example.com").await.unwrap();
+    assert_eq!(found.iter().map(|u| u.subject.as_str()).collect::<Vec<_>>(), ["sub-u"], "by username");
+    let mut other = UserRecord {
+        subject: "sub-v".into(),
+        source: "development".into(),
+        username: "v".into(),
+        attributes: [("email".to_string(), "v@example.com".to_string())].into(),
+        ..UserRecord::default()
+    };
+    store.record_login(&other, now).await.unwrap();
+    assert_eq!(store.users_by_login("v@example.com").await.unwrap().len(), 1, "by email attribute");
+    assert_eq!(store.users_by_login("v").await.unwrap().len(), 1);
+    assert!(store.users_by_login("V@example.com' OR '1'='1").await.unwrap().is_empty());
+    other.subject = "sub-w".into();
+    other.username = "u@example.com".into();
+    store.record_login(&other, now).await.unwrap();
+    assert_eq!(store.users_by_login("u@example.com").await.unwrap().len(), 2, "ambiguous");
 
     // Client assertion jtis: once each until they expire, one winner among concurrent uses.
     assert!(store.use_assertion_jti(&digest(90), now + 60, now).await.unwrap());
