@@ -21,6 +21,7 @@ mod kubernetes;
 mod lifecycle;
 mod login_limits;
 mod logout;
+mod mail;
 mod mcp;
 mod metrics;
 mod operator;
