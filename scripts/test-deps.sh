@@ -10,6 +10,10 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 # PostgreSQL server binaries: the tests start throwaway clusters from them.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 command -v lua5.4 >/dev/null || need+=(lua5.4)
+# A real SMTP server for the email tests (Debian's module, so the system Python's).
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
+# Certificates for the STARTTLS test (a private CA and the relay's certificate).
+command -v openssl >/dev/null || need+=(openssl)
 
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"

@@ -10,6 +10,7 @@ use crate::admin::{ClientFilter, ClientSummary};
 use crate::api::{DurationError, DurationString, ObjectKey};
 use crate::catalog::validate::Trust;
 use crate::http::client_ip::Cidr;
+use crate::mail::{SmtpOptions, SmtpTls};
 use crate::runtime::{
     operator::{OperatorOptions, Role},
     serve::ServeOptions,
@@ -154,6 +155,61 @@ pub struct ServerArgs {
     /// networks). Off by default: any namespace can declare a trusted issuer URL.
     #[arg(long, env = "INBOUND_ALLOW_PRIVATE_ISSUERS")]
     pub allow_private_issuers: bool,
+    #[command(flatten)]
+    pub smtp: SmtpArgs,
+}
+
+/// The SMTP relay email is sent through (CIBA approval links). Without `--smtp-host` no
+/// email is sent; the other `--smtp-*` flags then are refused rather than ignored.
+#[derive(Args)]
+pub struct SmtpArgs {
+    /// SMTP relay to send email through (host name, checked against its TLS certificate, or
+    /// IP address). Unset: no email (CIBA by email is unavailable).
+    // No `requires = "smtp_from"`: an empty INBOUND_SMTP_HOST (a blank chart value) is no
+    // relay, yet clap counts it as given; a missing From is refused at start instead.
+    #[arg(long, env = "INBOUND_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// The relay's port (587: submission with STARTTLS; 465: implicit TLS).
+    #[arg(long, env = "INBOUND_SMTP_PORT", default_value_t = SmtpOptions::DEFAULT_PORT)]
+    pub smtp_port: u16,
+    /// How the connection is secured: `starttls` (required, never opportunistic), `tls`
+    /// (implicit TLS), or `none` (only to a loopback host, e.g. a relay sidecar).
+    #[arg(long, env = "INBOUND_SMTP_TLS", default_value = "starttls", value_parser = smtp_tls)]
+    pub smtp_tls: SmtpTls,
+    /// The From address of every email, e.g. `Example <noreply@example.com>`.
+    #[arg(long, env = "INBOUND_SMTP_FROM", requires = "smtp_host")]
+    pub smtp_from: Option<String>,
+    /// SMTP AUTH user name (with --smtp-password-file).
+    #[arg(long, env = "INBOUND_SMTP_USERNAME", requires = "smtp_host", requires = "smtp_password_file")]
+    pub smtp_username: Option<String>,
+    /// File holding the SMTP password (e.g. a mounted Secret key; read once at start,
+    /// surrounding whitespace trimmed). The password itself is never a flag or a variable:
+    /// those show in `ps`, `/proc/PID/environ` and `kubectl describe`.
+    #[arg(long, env = "INBOUND_SMTP_PASSWORD_FILE", requires = "smtp_username")]
+    pub smtp_password_file: Option<PathBuf>,
+    /// PEM certificates trusted for the relay besides the system roots (a private CA).
+    #[arg(long, env = "INBOUND_SMTP_CA_FILE", requires = "smtp_host")]
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Longest wait for the relay: each SMTP command, and each email as a whole.
+    #[arg(long, env = "INBOUND_SMTP_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub smtp_timeout: Duration,
+}
+
+impl SmtpArgs {
+    /// The relay's options; none without a host (an empty `INBOUND_SMTP_HOST` included).
+    fn options(&self) -> Option<SmtpOptions> {
+        let host = self.smtp_host.as_deref().map(str::trim).filter(|h| !h.is_empty())?;
+        Some(SmtpOptions {
+            host: host.to_string(),
+            port: self.smtp_port,
+            tls: self.smtp_tls,
+            from: self.smtp_from.clone().unwrap_or_default(),
+            username: self.smtp_username.clone().filter(|u| !u.is_empty()),
+            password_file: self.smtp_password_file.clone().filter(|p| !p.as_os_str().is_empty()),
+            timeout: self.smtp_timeout,
+            ca_file: self.smtp_ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
+        })
+    }
 }
 
 /// `--registration-policy`: a policy's NAMESPACE/NAME, or nothing (an empty chart value).
@@ -246,6 +302,7 @@ impl ServeArgs {
             trusted_proxies: self.server.trusted_proxies(),
             trust: self.server.trust(None),
             workload: self.server.workload(),
+            smtp: self.server.smtp.options(),
             // The banner is printed first (main releases the trail after it).
             audit: crate::audit::AuditOptions { held: true, ..self.server.audit() },
         }
@@ -373,6 +430,7 @@ impl OperatorArgs {
             trusted_proxies: self.server.trusted_proxies(),
             trust: self.server.trust(Some(namespace.clone())),
             workload: self.server.workload(),
+            smtp: self.server.smtp.options(),
             audit: self.server.audit(),
             namespace,
         })
@@ -382,6 +440,10 @@ impl OperatorArgs {
 /// A duration flag: `90s`, `15m`, `1h30m`, `30d` (the syntax of the resources' durations).
 fn duration(value: &str) -> Result<Duration, DurationError> {
     DurationString::from(value).parse()
+}
+
+fn smtp_tls(value: &str) -> Result<SmtpTls, String> {
+    value.parse()
 }
 
 fn registration_policy(value: &str) -> Result<PolicyName, String> {
@@ -790,6 +852,74 @@ mod tests {
         assert_eq!(options.trusted_proxies.len(), 2);
         assert_eq!(options.store, None, "an empty store URL is the default store");
         assert_eq!(options.listen.to_string(), "127.0.0.1:8080");
+        assert!(options.smtp.is_none(), "no relay, no email");
+    }
+
+    #[test]
+    fn smtp_flags_become_options() {
+        let cli = Cli::try_parse_from([
+            "inbound",
+            "serve",
+            "--config",
+            "x",
+            "--smtp-host",
+            "smtp.example.com",
+            "--smtp-from",
+            "Example <noreply@example.com>",
+            "--smtp-username",
+            "mailer",
+            "--smtp-password-file",
+            "/run/secrets/smtp",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        let smtp = args.options().smtp.expect("a relay");
+        assert_eq!((smtp.host.as_str(), smtp.port, smtp.tls), ("smtp.example.com", 587, SmtpTls::StartTls));
+        assert_eq!(smtp.from, "Example <noreply@example.com>");
+        assert_eq!(smtp.username.as_deref(), Some("mailer"));
+        assert_eq!(smtp.password_file, Some(PathBuf::from("/run/secrets/smtp")));
+        assert_eq!(smtp.timeout, Duration::from_secs(10));
+
+        let cli = Cli::try_parse_from([
+            "inbound",
+            "operator",
+            "--issuer",
+            "https://auth.example.com",
+            "--namespace",
+            "inbound-system",
+            "--smtp-host",
+            "localhost",
+            "--smtp-port",
+            "2525",
+            "--smtp-tls",
+            "none",
+            "--smtp-from",
+            "noreply@example.com",
+            "--smtp-timeout",
+            "3s",
+        ])
+        .unwrap();
+        let Command::Operator(args) = cli.command else { panic!("operator") };
+        let smtp = args.options().unwrap().smtp.expect("a relay");
+        assert_eq!((smtp.port, smtp.tls, smtp.timeout), (2525, SmtpTls::None, Duration::from_secs(3)));
+        assert_eq!((smtp.username, smtp.password_file), (None, None));
+
+        // Half a configuration is refused by name, not ignored.
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|_| ()).map_err(|e| e.to_string());
+        // A host without a From parses; the start refuses it (`SmtpMailer::new`).
+        let cli =
+            Cli::try_parse_from(["inbound", "serve", "--config", "x", "--smtp-host", "smtp.example.com"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        assert_eq!(args.options().smtp.expect("a relay").from, "");
+        let err = parse(&["inbound", "serve", "--config", "x", "--smtp-from", "a@example.com"]).unwrap_err();
+        assert!(err.contains("--smtp-host"), "{err}");
+        let mut with_host =
+            vec!["inbound", "serve", "--config", "x", "--smtp-host", "h", "--smtp-from", "a@example.com"];
+        with_host.extend(["--smtp-username", "mailer"]);
+        let err = parse(&with_host).unwrap_err();
+        assert!(err.contains("--smtp-password-file"), "{err}");
+        let err = parse(&["inbound", "serve", "--config", "x", "--smtp-tls", "ssl"]).unwrap_err();
+        assert!(err.contains("--smtp-tls") && err.contains("starttls, tls, none"), "{err}");
     }
 
     #[test]

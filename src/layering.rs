@@ -12,6 +12,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("secrets", &[]),
     ("metrics", &[]),
+    // Email through an SMTP relay: the core holds the `Mailer` trait, the runtime builds it.
+    // Message-IDs are random tokens.
+    ("mail", &["secrets"]),
     // Request ids are random tokens.
     ("audit", &["secrets"]),
     ("private_file", &["secrets"]),
@@ -24,13 +27,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("identity", &["api", "catalog", "remote_keys"]),
     (
         "oauth",
-        &["api", "audit", "catalog", "cimd", "identity", "protocol", "remote_keys", "secrets", "store", "tokens"],
+        &[
+            "api",
+            "audit",
+            "catalog",
+            "cimd",
+            "identity",
+            "mail",
+            "protocol",
+            "remote_keys",
+            "secrets",
+            "store",
+            "tokens",
+        ],
     ),
     ("admin", &["api", "protocol", "store"]),
     ("resource_server", &["api", "catalog", "protocol", "remote_keys", "tokens"]),
     (
         "http",
-        &["admin", "api", "audit", "catalog", "clock", "identity", "metrics", "oauth", "protocol", "secrets", "store"],
+        &[
+            "admin", "api", "audit", "catalog", "clock", "identity", "mail", "metrics", "oauth", "protocol", "secrets",
+            "store",
+        ],
     ),
     // The runtime assembles everything below it; the command line sits on top.
     (
@@ -45,6 +63,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "controller",
             "http",
             "identity",
+            "mail",
             "metrics",
             "oauth",
             "private_file",
@@ -55,7 +74,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "tokens",
         ],
     ),
-    ("cli", &["admin", "api", "audit", "catalog", "clock", "http", "runtime", "store"]),
+    ("cli", &["admin", "api", "audit", "catalog", "clock", "http", "mail", "runtime", "store"]),
     (
         "controller",
         &[

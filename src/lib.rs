@@ -19,11 +19,13 @@
 //!         identity  end-user authentication sources (development users, upstream OpenID Connect)
 //!           api       CRD types, ObjectKey
 //!           protocol  paths, scope grammar, redirect matching, URL patterns, loopback rules
-//!           clock, secrets, metrics, audit, private_file    (ground floor)
+//!           clock, secrets, metrics, audit, private_file, mail    (ground floor)
 //!
 //! resource_server  a tower layer for the application's own APIs (validates our tokens)
 //! remote_keys      other issuers' JWKS and discovery, fetched and cached (resource_server,
 //!                  identity, the JWT bearer grant)
+//! mail             email through an SMTP relay: the `Mailer` trait the core holds (CIBA
+//!                  approval links) and its one SMTP implementation, built by the runtime
 //! ```
 //!
 //! The core (`oauth`) takes a catalog snapshot, a store, a fetcher and `now`; it never
@@ -54,6 +56,7 @@ pub mod http;
 pub mod identity;
 #[cfg(test)]
 mod layering;
+pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod private_file;

@@ -24,6 +24,7 @@ use crate::admin::AdminAuthorizer;
 use crate::catalog::Catalog;
 use crate::clock::now;
 use crate::http::{AppState, client_ip::Cidr, router, server};
+use crate::mail::{Mailer, SmtpMailer, SmtpOptions};
 use crate::metrics::{Metrics, OperationLabels};
 use crate::oauth::{AuthorizationServer, ServerParts};
 use crate::secrets::SecretHasher;
@@ -159,6 +160,8 @@ struct Assembly {
     audit: Arc<crate::audit::Audit>,
     /// Made before the store is opened, which reports to it ([`open_store`]).
     metrics: Metrics,
+    /// Email through the configured SMTP relay ([`mailer`]); none without one.
+    mailer: Option<Arc<dyn Mailer>>,
 }
 
 /// Counts what the audit trail records: tokens issued, sign-ins.
@@ -210,6 +213,7 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
             ),
             assertions: a.assertions,
             audit: a.audit,
+            mailer: a.mailer,
         }),
         catalog: a.catalog,
         metrics,
@@ -230,6 +234,23 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
             .context("cannot build the HTTP client for CIBA notifications")?,
         mailer: None,
     }))
+}
+
+/// The mailer of the configured SMTP relay (none without one). Checked at start: an
+/// invalid configuration (clear text to a remote host, an unreadable password file, a bad
+/// From address) stops the process before it serves. The relay itself is not contacted
+/// here: its outage must not keep OAuth from starting, and each email reports its own.
+fn mailer(smtp: Option<&SmtpOptions>) -> anyhow::Result<Option<Arc<dyn Mailer>>> {
+    let Some(options) = smtp else { return Ok(None) };
+    let mailer = SmtpMailer::new(options).map_err(|e| anyhow::anyhow!("cannot send email (--smtp-*): {e}"))?;
+    tracing::info!(
+        relay = %format!("{}:{}", options.host, options.port),
+        tls = %options.tls,
+        from = %options.from,
+        authenticated = options.username.is_some(),
+        "email is sent through an SMTP relay"
+    );
+    Ok(Some(Arc::new(mailer)))
 }
 
 /// Plain http on a loopback address.

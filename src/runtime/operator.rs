@@ -103,6 +103,8 @@ pub struct OperatorOptions {
     pub trust: crate::catalog::validate::Trust,
     /// Which ServiceAccount tokens and issuers' JWTs are accepted (JWT bearer grant).
     pub workload: super::workload::WorkloadIdentity,
+    /// The SMTP relay email is sent through (CIBA approval links); none: no email.
+    pub smtp: Option<crate::mail::SmtpOptions>,
 }
 
 /// Joins the election, loads the keys (waiting for a leader to create them), binds and
@@ -110,6 +112,8 @@ pub struct OperatorOptions {
 /// have synced.
 pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
     let issuer = super::checked_issuer(&options.issuer)?;
+    // Before anything waits on the cluster: a wrong mail configuration fails the start.
+    let mailer = super::mailer(options.smtp.as_ref())?;
     let client = kube::Client::try_default().await.context("cannot configure the Kubernetes client")?;
     // Bound before anything waits on the API server: a taken port fails at once, and probes
     // are answered (alive, not ready) however long the keys take.
@@ -199,6 +203,7 @@ pub async fn start(options: OperatorOptions) -> anyhow::Result<Running> {
         )?,
         audit: audit.clone(),
         metrics: series,
+        mailer,
     })?;
     let upkeep = Upkeep {
         store: store.clone(),

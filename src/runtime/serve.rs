@@ -81,6 +81,8 @@ pub struct ServeOptions {
     pub trust: crate::catalog::validate::Trust,
     /// Which ServiceAccount tokens and issuers' JWTs are accepted (JWT bearer grant).
     pub workload: super::workload::WorkloadIdentity,
+    /// The SMTP relay email is sent through (CIBA approval links); none: no email.
+    pub smtp: Option<crate::mail::SmtpOptions>,
     /// Where the audit trail goes.
     pub audit: crate::audit::AuditOptions,
 }
@@ -109,6 +111,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
         anyhow::anyhow!("the configuration is invalid:\n  {}", lines.join("\n  "))
     })?;
     let configured_issuer = options.issuer.as_deref().map(super::checked_issuer).transpose()?;
+    // Before binding: a wrong mail configuration fails the start, not the first email.
+    let mailer = super::mailer(options.smtp.as_ref())?;
 
     let audit = Arc::new(crate::audit::Audit::open(&options.audit)?);
     let (listener, addr) = super::bind(options.listen).await?;
@@ -166,6 +170,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Started> {
         assertions: options.workload.assertions(&issuer, None, options.access_token_lifetime)?,
         audit: audit.clone(),
         metrics: series,
+        mailer,
     })?;
     // The folder is loaded and the store answered: ready from the first request.
     state.ready.store(true, Ordering::Relaxed);

@@ -118,6 +118,21 @@ fn postgres(replicas: u32) -> Value {
     })
 }
 
+/// An authenticated relay, its password in a Secret.
+fn smtp() -> Value {
+    json!({
+        "issuer": ISSUER,
+        "smtp": {
+            "host": "smtp.example.com",
+            "port": 465,
+            "tls": "tls",
+            "from": "Example <noreply@example.com>",
+            "username": "inbound",
+            "passwordSecret": { "name": "inbound-smtp", "key": "smtp-password" },
+        },
+    })
+}
+
 /// The documents of crds/inbound.dev.yaml.
 fn generated_crds() -> Vec<Value> {
     objects(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/inbound.dev.yaml")).unwrap())
@@ -131,6 +146,10 @@ fn chart_passes_strict_lint() {
     assert!(ok, "lint failed:\n{stdout}\n{stderr}");
     assert!(!stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"), "{stdout}");
     assert!(stdout.contains("1 chart(s) linted, 0 chart(s) failed"), "{stdout}");
+    // Email through an authenticated relay.
+    let values = smtp().to_string();
+    let (ok, stdout, stderr) = helm(&["lint", CHART, "--set-json", &values]);
+    assert!(ok && !stdout.contains("[WARNING]"), "lint with smtp failed:\n{stdout}\n{stderr}");
     // Postgres with several replicas, for the oldest Kubernetes the chart supports.
     let values = postgres(3).to_string();
     let (ok, stdout, stderr) = helm(&["lint", CHART, "--set-json", &values, "--kube-version", "v1.20.0"]);
@@ -568,6 +587,70 @@ fn options_toggles_and_refusals() {
 }
 
 #[test]
+fn smtp_values_become_the_relay_variables_and_a_mounted_password() {
+    let objects = render(smtp());
+    let deployment = one(&objects, "Deployment");
+    for (name, value) in [
+        ("INBOUND_SMTP_HOST", "smtp.example.com"),
+        ("INBOUND_SMTP_PORT", "465"),
+        ("INBOUND_SMTP_TLS", "tls"),
+        ("INBOUND_SMTP_FROM", "Example <noreply@example.com>"),
+        ("INBOUND_SMTP_USERNAME", "inbound"),
+        ("INBOUND_SMTP_PASSWORD_FILE", "/etc/inbound/smtp/password"),
+    ] {
+        assert_eq!(env_value(deployment, name), value, "{name}");
+    }
+    let pod = &deployment["spec"]["template"]["spec"];
+    // The password is a file from the Secret, never a variable.
+    let variables = pod["containers"][0]["env"].to_string();
+    assert!(!variables.contains("inbound-smtp"), "{variables}");
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "smtp-password").expect("a volume");
+    assert_eq!(
+        volume["secret"],
+        json!({ "secretName": "inbound-smtp", "defaultMode": 0o440, "items": [{ "key": "smtp-password", "path": "password" }] })
+    );
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    let mount = mounts.iter().find(|m| m["name"] == "smtp-password").expect("a mount");
+    assert_eq!(mount["mountPath"], "/etc/inbound/smtp");
+    assert_eq!(mount["readOnly"], true);
+
+    // Without authentication: no password file, no volume.
+    let objects =
+        render(json!({ "issuer": ISSUER, "smtp": { "host": "smtp.example.com", "from": "noreply@example.com" } }));
+    let deployment = one(&objects, "Deployment");
+    assert_eq!(env_value(deployment, "INBOUND_SMTP_PORT"), "587");
+    assert_eq!(env_value(deployment, "INBOUND_SMTP_TLS"), "starttls");
+    assert!(
+        env(deployment, "INBOUND_SMTP_USERNAME").is_none() && env(deployment, "INBOUND_SMTP_PASSWORD_FILE").is_none()
+    );
+    assert!(!deployment.to_string().contains("smtp-password"));
+
+    // Without a host: no email, nothing about it in the Pod.
+    let deployment = render(base()).into_iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert!(!deployment.to_string().contains("SMTP") && !deployment.to_string().contains("smtp"), "{deployment}");
+
+    // Half a configuration is refused with the reason; the schema refuses unknown TLS modes.
+    for (smtp, expected) in [
+        (json!({ "host": "smtp.example.com" }), "smtp.host needs smtp.from"),
+        (json!({ "from": "noreply@example.com" }), "need smtp.host"),
+        (
+            json!({ "host": "h", "from": "a@example.com", "username": "u" }),
+            "smtp.username needs smtp.passwordSecret.name",
+        ),
+        (
+            json!({ "host": "h", "from": "a@example.com", "passwordSecret": { "name": "s" } }),
+            "smtp.passwordSecret needs smtp.username",
+        ),
+        (json!({ "host": "h", "from": "a@example.com", "tls": "ssl" }), "/smtp/tls"),
+        (json!({ "host": "h", "from": "a@example.com", "port": 0 }), "/smtp/port"),
+        (json!({ "host": "h", "from": "a@example.com", "password": "hunter2" }), "password"),
+    ] {
+        let e = render_err(json!({ "issuer": ISSUER, "smtp": smtp }));
+        assert!(e.contains(expected), "{smtp}: {e}");
+    }
+}
+
+#[test]
 fn bundled_crds_are_the_generated_file() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let generated = std::fs::read(root.join("crds/inbound.dev.yaml")).unwrap();
@@ -685,8 +768,16 @@ fn rendered_chart_applies_to_a_real_api_server() {
 /// as looking for a cluster).
 #[test]
 fn deployment_environment_is_what_the_binary_reads() {
-    let objects = render(json!({ "issuer": ISSUER, "trustedProxies": ["10.0.0.0/8"], "logLevel": "debug" }));
+    let mut values = smtp();
+    values["trustedProxies"] = json!(["10.0.0.0/8"]);
+    values["logLevel"] = json!("debug");
+    let objects = render(values);
     let deployment = one(&objects, "Deployment");
+    // The mounted Secret, stood in for by a file here (the mail settings are checked, and the
+    // password read, before the process looks for a cluster).
+    let secrets = tempfile::tempdir().unwrap();
+    let password = secrets.path().join("password");
+    std::fs::write(&password, "not-a-real-password\n").unwrap();
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_inbound")).args(["operator", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_inbound"));
@@ -698,7 +789,10 @@ fn deployment_environment_is_what_the_binary_reads() {
             "the chart sets {name}, which `inbound operator` does not read"
         );
         // Values from the downward API are stand-ins here.
-        let value = var["value"].as_str().map(str::to_string).unwrap_or_else(|| "from-field".to_string());
+        let mut value = var["value"].as_str().map(str::to_string).unwrap_or_else(|| "from-field".to_string());
+        if name == "INBOUND_SMTP_PASSWORD_FILE" {
+            value = password.display().to_string();
+        }
         command.env(name, value);
     }
     let out = command.output().unwrap();

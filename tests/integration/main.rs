@@ -22,6 +22,7 @@ mod kubernetes;
 mod lifecycle;
 mod login_limits;
 mod logout;
+mod mail;
 mod mcp;
 mod metrics;
 mod operator;

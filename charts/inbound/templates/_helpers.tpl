@@ -123,6 +123,20 @@ versions, and policy/v1beta1 is among them whatever --kube-version says).
 {{- if and (eq .Values.store.type "postgres") (not .Values.store.postgres.existingSecret) }}
 {{- fail "store.type=postgres requires store.postgres.existingSecret: the name of a Secret in the release namespace whose key store.postgres.key (default url) holds the postgres:// URL" }}
 {{- end }}
+{{- with .Values.smtp }}
+{{- if and .host (not .from) }}
+{{- fail "smtp.host needs smtp.from: the From address of every email, e.g. noreply@example.com" }}
+{{- end }}
+{{- if and (not .host) (or .from .username .passwordSecret.name) }}
+{{- fail "smtp.from, smtp.username and smtp.passwordSecret need smtp.host (the relay)" }}
+{{- end }}
+{{- if and .username (not .passwordSecret.name) }}
+{{- fail "smtp.username needs smtp.passwordSecret.name: the Secret holding the SMTP password" }}
+{{- end }}
+{{- if and .passwordSecret.name (not .username) }}
+{{- fail "smtp.passwordSecret needs smtp.username" }}
+{{- end }}
+{{- end }}
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) (not .Values.persistence.existingClaim) (not (has "ReadWriteMany" .Values.persistence.accessModes)) }}
 {{- fail "persistence.enabled with replicaCount > 1 needs persistence.accessModes to include ReadWriteMany (every replica mounts the same claim)" }}
 {{- end }}

@@ -7,6 +7,7 @@
 //! - `keys`: ES256 keys made here to sign assertions, with their public JWKs.
 //! - `api_server`: a kube-apiserver + etcd on loopback, kubectl, the CRDs installed.
 //! - `postgres`: a throwaway PostgreSQL cluster from the machine's binaries.
+//! - `smtp`: a real SMTP server (Debian's aiosmtpd) storing what it receives in a maildir.
 //! - `user_agent`: a cookie-keeping browser stand-in that fills the login and consent forms.
 
 pub mod api_server;
@@ -15,5 +16,6 @@ pub mod flows;
 pub mod keys;
 pub mod postgres;
 pub mod server;
+pub mod smtp;
 pub mod upstream;
 pub mod user_agent;

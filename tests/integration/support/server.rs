@@ -100,6 +100,7 @@ pub fn serve_options(config_dir: &Path, data_dir: &Path) -> ServeOptions {
         trusted_proxies: Vec::new(),
         trust: Default::default(),
         workload: Default::default(),
+        smtp: None,
         // The test harness does not capture raw standard output: the trail goes to a file
         // in the data directory, where tests read it.
         audit: inbound::audit::AuditOptions { stdout: false, file: Some(data_dir.join(AUDIT_FILE)), held: false },
