@@ -373,6 +373,14 @@ impl Catalog {
         self.users_by_name.get(username)
     }
 
+    /// Development users whose username or `email` attribute is `login` (a CIBA hint).
+    pub fn development_users_by_login(&self, login: &str) -> Vec<&Arc<User>> {
+        self.users_by_name
+            .values()
+            .filter(|u| u.username == login || u.attributes.get("email").is_some_and(|e| e == login))
+            .collect()
+    }
+
     pub fn user(&self, subject: &str) -> Option<&Arc<User>> {
         self.users_by_subject.get(subject)
     }

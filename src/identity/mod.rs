@@ -58,7 +58,14 @@ impl PasswordSource for StaticUsers {
             .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false);
         let user = user.filter(|_| ok)?;
-        Some(Identity {
+        Some(Identity::from(user.as_ref()))
+    }
+}
+
+impl From<&crate::catalog::User> for Identity {
+    /// A development user, as a sign-in would record them.
+    fn from(user: &crate::catalog::User) -> Identity {
+        Identity {
             source: DEVELOPMENT_SOURCE.to_string(),
             subject: user.subject.clone(),
             username: user.username.clone(),
@@ -66,7 +73,7 @@ impl PasswordSource for StaticUsers {
             tenant_roles: user.tenant_roles.clone(),
             roles: user.roles.clone(),
             attributes: user.attributes.clone(),
-        })
+        }
     }
 }
 

@@ -148,7 +148,7 @@ impl AuthorizationServer {
             (true, Some(t)) => Some(t.to_string()),
             (false, _) => None,
         };
-        let user = self.hinted_user(&client, params).await?;
+        let user = self.hinted_user(catalog, &client, params).await?;
         let auth_req_id = random_token(32);
         let link = random_token(32);
         let email = user.as_ref().and_then(|u| u.attributes.get("email").map(|to| (u, to.clone())));
@@ -210,7 +210,12 @@ impl AuthorizationServer {
     /// The user a request names: exactly one of `login_hint`, `id_token_hint`,
     /// `login_hint_token` (§7.1). None for a login hint naming nobody (see the module's
     /// note on enumeration).
-    async fn hinted_user(&self, client: &Client, params: &Params) -> Result<Option<UserRecord>, OAuthError> {
+    async fn hinted_user(
+        &self,
+        catalog: &Catalog,
+        client: &Client,
+        params: &Params,
+    ) -> Result<Option<UserRecord>, OAuthError> {
         let hints = ["login_hint", "id_token_hint", "login_hint_token"];
         let given: Vec<&str> = hints.into_iter().filter(|h| params.get(h).is_some_and(|v| !v.is_empty())).collect();
         match given.as_slice() {
@@ -220,6 +225,12 @@ impl AuthorizationServer {
                     return Err(OAuthError::invalid_request("login_hint is too long"));
                 }
                 let mut users = self.store.users_by_login(hint).await.map_err(store_error)?;
+                // Development users (folder mode) are known before their first sign-in.
+                for user in catalog.development_users_by_login(hint) {
+                    if !users.iter().any(|u| u.subject == user.subject) {
+                        users.push(super::front_channel::user_record(crate::identity::Identity::from(user.as_ref())));
+                    }
+                }
                 // Two users answering to one hint: reaching either could be the wrong person.
                 Ok(if users.len() == 1 { users.pop() } else { None })
             }
@@ -296,5 +307,20 @@ impl AuthorizationServer {
         let code = hex(&token_digest(token));
         let found = self.store.decoupled_request(&code, now).await.map_err(store_error)?;
         Ok(found.map(|r| (code, r)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_messages_are_short_printable_text() {
+        assert_eq!(check_binding_message(None).unwrap(), None);
+        assert_eq!(check_binding_message(Some("BLUE-42")).unwrap().as_deref(), Some("BLUE-42"));
+        assert_eq!(check_binding_message(Some(&"é".repeat(64))).unwrap().map(|m| m.chars().count()), Some(64));
+        for bad in ["", "line\nbreak", "tab\there", &"x".repeat(65)] {
+            assert_eq!(check_binding_message(Some(bad)).unwrap_err().code, ErrorCode::InvalidBindingMessage, "{bad:?}");
+        }
     }
 }

@@ -13,7 +13,6 @@ use super::OAuthError;
 use crate::audit::{Audit, Event, Revoker};
 use crate::catalog::Catalog;
 use crate::cimd::MetadataDocumentFetcher;
-use crate::mail::Mailer;
 use crate::secrets::SecretHasher;
 use crate::store::{Consent, RegisteredClient, Store, StoreError};
 use crate::tokens::{KeySet, RevocationList, VerifiedTokens};
@@ -37,8 +36,6 @@ pub struct ServerParts {
     pub assertions: super::jwt_bearer::Assertions,
     /// Where every flow records its security-relevant acts.
     pub audit: Arc<Audit>,
-    /// Sends email (CIBA approval links); none when no SMTP relay is configured.
-    pub mailer: Option<Arc<dyn Mailer>>,
 }
 
 /// A consent as an administrator sees it.
@@ -62,9 +59,6 @@ pub struct AuthorizationServer {
     pub(super) metadata_documents: Arc<dyn MetadataDocumentFetcher>,
     pub(super) assertions: super::jwt_bearer::Assertions,
     pub(super) audit: Arc<Audit>,
-    /// Sends email (CIBA approval links); none when no SMTP relay is configured.
-    #[allow(dead_code, reason = "read by CIBA's email delivery (issue #16), built apart")]
-    pub(super) mailer: Option<Arc<dyn Mailer>>,
     /// Failed password sign-ins by source and username (per process).
     pub(super) failed_logins: std::sync::Mutex<super::login_guard::FailedLogins>,
     /// Wrong user codes by source (RFC 8628 §5.1; per process).
@@ -86,7 +80,6 @@ impl AuthorizationServer {
             metadata_documents,
             assertions,
             audit,
-            mailer,
         } = parts;
         AuthorizationServer {
             issuer,
@@ -99,7 +92,6 @@ impl AuthorizationServer {
             metadata_documents,
             assertions,
             audit,
-            mailer,
             failed_logins: Default::default(),
             failed_user_codes: Default::default(),
             pending_budget: Default::default(),

@@ -213,7 +213,6 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
             ),
             assertions: a.assertions,
             audit: a.audit,
-            mailer: a.mailer,
         }),
         catalog: a.catalog,
         metrics,
@@ -232,7 +231,7 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
         trusted_proxies: a.trusted_proxies,
         notifier: crate::http::notify::ClientNotifier::new()
             .context("cannot build the HTTP client for CIBA notifications")?,
-        mailer: None,
+        mailer: a.mailer,
     }))
 }
 

@@ -77,7 +77,11 @@ async fn link_in_email(smtp: &SmtpServer, count: usize, to: &str) -> String {
     let email = received.last().unwrap();
     assert!(email.to.contains(to), "to {}", email.to);
     let text = email.text.clone().expect("a text part");
-    text.lines().map(str::trim).find(|l| l.starts_with("http")).unwrap_or_else(|| panic!("no link in {text}")).to_string()
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("http"))
+        .unwrap_or_else(|| panic!("no link in {text}"))
+        .to_string()
 }
 
 /// Signs alice in on the link's page (if asked) and approves or denies.
@@ -162,7 +166,12 @@ async fn a_user_approves_by_email_and_the_app_polls_for_tokens() {
     assert_eq!(tokens.status, 200, "{}", tokens.json);
     assert_eq!(tokens.json["scope"], "openid billing:read");
     assert!(tokens.json["id_token"].is_string() && tokens.json["refresh_token"].is_string(), "{}", tokens.json);
-    let claims = crate::support::flows::verify_jwt(&server, tokens.json["access_token"].as_str().unwrap(), "https://billing.example.com").await;
+    let claims = crate::support::flows::verify_jwt(
+        &server,
+        tokens.json["access_token"].as_str().unwrap(),
+        "https://billing.example.com",
+    )
+    .await;
     assert_eq!(claims["roles"], serde_json::json!(["billing-admin"]), "alice's token");
     poll(&server, "ciba-agent", &auth_req_id).await.assert_error(400, "expired_token");
 
@@ -181,16 +190,24 @@ async fn a_user_approves_by_email_and_the_app_polls_for_tokens() {
     let link = link_in_email(&smtp, 3, "bob@acme.example").await;
     browser.goto(&link).await;
     browser.wait_for_text("this request is for another user").await;
-    poll(&server, "ciba-agent", for_bob.json["auth_req_id"].as_str().unwrap()).await.assert_error(400, "authorization_pending");
+    poll(&server, "ciba-agent", for_bob.json["auth_req_id"].as_str().unwrap())
+        .await
+        .assert_error(400, "authorization_pending");
     browser.quit().await;
 
     // No enumeration: an unknown user gets the same answer, and no email.
-    let unknown = authenticate(&server, "ciba-agent", &[("scope", "openid"), ("login_hint", "nobody@acme.example")]).await;
+    let unknown =
+        authenticate(&server, "ciba-agent", &[("scope", "openid"), ("login_hint", "nobody@acme.example")]).await;
     assert_eq!(unknown.status, 200, "{}", unknown.json);
-    assert_eq!(unknown.json.as_object().unwrap().keys().collect::<Vec<_>>(), started.json.as_object().unwrap().keys().collect::<Vec<_>>());
+    assert_eq!(
+        unknown.json.as_object().unwrap().keys().collect::<Vec<_>>(),
+        started.json.as_object().unwrap().keys().collect::<Vec<_>>()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(smtp.messages().len(), 3, "no email for nobody");
-    poll(&server, "ciba-agent", unknown.json["auth_req_id"].as_str().unwrap()).await.assert_error(400, "authorization_pending");
+    poll(&server, "ciba-agent", unknown.json["auth_req_id"].as_str().unwrap())
+        .await
+        .assert_error(400, "authorization_pending");
     server.running.stop().await;
 }
 
@@ -200,13 +217,14 @@ async fn errors_follow_ciba_section_13_and_a_relay_that_is_down_stores_nothing()
     let (notify, _) = notification_endpoint().await;
     let server = server(&smtp, &notify, None).await;
     let alice = ("login_hint", "alice@acme.example");
+    let long = "x".repeat(65);
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![("scope", "billing:read"), alice], "invalid_scope"),
         (vec![("scope", "openid")], "invalid_request"),
         (vec![("scope", "openid"), alice, ("id_token_hint", "x.y.z")], "invalid_request"),
         (vec![("scope", "openid"), ("login_hint_token", "opaque")], "invalid_request"),
         (vec![("scope", "openid"), ("id_token_hint", "not-a-jwt")], "invalid_request"),
-        (vec![("scope", "openid"), alice, ("binding_message", &"x".repeat(65))], "invalid_binding_message"),
+        (vec![("scope", "openid"), alice, ("binding_message", long.as_str())], "invalid_binding_message"),
         (vec![("scope", "openid"), alice, ("binding_message", "line\nbreak")], "invalid_binding_message"),
         (vec![("scope", "openid"), alice, ("user_code", "1234")], "invalid_request"),
         (vec![("scope", "openid"), alice, ("requested_expiry", "-5")], "invalid_request"),
@@ -217,7 +235,9 @@ async fn errors_follow_ciba_section_13_and_a_relay_that_is_down_stores_nothing()
     // Ping mode needs the token to send back.
     authenticate(&server, "ciba-pinger", &[("scope", "openid"), alice]).await.assert_error(400, "invalid_request");
     // An app without the grant; a public client (no authentication) cannot name users.
-    authenticate(&server, "billing-agent", &[("scope", "openid"), alice]).await.assert_error(400, "unauthorized_client");
+    authenticate(&server, "billing-agent", &[("scope", "openid"), alice])
+        .await
+        .assert_error(400, "unauthorized_client");
     let cli = server.client_id("billing-cli");
     server
         .post("/bc-authorize", None, &form(&[("client_id", &cli), ("scope", "openid"), alice]))

@@ -123,6 +123,7 @@ async fn start_configured(
     options.store = store.clone();
     options.maintenance_interval = maintenance_interval;
     configure(&mut options);
+    let store = options.store.clone();
     let running = start(options).await.expect("server starts").running;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
