@@ -1163,7 +1163,20 @@ spec:
 async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
     let cluster = Cluster::start();
     let (api, dir) = (&cluster.api, &cluster.dir);
-    let op = cluster.operator("replica-a", &[]).await;
+    // A real SMTP relay for CIBA's approval emails (plain SMTP is allowed on loopback only).
+    let smtp = crate::support::smtp::SmtpServer::start();
+    let smtp_port = smtp.port().to_string();
+    let smtp_flags = [
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &smtp_port,
+        "--smtp-tls",
+        "none",
+        "--smtp-from",
+        "inbound@acme.test",
+    ];
+    let op = cluster.operator("replica-a", &smtp_flags).await;
     let accounts = json!({"alice": {"email": "alice@acme.test", "name": "Alice", "groups": ["billing-admins"]}});
     let upstream = crate::support::upstream::Upstream::start(
         &format!("{}/login/callback", op.base),
@@ -1242,6 +1255,58 @@ async fn users_sign_in_through_an_identity_provider_declared_in_the_cluster() {
         "alice",
     );
     assert_eq!(jwt_claims(polled.json["access_token"].as_str().unwrap())["sub"], subject.as_str());
+
+    // CIBA in the cluster: an agent (confidential, its Secret written by the operator) names
+    // alice, known since her sign-in; she approves from the email, signing in upstream.
+    api.apply(
+        APPS_NS,
+        "apiVersion: inbound.dev/v1alpha1\nkind: InboundApp\nmetadata: {name: ciba-agent}\nspec: {displayName: Cluster Agent, clientType: confidential, grantTypes: ['urn:openid:params:grant-type:ciba'], allowedScopes: [openid], ciba: {pollInterval: 1s}}\n",
+    );
+    let (_, (agent_id, agent_secret)) =
+        eventually("the agent's Secret", Duration::from_secs(20), || secret(api, "ciba-agent-credentials")).await;
+    let started = Instant::now();
+    let bc = loop {
+        let r = reply(
+            http.post(format!("{}/bc-authorize", op.base))
+                .basic_auth(&agent_id, Some(&agent_secret))
+                .form(&[("scope", "openid"), ("login_hint", "alice@acme.test"), ("binding_message", "CLUSTER-7")])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if r.status == 200 {
+            break r.json;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{}\n{}", r.json, op.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let email = smtp.wait_for(1, Duration::from_secs(10)).await.pop().unwrap();
+    assert!(email.to.contains("alice@acme.test") && email.text.as_deref().unwrap().contains("CLUSTER-7"));
+    let link = email.text.unwrap().lines().map(str::trim).find(|l| l.starts_with("http")).unwrap().to_string();
+    let browser = crate::support::browser::Browser::start().await;
+    browser.goto(&link).await;
+    browser.wait_for_url(&upstream.issuer).await;
+    crate::support::upstream::sign_in_and_authorize(&browser, "alice").await;
+    browser.wait_for_text("CLUSTER-7").await;
+    browser.click("button[value=approve]").await;
+    browser.wait_for_text("Allowed").await;
+    browser.quit().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let tokens = reply(
+        http.post(format!("{}/token", op.base))
+            .basic_auth(&agent_id, Some(&agent_secret))
+            .form(&[
+                ("grant_type", "urn:openid:params:grant-type:ciba"),
+                ("auth_req_id", bc["auth_req_id"].as_str().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    assert_eq!(jwt_claims(tokens.json["access_token"].as_str().unwrap())["sub"], subject.as_str());
 
     // An MCP server in the cluster setup; its registration policy in the operator's namespace.
     let (listener, base) = crate::mcp::bind().await;
