@@ -245,6 +245,18 @@ async fn errors_follow_ciba_section_13_and_a_relay_that_is_down_stores_nothing()
         .assert_error(400, "unauthorized_client");
     assert!(smtp.messages().is_empty(), "no email for a refused request");
 
+    // Expiry (requested_expiry shortens the app's link lifetime): the poll and the link both
+    // say so.
+    let short = authenticate(&server, "ciba-agent", &[("scope", "openid"), alice, ("requested_expiry", "1")]).await;
+    assert_eq!((short.status, short.json["expires_in"].as_i64()), (200, Some(1)), "{}", short.json);
+    let link = link_in_email(&smtp, 1, "alice@acme.example").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    poll(&server, "ciba-agent", short.json["auth_req_id"].as_str().unwrap()).await.assert_error(400, "expired_token");
+    let mut agent = crate::support::user_agent::Agent::new();
+    let expired = agent.get(&link).await;
+    assert_eq!(expired.status, 403, "{}", expired.body);
+    assert!(expired.body.contains("expired or was already used"), "{}", expired.body);
+
     // The relay is down: a clear error, and nothing stored.
     let store = server.store().await;
     let before = store.count_rows("decoupled_requests").await.unwrap();
