@@ -24,7 +24,7 @@ use crate::api::{CibaDeliveryMode, GrantType};
 use crate::catalog::{Catalog, Client};
 use crate::protocol::{paths, scope::OPENID};
 use crate::secrets::{random_token, token_digest};
-use crate::store::{ClientNotification, DecoupledDecision, DecoupledPoll, DecoupledRequest, UserRecord};
+use crate::store::{ClientNotification, DecoupledRequest, UserRecord};
 
 /// How long a request (and its link) waits by default (`spec.ciba.linkLifetime`).
 pub const DEFAULT_LINK_LIFETIME: i64 = 180;
@@ -272,30 +272,7 @@ impl AuthorizationServer {
     ) -> Result<Issued, OAuthError> {
         let client = self.authenticate_for(catalog, authorization, params, GrantType::Ciba, now).await?;
         let digest = token_digest(params.require("auth_req_id")?);
-        match self.store.poll_decoupled_request(&digest, now).await.map_err(store_error)? {
-            DecoupledPoll::Pending => Err(OAuthError::new(
-                ErrorCode::AuthorizationPending,
-                "the user has not decided yet; poll again after the interval",
-            )),
-            DecoupledPoll::SlowDown { interval } => Err(OAuthError::new(
-                ErrorCode::SlowDown,
-                format!("polling too fast: wait {interval} seconds between requests"),
-            )),
-            DecoupledPoll::Expired => Err(OAuthError::new(
-                ErrorCode::ExpiredToken,
-                "the auth_req_id is unknown, expired or already used; start a new request",
-            )),
-            DecoupledPoll::Decided(DecoupledDecision::Denied) => {
-                Err(OAuthError::access_denied("the user denied the authentication request"))
-            }
-            DecoupledPoll::Decided(DecoupledDecision::Approved(grant)) => {
-                if grant.client_id != client.client_id {
-                    tracing::warn!(client_id = %client.client_id, "an auth_req_id presented by another client; spent");
-                    return Err(OAuthError::invalid_grant("the auth_req_id was issued to another client"));
-                }
-                Ok(self.user_tokens(catalog, &client, grant, None, params, now).await?.0)
-            }
-        }
+        self.redeem_decoupled(catalog, &client, &digest, "auth_req_id", params, now).await
     }
 
     /// The request a link names, if it is live and undecided: its key and what it asks.

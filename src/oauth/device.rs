@@ -19,7 +19,7 @@ use crate::api::GrantType;
 use crate::catalog::{Catalog, Client};
 use crate::protocol::paths;
 use crate::secrets::{random_token, token_digest};
-use crate::store::{DecoupledDecision, DecoupledPoll, DecoupledRequest};
+use crate::store::DecoupledRequest;
 
 /// RFC 8628 §6.1: the user code's characters, uppercase consonants only (no vowels, so no
 /// words; no digits, so no 0/O or 1/I confusion): 20 of them.
@@ -145,30 +145,7 @@ impl AuthorizationServer {
     ) -> Result<Issued, OAuthError> {
         let client = self.authenticate_for(catalog, authorization, params, GrantType::DeviceCode, now).await?;
         let digest = token_digest(params.require("device_code")?);
-        match self.store.poll_decoupled_request(&digest, now).await.map_err(store_error)? {
-            DecoupledPoll::Pending => Err(OAuthError::new(
-                ErrorCode::AuthorizationPending,
-                "the user has not decided yet; poll again after the interval",
-            )),
-            DecoupledPoll::SlowDown { interval } => Err(OAuthError::new(
-                ErrorCode::SlowDown,
-                format!("polling too fast: wait {interval} seconds between requests"),
-            )),
-            DecoupledPoll::Expired => Err(OAuthError::new(
-                ErrorCode::ExpiredToken,
-                "the device code is unknown, expired or already used; start a new device authorization",
-            )),
-            DecoupledPoll::Decided(DecoupledDecision::Denied) => {
-                Err(OAuthError::access_denied("the user denied the authorization request"))
-            }
-            DecoupledPoll::Decided(DecoupledDecision::Approved(grant)) => {
-                if grant.client_id != client.client_id {
-                    tracing::warn!(client_id = %client.client_id, "a device code presented by another client; spent");
-                    return Err(OAuthError::invalid_grant("the device code was issued to another client"));
-                }
-                Ok(self.user_tokens(catalog, &client, grant, None, params, now).await?.0)
-            }
-        }
+        self.redeem_decoupled(catalog, &client, &digest, "device code", params, now).await
     }
 
     /// Seconds before `source` may try another user code (after too many wrong ones, RFC

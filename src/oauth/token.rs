@@ -7,8 +7,8 @@ use serde::Serialize;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use super::{
-    AuthorizationServer, OAuthError, client_auth::presented_client, client_credentials, params::Params, pkce,
-    server::store_error,
+    AuthorizationServer, ErrorCode, OAuthError, client_auth::presented_client, client_credentials, params::Params,
+    pkce, server::store_error,
 };
 use crate::api::{CIBA, DEVICE_CODE, GrantType, JWT_BEARER, TOKEN_EXCHANGE, TokenFormat};
 use crate::audit::{Event, FamilyRevocation};
@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, Client};
 use crate::protocol::paths;
 use crate::protocol::scope::OPENID;
 use crate::secrets::{random_token, token_digest};
-use crate::store::{CodeRedemption, RefreshToken, Rotation, UserGrant, UserRecord};
+use crate::store::{CodeRedemption, DecoupledDecision, DecoupledPoll, RefreshToken, Rotation, UserGrant, UserRecord};
 use crate::tokens::{AccessTokenClaims, Actor, Audience, IdTokenClaims, claims::KubernetesClaims};
 
 /// Successful token response (RFC 6749 §5.1).
@@ -198,6 +198,43 @@ impl AuthorizationServer {
             .await
             .map_err(store_error)?;
         Ok(issued)
+    }
+
+    /// One poll of a decoupled request (RFC 8628 §3.5, CIBA Core §11): the same answers for
+    /// a device code and an auth_req_id (`what` names it in descriptions); the tokens once.
+    pub(super) async fn redeem_decoupled(
+        &self,
+        catalog: &Catalog,
+        client: &Client,
+        digest: &[u8; 32],
+        what: &str,
+        params: &Params,
+        now: i64,
+    ) -> Result<Issued, OAuthError> {
+        match self.store.poll_decoupled_request(digest, now).await.map_err(store_error)? {
+            DecoupledPoll::Pending => Err(OAuthError::new(
+                ErrorCode::AuthorizationPending,
+                "the user has not decided yet; poll again after the interval",
+            )),
+            DecoupledPoll::SlowDown { interval } => Err(OAuthError::new(
+                ErrorCode::SlowDown,
+                format!("polling too fast: wait {interval} seconds between requests"),
+            )),
+            DecoupledPoll::Expired => Err(OAuthError::new(
+                ErrorCode::ExpiredToken,
+                format!("the {what} is unknown, expired or already used; start a new request"),
+            )),
+            DecoupledPoll::Decided(DecoupledDecision::Denied) => {
+                Err(OAuthError::access_denied("the user denied the request"))
+            }
+            DecoupledPoll::Decided(DecoupledDecision::Approved(grant)) => {
+                if grant.client_id != client.client_id {
+                    tracing::warn!(client_id = %client.client_id, what, "presented by another client; spent");
+                    return Err(OAuthError::invalid_grant(format!("the {what} was issued to another client")));
+                }
+                Ok(self.user_tokens(catalog, client, grant, None, params, now).await?.0)
+            }
+        }
     }
 
     /// The tokens for what a user granted `client` (a redeemed code, an approved device
