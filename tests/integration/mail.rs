@@ -229,3 +229,36 @@ async fn starttls_with_a_private_ca() {
     assert_eq!(received[0].envelope_to, "alice@example.org");
     assert!(received[0].text.as_deref().unwrap().contains(LINK));
 }
+
+/// Credentials from a file (as the chart mounts them from a Secret) authenticate over
+/// STARTTLS; a wrong password or none is a configuration error that never shows the password.
+#[tokio::test]
+async fn credentials_from_a_file_authenticate_over_starttls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let smtp = SmtpServer::start_with_auth(ServerTls { cert: &cert, key: &key }, "inbound", "relay-secret-1");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "relay-secret-1\n").unwrap();
+    let authenticated = SmtpOptions {
+        tls: SmtpTls::StartTls,
+        ca_file: Some(ca),
+        username: Some("inbound".into()),
+        password_file: Some(password.clone()),
+        ..options(smtp.port())
+    };
+    SmtpMailer::new(&authenticated).unwrap().send(&approval_email("alice@example.org")).await.unwrap();
+    let received = smtp.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(received[0].envelope_to, "alice@example.org");
+
+    std::fs::write(&password, "a-wrong-secret-2\n").unwrap();
+    match SmtpMailer::new(&authenticated).unwrap().send(&approval_email("alice@example.org")).await {
+        Err(MailError::Config(detail)) => assert!(!detail.contains("a-wrong-secret-2"), "{detail}"),
+        other => panic!("a refused login is not Config: {other:?}\n{}", smtp.log()),
+    }
+    let anonymous = SmtpOptions { username: None, password_file: None, ..authenticated };
+    match SmtpMailer::new(&anonymous).unwrap().send(&approval_email("alice@example.org")).await {
+        Err(MailError::Config(_)) => {}
+        other => panic!("sending without AUTH to a relay that requires it is not Config: {other:?}"),
+    }
+    assert_eq!(smtp.messages().len(), 1);
+}

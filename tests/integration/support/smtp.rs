@@ -56,6 +56,32 @@ impl SmtpServer {
         SmtpServer::spawn(None, Some(bytes))
     }
 
+    /// Requires STARTTLS and then AUTH (RFC 4954) as `login` with `password`
+    /// (`tests/smtp/auth_relay.py`: aiosmtpd's Controller with an authenticator).
+    pub fn start_with_auth(tls: ServerTls<'_>, login: &str, password: &str) -> SmtpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("maildir");
+        let log = dir.path().join("relay.log");
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/auth_relay.py");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(python())
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string()])
+            .arg(&maildir)
+            .arg(tls.cert)
+            .arg(tls.key)
+            .args([login, password])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("the auth relay starts");
+        let mut server = SmtpServer { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), maildir, log, _dir: dir };
+        server.wait_until_accepting();
+        server
+    }
+
     fn spawn(tls: Option<ServerTls<'_>>, max_size: Option<usize>) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         // A path that does not exist yet: the handler creates the maildir (new/, cur/, tmp/)
