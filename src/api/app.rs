@@ -126,7 +126,8 @@ pub struct InboundAppSpec {
     /// Issuers whose JWTs this app may exchange for access tokens acting for the user they
     /// name (the JWT bearer grant, RFC 7523 §2.1): a CI system's OIDC tokens, another
     /// cloud's workload identity, an enterprise IdP. The app authenticates as itself; the
-    /// scopes come from its ClientGrants (see the README, "Workload identity").
+    /// scopes come from its ClientGrants (see the README, "Workload identity"). They also
+    /// sign the `login_hint_token`s of its CIBA requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_issuers: Vec<TrustedIssuer>,
     /// Client-initiated backchannel authentication (with the `urn:openid:params:grant-type:ciba`
@@ -153,6 +154,12 @@ pub struct CibaSettings {
     /// The least time between polls (`interval`). Default `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval: Option<DurationString>,
+    /// Every request must carry the user's `user_code` (CIBA §7.1; the registration
+    /// metadata `backchannel_user_code_parameter`): a secret the user sets on their account
+    /// page, so that an app (or whoever holds its credentials) cannot start a sign-in for a
+    /// user who is not in front of it. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_user_code: bool,
 }
 
 /// CIBA token delivery modes this server implements (push is not: it would send tokens to

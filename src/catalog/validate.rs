@@ -1043,19 +1043,22 @@ fn is_dns_label(label: &str) -> bool {
 fn check_trusted_issuers(spec: &crate::api::InboundAppSpec, at: &mut At<'_, '_>) {
     let jwt_bearer = spec.grant_types.contains(&GrantType::JwtBearer);
     let token_exchange = spec.grant_types.contains(&GrantType::TokenExchange);
+    // CIBA's login_hint_token is a trusted issuer's JWT too.
+    let ciba = spec.grant_types.contains(&GrantType::Ciba);
     if jwt_bearer && spec.trusted_issuers.is_empty() {
         at.push(
             "spec.trustedIssuers",
             "the JWT bearer grant needs at least one trusted issuer (ServiceAccounts need no app: grant them with a ClientGrant)",
         );
     }
-    if !jwt_bearer && !token_exchange && !spec.trusted_issuers.is_empty() {
+    if !jwt_bearer && !token_exchange && !ciba && !spec.trusted_issuers.is_empty() {
         at.push(
             "spec.grantTypes",
             format!(
-                "spec.trustedIssuers is set but neither {} nor {} is a grant type of the app",
+                "spec.trustedIssuers is set but none of {}, {}, {} is a grant type of the app",
                 GrantType::JwtBearer.as_str(),
-                GrantType::TokenExchange.as_str()
+                GrantType::TokenExchange.as_str(),
+                GrantType::Ciba.as_str()
             ),
         );
     }

@@ -35,7 +35,7 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "device_authorization_endpoint": format!("{issuer}{}", paths::DEVICE_AUTHORIZATION),
         "backchannel_authentication_endpoint": format!("{issuer}{}", paths::BACKCHANNEL_AUTHENTICATION),
         "backchannel_token_delivery_modes_supported": ["poll", "ping"],
-        "backchannel_user_code_parameter_supported": false,
+        "backchannel_user_code_parameter_supported": true,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],

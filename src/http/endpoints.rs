@@ -178,7 +178,18 @@ async fn start_backchannel(
             "this server sends no email (start it with --smtp-host): users cannot be reached for CIBA",
         ));
     };
-    let started = state.server.backchannel_authentication(&state.catalog.load(), authorization, params, now()).await?;
+    let mut started =
+        state.server.backchannel_authentication(&state.catalog.load(), authorization, params, now()).await?;
+    if started.needs_user_code_check() {
+        started = state
+            .password_work(move || {
+                started.check_user_code();
+                started
+            })
+            .await
+            .ok_or_else(|| OAuthError::new(ErrorCode::TemporarilyUnavailable, "the server is busy; try again"))?;
+        started = state.server.user_code_checked(started, now())?;
+    }
     if let Some(approval) = &started.email {
         let email = state.pages.approval_email(approval).map_err(|e| {
             tracing::error!(error = %e, "the CIBA email template cannot be rendered");

@@ -350,27 +350,14 @@ pub async fn login(
         let step = state.server.choose_provider(&catalog, pending, provider, now()).await?;
         return respond(&state, step).await;
     }
-    // Password hashing is deliberately slow: off the async threads, and at most one check
-    // per core at a time, so that a flood of attempts queues no unbounded work.
-    let Ok(permit) = state.password_checks.clone().try_acquire_owned() else {
-        return Err(HttpError::new(OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "the server is busy checking other sign-ins; try again in a moment",
-        ))
-        .with_status(StatusCode::SERVICE_UNAVAILABLE)
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-        .page());
-    };
     let (identity, verify_catalog) = (state.identity.clone(), catalog.clone());
     let password = form.get("password").unwrap_or("").to_string();
     let checked_username = username.clone();
-    let user = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        identity.authenticate(&verify_catalog, &checked_username, &password)
-    })
-    .await
-    .ok()
-    .flatten();
+    let Some(user) =
+        state.password_work(move || identity.authenticate(&verify_catalog, &checked_username, &password)).await
+    else {
+        return Err(busy().page());
+    };
     state.server.password_checked(&source, &username, user.is_some(), now());
     let (step, session) = state.server.login(&catalog, pending, user, now()).await?;
     let mut response = respond(&state, step).await?;
@@ -378,6 +365,16 @@ pub async fn login(
         response.headers_mut().append(header::SET_COOKIE, state.pages.session_cookie(&session.value, session.max_age));
     }
     Ok(response)
+}
+
+/// Every password check is taken ([`AppState::password_work`]): 503, try again in a moment.
+fn busy() -> HttpError {
+    HttpError::new(OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the server is busy checking other passwords; try again in a moment",
+    ))
+    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
 /// OpenID Connect Core §3.1.2.5/§3.1.2.6: the upstream identity provider sends the browser
@@ -563,11 +560,86 @@ pub async fn account(
     let signed_in_with =
         user.as_ref().and_then(|u| crate::oauth::front_channel::signed_in_with(&state.catalog.load(), u));
     let csrf = state.server.account_csrf(value.unwrap_or(""));
+    let has_user_code = state.server.has_backchannel_user_code(&session.subject).await?;
     Ok(state.pages.render(
         StatusCode::OK,
         "account.html",
-        minijinja::context! { consents => apps, username => username, csrf => csrf, signed_in_with => signed_in_with },
+        minijinja::context! {
+            consents => apps, username => username, csrf => csrf, signed_in_with => signed_in_with,
+            has_user_code => has_user_code,
+            min_user_code => crate::oauth::backchannel::MIN_USER_CODE,
+            max_user_code => crate::oauth::backchannel::MAX_USER_CODE,
+        },
     ))
+}
+
+/// Sets (`Some`) or removes the signed-in user's CIBA user code: the format is checked,
+/// then the code hashed like a password.
+async fn change_user_code(state: &AppState, subject: &str, code: Option<&str>) -> std::result::Result<(), Refusal> {
+    let hash = match code {
+        None => None,
+        Some(code) => {
+            crate::oauth::backchannel::check_user_code_format(code).map_err(Refusal::BadRequest)?;
+            let code = code.to_string();
+            let hash = state.password_work(move || crate::identity::hash_password(&code)).await;
+            Some(hash.ok_or_else(|| Refusal::Failed(OAuthError::temporarily_unavailable()))?)
+        }
+    };
+    state.server.set_backchannel_user_code(subject, hash.as_deref()).await
+}
+
+/// The account page's user code form: `user_code` sets it, `remove` removes it.
+pub async fn account_user_code(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    same_origin(&state, &headers)?;
+    let value = state.pages.session_value(&headers);
+    let Some(session) = state.server.session(value, now()).await? else {
+        return Ok(see_other(paths::ACCOUNT));
+    };
+    let form = Form::parse(&body);
+    if !state.server.account_csrf_matches(value.unwrap_or(""), form.get("csrf").unwrap_or("")) {
+        return Err(Refusal::Forbidden(OAuthError::invalid_request("missing or invalid CSRF token")).into());
+    }
+    let code = if form.get("remove").is_some() { None } else { Some(form.get("user_code").unwrap_or("")) };
+    change_user_code(&state, &session.subject, code).await?;
+    Ok(see_other(paths::ACCOUNT))
+}
+
+#[derive(serde::Deserialize)]
+pub struct UserCodeBody {
+    user_code: String,
+}
+
+/// `PUT` with a JSON body cannot be sent cross-site without a CORS preflight we never
+/// grant: no CSRF token needed (as for `DELETE`).
+pub async fn account_api_set_user_code(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let session = state.server.session(state.pages.session_value(&headers), now()).await.map_err(json)?;
+    let session = session.ok_or_else(no_session)?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if !is_json {
+        return Err(HttpError::new(OAuthError::invalid_request("send the user code as application/json")));
+    }
+    let body: UserCodeBody = serde_json::from_slice(&body)
+        .map_err(|_| HttpError::new(OAuthError::invalid_request("the body must be {\"user_code\": \"...\"}")))?;
+    change_user_code(&state, &session.subject, Some(&body.user_code)).await.map_err(json)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn account_api_remove_user_code(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
+    let session = state.server.session(state.pages.session_value(&headers), now()).await.map_err(json)?;
+    let session = session.ok_or_else(no_session)?;
+    change_user_code(&state, &session.subject, None).await.map_err(json)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub async fn account_revoke(

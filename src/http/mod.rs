@@ -66,6 +66,21 @@ pub struct AppState {
     pub mailer: Option<Arc<dyn crate::mail::Mailer>>,
 }
 
+impl AppState {
+    /// Runs deliberately slow password hashing (argon2) off the async threads, at most one
+    /// per core at a time so that a flood queues no unbounded work. None: the server is busy
+    /// (every permit taken) or the work panicked.
+    pub async fn password_work<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let permit = self.password_checks.clone().try_acquire_owned().ok()?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .ok()
+    }
+}
+
 /// The public router. `public_metrics`: whether `/metrics` is served here too (not when a
 /// listener of its own serves it: operational detail stays off the issuer's address).
 pub fn router(state: Arc<AppState>, public_metrics: bool) -> Router {
@@ -106,6 +121,12 @@ pub fn router(state: Arc<AppState>, public_metrics: bool) -> Router {
         .route(paths::ACCOUNT_REVOKE, post(front_channel::account_revoke))
         .route(paths::ACCOUNT_API, get(front_channel::account_api_list))
         .route(paths::ACCOUNT_API_ONE, axum::routing::delete(front_channel::account_api_revoke))
+        .route(paths::ACCOUNT_USER_CODE, post(front_channel::account_user_code))
+        .route(
+            paths::ACCOUNT_API_USER_CODE,
+            axum::routing::put(front_channel::account_api_set_user_code)
+                .delete(front_channel::account_api_remove_user_code),
+        )
         .route(paths::REGISTER, post(register::register))
         .route(paths::REGISTER_ONE, get(register::read).put(register::update).delete(register::delete))
         .route(paths::HEALTHZ, get(health::healthz))

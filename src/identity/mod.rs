@@ -53,10 +53,7 @@ const DUMMY_HASH: &str =
 impl PasswordSource for StaticUsers {
     fn authenticate(&self, catalog: &Catalog, username: &str, password: &str) -> Option<Identity> {
         let user = catalog.user_by_name(username);
-        let hash = user.map(|u| u.password_hash.as_str()).unwrap_or(DUMMY_HASH);
-        let ok = PasswordHash::new(hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-            .unwrap_or(false);
+        let ok = verify_secret(user.map(|u| u.password_hash.as_str()), password);
         let user = user.filter(|_| ok)?;
         Some(Identity::from(user.as_ref()))
     }
@@ -75,6 +72,16 @@ impl From<&crate::catalog::User> for Identity {
             attributes: user.attributes.clone(),
         }
     }
+}
+
+/// Whether `secret` matches the argon2 PHC string `hash`. Without a hash (an unknown user,
+/// no secret set) a dummy hash is checked and the answer is no: the time taken does not
+/// tell the two apart. Blocking (deliberately slow): call from a blocking thread.
+pub fn verify_secret(hash: Option<&str>, secret: &str) -> bool {
+    let matched = PasswordHash::new(hash.unwrap_or(DUMMY_HASH))
+        .map(|parsed| Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false);
+    matched && hash.is_some()
 }
 
 /// An argon2id PHC string for `password` (what `inbound hash-password` prints).
@@ -96,5 +103,9 @@ mod tests {
         assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
         assert!(Argon2::default().verify_password(b"wrong", &parsed).is_err());
         assert!(PasswordHash::new(DUMMY_HASH).is_ok(), "the dummy hash must parse so timing matches");
+        assert!(verify_secret(Some(&hash), "correct horse"));
+        assert!(!verify_secret(Some(&hash), "wrong"));
+        assert!(!verify_secret(None, "correct horse"), "no hash matches nothing");
+        assert!(!verify_secret(Some("not a PHC string"), ""));
     }
 }

@@ -39,6 +39,9 @@ pub enum ErrorCode {
     /// OpenID Connect CIBA Core §13.
     UnknownUserId,
     InvalidBindingMessage,
+    ExpiredLoginHintToken,
+    MissingUserCode,
+    InvalidUserCode,
 }
 
 impl ErrorCode {
@@ -68,6 +71,9 @@ impl ErrorCode {
             ErrorCode::ExpiredToken => "expired_token",
             ErrorCode::UnknownUserId => "unknown_user_id",
             ErrorCode::InvalidBindingMessage => "invalid_binding_message",
+            ErrorCode::ExpiredLoginHintToken => "expired_login_hint_token",
+            ErrorCode::MissingUserCode => "missing_user_code",
+            ErrorCode::InvalidUserCode => "invalid_user_code",
         }
     }
 

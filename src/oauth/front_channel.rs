@@ -1124,6 +1124,21 @@ impl AuthorizationServer {
         Ok(revoked)
     }
 
+    /// Whether the user set a CIBA user code (the account page says so, never the code).
+    pub async fn has_backchannel_user_code(&self, subject: &str) -> Result<bool, Refusal> {
+        Ok(self.store.backchannel_user_code(subject).await.map_err(failed)?.is_some())
+    }
+
+    /// Sets the user's CIBA user code to the argon2 hash of one that passed
+    /// [`super::backchannel::check_user_code_format`], or (None) removes it.
+    pub async fn set_backchannel_user_code(&self, subject: &str, hash: Option<&str>) -> Result<(), Refusal> {
+        if !self.store.set_backchannel_user_code(subject, hash).await.map_err(failed)? {
+            return Err(Refusal::BadRequest(OAuthError::invalid_request("this user has not signed in here")));
+        }
+        tracing::info!(subject, set = hash.is_some(), "the user changed their CIBA user code");
+        Ok(())
+    }
+
     /// OpenID Connect Core §5.3: the claims about the user behind `access_token`. Errors are
     /// RFC 6750 §3.1 `invalid_token` / `insufficient_scope`, or storage trouble.
     pub async fn userinfo(

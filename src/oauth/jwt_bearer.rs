@@ -270,7 +270,7 @@ impl AuthorizationServer {
         request: &Request<'_>,
         now: i64,
     ) -> Result<Issued, OAuthError> {
-        let TrustedAssertion { trusted, user, claims, identity_assertion } =
+        let TrustedAssertion { trusted, user, claims, identity_assertion, .. } =
             self.verify_trusted_assertion(catalog, client, assertion, now).await?;
         let id_jag = identity_assertion
             .then(|| IdentityAssertionGrant::from_claims(&claims, &client.client_id, request))
@@ -440,6 +440,11 @@ pub(super) struct AssertedUser {
     pub subject: String,
     pub roles: Vec<String>,
     pub tenant: Option<String>,
+    /// The value of the issuer's login claim.
+    pub login: String,
+    /// Whether the issuer is also an `IdentityProvider`, so that `subject` is who signs in
+    /// through it; otherwise the subject is derived and nobody signs in as it.
+    pub signs_in: bool,
 }
 
 /// A verified JWT of a trusted issuer.
@@ -492,16 +497,14 @@ fn assertion_user(
         // A user of one tenant acts in it; of several, in none (an assertion names no tenant).
         let user = super::front_channel::user_record(identity);
         let tenant = user.sole_tenant().map(str::to_string);
-        return Ok(AssertedUser { roles: user.roles_in(tenant.as_deref()), subject: user.subject, tenant });
+        let roles = user.roles_in(tenant.as_deref());
+        return Ok(AssertedUser { roles, subject: user.subject, tenant, login, signs_in: true });
     }
     let input = format!("inbound-trusted-issuer-subject\0{}\0{}\0{login}", client.key.namespace, trusted.issuer);
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
     use base64::Engine;
-    Ok(AssertedUser {
-        subject: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash.as_ref()),
-        roles: vec![],
-        tenant: None,
-    })
+    let subject = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash.as_ref());
+    Ok(AssertedUser { subject, roles: vec![], tenant: None, login, signs_in: false })
 }
 
 /// Whether `roles` satisfy what the Scope behind `scope` requires, in the namespace of a

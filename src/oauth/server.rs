@@ -61,7 +61,8 @@ pub struct AuthorizationServer {
     pub(super) audit: Arc<Audit>,
     /// Failed password sign-ins by source and username (per process).
     pub(super) failed_logins: std::sync::Mutex<super::login_guard::FailedLogins>,
-    /// Wrong user codes by source (RFC 8628 §5.1; per process).
+    /// Wrong device user codes by source (RFC 8628 §5.1) and wrong CIBA user codes by user
+    /// (CIBA §7.1), under distinct keys (per process).
     pub(super) failed_user_codes: std::sync::Mutex<super::login_guard::FailedLogins>,
     /// Pending requests admitted for unauthenticated browsers (per process).
     pub(super) pending_budget: std::sync::Mutex<super::pending_budget::PendingBudget>,

@@ -22,6 +22,10 @@ pub const ACCOUNT: &str = "/account/apps";
 pub const ACCOUNT_REVOKE: &str = "/account/apps/{id}/revoke";
 pub const ACCOUNT_API: &str = "/account/api/apps";
 pub const ACCOUNT_API_ONE: &str = "/account/api/apps/{id}";
+/// The account page's form setting or removing the user's CIBA user code.
+pub const ACCOUNT_USER_CODE: &str = "/account/user-code";
+/// The same for the account API (`PUT` with `{"user_code": ...}`, `DELETE`).
+pub const ACCOUNT_API_USER_CODE: &str = "/account/api/user-code";
 /// RFC 7591 registration and RFC 7592 management.
 pub const REGISTER: &str = "/register";
 pub const REGISTER_ONE: &str = "/register/{client_id}";
@@ -60,6 +64,8 @@ pub const ALL: &[&str] = &[
     ACCOUNT_REVOKE,
     ACCOUNT_API,
     ACCOUNT_API_ONE,
+    ACCOUNT_USER_CODE,
+    ACCOUNT_API_USER_CODE,
     REGISTER,
     REGISTER_ONE,
     ADMIN_CLIENTS,

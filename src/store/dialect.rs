@@ -33,6 +33,7 @@ macro_rules! migrations {
             migration!($backend, 8, "008_tenants"),
             migration!($backend, 9, "009_client_tags"),
             migration!($backend, 10, "010_decoupled_requests"),
+            migration!($backend, 11, "011_backchannel_user_codes"),
         ]
     };
 }

@@ -160,6 +160,8 @@ instrumented! {
     async fn record_login(&self, user: &UserRecord, now: i64) -> UserRecord;
     async fn user(&self, subject: &str) -> Option<UserRecord>;
     async fn users_by_login(&self, login: &str) -> Vec<UserRecord>;
+    async fn set_backchannel_user_code(&self, subject: &str, hash: Option<&str>) -> bool;
+    async fn backchannel_user_code(&self, subject: &str) -> Option<String>;
     async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> ();
     async fn session(&self, digest: &[u8; 32], now: i64) -> Option<Session>;
     async fn delete_session(&self, digest: &[u8; 32]) -> ();

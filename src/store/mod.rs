@@ -579,6 +579,13 @@ pub trait Store: Send + Sync + 'static {
     /// recently signed in first; at most two (more than one is ambiguous).
     async fn users_by_login(&self, login: &str) -> Result<Vec<UserRecord>, StoreError>;
 
+    /// Sets (or with None clears) the user's CIBA user code, an argon2 PHC string; false
+    /// when no user has this subject. A later login keeps it.
+    async fn set_backchannel_user_code(&self, subject: &str, hash: Option<&str>) -> Result<bool, StoreError>;
+
+    /// The user's CIBA user code (argon2 PHC string), if they set one.
+    async fn backchannel_user_code(&self, subject: &str) -> Result<Option<String>, StoreError>;
+
     async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError>;
     async fn session(&self, digest: &[u8; 32], now: i64) -> Result<Option<Session>, StoreError>;
     async fn delete_session(&self, digest: &[u8; 32]) -> Result<(), StoreError>;

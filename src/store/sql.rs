@@ -1072,6 +1072,25 @@ where
         rows.iter().map(user_from_row).collect()
     }
 
+    async fn set_backchannel_user_code(&self, subject: &str, hash: Option<&str>) -> Result<bool, StoreError> {
+        let updated = sqlx::query("UPDATE users SET backchannel_user_code = $2 WHERE subject = $1")
+            .bind(subject)
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(D::rows_affected(&updated) == 1)
+    }
+
+    async fn backchannel_user_code(&self, subject: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT backchannel_user_code FROM users WHERE subject = $1")
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose().map_err(corrupt)?.flatten())
+    }
+
     async fn put_session(&self, digest: &[u8; 32], session: &Session, expires_at: i64) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO sessions (digest, subject, auth_time, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(&digest[..])

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use oauth2::reqwest;
 use serde_json::Value;
 
 use crate::support::browser::Browser;
@@ -304,4 +305,147 @@ async fn ping_mode_notifies_the_app_across_replicas() {
     poll(&two, "ciba-pinger", &auth_req_id).await.assert_error(400, "expired_token");
     two.running.stop().await;
     one.running.stop().await;
+}
+
+/// `requireUserCode`: the user's own code (set on the account page or its API, kept as a
+/// hash) must come with every request; a user without one, or nobody, fails exactly like a
+/// wrong code; wrong codes are throttled per user. A `login_hint_token` from one of the
+/// app's trusted issuers names the user (`expired_login_hint_token` when it expired).
+#[tokio::test]
+async fn user_codes_and_login_hint_tokens() {
+    let smtp = SmtpServer::start();
+    let (notify, _) = notification_endpoint().await;
+    let server = server(&smtp, &notify, None).await;
+    let hr = crate::support::keys::signing_key("hr-1");
+    let jwk = hr.jwk.to_string();
+    server
+        .edit(
+            "ciba-guarded.yaml",
+            &format!(
+                r#"apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {{name: ciba-guarded, namespace: default}}
+spec:
+  displayName: Payroll Assistant
+  clientType: confidential
+  grantTypes: ["{CIBA}"]
+  allowedScopes: [openid]
+  ciba: {{requireUserCode: true}}
+  trustedIssuers:
+    - issuer: https://hr.example.com
+      jwks: '{{"keys": [{jwk}]}}'
+      loginClaim: email
+"#
+            ),
+        )
+        .await;
+    let metadata = server.get("/.well-known/openid-configuration").await.json;
+    assert_eq!(metadata["backchannel_user_code_parameter_supported"], true);
+    let guarded = |fields: Vec<(&'static str, String)>| {
+        let server = &server;
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            authenticate(server, "ciba-guarded", &fields).await
+        }
+    };
+    let request = |hint: &str, code: Option<&str>| {
+        let mut fields = vec![("scope", "openid".to_string()), ("login_hint", hint.to_string())];
+        fields.extend(code.map(|c| ("user_code", c.to_string())));
+        fields
+    };
+
+    guarded(request("alice", None)).await.assert_error(400, "missing_user_code");
+    // Alice has set no code yet, and nobody@ is nobody: the same answer as a wrong code.
+    let unset = guarded(request("alice", Some("blue-heron-42"))).await;
+    unset.assert_error(400, "invalid_user_code");
+    let nobody = guarded(request("nobody@acme.example", Some("blue-heron-42"))).await;
+    nobody.assert_error(400, "invalid_user_code");
+    assert_eq!(unset.json, nobody.json, "no user enumeration");
+
+    // Alice sets her code on the account page.
+    let mut alice = crate::support::user_agent::Agent::new();
+    let login = alice.get(&server.url("/account/apps")).await;
+    alice.login(&server.base, &login, "alice", "wonderland").await;
+    let account = alice.get(&server.url("/account/apps")).await;
+    assert!(account.body.contains("No code is set."), "{}", account.body);
+    let csrf = account.field("csrf");
+    let no_csrf = alice.post(&server.url("/account/user-code"), &[("user_code", "blue-heron-42")]).await;
+    assert_eq!(no_csrf.status, 403);
+    let too_short = alice.post(&server.url("/account/user-code"), &[("csrf", &csrf), ("user_code", "12345")]).await;
+    assert_eq!(too_short.status, 400, "{}", too_short.body);
+    let set = alice.post(&server.url("/account/user-code"), &[("csrf", &csrf), ("user_code", "blue-heron-42")]).await;
+    assert_eq!(set.status, 303, "{}", set.body);
+    let account = alice.get(&server.url("/account/apps")).await;
+    assert!(account.body.contains("A code is set.") && !account.body.contains("blue-heron"), "{}", account.body);
+
+    guarded(request("alice", Some("blue-heron-41"))).await.assert_error(400, "invalid_user_code");
+    assert!(smtp.messages().is_empty(), "no email before the code matched");
+    let started = guarded(request("alice", Some("blue-heron-42"))).await;
+    assert_eq!(started.status, 200, "{}", started.json);
+    link_in_email(&smtp, 1, "alice@acme.example").await;
+
+    // Wrong codes are throttled per user: after five, even the right one waits.
+    for _ in 0..6 {
+        guarded(request("alice", Some("guess-000"))).await.assert_error(400, "invalid_user_code");
+    }
+    let throttled = guarded(request("alice", Some("blue-heron-42"))).await;
+    throttled.assert_error(400, "invalid_user_code");
+    assert!(throttled.json["error_description"].as_str().unwrap().contains("try again in"), "{}", throttled.json);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after = guarded(request("alice", Some("blue-heron-42"))).await;
+    assert_eq!(after.status, 200, "{}", after.json);
+
+    // A login_hint_token of the app's trusted issuer, naming alice by email.
+    let now = crate::support::keys::now();
+    let hint_token = |key: &crate::support::keys::SigningKey, typ: &str, iat: i64, exp: i64| {
+        let claims = serde_json::json!({"iss": "https://hr.example.com", "sub": "hr-7", "email": "alice@acme.example",
+            "aud": server.url(""), "iat": iat, "exp": exp});
+        key.sign(key.header(typ), &claims)
+    };
+    let with_token = |token: String| {
+        vec![("scope", "openid".to_string()), ("login_hint_token", token), ("user_code", "blue-heron-42".to_string())]
+    };
+    let by_token = guarded(with_token(hint_token(&hr, "JWT", now, now + 60))).await;
+    assert_eq!(by_token.status, 200, "{}", by_token.json);
+    link_in_email(&smtp, 3, "alice@acme.example").await;
+    guarded(with_token(hint_token(&hr, "JWT", now - 180, now - 120)))
+        .await
+        .assert_error(400, "expired_login_hint_token");
+    let stranger = crate::support::keys::signing_key("hr-1");
+    guarded(with_token(hint_token(&stranger, "JWT", now, now + 60))).await.assert_error(400, "invalid_request");
+    guarded(with_token(hint_token(&hr, "oauth-id-jag+jwt", now, now + 60))).await.assert_error(400, "invalid_request");
+
+    // The account API changes the code too; removed, nothing matches.
+    let put = |content_type: &'static str, body: &'static str| {
+        let cookie = alice.cookie.clone().unwrap();
+        let url = server.url("/account/api/user-code");
+        async move {
+            reqwest::Client::new()
+                .put(url)
+                .header("cookie", cookie)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(put("text/plain", r#"{"user_code": "river-otter-7"}"#).await, 400);
+    assert_eq!(put("application/json", r#"{"user_code": "1"}"#).await, 400);
+    assert_eq!(put("application/json", r#"{"user_code": "river-otter-7"}"#).await, 204);
+    guarded(request("alice", Some("blue-heron-42"))).await.assert_error(400, "invalid_user_code");
+    assert_eq!(guarded(request("alice", Some("river-otter-7"))).await.status, 200);
+    let removed = reqwest::Client::new()
+        .delete(server.url("/account/api/user-code"))
+        .header("cookie", alice.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status().as_u16(), 204);
+    guarded(request("alice", Some("river-otter-7"))).await.assert_error(400, "invalid_user_code");
+    let account = alice.get(&server.url("/account/apps")).await;
+    assert!(account.body.contains("No code is set."), "{}", account.body);
+    server.running.stop().await;
 }

@@ -495,6 +495,18 @@ async fn suite(store: Arc<dyn Store>) {
     store.record_login(&other, now).await.unwrap();
     assert_eq!(store.users_by_login("u@example.com").await.unwrap().len(), 2, "ambiguous");
 
+    // CIBA user codes: set, kept by a later login, cleared; nobody's for an unknown subject.
+    assert_eq!(store.backchannel_user_code("sub-v").await.unwrap(), None);
+    assert!(store.set_backchannel_user_code("sub-v", Some("$argon2id$x")).await.unwrap());
+    store.record_login(&other, now + 1).await.unwrap();
+    other.subject = "sub-v".into();
+    store.record_login(&other, now + 2).await.unwrap();
+    assert_eq!(store.backchannel_user_code("sub-v").await.unwrap().as_deref(), Some("$argon2id$x"), "kept by a login");
+    assert_eq!(store.backchannel_user_code("sub-w").await.unwrap(), None, "another user's");
+    assert!(store.set_backchannel_user_code("sub-v", None).await.unwrap());
+    assert_eq!(store.backchannel_user_code("sub-v").await.unwrap(), None);
+    assert!(!store.set_backchannel_user_code("nobody", Some("$argon2id$x")).await.unwrap());
+
     // Client assertion jtis: once each until they expire, one winner among concurrent uses.
     assert!(store.use_assertion_jti(&digest(90), now + 60, now).await.unwrap());
     assert!(!store.use_assertion_jti(&digest(90), now + 60, now + 1).await.unwrap(), "a replay");
