@@ -588,23 +588,30 @@ async fn change_user_code(state: &AppState, subject: &str, code: Option<&str>) -
     state.server.set_backchannel_user_code(subject, hash.as_deref()).await
 }
 
+/// A form posted from the account page: same origin, signed in (else None: back to the
+/// page) and carrying the page's CSRF token. The signed-in subject and the form.
+async fn account_form(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Option<(String, Form)>> {
+    same_origin(state, headers)?;
+    let value = state.pages.session_value(headers);
+    let Some(session) = state.server.session(value, now()).await? else { return Ok(None) };
+    let form = Form::parse(body);
+    if !state.server.account_csrf_matches(value.unwrap_or(""), form.get("csrf").unwrap_or("")) {
+        return Err(Refusal::Forbidden(OAuthError::invalid_request("missing or invalid CSRF token")).into());
+    }
+    Ok(Some((session.subject, form)))
+}
+
 /// The account page's user code form: `user_code` sets it, `remove` removes it.
 pub async fn account_user_code(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    same_origin(&state, &headers)?;
-    let value = state.pages.session_value(&headers);
-    let Some(session) = state.server.session(value, now()).await? else {
+    let Some((subject, form)) = account_form(&state, &headers, &body).await? else {
         return Ok(see_other(paths::ACCOUNT));
     };
-    let form = Form::parse(&body);
-    if !state.server.account_csrf_matches(value.unwrap_or(""), form.get("csrf").unwrap_or("")) {
-        return Err(Refusal::Forbidden(OAuthError::invalid_request("missing or invalid CSRF token")).into());
-    }
     let code = if form.get("remove").is_some() { None } else { Some(form.get("user_code").unwrap_or("")) };
-    change_user_code(&state, &session.subject, code).await?;
+    change_user_code(&state, &subject, code).await?;
     Ok(see_other(paths::ACCOUNT))
 }
 
@@ -648,16 +655,10 @@ pub async fn account_revoke(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
-    same_origin(&state, &headers)?;
-    let value = state.pages.session_value(&headers);
-    let Some(session) = state.server.session(value, now()).await? else {
+    let Some((subject, _)) = account_form(&state, &headers, &body).await? else {
         return Ok(see_other(paths::ACCOUNT));
     };
-    let form = Form::parse(&body);
-    if !state.server.account_csrf_matches(value.unwrap_or(""), form.get("csrf").unwrap_or("")) {
-        return Err(Refusal::Forbidden(OAuthError::invalid_request("missing or invalid CSRF token")).into());
-    }
-    state.server.revoke_consent(&id, &session.subject, now()).await?;
+    state.server.revoke_consent(&id, &subject, now()).await?;
     Ok(see_other(paths::ACCOUNT))
 }
 
