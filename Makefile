@@ -2,7 +2,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/inbound/target
 export CARGO_TARGET_DIR
 
-.PHONY: test test-deps lint unit integration crds quickstart bench bench-postgres fuzz fuzz-smoke image image-test
+.PHONY: test test-deps lint unit integration crds quickstart bench bench-instructions bench-postgres bench-peers fuzz fuzz-smoke image image-test
 
 ## Everything CI runs: install what the tests need, lint, all tests, a short fuzzing pass.
 test: test-deps lint
@@ -47,8 +47,15 @@ bench:
 	bash benches/bench.sh
 
 ## Code exchange and refresh rotation against PostgreSQL (see README "Performance").
+bench-instructions:
+	bash benches/instructions.sh
+
 bench-postgres:
 	bash benches/bench-postgres.sh
+
+## inbound against npm oidc-provider and a static nginx, one table (issue #17).
+bench-peers:
+	bash benches/bench-peers.sh
 
 ## Every fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each (libFuzzer, nightly, ASan).
 FUZZ_SECONDS ?= 60

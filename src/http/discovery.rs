@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use axum::{
-    Json,
+    body::Bytes,
     extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
@@ -71,17 +72,75 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
     document
 }
 
-fn cacheable(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    response
+/// A document rendered once per version of what it is made from (a configuration
+/// snapshot): the metadata is the same bytes for every request between reloads, so it is
+/// serialised once, not per request (the JWKS likewise, by its key set).
+///
+/// The source is held, not just remembered by address: a freed snapshot's address could be
+/// reused by its successor, which would then be served the old bytes.
+pub struct Rendered<T> {
+    cached: ArcSwapOption<(Arc<T>, Bytes)>,
+}
+
+impl<T> Default for Rendered<T> {
+    fn default() -> Self {
+        Rendered { cached: ArcSwapOption::empty() }
+    }
+}
+
+impl<T> Rendered<T> {
+    /// The bytes rendered from `source`, rendering them if `source` is new.
+    pub fn get(&self, source: Arc<T>, render: impl FnOnce(&T) -> Vec<u8>) -> Bytes {
+        if let Some(cached) = &*self.cached.load()
+            && Arc::ptr_eq(&cached.0, &source)
+        {
+            return cached.1.clone();
+        }
+        let bytes = Bytes::from(render(&source));
+        self.cached.store(Some(Arc::new((source, bytes.clone()))));
+        bytes
+    }
+}
+
+/// A JSON document cacheable by clients for five minutes.
+fn cacheable_json(body: Bytes, content_type: &'static str) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+    ];
+    (headers, body).into_response()
 }
 
 pub async fn metadata(State(state): State<Arc<AppState>>) -> Response {
-    cacheable(Json(metadata_document(&state)).into_response())
+    let body = state.rendered_metadata.get(state.catalog.load_full(), |_| {
+        serde_json::to_vec(&metadata_document(&state)).expect("a JSON value serialises")
+    });
+    cacheable_json(body, "application/json")
 }
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = cacheable(Json(state.server.jwks()).into_response());
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
-    response
+    cacheable_json(state.server.jwks_json(), "application/jwk-set+json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_is_rendered_once_per_source() {
+        let rendered = Rendered::<String>::default();
+        let renders = std::cell::Cell::new(0);
+        let render = |s: &String| {
+            renders.set(renders.get() + 1);
+            s.clone().into_bytes()
+        };
+        let first = Arc::new("one".to_string());
+        assert_eq!(rendered.get(first.clone(), render), "one");
+        assert_eq!(rendered.get(first.clone(), render), "one");
+        assert_eq!(renders.get(), 1, "the same snapshot: the same bytes");
+        // An equal but new snapshot (a reload) is rendered again.
+        assert_eq!(rendered.get(Arc::new("one".to_string()), render), "one");
+        assert_eq!(rendered.get(Arc::new("two".to_string()), render), "two");
+        assert_eq!(renders.get(), 3);
+    }
 }

@@ -23,7 +23,7 @@ use crate::store::RegistrationLimit;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Render {
     Json,
-    /// An HTML error page: rendered by `pages::render_error_pages` (which holds the
+    /// An HTML error page: rendered by `pages::render_error_page` (which holds the
     /// templates) from the [`ErrorPage`] extension this response carries.
     Page,
 }

@@ -29,7 +29,7 @@ use axum::{
     response::Response,
     routing::{get, post},
 };
-use tower_http::{catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
+use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
 
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
@@ -64,6 +64,8 @@ pub struct AppState {
     pub notifier: notify::ClientNotifier,
     /// Where CIBA approval emails go out (`--smtp-host`); None: CIBA is refused.
     pub mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    /// The metadata document of the current configuration, serialised once.
+    pub rendered_metadata: discovery::Rendered<crate::catalog::Catalog>,
 }
 
 impl AppState {
@@ -177,34 +179,24 @@ pub fn health_router(state: Arc<AppState>) -> Router {
 /// What every listener's responses get: error pages, metrics, limits, headers, timeouts.
 fn common_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
     routes
-        .layer(middleware::from_fn_with_state(state.clone(), pages::render_error_pages))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        // One middleware for the per-request bookkeeping rather than one each: every
+        // `from_fn` layer clones the inner service and boxes a future per request.
+        .layer(middleware::from_fn_with_state(state.clone(), around_request))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("x-content-type-options"),
-            HeaderValue::from_static("nosniff"),
-        ))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::custom(response::panic_response))
         .with_state(state)
 }
 
-/// Request count and latency per endpoint (the route pattern, never the raw path, so that
-/// scanners cannot blow up label cardinality).
-async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+/// Around every request, outermost first: a request id (sent back as `X-Request-Id`) and
+/// the source address, which every audit record emitted while handling it carries; the
+/// error page of a refusal meant for a browser ([`pages::render_error_page`]); the request
+/// count and latency per endpoint (the route pattern, never the raw path, so that scanners
+/// cannot blow up label cardinality); `X-Content-Type-Options: nosniff`.
+async fn around_request(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let matched = request.extensions().get::<MatchedPath>().map(|p| p.as_str());
     let endpoint: &'static str =
         matched.and_then(|m| paths::ALL.iter().copied().find(|p| *p == m)).unwrap_or("unmatched");
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state.metrics.observe_http(endpoint, response.status().as_u16(), started.elapsed());
-    response
-}
-
-/// Gives the request an id (sent back as `X-Request-Id`) and its source address, which
-/// every audit record emitted while handling it carries.
-async fn request_context(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -215,8 +207,13 @@ async fn request_context(State(state): State<Arc<AppState>>, request: Request, n
         source_address: client_ip::client_ip(peer, request.headers(), &state.trusted_proxies),
     };
     let id = HeaderValue::from_str(&context.request_id).expect("request ids are base64url");
-    let mut response = crate::audit::in_request(context, next.run(request)).await;
-    response.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
+    let started = Instant::now();
+    let response = crate::audit::in_request(context, next.run(request)).await;
+    let mut response = pages::render_error_page(&state, response);
+    state.metrics.observe_http(endpoint, response.status().as_u16(), started.elapsed());
+    let headers = response.headers_mut();
+    headers.insert(HeaderName::from_static("x-request-id"), id);
+    headers.insert(HeaderName::from_static("x-content-type-options"), HeaderValue::from_static("nosniff"));
     response
 }
 

@@ -215,12 +215,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Renders the error page of an [`HttpError`](super::HttpError) that asked for one (its
 /// response carries an [`ErrorPage`](super::error::ErrorPage)), keeping its status and headers.
-pub async fn render_error_pages(
-    axum::extract::State(state): axum::extract::State<std::sync::Arc<super::AppState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let mut response = next.run(request).await;
+pub fn render_error_page(state: &super::AppState, mut response: Response) -> Response {
     let Some(super::error::ErrorPage(error)) = response.extensions_mut().remove::<super::error::ErrorPage>() else {
         return response;
     };

@@ -114,6 +114,11 @@ impl AuthorizationServer {
         self.keys.load().jwks()
     }
 
+    /// The JWKS document as served (serialised once per key set).
+    pub fn jwks_json(&self) -> bytes::Bytes {
+        self.keys.load().jwks_json()
+    }
+
     /// Whether runtime state can be reached (readiness).
     pub async fn ping(&self) -> Result<(), OAuthError> {
         self.store.ping().await.map_err(store_error)

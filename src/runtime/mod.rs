@@ -232,6 +232,7 @@ fn assemble(a: Assembly) -> anyhow::Result<Arc<AppState>> {
         notifier: crate::http::notify::ClientNotifier::new()
             .context("cannot build the HTTP client for CIBA notifications")?,
         mailer: a.mailer,
+        rendered_metadata: Default::default(),
     }))
 }
 

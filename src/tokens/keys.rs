@@ -257,6 +257,9 @@ pub struct KeySet {
     rng: SystemRandom,
     /// The active keys' times (ES256, RS256), for the metrics.
     schedules: Vec<KeySchedule>,
+    /// [`KeySet::jwks`] serialised: the same bytes for every request until the next
+    /// rotation, which builds a new key set.
+    jwks_json: bytes::Bytes,
 }
 
 impl KeySet {
@@ -321,7 +324,19 @@ impl KeySet {
         .into_iter()
         .flatten()
         .collect();
-        Ok(KeySet { rsa, active_rsa, keys, active, decoding, secret_hash_key, rng: SystemRandom::new(), schedules })
+        let mut set = KeySet {
+            rsa,
+            active_rsa,
+            keys,
+            active,
+            decoding,
+            secret_hash_key,
+            rng: SystemRandom::new(),
+            schedules,
+            jwks_json: bytes::Bytes::new(),
+        };
+        set.jwks_json = serde_json::to_vec(&set.jwks()).map_err(|e| e.to_string())?.into();
+        Ok(set)
     }
 
     /// When the signing keys (ES256, RS256) were generated and took over, and their
@@ -336,6 +351,11 @@ impl KeySet {
 
     pub fn active_kid(&self) -> &str {
         &self.keys[self.active].kid
+    }
+
+    /// [`KeySet::jwks`] as served (serialised once).
+    pub fn jwks_json(&self) -> bytes::Bytes {
+        self.jwks_json.clone()
     }
 
     /// The public JWK Set (RFC 7517) with every published key.

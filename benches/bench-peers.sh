@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# inbound against its peers on this machine, in one run (issue #17): npm `oidc-provider`
+# (benches/peer-oidc-provider.mjs, configured as the quickstart is for these flows) and
+# nginx serving inbound's JWKS as a static file (the cost of the smallest HTTP exchange
+# here). Each server runs alone, pinned to CPU 0 with one thread of work (inbound: one
+# runtime worker; Node: its one event loop; nginx: one worker); wrk runs on CPU 1 over
+# keep-alive. Scenarios, at 16 and 64 connections:
+#   client_credentials  an ES256 JWT access token for https://billing.example.com
+#   introspection       of an opaque token (200 distinct ones in rotation), by its client
+#   JWKS                the signing keys (nginx: the same bytes inbound serves)
+#   discovery           the OpenID Provider metadata (inbound and oidc-provider)
+# Each point is run RUNS times; the table shows the medians of requests/s, p50 and p99 and
+# the spread (max-min)/median of the requests/s, the ratios against the floors, then the
+# issue's targets, met or not. The raw ES256 signing rate on CPU 0 (benches/sign_rate.rs)
+# makes the client_credentials floor 1/(1/sign_rate + 1/nginx_rps).
+#
+#   make bench-peers                   # 8 s per run, 3 runs per point
+#   DURATION=3s RUNS=1 make bench-peers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${CARGO_TARGET_DIR:=$HOME/.cache/inbound/target}"
+export CARGO_TARGET_DIR
+DURATION=${DURATION:-8s}
+RUNS=${RUNS:-3}
+PORT=${PORT:-18951}
+PEER_PORT=${PEER_PORT:-18952}
+NGINX_PORT=${NGINX_PORT:-18953}
+CONNS=(16 64)
+RESOURCE=https://billing.example.com
+SCOPE=billing:read
+OIDC_PROVIDER_DIR=${INBOUND_OIDC_PROVIDER_DIR:-$HOME/.cache/inbound/oidc-provider}
+export INBOUND_OIDC_PROVIDER_DIR=$OIDC_PROVIDER_DIR
+
+say() { printf 'bench-peers: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# --- tools -------------------------------------------------------------------------------
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+apt_updated=""
+apt_install() { # Debian packages; their services are not started (policy-rc.d, as in images)
+  local guard="" rc=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  [ -n "$apt_updated" ] || { $sudo apt-get update -qq || rc=$?; apt_updated=1; }
+  [ "$rc" = 0 ] && { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null || rc=$?; }
+  [ -z "$guard" ] || $sudo rm -f /usr/sbin/policy-rc.d
+  return "$rc"
+}
+command -v wrk >/dev/null || apt_install wrk
+command -v taskset >/dev/null || apt_install util-linux
+[ -x /usr/sbin/nginx ] || apt_install nginx-light
+command -v node >/dev/null || apt_install nodejs npm
+[ "$(nproc)" -ge 2 ] || die "needs two CPUs (servers on CPU 0, wrk on CPU 1)"
+bash scripts/oidc-provider-env.sh >&2
+
+say "building the release server and the signing-rate bench"
+cargo build --release --locked --quiet
+bench_bin() { # $1: bench target
+  cargo bench --locked --bench "$1" --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("target",{}).get("name")==sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1"
+}
+sign_bin=$(bench_bin sign_rate)
+[ -x "$sign_bin" ] || die "the sign_rate bench did not build"
+
+# --- processes ---------------------------------------------------------------------------
+work=$(mktemp -d)
+# What nginx serves: its worker runs as another user (nobody) when started by root, so a
+# folder of its own that it may read; the work folder (credentials) stays private.
+www=$(mktemp -d)
+chmod 755 "$www"
+server_pid=""
+stop_server() {
+  [ -n "$server_pid" ] || return 0
+  kill "$server_pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+cleanup() {
+  stop_server
+  # nginx's worker, should its master have gone without it.
+  if [ -s "$work/nginx-worker.pid" ]; then kill "$(cat "$work/nginx-worker.pid")" 2>/dev/null || true; fi
+  rm -rf "$work" "$www"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/"; }
+wait_ready() { # $1 name, $2 url, $3 log
+  for _ in $(seq 300); do
+    kill -0 "$server_pid" 2>/dev/null || { say "$1 exited at start-up:"; tail -n 40 "$3" >&2; exit 1; }
+    curl -sf -o /dev/null "$2" && return 0
+    sleep 0.1
+  done
+  say "$1 did not answer $2 within 30 s:"; tail -n 40 "$3" >&2; exit 1
+}
+json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+basic() { printf '%s:%s' "$1" "$2" | base64 -w0; }
+cc_body="grant_type=client_credentials&scope=$SCOPE&resource=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$RESOURCE")"
+
+# A token response that must be an ES256 JWT for the resource.
+check_jwt() { # $1 name, $2 token response
+  python3 -c 'import base64,json,sys
+name, resource, body = sys.argv[1:]
+try:
+    token = json.loads(body)["access_token"]
+    seg = lambda s: json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+    header, claims = seg(token.split(".")[0]), seg(token.split(".")[1])
+except Exception as e:
+    sys.exit("bench-peers: %s answered no JWT access token (%s): %s" % (name, e, body[:300]))
+aud = claims.get("aud"); aud = aud if isinstance(aud, list) else [aud]
+if header.get("alg") != "ES256" or resource not in aud:
+    sys.exit("bench-peers: %s: the token is not an ES256 JWT for %s: %s %s" % (name, resource, header, claims))' "$1" "$RESOURCE" "$2"
+}
+# 200 distinct opaque tokens, as an API sees many callers, checked through introspection.
+mint_opaque() { # $1 name, $2 token url, $3 Basic, $4 introspection url; writes $work/tokens.lua
+  local t
+  : >"$work/tokens.lua"
+  for _ in $(seq 200); do
+    t=$(curl -sS -f -H "Authorization: Basic $3" -d "grant_type=client_credentials&scope=$SCOPE" "$2" | json access_token) ||
+      die "$1 refused an opaque client_credentials token"
+    case $t in *.*.*) die "$1 issued a JWT where an opaque token was asked for" ;; esac
+    printf '"%s",\n' "$t" >>"$work/tokens.lua"
+  done
+  curl -sS -f -H "Authorization: Basic $3" --data-urlencode "token=$t" "$4" | grep -q '"active":true' ||
+    die "$1 does not describe its opaque token as active"
+}
+
+done_lua='done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %.0f %.3f %.3f\n", summary.requests,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end'
+post_lua() { # $1 body, $2 Basic
+  printf 'wrk.method = "POST"\nwrk.body = "%s"\n' "$1"
+  printf 'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+  printf 'wrk.headers["Authorization"] = "Basic %s"\n%s\n' "$2" "$done_lua"
+}
+introspect_lua() { # $1 Basic; the tokens of $work/tokens.lua in rotation
+  post_lua "" "$1"
+  printf 'tokens = {\n%s}\ni = 0\n' "$(cat "$work/tokens.lua")"
+  printf 'request = function()\n  i = i %% #tokens + 1\n  return wrk.format(nil, nil, nil, "token=" .. tokens[i])\nend\n'
+}
+printf '%s\n' "$done_lua" >"$work/get.lua"
+
+: >"$work/results"
+measure() { # $1 server, $2 scenario, $3 wrk script, $4 url
+  local c r out line
+  for c in "${CONNS[@]}"; do
+    for r in $(seq "$RUNS"); do
+      out=$(taskset -c 1 wrk -t1 -c"$c" -d"$DURATION" --timeout 5s -s "$3" "$4" 2>&1) || die "wrk failed on $4: $out"
+      line=$(grep '^RESULT' <<<"$out") || die "wrk printed no result for $4: $out"
+      kill -0 "$server_pid" 2>/dev/null || die "$1 died during $2"
+      say "$1 $2 c=$c run $r: ${line#RESULT }"
+      echo "$1 $2 $c $r ${line#RESULT }" >>"$work/results"
+    done
+  done
+}
+
+# --- the signing floor, CPU 0 idle of our servers ----------------------------------------
+sign_rate=$(taskset -c 0 "$sign_bin" | awk '/sign_rate/ {print $2}')
+[ -n "$sign_rate" ] || die "sign_rate printed nothing"
+say "raw ES256 signing rate on CPU 0: $sign_rate/s"
+
+# --- inbound -----------------------------------------------------------------------------
+port_free "$PORT" || die "port $PORT is taken (PORT=...)"
+cp -r examples/quickstart "$work/config"
+# An app like billing-agent whose tokens are opaque (the quickstart's reporting-job
+# authenticates with client_secret_post; oidc-provider's client uses client_secret_basic).
+cat >"$work/config/bench-peers.yaml" <<YAML
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: bench-opaque, namespace: default}
+spec:
+  displayName: Bench opaque
+  clientType: confidential
+  grantTypes: [client_credentials]
+  tokenEndpointAuthMethod: client_secret_basic
+  allowedResources: ["$RESOURCE"]
+  tokens: {format: opaque, accessTokenLifetime: 10m}
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: bench-opaque, namespace: default}
+spec:
+  subject: {kind: InboundApp, name: bench-opaque}
+  scopes: [$SCOPE]
+  resources: ["$RESOURCE"]
+YAML
+say "inbound on 127.0.0.1:$PORT"
+INBOUND_WORKER_THREADS=1 INBOUND_LOG=warn taskset -c 0 "$CARGO_TARGET_DIR/release/inbound" serve \
+  --config "$work/config" --data-dir "$work/data" --listen "127.0.0.1:$PORT" >"$work/inbound.log" 2>&1 &
+server_pid=$!
+wait_ready inbound "http://127.0.0.1:$PORT/readyz" "$work/inbound.log"
+base="http://127.0.0.1:$PORT"
+curl -sS -f "$base/.well-known/openid-configuration" >"$work/inbound-discovery.json"
+token_url=$(json token_endpoint <"$work/inbound-discovery.json")
+introspect_url=$(json introspection_endpoint <"$work/inbound-discovery.json")
+jwks_url=$(json jwks_uri <"$work/inbound-discovery.json")
+creds() { printf '%s/data/credentials/default/%s-credentials' "$work" "$1"; }
+cc_basic=$(basic "$(cat "$(creds billing-agent)/client_id")" "$(cat "$(creds billing-agent)/client_secret")")
+op_basic=$(basic "$(cat "$(creds bench-opaque)/client_id")" "$(cat "$(creds bench-opaque)/client_secret")")
+check_jwt inbound "$(curl -sS -H "Authorization: Basic $cc_basic" -d "$cc_body" "$token_url")"
+mint_opaque inbound "$token_url" "$op_basic" "$introspect_url"
+curl -sS -f -o "$www/jwks.json" "$jwks_url"
+chmod 644 "$www/jwks.json"
+curl -sS -f -o /dev/null "$jwks_url" -D - | grep -i '^content-type:' | tr -d '\r' >"$work/jwks-type"
+post_lua "$cc_body" "$cc_basic" >"$work/cc.lua"
+introspect_lua "$op_basic" >"$work/introspect.lua"
+measure inbound client_credentials "$work/cc.lua" "$token_url"
+measure inbound introspection "$work/introspect.lua" "$introspect_url"
+measure inbound jwks "$work/get.lua" "$jwks_url"
+measure inbound discovery "$work/get.lua" "$base/.well-known/openid-configuration"
+stop_server
+
+# --- oidc-provider -----------------------------------------------------------------------
+port_free "$PEER_PORT" || die "port $PEER_PORT is taken (PEER_PORT=...)"
+peer_id=bench-client
+peer_secret=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+cat >"$work/peer.json" <<JSON
+{"port": $PEER_PORT, "clientId": "$peer_id", "clientSecret": "$peer_secret",
+ "resource": "$RESOURCE", "scope": "$SCOPE"}
+JSON
+say "oidc-provider $(node -p "require('$OIDC_PROVIDER_DIR/node_modules/oidc-provider/package.json').version") on 127.0.0.1:$PEER_PORT (Node $(node --version))"
+NODE_ENV=production OIDC_PROVIDER_DIR=$OIDC_PROVIDER_DIR taskset -c 0 node benches/peer-oidc-provider.mjs "$work/peer.json" \
+  >"$work/peer.log" 2>&1 &
+server_pid=$!
+base="http://127.0.0.1:$PEER_PORT"
+wait_ready oidc-provider "$base/.well-known/openid-configuration" "$work/peer.log"
+curl -sS -f "$base/.well-known/openid-configuration" >"$work/peer-discovery.json"
+token_url=$(json token_endpoint <"$work/peer-discovery.json")
+introspect_url=$(json introspection_endpoint <"$work/peer-discovery.json")
+jwks_url=$(json jwks_uri <"$work/peer-discovery.json")
+peer_basic=$(basic "$peer_id" "$peer_secret")
+check_jwt oidc-provider "$(curl -sS -H "Authorization: Basic $peer_basic" -d "$cc_body" "$token_url")"
+curl -sS -f "$jwks_url" | grep -q '"ES256"' || die "oidc-provider's JWKS has no ES256 key"
+post_lua "$cc_body" "$peer_basic" >"$work/cc.lua"
+measure oidc-provider client_credentials "$work/cc.lua" "$token_url"
+# Minted after the JWT load: its in-memory adapter is an LRU of 1000 entries.
+mint_opaque oidc-provider "$token_url" "$peer_basic" "$introspect_url"
+introspect_lua "$peer_basic" >"$work/introspect.lua"
+measure oidc-provider introspection "$work/introspect.lua" "$introspect_url"
+measure oidc-provider jwks "$work/get.lua" "$jwks_url"
+measure oidc-provider discovery "$work/get.lua" "$base/.well-known/openid-configuration"
+grep -q server_error "$work/peer.log" && { say "oidc-provider logged server errors:"; grep -m5 -A3 server_error "$work/peer.log" >&2; }
+stop_server
+
+# --- nginx: inbound's JWKS bytes as a static file -----------------------------------------
+port_free "$NGINX_PORT" || die "port $NGINX_PORT is taken (NGINX_PORT=...)"
+mkdir -p "$work/nginx-tmp"
+jwks_type=$(sed 's/^[^:]*: *//' "$work/jwks-type"); [ -n "$jwks_type" ] || jwks_type=application/json
+cat >"$work/nginx.conf" <<NGINX
+daemon off;
+master_process on;
+worker_processes 1;
+worker_cpu_affinity 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_timeout 65s;
+  keepalive_requests 100000000;
+  sendfile on;
+  tcp_nodelay on;
+  client_body_temp_path $work/nginx-tmp/body;
+  proxy_temp_path $work/nginx-tmp/proxy;
+  fastcgi_temp_path $work/nginx-tmp/fastcgi;
+  uwsgi_temp_path $work/nginx-tmp/uwsgi;
+  scgi_temp_path $work/nginx-tmp/scgi;
+  types { }
+  default_type "$jwks_type";
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    root $www;
+    location = /jwks.json { }
+    location / { return 404; }
+  }
+}
+NGINX
+say "nginx $(/usr/sbin/nginx -v 2>&1 | sed 's|.*/||') on 127.0.0.1:$NGINX_PORT"
+/usr/sbin/nginx -t -q -c "$work/nginx.conf" -e "$work/nginx-error.log" -p "$work" ||
+  { cat "$work/nginx-error.log" >&2; die "the nginx configuration is refused"; }
+taskset -c 0 /usr/sbin/nginx -c "$work/nginx.conf" -e "$work/nginx-error.log" -p "$work" >"$work/nginx.log" 2>&1 &
+server_pid=$!
+jwks_url="http://127.0.0.1:$NGINX_PORT/jwks.json"
+wait_ready nginx "$jwks_url" "$work/nginx-error.log"
+pgrep -P "$server_pid" >"$work/nginx-worker.pid" || true
+curl -sS -f "$jwks_url" | cmp -s - "$www/jwks.json" || die "nginx does not serve inbound's JWKS bytes"
+measure nginx jwks "$work/get.lua" "$jwks_url"
+stop_server
+# The master ends its worker; should it not have, the worker goes too.
+for _ in $(seq 50); do
+  [ -s "$work/nginx-worker.pid" ] && kill -0 "$(cat "$work/nginx-worker.pid")" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -s "$work/nginx-worker.pid" ]; then kill "$(cat "$work/nginx-worker.pid")" 2>/dev/null || true; fi
+rm -f "$work/nginx-worker.pid"
+
+# --- the table ---------------------------------------------------------------------------
+python3 - "$work/results" "$sign_rate" "$DURATION" "$RUNS" "${CONNS[@]}" <<'PY'
+import statistics as st, sys
+path, sign_rate, duration, runs, *conns = sys.argv[1:]
+sign_rate = float(sign_rate); conns = [int(c) for c in conns]
+raw = {}
+for line in open(path):
+    server, scenario, c, _run, _total, errors, rps, p50, p99 = line.split()
+    raw.setdefault((server, scenario, int(c)), []).append((float(rps), float(p50), float(p99), int(errors)))
+
+def point(server, scenario, c):
+    runs_ = raw.get((server, scenario, c))
+    if not runs_:
+        return None
+    rps = [r[0] for r in runs_]
+    med = st.median(rps)
+    return dict(rps=med, p50=st.median(r[1] for r in runs_), p99=st.median(r[2] for r in runs_),
+                spread=(max(rps) - min(rps)) / med if med else 0.0, errors=sum(r[3] for r in runs_))
+
+def cell(p, spread=False):
+    if p is None:
+        return ["–"] * (4 if spread else 3)
+    rps = "%.0f" % p["rps"] + (" (%d errors)" % p["errors"] if p["errors"] else "")
+    out = [rps, "%.2f" % p["p50"], "%.2f" % p["p99"]]
+    return out + ["%.1f%%" % (100 * p["spread"])] if spread else out
+
+labels = {"client_credentials": "client_credentials (ES256 JWT)", "introspection": "introspection (opaque)",
+          "jwks": "JWKS", "discovery": "discovery"}
+floor = {}
+ratios = {}
+print()
+print("| endpoint | conns | inbound req/s | p50 ms | p99 ms | spread | oidc-provider req/s | p50 ms | p99 ms | nginx req/s | ratio |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for scenario in labels:
+    for c in conns:
+        ib, op, ng = point("inbound", scenario, c), point("oidc-provider", scenario, c), point("nginx", "jwks", c)
+        parts = []
+        if scenario == "client_credentials":
+            if ng and ib:
+                floor[c] = 1 / (1 / sign_rate + 1 / ng["rps"])
+                ratios[(scenario, c)] = ib["rps"] / floor[c]
+                parts.append("%.0f%% of floor %.0f/s" % (100 * ratios[(scenario, c)], floor[c]))
+        elif ng and ib:
+            ratios[(scenario, c)] = ib["rps"] / ng["rps"]
+            parts.append("%.0f%% of nginx" % (100 * ratios[(scenario, c)]))
+        if ib and op:
+            parts.append("%.1f× oidc-provider" % (ib["rps"] / op["rps"]))
+        print("| %s | %d | %s | %s | %s | %s |" % (labels[scenario], c, " | ".join(cell(ib, True)),
+              " | ".join(cell(op)), "%.0f" % ng["rps"] if ng else "–", "; ".join(parts) or "–"))
+print()
+print("nginx req/s: nginx serving inbound's JWKS bytes as a static file, at the same connection count;")
+print("floor = 1/(1/sign_rate + 1/nginx req/s), raw ES256 signing rate on CPU 0: %.0f/s." % sign_rate)
+peer_spreads = [point(s, sc, c)["spread"] for (s, sc, c) in raw if s != "inbound"]
+print("%s per run, %s run(s) per point: medians; spread = (max-min)/median of req/s (peers: at most %.1f%%)."
+      % (duration, runs, 100 * max(peer_spreads or [0])))
+print()
+print("Targets (issue #17):")
+def target(text, ok):
+    print("- %s: %s" % (text, "–" if ok is None else ("met" if ok else "NOT met")))
+for c in conns:
+    r = ratios.get(("client_credentials", c))
+    target("client_credentials ≥ 85%% of the floor at %d (%s)" % (c, "–" if r is None else "%.0f%%" % (100 * r)),
+           None if r is None else r >= 0.85)
+p = point("inbound", "client_credentials", 64)
+target("client_credentials p99 ≤ 3 ms at 64 (%s)" % ("–" if p is None else "%.2f ms" % p["p99"]),
+       None if p is None else p["p99"] <= 3.0)
+for scenario, want in (("introspection", 0.50), ("jwks", 0.95), ("discovery", 0.95)):
+    for c in conns:
+        r = ratios.get((scenario, c))
+        target("%s ≥ %.0f%% of nginx at %d (%s)" % (labels[scenario], 100 * want, c, "–" if r is None else "%.0f%%" % (100 * r)),
+               None if r is None else r >= want)
+PY
