@@ -31,8 +31,10 @@ expected="inbound $(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' cha
 # serve on the quickstart, as the non-root user, writing only to /tmp.
 cp -r examples/quickstart "$work/root/config"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-run /usr/local/bin/inbound serve --config /config --data-dir /tmp/data --listen "127.0.0.1:$port" \
-  --audit-stdout false >"$work/serve.log" 2>&1 &
+# Not through run(): a backgrounded function is a subshell, and $! would be its PID rather
+# than the server's (chroot execs inbound), leaving the server running after the trap.
+chroot --userspec=65532:65532 "$work/root" /usr/local/bin/inbound serve --config /config --data-dir /tmp/data \
+  --listen "127.0.0.1:$port" --audit-stdout false >"$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$port/.well-known/openid-configuration" -o "$work/discovery.json" 2>/dev/null && break
