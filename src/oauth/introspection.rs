@@ -1,5 +1,7 @@
 //! Token introspection (RFC 7662) and revocation (RFC 7009).
 
+use std::{borrow::Cow, sync::Arc};
+
 use serde::Serialize;
 
 use super::{
@@ -15,60 +17,115 @@ use crate::tokens::{AccessTokenClaims, Audience};
 
 /// RFC 7662 §2.2 response. Inactive tokens yield only `{"active": false}`, whatever the
 /// reason, so that introspection reveals nothing about tokens that do not work.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct Introspection {
-    pub active: bool,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub claims: Option<ActiveClaims>,
+    described: Option<Described>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct ActiveClaims {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    pub client_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_namespace: Option<String>,
-    /// `Bearer` for access tokens; absent for refresh tokens (RFC 7662 §2.2 names only
-    /// access token types).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<&'static str>,
-    pub exp: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    pub sub: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aud: Option<Audience>,
-    pub iss: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub roles: Option<Vec<String>>,
-    /// RFC 8693 §4.1: the actor of a delegated token, for the resource server's policy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub act: Option<crate::tokens::Actor>,
+/// The token an active answer describes, kept as found: the answer is serialized straight
+/// from it (introspection is a resource server's hot path; no copy of the claims is made).
+#[derive(Debug)]
+enum Described {
+    Access(Arc<AccessTokenClaims>),
+    Refresh { token: Box<RefreshToken>, issuer: String },
 }
 
-impl From<AccessTokenClaims> for ActiveClaims {
-    fn from(c: AccessTokenClaims) -> Self {
-        ActiveClaims {
-            scope: c.scope,
-            client_id: c.client_id,
-            client_namespace: c.client_namespace,
-            token_type: Some("Bearer"),
-            exp: c.exp,
-            iat: Some(c.iat),
-            sub: c.sub,
-            aud: Some(c.aud),
-            iss: c.iss,
-            jti: Some(c.jti),
-            tenant: c.tenant,
-            roles: c.roles,
-            act: c.act,
+impl Introspection {
+    pub fn active(&self) -> bool {
+        self.described.is_some()
+    }
+
+    fn jti(&self) -> Option<&str> {
+        match &self.described {
+            Some(Described::Access(claims)) => Some(&claims.jti),
+            _ => None,
         }
     }
+
+    fn client_id(&self) -> Option<&str> {
+        match &self.described {
+            Some(Described::Access(claims)) => Some(&claims.client_id),
+            Some(Described::Refresh { token, .. }) => Some(&token.client_id),
+            None => None,
+        }
+    }
+}
+
+impl Serialize for Introspection {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.described {
+            None => Inactive { active: false }.serialize(serializer),
+            Some(Described::Access(c)) => ActiveClaims {
+                active: true,
+                scope: c.scope.as_deref().map(Cow::Borrowed),
+                client_id: &c.client_id,
+                client_namespace: c.client_namespace.as_deref(),
+                token_type: Some("Bearer"),
+                exp: c.exp,
+                iat: Some(c.iat),
+                sub: &c.sub,
+                aud: Some(&c.aud),
+                iss: &c.iss,
+                jti: Some(&c.jti),
+                tenant: c.tenant.as_deref(),
+                roles: c.roles.as_deref(),
+                act: c.act.as_ref(),
+            }
+            .serialize(serializer),
+            Some(Described::Refresh { token, issuer }) => ActiveClaims {
+                active: true,
+                scope: (!token.scopes.is_empty()).then(|| Cow::Owned(token.scopes.join(" "))),
+                client_id: &token.client_id,
+                client_namespace: None,
+                // RFC 7662 §2.2 names only access token types.
+                token_type: None,
+                exp: token.expires_at,
+                iat: None,
+                sub: &token.subject,
+                aud: None,
+                iss: issuer,
+                jti: None,
+                tenant: token.tenant.as_deref(),
+                roles: None,
+                act: None,
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Inactive {
+    active: bool,
+}
+
+#[derive(Serialize)]
+struct ActiveClaims<'a> {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<Cow<'a, str>>,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_namespace: Option<&'a str>,
+    /// `Bearer` for access tokens; absent for refresh tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a Audience>,
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<&'a [String]>,
+    /// RFC 8693 §4.1: the actor of a delegated token, for the resource server's policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    act: Option<&'a crate::tokens::Actor>,
 }
 
 /// Who may read an access token's claims (RFC 7662 §2.1: the server decides which protected
@@ -112,12 +169,11 @@ impl AuthorizationServer {
         }
         let token = params.require("token")?;
         let answer = self.describe(catalog, &caller, token, now).await?;
-        let described = answer.claims.as_ref();
         self.audit.emit(Event::Introspection {
             caller: Some(caller.client_id.clone()),
-            active: answer.active,
-            jti: described.and_then(|c| c.jti.clone()),
-            token_client_id: described.map(|c| c.client_id.clone()),
+            active: answer.active(),
+            jti: answer.jti().map(str::to_string),
+            token_client_id: answer.client_id().map(str::to_string),
             error: None,
         });
         Ok(answer)
@@ -136,27 +192,12 @@ impl AuthorizationServer {
             if !may_introspect(caller, &claims) {
                 return Ok(Introspection::default());
             }
-            return Ok(Introspection { active: true, claims: Some(claims.into()) });
+            return Ok(Introspection { described: Some(Described::Access(claims)) });
         }
         // A refresh token is described only to the client it was issued to.
         Ok(match self.live_refresh_token(token, now).await? {
-            Some(refresh) if refresh.client_id == caller.client_id => Introspection {
-                active: true,
-                claims: Some(ActiveClaims {
-                    scope: (!refresh.scopes.is_empty()).then(|| refresh.scopes.join(" ")),
-                    client_id: refresh.client_id,
-                    client_namespace: None,
-                    token_type: None,
-                    exp: refresh.expires_at,
-                    iat: None,
-                    sub: refresh.subject,
-                    aud: None,
-                    iss: self.issuer.clone(),
-                    jti: None,
-                    tenant: refresh.tenant,
-                    roles: None,
-                    act: None,
-                }),
+            Some(token) if token.client_id == caller.client_id => Introspection {
+                described: Some(Described::Refresh { token: Box::new(token), issuer: self.issuer.clone() }),
             },
             _ => Introspection::default(),
         })
@@ -220,7 +261,7 @@ impl AuthorizationServer {
             family_id: None,
             error: None,
         });
-        self.revocations.insert(claims.jti, claims.exp);
+        self.revocations.insert(claims.jti.clone(), claims.exp);
         Ok(())
     }
 }

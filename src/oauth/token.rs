@@ -518,29 +518,29 @@ impl AuthorizationServer {
         catalog: &Catalog,
         token: &str,
         now: i64,
-    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
-        let claims = if token.bytes().filter(|b| *b == b'.').count() == 2 {
-            if token.len() > 8192 {
-                return Ok(None);
-            }
-            let digest = token_digest(token);
-            match self.verified.get(&digest) {
-                Some(claims) => (*claims).clone(),
-                None => match self.keys.load().verify_access_token::<AccessTokenClaims>(token, &self.issuer) {
-                    Ok(claims) => {
-                        self.verified.insert(digest, Arc::new(claims.clone()));
-                        claims
-                    }
-                    Err(_) => return Ok(None),
-                },
-            }
-        } else {
-            if token.len() > 512 {
-                return Ok(None);
-            }
-            match self.store.opaque_token(&token_digest(token)).await.map_err(store_error)? {
-                Some(claims) => claims,
-                None => return Ok(None),
+    ) -> Result<Option<Arc<AccessTokenClaims>>, OAuthError> {
+        let jwt = token.bytes().filter(|b| *b == b'.').count() == 2;
+        // Bounded work for any input: no token we issue is longer.
+        if token.len() > if jwt { 8192 } else { 512 } {
+            return Ok(None);
+        }
+        // A token's claims never change once it is genuine (its signature verified, or its
+        // row found): they are memoized by digest, and only what can change (expiry,
+        // revocation, the client) is checked below on every request. The store holds opaque
+        // tokens' rows until they expire, so a memoized row is never one the store lost.
+        let digest = token_digest(token);
+        let claims = match self.verified.get(&digest) {
+            Some(claims) => claims,
+            None => {
+                let found = if jwt {
+                    self.keys.load().verify_access_token::<AccessTokenClaims>(token, &self.issuer).ok()
+                } else {
+                    self.store.opaque_token(&digest).await.map_err(store_error)?
+                };
+                let Some(found) = found else { return Ok(None) };
+                let found = Arc::new(found);
+                self.verified.insert(digest, found.clone());
+                found
             }
         };
         if claims.exp <= now || self.revocations.is_revoked(&claims.jti) {

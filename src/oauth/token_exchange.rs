@@ -281,6 +281,7 @@ impl AuthorizationServer {
         let Some(claims) = self.active_claims(catalog, token, now).await? else {
             return Err(OAuthError::invalid_request("not an active access token of this server"));
         };
+        let claims = std::sync::Arc::unwrap_or_clone(claims);
         let issued_to_client = claims.client_id == client.client_id;
         let sent_to_client = client.spec.resource_server.as_ref().is_some_and(|served| {
             claims.aud.to_list().iter().any(|aud| resource::find(&served.resources, aud).is_some())

@@ -1,10 +1,13 @@
-//! A bounded memo of JWT access tokens whose signature already verified.
+//! A bounded memo of access tokens known to be genuine: JWTs whose signature verified, and
+//! opaque tokens whose row the store returned.
 //!
 //! Resource servers introspect the same token on every call it makes; an ECDSA verification
-//! costs several times a hash lookup. A token is immutable, so once its signature verified
-//! it verifies forever: only the signature result is memoized, while expiry, revocation and
-//! the client's existence are still checked on every request. Keys are the SHA-256 of the
-//! whole token, so no other string can hit an entry.
+//! or a store round trip costs many times a hash lookup. A token's claims are immutable, so
+//! once it is genuine it stays so: only that is memoized, while expiry, revocation (the
+//! revocation list, synced from the store on every maintenance pass) and the client's
+//! existence are still checked on every request. An opaque token's row lives until the token
+//! expires, so a memo never outlives it. Nothing is memoized for a token that is not found.
+//! Keys are the SHA-256 of the whole token, so no other string can hit an entry.
 
 use std::{
     collections::HashMap,

@@ -59,11 +59,13 @@ pub async fn start_server_configured(source: &str, configure: impl FnOnce(&mut S
     server
 }
 
-/// A second replica of `of`: the same folders and the same PostgreSQL store (as two Pods
-/// mounting one configuration and its keys), on its own port.
+/// A second replica of `of`: the same folders, the same PostgreSQL store and the same
+/// issuer (as two Pods behind one Service, mounting one configuration and its keys), on its
+/// own port.
 pub async fn start_replica(of: &TestServer) -> TestServer {
     let store = of.store_url.clone().expect("replicas share a PostgreSQL store");
-    start_with_options(&of.config_dir, &of.data_dir, None, Some(store), Duration::from_secs(5)).await
+    let issuer = of.running.state.server.issuer().to_string();
+    start_with_options(&of.config_dir, &of.data_dir, Some(&issuer), Some(store), Duration::from_secs(5)).await
 }
 
 /// A server on existing folders (for restarts).
