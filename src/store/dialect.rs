@@ -200,7 +200,14 @@ impl SqlStore<Sqlite> {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(unavailable)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            // A connection to a local file cannot go stale; the default ping before every
+            // acquire is a round trip to the connection's worker thread for nothing.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
         let store = SqliteStore { pool };
         store.migrate().await?;
         Ok(store)
