@@ -334,6 +334,9 @@ impl Dialect for Postgres {
     }
 }
 
+/// How long a PostgreSQL connection may sit in the pool before it is pinged on acquire.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 impl SqlStore<Postgres> {
     /// Connects to `url` (`postgres://user:pass@host:port/db?sslmode=...`) and applies
     /// pending migrations. Several replicas may start at once: migrations run under an
@@ -348,7 +351,19 @@ impl SqlStore<Postgres> {
             .min_connections(1)
             // Fail fast while the database is down: requests answer 503 instead of queueing.
             .acquire_timeout(Duration::from_secs(2))
-            .test_before_acquire(true)
+            // sqlx pings every connection as it returns to the pool, so one that broke while
+            // in use is never handed out again. One that was idle may have broken since (a
+            // database restart): only those are pinged before use, sparing a busy pool a
+            // round trip per statement.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(unavailable)?;
