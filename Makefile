@@ -2,7 +2,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/inbound/target
 export CARGO_TARGET_DIR
 
-.PHONY: test test-deps lint unit integration crds quickstart bench bench-instructions bench-postgres bench-peers fuzz fuzz-smoke image image-test
+.PHONY: test test-deps lint unit integration crds quickstart bench bench-instructions bench-postgres bench-peers bench-flamegraph bench-load fuzz fuzz-smoke image image-test
 
 ## Everything CI runs: install what the tests need, lint, all tests, a short fuzzing pass.
 test: test-deps lint
@@ -46,16 +46,26 @@ image-test:
 bench:
 	bash benches/bench.sh
 
-## Code exchange and refresh rotation against PostgreSQL (see README "Performance").
+## Instructions per request under valgrind's callgrind (noise-free; see README "Performance").
 bench-instructions:
 	bash benches/instructions.sh
 
+## Code exchange and refresh rotation against PostgreSQL (see README "Performance").
 bench-postgres:
 	bash benches/bench-postgres.sh
 
 ## inbound against npm oidc-provider and a static nginx, one table (issue #17).
 bench-peers:
 	bash benches/bench-peers.sh
+
+## Flame graphs of the release server under load, benches/flamegraph-*.svg (perf + inferno).
+bench-flamegraph:
+	bash benches/flamegraph.sh
+
+## Minutes of mixed traffic at a fixed rate on SQLite, then two replicas on PostgreSQL:
+## zero errors, p99, RSS and store rows over time (issue #17). DURATION=30 for a smoke run.
+bench-load:
+	bash benches/load.sh
 
 ## Every fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each (libFuzzer, nightly, ASan).
 FUZZ_SECONDS ?= 60

@@ -17,9 +17,7 @@
 #   make bench-peers                   # 8 s per run, 3 runs per point
 #   DURATION=3s RUNS=1 make bench-peers
 set -euo pipefail
-cd "$(dirname "$0")/.."
-: "${CARGO_TARGET_DIR:=$HOME/.cache/inbound/target}"
-export CARGO_TARGET_DIR
+. "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-8s}
 RUNS=${RUNS:-3}
 PORT=${PORT:-18951}
@@ -31,79 +29,32 @@ SCOPE=billing:read
 OIDC_PROVIDER_DIR=${INBOUND_OIDC_PROVIDER_DIR:-$HOME/.cache/inbound/oidc-provider}
 export INBOUND_OIDC_PROVIDER_DIR=$OIDC_PROVIDER_DIR
 
-say() { printf 'bench-peers: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
-
 # --- tools -------------------------------------------------------------------------------
-sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-apt_updated=""
-apt_install() { # Debian packages; their services are not started (policy-rc.d, as in images)
-  local guard="" rc=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-    $sudo chmod +x /usr/sbin/policy-rc.d
-    guard=1
-  fi
-  [ -n "$apt_updated" ] || { $sudo apt-get update -qq || rc=$?; apt_updated=1; }
-  [ "$rc" = 0 ] && { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null || rc=$?; }
-  [ -z "$guard" ] || $sudo rm -f /usr/sbin/policy-rc.d
-  return "$rc"
-}
-command -v wrk >/dev/null || apt_install wrk
-command -v taskset >/dev/null || apt_install util-linux
+need wrk
+need taskset util-linux
 [ -x /usr/sbin/nginx ] || apt_install nginx-light
 command -v node >/dev/null || apt_install nodejs npm
 [ "$(nproc)" -ge 2 ] || die "needs two CPUs (servers on CPU 0, wrk on CPU 1)"
 bash scripts/oidc-provider-env.sh >&2
 
 say "building the release server and the signing-rate bench"
-cargo build --release --locked --quiet
-bench_bin() { # $1: bench target
-  cargo bench --locked --bench "$1" --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("target",{}).get("name")==sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$1"
-}
+build_release
 sign_bin=$(bench_bin sign_rate)
 [ -x "$sign_bin" ] || die "the sign_rate bench did not build"
 
 # --- processes ---------------------------------------------------------------------------
-work=$(mktemp -d)
+bench_work
 # What nginx serves: its worker runs as another user (nobody) when started by root, so a
 # folder of its own that it may read; the work folder (credentials) stays private.
 www=$(mktemp -d)
 chmod 755 "$www"
-server_pid=""
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill "$server_pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
-}
-cleanup() {
-  stop_server
+cleanup_peers() {
   # nginx's worker, should its master have gone without it.
   if [ -s "$work/nginx-worker.pid" ]; then kill "$(cat "$work/nginx-worker.pid")" 2>/dev/null || true; fi
-  rm -rf "$work" "$www"
+  rm -rf "$www"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_hooks+=(cleanup_peers)
 
-port_free() { ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/"; }
-wait_ready() { # $1 name, $2 url, $3 log
-  for _ in $(seq 300); do
-    kill -0 "$server_pid" 2>/dev/null || { say "$1 exited at start-up:"; tail -n 40 "$3" >&2; exit 1; }
-    curl -sf -o /dev/null "$2" && return 0
-    sleep 0.1
-  done
-  say "$1 did not answer $2 within 30 s:"; tail -n 40 "$3" >&2; exit 1
-}
-json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-basic() { printf '%s:%s' "$1" "$2" | base64 -w0; }
 cc_body="grant_type=client_credentials&scope=$SCOPE&resource=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$RESOURCE")"
 
 # A token response that must be an ES256 JWT for the resource.
@@ -134,21 +85,6 @@ mint_opaque() { # $1 name, $2 token url, $3 Basic, $4 introspection url; writes 
     die "$1 does not describe its opaque token as active"
 }
 
-done_lua='done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %.0f %.3f %.3f\n", summary.requests,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end'
-post_lua() { # $1 body, $2 Basic
-  printf 'wrk.method = "POST"\nwrk.body = "%s"\n' "$1"
-  printf 'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
-  printf 'wrk.headers["Authorization"] = "Basic %s"\n%s\n' "$2" "$done_lua"
-}
-introspect_lua() { # $1 Basic; the tokens of $work/tokens.lua in rotation
-  post_lua "" "$1"
-  printf 'tokens = {\n%s}\ni = 0\n' "$(cat "$work/tokens.lua")"
-  printf 'request = function()\n  i = i %% #tokens + 1\n  return wrk.format(nil, nil, nil, "token=" .. tokens[i])\nend\n'
-}
 printf '%s\n' "$done_lua" >"$work/get.lua"
 
 : >"$work/results"
@@ -196,25 +132,22 @@ spec:
   resources: ["$RESOURCE"]
 YAML
 say "inbound on 127.0.0.1:$PORT"
-INBOUND_WORKER_THREADS=1 INBOUND_LOG=warn taskset -c 0 "$CARGO_TARGET_DIR/release/inbound" serve \
-  --config "$work/config" --data-dir "$work/data" --listen "127.0.0.1:$PORT" >"$work/inbound.log" 2>&1 &
-server_pid=$!
+start_inbound "$PORT" "$work/inbound.log"
 wait_ready inbound "http://127.0.0.1:$PORT/readyz" "$work/inbound.log"
 base="http://127.0.0.1:$PORT"
 curl -sS -f "$base/.well-known/openid-configuration" >"$work/inbound-discovery.json"
 token_url=$(json token_endpoint <"$work/inbound-discovery.json")
 introspect_url=$(json introspection_endpoint <"$work/inbound-discovery.json")
 jwks_url=$(json jwks_uri <"$work/inbound-discovery.json")
-creds() { printf '%s/data/credentials/default/%s-credentials' "$work" "$1"; }
-cc_basic=$(basic "$(cat "$(creds billing-agent)/client_id")" "$(cat "$(creds billing-agent)/client_secret")")
-op_basic=$(basic "$(cat "$(creds bench-opaque)/client_id")" "$(cat "$(creds bench-opaque)/client_secret")")
+cc_basic=$(client_basic billing-agent)
+op_basic=$(client_basic bench-opaque)
 check_jwt inbound "$(curl -sS -H "Authorization: Basic $cc_basic" -d "$cc_body" "$token_url")"
 mint_opaque inbound "$token_url" "$op_basic" "$introspect_url"
 curl -sS -f -o "$www/jwks.json" "$jwks_url"
 chmod 644 "$www/jwks.json"
 curl -sS -f -o /dev/null "$jwks_url" -D - | grep -i '^content-type:' | tr -d '\r' >"$work/jwks-type"
 post_lua "$cc_body" "$cc_basic" >"$work/cc.lua"
-introspect_lua "$op_basic" >"$work/introspect.lua"
+introspect_lua "$op_basic" "$work/tokens.lua" >"$work/introspect.lua"
 measure inbound client_credentials "$work/cc.lua" "$token_url"
 measure inbound introspection "$work/introspect.lua" "$introspect_url"
 measure inbound jwks "$work/get.lua" "$jwks_url"
@@ -246,7 +179,7 @@ post_lua "$cc_body" "$peer_basic" >"$work/cc.lua"
 measure oidc-provider client_credentials "$work/cc.lua" "$token_url"
 # Minted after the JWT load: its in-memory adapter is an LRU of 1000 entries.
 mint_opaque oidc-provider "$token_url" "$peer_basic" "$introspect_url"
-introspect_lua "$peer_basic" >"$work/introspect.lua"
+introspect_lua "$peer_basic" "$work/tokens.lua" >"$work/introspect.lua"
 measure oidc-provider introspection "$work/introspect.lua" "$introspect_url"
 measure oidc-provider jwks "$work/get.lua" "$jwks_url"
 measure oidc-provider discovery "$work/get.lua" "$base/.well-known/openid-configuration"

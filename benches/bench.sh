@@ -9,32 +9,17 @@
 #   make bench                 # 10 s per point
 #   DURATION=30s make bench
 set -euo pipefail
-cd "$(dirname "$0")/.."
-: "${CARGO_TARGET_DIR:=$HOME/.cache/inbound/target}"
-export CARGO_TARGET_DIR
+. "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-10s}
 PORT=${PORT:-18931}
 
-if ! command -v wrk >/dev/null; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk
-fi
+need wrk
 
-cargo build --release --locked --quiet
-bench_bin() { # $1: bench target
-  cargo bench --locked --bench "$1" --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("target",{}).get("name")==sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$1"
-}
+build_release
 sign_bin=$(bench_bin sign_rate)
 verify_bin=$(bench_bin verify_rate)
 
-work=$(mktemp -d)
-cleanup() { [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+bench_work
 
 # The quickstart plus an app trusting a CI issuer whose key is made here.
 issuer="http://127.0.0.1:$PORT"
@@ -62,48 +47,22 @@ spec:
   resources: ["https://billing.example.com"]
 YAML
 
-INBOUND_WORKER_THREADS=1 INBOUND_LOG=warn taskset -c 0 "$CARGO_TARGET_DIR/release/inbound" serve \
-  --config "$work/config" --data-dir "$work/data" --listen "127.0.0.1:$PORT" >"$work/out" 2>"$work/err" &
-server_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
-rss() { awk '/VmRSS/ {printf "%.1f MB", $2/1024}' "/proc/$server_pid/status"; }
+start_inbound "$PORT" "$work/err"
+wait_ready inbound "http://127.0.0.1:$PORT/readyz" "$work/err"
 idle_rss=$(rss)
 
-creds="$work/data/credentials/default/billing-agent-credentials"
-basic=$(printf '%s:%s' "$(cat "$creds/client_id")" "$(cat "$creds/client_secret")" | base64 -w0)
+basic=$(client_basic billing-agent)
 # Introspection rotates over 200 distinct tokens, as an API sees many callers.
-tokens_lua=$(for _ in $(seq 200); do
+for _ in $(seq 200); do
   curl -s -H "Authorization: Basic $basic" -d grant_type=client_credentials "http://127.0.0.1:$PORT/token" |
     python3 -c 'import json,sys; print("\"" + json.load(sys.stdin)["access_token"] + "\",")'
-done)
+done >"$work/tokens.lua"
 
-ci_creds="$work/data/credentials/default/ci-deployer-credentials"
-ci_basic=$(printf '%s:%s' "$(cat "$ci_creds/client_id")" "$(cat "$ci_creds/client_secret")" | base64 -w0)
+ci_basic=$(client_basic ci-deployer)
 
-lua() { # $1 body, $2 Basic credentials (default: billing-agent's)
-  cat <<LUA
-wrk.method = "POST"
-wrk.body = "$1"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Authorization"] = "Basic ${2:-$basic}"
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %.0f %.3f %.3f\n", summary.requests,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
-LUA
-}
-lua "grant_type=client_credentials&scope=billing:read" >"$work/cc.lua"
-lua "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=$(cat "$work/assertion")" "$ci_basic" >"$work/jwt-bearer.lua"
-lua "" >"$work/introspect.lua"
-cat >>"$work/introspect.lua" <<LUA
-tokens = { $tokens_lua }
-i = 0
-request = function()
-  i = i % #tokens + 1
-  return wrk.format(nil, nil, nil, "token=" .. tokens[i])
-end
-LUA
+post_lua "grant_type=client_credentials&scope=billing:read" "$basic" >"$work/cc.lua"
+post_lua "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=$(cat "$work/assertion")" "$ci_basic" >"$work/jwt-bearer.lua"
+introspect_lua "$basic" "$work/tokens.lua" >"$work/introspect.lua"
 
 sign_rate=$(taskset -c 0 "$sign_bin" | awk '/sign_rate/ {print $2}')
 

@@ -9,34 +9,23 @@
 #   REQUESTS=500 make bench-instructions
 #   KEEP=dir make bench-instructions   # keep the callgrind dumps (callgrind_annotate them)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-: "${CARGO_TARGET_DIR:=$HOME/.cache/inbound/target}"
-export CARGO_TARGET_DIR
+. "$(dirname "$0")/lib.sh"
 REQUESTS=${REQUESTS:-2000}
 PORT=${PORT:-18941}
 
-if ! command -v valgrind >/dev/null; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind
-fi
-cargo build --release --locked --quiet
+need valgrind
+build_release
 
-work=$(mktemp -d)
-cleanup() { [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_work
 cp -r examples/quickstart "$work/config"
 # Symbols for the per-function costs (the release profile strips nothing it needs).
-INBOUND_WORKER_THREADS=1 INBOUND_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
-  --callgrind-out-file="$work/callgrind.%p" "$CARGO_TARGET_DIR/release/inbound" serve \
-  --config "$work/config" --data-dir "$work/data" --listen "127.0.0.1:$PORT" >"$work/out" 2>"$work/err" &
-server_pid=$!
-for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
-curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "the server did not start" >&2; cat "$work/err" >&2; exit 1; }
+start_inbound "$PORT" "$work/err" valgrind --tool=callgrind --instr-atstart=no \
+  --callgrind-out-file="$work/callgrind.%p"
+wait_ready "the server (under callgrind)" "http://127.0.0.1:$PORT/readyz" "$work/err" 1200
 
-creds() { printf '%s:%s' "$(cat "$work/data/credentials/default/$1-credentials/client_id")" \
-  "$(cat "$work/data/credentials/default/$1-credentials/client_secret")"; }
-agent_basic=$(creds billing-agent | base64 -w0)
-IFS=: read -r job_id job_secret <<<"$(creds reporting-job)"
+agent_basic=$(client_basic billing-agent)
+job_id=$(client_id reporting-job)
+job_secret=$(client_secret reporting-job)
 opaque=$(curl -s -d grant_type=client_credentials -d client_id="$job_id" -d client_secret="$job_secret" \
   "http://127.0.0.1:$PORT/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 

@@ -14,7 +14,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use inbound::api::ObjectKey;
 use inbound::secrets::{random_token, token_digest};
-use inbound::store::{AuthorizationCode, Consent, RefreshToken, Store};
+use inbound::store::{AuthorizationCode, Consent, RefreshToken, Store, UserRecord};
 use oauth2::reqwest;
 
 fn env(name: &str, default: Option<&str>) -> String {
@@ -47,6 +47,13 @@ async fn post(http: &reqwest::Client, url: &str, body: String) -> Option<serde_j
     let response =
         http.post(url).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.ok()?;
     if !response.status().is_success() {
+        // The first refusal is shown (an OAuth error body: no secret in it), so that a run
+        // of errors says why.
+        static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let status = response.status();
+        if !SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("first refusal: {status} {}", response.text().await.unwrap_or_default());
+        }
         return None;
     }
     serde_json::from_slice(&response.bytes().await.ok()?).ok()
@@ -80,6 +87,19 @@ async fn main() {
         .object_uid("DevelopmentUser", &ObjectKey { namespace: "default".into(), name: "alice".into() })
         .await
         .unwrap();
+    // As a sign-in would have recorded her: grants rest on the user's record.
+    let user = UserRecord {
+        subject: subject.clone(),
+        source: "development".into(),
+        username: "alice".into(),
+        tenants: vec!["acme".into()],
+        tenant_roles: Default::default(),
+        roles: vec!["billing-admin".into()],
+        attributes: Default::default(),
+        first_login_at: now(),
+        last_login_at: now(),
+    };
+    store.record_login(&user, now()).await.unwrap();
     let consent = Consent {
         id: random_token(16),
         client_id: client_id.clone(),
