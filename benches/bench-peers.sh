@@ -204,6 +204,11 @@ http {
   keepalive_requests 100000000;
   sendfile on;
   tcp_nodelay on;
+  # The file's descriptor kept open, as any tuned static server does: without it nginx opens,
+  # stats and closes the file per request (53k/s against 79k/s here), a cost that is not the
+  # HTTP exchange's.
+  open_file_cache max=16 inactive=1h;
+  open_file_cache_valid 1h;
   client_body_temp_path $work/nginx-tmp/body;
   proxy_temp_path $work/nginx-tmp/proxy;
   fastcgi_temp_path $work/nginx-tmp/fastcgi;
