@@ -45,17 +45,7 @@ async fn revocation_of_jwt_and_opaque_tokens() {
     let jwt = server.token("billing-agent", "").await.json["access_token"].as_str().unwrap().to_string();
     let (id, secret) = server.creds("billing-agent");
     let (rid, rsecret) = server.creds("reporting-job");
-    let opaque = server
-        .post(
-            "/token",
-            None,
-            &form(&[("grant_type", "client_credentials"), ("client_id", &rid), ("client_secret", &rsecret)]),
-        )
-        .await
-        .json["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let opaque = opaque_token(&server).await;
 
     // Only the client a token was issued to may revoke it.
     let other =
