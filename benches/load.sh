@@ -34,9 +34,7 @@
 #   STORES=postgres make bench-load      # only the two replicas on PostgreSQL
 #   RATE_CC_JWT=300 RATE_LOGIN=1 make bench-load   # rates: see benches/load.rs
 set -euo pipefail
-cd "$(dirname "$0")/.."
-: "${CARGO_TARGET_DIR:=$HOME/.cache/inbound/target}"
-export CARGO_TARGET_DIR
+. "$(dirname "$0")/lib.sh"
 export DURATION=${DURATION:-300}
 STORES=${STORES:-sqlite postgres}   # which runs, in this order
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -46,17 +44,12 @@ PORT=${PORT:-$(free_port)}
 PORT_B=${PORT_B:-$(free_port)}
 [ "$PORT_B" != "$PORT" ] || PORT_B=$((PORT + 1))
 
-cargo build --release --locked --quiet
-load_bin=$(cargo bench --locked --bench load --no-run --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("target",{}).get("name")=="load" and m.get("executable"):
-        print(m["executable"])')
+build_release
+load_bin=$(bench_bin load)
 work=$(mktemp -d)
 # The binary just built, copied: the runs last minutes, and another build into the shared
 # target directory must not swap the server between the SQLite and the PostgreSQL run.
-cp "$CARGO_TARGET_DIR/release/inbound" "$work/inbound"
+cp "$INBOUND_BIN" "$work/inbound"
 inbound="$work/inbound"
 as_pg=()
 if [ "$(id -u)" = 0 ]; then chown postgres "$work"; as_pg=(runuser -u postgres --); fi
