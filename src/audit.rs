@@ -306,6 +306,8 @@ pub struct Audit {
     hold: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Sees every event as it is emitted (the metrics count tokens and sign-ins from them).
     observer: std::sync::OnceLock<Observer>,
+    /// Records handed to the writer; with `written` and `failures`, what is still queued.
+    queued: AtomicU64,
     written: std::sync::Arc<AtomicU64>,
     failures: std::sync::Arc<AtomicU64>,
 }
@@ -348,6 +350,7 @@ impl Audit {
                 writer: Mutex::new(None),
                 hold: Mutex::new(None),
                 observer: Default::default(),
+                queued: AtomicU64::new(0),
                 written,
                 failures,
             };
@@ -368,6 +371,7 @@ impl Audit {
             writer: Mutex::new(Some(writer)),
             hold: Mutex::new(Some(hold)),
             observer: Default::default(),
+            queued: AtomicU64::new(0),
             written,
             failures,
         }
@@ -402,14 +406,32 @@ impl Audit {
         let mut line = serde_json::to_vec(&record).expect("audit records serialize");
         line.push(b'\n');
         // Blocks only when the writer is QUEUE records behind: back-pressure, never loss.
+        self.queued.fetch_add(1, Ordering::Relaxed);
         if sender.send(line).is_err() {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// Waits, up to `limit`, until every record emitted before the call has been written (or
+    /// counted as failed); false if some still are queued. A held writer never catches up.
+    pub fn wait_until_written(&self, limit: std::time::Duration) -> bool {
+        let queued = self.queued.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let (written, failures) = self.counts();
+            if written + failures >= queued {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(BATCH_DELAY);
+        }
+    }
+
     /// Records written so far, and records that could not be written.
     pub fn counts(&self) -> (u64, u64) {
-        (self.written.load(Ordering::Relaxed), self.failures.load(Ordering::Relaxed))
+        (self.written.load(Ordering::Acquire), self.failures.load(Ordering::Acquire))
     }
 
     /// Writes out every queued record and stops the writer (shutdown).
@@ -464,8 +486,9 @@ fn write_records(
             ok &= sink.write_all(&batch).and_then(|()| sink.flush()).is_ok();
         }
         if ok {
-            written.fetch_add(records as u64, Ordering::Relaxed);
-        } else if failures.fetch_add(records as u64, Ordering::Relaxed) == 0 {
+            // Release: a reader that sees the count sees the write before it.
+            written.fetch_add(records as u64, Ordering::Release);
+        } else if failures.fetch_add(records as u64, Ordering::Release) == 0 {
             // Logged without the records (they may name users); counted for alerting.
             tracing::error!("cannot write the audit trail; counting failures in inbound_audit_failures_total");
         }

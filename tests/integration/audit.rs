@@ -5,14 +5,12 @@
 use serde_json::{Value, json};
 
 use crate::support::flows::{MCP_RESOURCE, REDIRECT, authorize_url, exchange, pkce, server_with_registration};
-use crate::support::server::{AUDIT_FILE, TestServer, form, reply};
+use crate::support::server::{TestServer, form, reply};
 use crate::support::user_agent::Agent;
 
-/// Every record the server has written so far (the writer flushes whenever it is idle).
+/// Every record the server has emitted so far.
 async fn records(server: &TestServer) -> Vec<Value> {
-    // The writer thread runs behind the request by a few microseconds.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let text = std::fs::read_to_string(server.data_dir.join(AUDIT_FILE)).unwrap_or_default();
+    let text = server.audit_trail();
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
 }
 
@@ -213,7 +211,7 @@ async fn every_security_relevant_act_is_recorded_without_a_secret() {
     one(&trail, "client_registration_refused", json!({"error": "invalid_redirect_uri"}));
 
     // Every record has the common fields; and no secret, code or token is anywhere.
-    let text = std::fs::read_to_string(server.data_dir.join(AUDIT_FILE)).unwrap();
+    let text = server.audit_trail();
     for record in &trail {
         for field in ["version", "time", "event", "outcome"] {
             assert!(record.get(field).is_some(), "{field} missing: {record}");

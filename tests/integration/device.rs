@@ -152,7 +152,7 @@ async fn the_oauth2_crate_gets_tokens_once_the_user_approves_at_the_device_page(
     let again = poll(&server, &server.base, details.device_code().secret()).await;
     again.assert_error(400, "expired_token");
     // The audit trail names the grant.
-    let trail = std::fs::read_to_string(server.data_dir.join(crate::support::server::AUDIT_FILE)).unwrap();
+    let trail = server.audit_trail();
     assert!(trail.contains("\"grant_type\":\"urn:ietf:params:oauth:grant-type:device_code\""), "{trail}");
     assert!(!trail.contains(details.device_code().secret()), "no device code in the audit trail");
     server.running.stop().await;

@@ -212,7 +212,10 @@ fn the_binary_prints_working_commands_and_never_logs_secrets() {
         .unwrap();
     assert!(String::from_utf8_lossy(&wrong.stdout).contains("invalid_client"));
 
-    child.kill().unwrap();
+    // Stopped as Kubernetes or Ctrl-C stops it: the audit writer flushes what it holds
+    // (records reach the sinks in batches a few milliseconds apart; SIGKILL may lose the last).
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
     let mut logs = String::new();
     child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
     // After the banner, standard output is the audit trail: JSON lines only.

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::support::flows::{authorize_url, exchange, pkce};
-use crate::support::server::{AUDIT_FILE, TestServer, form, start_server_with};
+use crate::support::server::{TestServer, form, start_server_with};
 use crate::support::user_agent::{Agent, Page};
 
 const TENANTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tenants");
@@ -147,7 +147,7 @@ async fn organisations_consent_for_their_members(server: TestServer) {
     assert!(page.body.contains("action=\"/consent\""), "asked again: {}", page.body);
 
     // The audit trail says who granted for the tenant.
-    let trail = std::fs::read_to_string(server.data_dir.join(AUDIT_FILE)).unwrap();
+    let trail = server.audit_trail();
     let granted: Vec<Value> = trail
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

@@ -112,6 +112,16 @@ pub fn serve_options(config_dir: &Path, data_dir: &Path) -> ServeOptions {
 /// The audit trail of a test server, in its data directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
+impl TestServer {
+    /// The audit trail, once every record emitted so far has reached the file (the writer
+    /// batches records a few milliseconds apart).
+    pub fn audit_trail(&self) -> String {
+        let audit = self.running.state.server.audit();
+        assert!(audit.wait_until_written(Duration::from_secs(10)), "the audit writer fell 10 s behind");
+        std::fs::read_to_string(self.data_dir.join(AUDIT_FILE)).unwrap_or_default()
+    }
+}
+
 async fn start_configured(
     config_dir: &Path,
     data_dir: &Path,
