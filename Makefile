@@ -2,7 +2,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/inbound/target
 export CARGO_TARGET_DIR
 
-.PHONY: test test-deps lint unit integration crds quickstart bench bench-instructions bench-postgres bench-peers bench-flamegraph bench-load fuzz fuzz-smoke image image-test
+.PHONY: test test-deps lint unit integration crds quickstart bench bench-instructions bench-postgres bench-peers bench-flamegraph bench-load bench-memory fuzz fuzz-smoke image image-test
 
 ## Everything CI runs: install what the tests need, lint, all tests, a short fuzzing pass.
 test: test-deps lint
@@ -66,6 +66,11 @@ bench-flamegraph:
 ## zero errors, p99, RSS and store rows over time (issue #17). DURATION=30 for a smoke run.
 bench-load:
 	bash benches/load.sh
+
+## The server's RSS growth per 100k opaque access tokens and per 100k refresh tokens, on
+## SQLite and PostgreSQL (issue #17). TOKENS=20000 STORES=sqlite for a smoke run.
+bench-memory:
+	bash benches/memory.sh
 
 ## Every fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS each (libFuzzer, nightly, ASan).
 FUZZ_SECONDS ?= 60

@@ -9,10 +9,15 @@
 #   introspection       of an opaque token (200 distinct ones in rotation), by its client
 #   JWKS                the signing keys (nginx: the same bytes inbound serves)
 #   discovery           the OpenID Provider metadata (inbound and oidc-provider)
+#   jwt_bearer          RFC 7523: a trusted issuer's ES256 assertion for an ES256 JWT (inbound)
+#   token_exchange      RFC 8693: the same JWT as subject_token, for a delegated ES256 JWT
+#                       (inbound; oidc-provider implements neither grant)
 # Each point is run RUNS times; the table shows the medians of requests/s, p50 and p99 and
 # the spread (max-min)/median of the requests/s, the ratios against the floors, then the
 # issue's targets, met or not. The raw ES256 signing rate on CPU 0 (benches/sign_rate.rs)
-# makes the client_credentials floor 1/(1/sign_rate + 1/nginx_rps).
+# makes the client_credentials floor 1/(1/sign_rate + 1/nginx_rps); with the raw ES256
+# verification rate (benches/verify_rate.rs), the two grants that verify a JWT first have the
+# floor 1/(1/sign_rate + 1/verify_rate + 1/nginx_rps).
 #
 #   make bench-peers                   # 8 s per run, 3 runs per point
 #   DURATION=3s RUNS=1 make bench-peers
@@ -37,10 +42,12 @@ command -v node >/dev/null || apt_install nodejs npm
 [ "$(nproc)" -ge 2 ] || die "needs two CPUs (servers on CPU 0, wrk on CPU 1)"
 bash scripts/oidc-provider-env.sh >&2
 
-say "building the release server and the signing-rate bench"
+say "building the release server and the signing and verification benches"
 build_release
 sign_bin=$(bench_bin sign_rate)
 [ -x "$sign_bin" ] || die "the sign_rate bench did not build"
+verify_bin=$(bench_bin verify_rate)
+[ -x "$verify_bin" ] || die "the verify_rate bench did not build"
 
 # --- processes ---------------------------------------------------------------------------
 bench_work
@@ -105,6 +112,12 @@ measure() { # $1 server, $2 scenario, $3 wrk script, $4 url
 sign_rate=$(taskset -c 0 "$sign_bin" | awk '/sign_rate/ {print $2}')
 [ -n "$sign_rate" ] || die "sign_rate printed nothing"
 say "raw ES256 signing rate on CPU 0: $sign_rate/s"
+# A CI issuer's key pair and an assertion from it for inbound (valid 50 min).
+mkdir -p "$work/ci-issuer"
+verify_rate=$(taskset -c 0 "$verify_bin" https://ci.example.com "http://127.0.0.1:$PORT" "$work/ci-issuer" |
+  awk '/verify_rate/ {print $2}')
+[ -n "$verify_rate" ] || die "verify_rate printed nothing"
+say "raw ES256 verification rate on CPU 0: $verify_rate/s"
 
 # --- inbound -----------------------------------------------------------------------------
 port_free "$PORT" || die "port $PORT is taken (PORT=...)"
@@ -130,6 +143,37 @@ spec:
   subject: {kind: InboundApp, name: bench-opaque}
   scopes: [$SCOPE]
   resources: ["$RESOURCE"]
+---
+# A CI system's JWTs, for the JWT bearer grant and as token exchange subject tokens.
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: ci-deployer, namespace: default}
+spec:
+  displayName: CI deployer
+  grantTypes: ["urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange"]
+  allowedResources: ["$RESOURCE"]
+  trustedIssuers:
+    - issuer: https://ci.example.com
+      jwks: '$(cat "$work/ci-issuer/jwks.json")'
+      algorithms: [ES256]
+      loginClaim: repository
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: ci-deployer, namespace: default}
+spec:
+  subject: {kind: InboundApp, name: ci-deployer}
+  scopes: [$SCOPE]
+  resources: ["$RESOURCE"]
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: ci-deployer-delegated, namespace: default}
+spec:
+  subject: {kind: InboundApp, name: ci-deployer}
+  scopes: [$SCOPE]
+  resources: ["$RESOURCE"]
+  tokenExchange: {subjectTokenTypes: [Jwt]}
 YAML
 say "inbound on 127.0.0.1:$PORT"
 start_inbound "$PORT" "$work/inbound.log"
@@ -148,7 +192,18 @@ chmod 644 "$www/jwks.json"
 curl -sS -f -o /dev/null "$jwks_url" -D - | grep -i '^content-type:' | tr -d '\r' >"$work/jwks-type"
 post_lua "$cc_body" "$cc_basic" >"$work/cc.lua"
 introspect_lua "$op_basic" "$work/tokens.lua" >"$work/introspect.lua"
+ci_basic=$(client_basic ci-deployer)
+assertion=$(cat "$work/ci-issuer/assertion")
+jwt_bearer_body="grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=$assertion"
+exchange_body="grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token=$assertion"
+exchange_body+="&subject_token_type=urn:ietf:params:oauth:token-type:jwt"
+check_jwt "inbound (jwt-bearer)" "$(curl -sS -H "Authorization: Basic $ci_basic" -d "$jwt_bearer_body" "$token_url")"
+check_jwt "inbound (token exchange)" "$(curl -sS -H "Authorization: Basic $ci_basic" -d "$exchange_body" "$token_url")"
+post_lua "$jwt_bearer_body" "$ci_basic" >"$work/jwt-bearer.lua"
+post_lua "$exchange_body" "$ci_basic" >"$work/exchange.lua"
 measure inbound client_credentials "$work/cc.lua" "$token_url"
+measure inbound jwt_bearer "$work/jwt-bearer.lua" "$token_url"
+measure inbound token_exchange "$work/exchange.lua" "$token_url"
 measure inbound introspection "$work/introspect.lua" "$introspect_url"
 measure inbound jwks "$work/get.lua" "$jwks_url"
 measure inbound discovery "$work/get.lua" "$base/.well-known/openid-configuration"
@@ -244,10 +299,10 @@ if [ -s "$work/nginx-worker.pid" ]; then kill "$(cat "$work/nginx-worker.pid")" 
 rm -f "$work/nginx-worker.pid"
 
 # --- the table ---------------------------------------------------------------------------
-python3 - "$work/results" "$sign_rate" "$DURATION" "$RUNS" "${CONNS[@]}" <<'PY'
+python3 - "$work/results" "$sign_rate" "$verify_rate" "$DURATION" "$RUNS" "${CONNS[@]}" <<'PY'
 import statistics as st, sys
-path, sign_rate, duration, runs, *conns = sys.argv[1:]
-sign_rate = float(sign_rate); conns = [int(c) for c in conns]
+path, sign_rate, verify_rate, duration, runs, *conns = sys.argv[1:]
+sign_rate, verify_rate = float(sign_rate), float(verify_rate); conns = [int(c) for c in conns]
 raw = {}
 for line in open(path):
     server, scenario, c, _run, _total, errors, rps, p50, p99 = line.split()
@@ -269,8 +324,12 @@ def cell(p, spread=False):
     out = [rps, "%.2f" % p["p50"], "%.2f" % p["p99"]]
     return out + ["%.1f%%" % (100 * p["spread"])] if spread else out
 
-labels = {"client_credentials": "client_credentials (ES256 JWT)", "introspection": "introspection (opaque)",
+labels = {"client_credentials": "client_credentials (ES256 JWT)", "jwt_bearer": "JWT bearer (verify + sign)",
+          "token_exchange": "token exchange (verify + sign)", "introspection": "introspection (opaque)",
           "jwks": "JWKS", "discovery": "discovery"}
+# The work a request cannot avoid besides the HTTP exchange, in seconds.
+crypto = {"client_credentials": 1 / sign_rate, "jwt_bearer": 1 / sign_rate + 1 / verify_rate,
+          "token_exchange": 1 / sign_rate + 1 / verify_rate}
 floor = {}
 ratios = {}
 print()
@@ -280,11 +339,11 @@ for scenario in labels:
     for c in conns:
         ib, op, ng = point("inbound", scenario, c), point("oidc-provider", scenario, c), point("nginx", "jwks", c)
         parts = []
-        if scenario == "client_credentials":
+        if scenario in crypto:
             if ng and ib:
-                floor[c] = 1 / (1 / sign_rate + 1 / ng["rps"])
-                ratios[(scenario, c)] = ib["rps"] / floor[c]
-                parts.append("%.0f%% of floor %.0f/s" % (100 * ratios[(scenario, c)], floor[c]))
+                floor[(scenario, c)] = 1 / (crypto[scenario] + 1 / ng["rps"])
+                ratios[(scenario, c)] = ib["rps"] / floor[(scenario, c)]
+                parts.append("%.0f%% of floor %.0f/s" % (100 * ratios[(scenario, c)], floor[(scenario, c)]))
         elif ng and ib:
             ratios[(scenario, c)] = ib["rps"] / ng["rps"]
             parts.append("%.0f%% of nginx" % (100 * ratios[(scenario, c)]))
@@ -294,7 +353,8 @@ for scenario in labels:
               " | ".join(cell(op)), "%.0f" % ng["rps"] if ng else "–", "; ".join(parts) or "–"))
 print()
 print("nginx req/s: nginx serving inbound's JWKS bytes as a static file, at the same connection count;")
-print("floor = 1/(1/sign_rate + 1/nginx req/s), raw ES256 signing rate on CPU 0: %.0f/s." % sign_rate)
+print("floor = 1/(1/sign_rate + 1/nginx req/s), with 1/verify_rate added for the grants that verify a JWT;")
+print("raw ES256 rates on CPU 0: signing %.0f/s, verification %.0f/s." % (sign_rate, verify_rate))
 peer_spreads = [point(s, sc, c)["spread"] for (s, sc, c) in raw if s != "inbound"]
 print("%s per run, %s run(s) per point: medians; spread = (max-min)/median of req/s (peers: at most %.1f%%)."
       % (duration, runs, 100 * max(peer_spreads or [0])))
@@ -309,6 +369,10 @@ for c in conns:
 p = point("inbound", "client_credentials", 64)
 target("client_credentials p99 ≤ 3 ms at 64 (%s)" % ("–" if p is None else "%.2f ms" % p["p99"]),
        None if p is None else p["p99"] <= 3.0)
+for scenario in ("jwt_bearer", "token_exchange"):
+    for c in conns:
+        r = ratios.get((scenario, c))
+        print("- %s at %d against its floor: %s (reported; no target)" % (labels[scenario], c, "–" if r is None else "%.0f%%" % (100 * r)))
 for scenario, want in (("introspection", 0.50), ("jwks", 0.95), ("discovery", 0.95)):
     for c in conns:
         r = ratios.get((scenario, c))

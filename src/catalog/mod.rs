@@ -154,7 +154,8 @@ impl Policy {
 pub struct Catalog {
     clients: HashMap<String, Arc<Client>>,
     client_ids: BTreeMap<ObjectKey, String>,
-    scopes: HashMap<(String, String), ScopeSpec>,
+    /// Namespace, then scope name: looked up per token request with borrowed keys.
+    scopes: HashMap<String, HashMap<String, ScopeSpec>>,
     app_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
     /// Delegation grants (`spec.tokenExchange`), by app: never seen by client_credentials.
     delegation_grants: HashMap<ObjectKey, Vec<Arc<GrantRule>>>,
@@ -211,7 +212,11 @@ impl Catalog {
                     catalog.clients.insert(record.client_id.clone(), Arc::new(client));
                 }
                 Object::Scope(scope) => {
-                    catalog.scopes.insert((key.namespace.clone(), scope.spec.scope.clone()), scope.spec.clone());
+                    catalog
+                        .scopes
+                        .entry(key.namespace.clone())
+                        .or_default()
+                        .insert(scope.spec.scope.clone(), scope.spec.clone());
                 }
                 Object::Grant(grant) => {
                     let spec = &grant.spec;
@@ -315,7 +320,7 @@ impl Catalog {
     }
 
     pub fn scope(&self, namespace: &str, scope: &str) -> Option<&ScopeSpec> {
-        self.scopes.get(&(namespace.to_string(), scope.to_string()))
+        self.scopes.get(namespace)?.get(scope)
     }
 
     /// Whether `scope` may appear in a token of `namespace` with this audience. A scope
@@ -332,7 +337,8 @@ impl Catalog {
     /// registration policy lets self-registered clients ask for (they discover them here),
     /// and every Scope marked `advertised`; sorted and unique after the built-ins.
     pub fn advertised_scopes(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.scopes.values().filter(|s| s.advertised).map(|s| s.scope.clone()).collect();
+        let mut names: Vec<String> =
+            self.scopes.values().flat_map(HashMap::values).filter(|s| s.advertised).map(|s| s.scope.clone()).collect();
         if let Some(registration) = self.registration_policy().and_then(|p| p.spec.registration.as_ref()) {
             names.extend(registration.approved_scopes.iter().map(|a| a.scope.clone()));
         }

@@ -130,6 +130,9 @@ fn decode_basic(credentials: &str) -> Result<(String, String), OAuthError> {
 }
 
 fn form_decode(s: &str) -> Option<String> {
+    if !s.contains(['+', '%']) {
+        return Some(s.to_string());
+    }
     let plus_decoded = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus_decoded).decode_utf8().ok().map(|c| c.into_owned())
 }

@@ -69,7 +69,7 @@ impl Serialize for Introspection {
                 jti: Some(&c.jti),
                 tenant: c.tenant.as_deref(),
                 roles: c.roles.as_deref(),
-                act: c.act.as_ref(),
+                act: c.act.as_deref(),
             }
             .serialize(serializer),
             Some(Described::Refresh { token, issuer }) => ActiveClaims {

@@ -488,8 +488,8 @@ impl AuthorizationServer {
             scope: scope.clone(),
             tenant: issue.tenant,
             roles: issue.roles,
-            kubernetes: issue.kubernetes,
-            act: issue.act,
+            kubernetes: issue.kubernetes.map(Box::new),
+            act: issue.act.map(Box::new),
         };
         let access_token = match recipient.format {
             TokenFormat::Jwt => self.keys.load().sign_access_token(&claims),

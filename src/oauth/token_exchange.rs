@@ -324,8 +324,8 @@ impl AuthorizationServer {
             scopes: Some(scopes),
             tenant: claims.tenant,
             roles: claims.roles,
-            kubernetes: claims.kubernetes,
-            act: claims.act,
+            kubernetes: claims.kubernetes.map(|k| *k),
+            act: claims.act.map(|a| *a),
             may_act: None,
             expires_at: claims.exp,
         })

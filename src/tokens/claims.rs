@@ -52,11 +52,13 @@ pub struct AccessTokenClaims {
     pub roles: Option<Vec<String>>,
     /// The ServiceAccount (and Pod) a workload token was issued to, in the shape of the
     /// Kubernetes token's own `kubernetes.io` claim.
+    /// Boxed, as `act`: most tokens have neither, and claims are kept in memory per token
+    /// (the memo of verified tokens).
     #[serde(default, rename = "kubernetes.io", skip_serializing_if = "Option::is_none")]
-    pub kubernetes: Option<KubernetesClaims>,
+    pub kubernetes: Option<Box<KubernetesClaims>>,
     /// Who acts for `sub` in a token obtained by token exchange (RFC 8693 §4.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub act: Option<Actor>,
+    pub act: Option<Box<Actor>>,
 }
 
 /// RFC 8693 §4.1 `act`: the party acting for the token's subject. A nested `act` names the
