@@ -109,6 +109,12 @@ impl AuthorizationServer {
         &self.audit
     }
 
+    /// Drops memoized tokens that expired before `now` (each maintenance pass): the memo
+    /// then holds about the tokens live and introspected, not its whole budget.
+    pub fn forget_expired_tokens(&self, now: i64) {
+        self.verified.forget_expired(now);
+    }
+
     /// The public signing keys (RFC 7517), current and published ahead or behind.
     pub fn jwks(&self) -> serde_json::Value {
         self.keys.load().jwks()

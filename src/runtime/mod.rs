@@ -397,6 +397,7 @@ async fn maintain(upkeep: Upkeep, state: Arc<AppState>, stop: impl Future<Output
         }
         let now = now();
         revocations.purge(now);
+        state.server.forget_expired_tokens(now);
         reap_registered_clients(store.as_ref(), &catalog.load(), state.server.audit(), now).await;
         // Bounded batches, repeated while there is a backlog, so that one pass never holds
         // long locks and a burst of expiries is still cleared within a few intervals.

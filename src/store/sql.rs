@@ -64,6 +64,9 @@ pub trait Dialect: Send + Sync + 'static {
     const INSERTION_ORDER: &'static str;
     /// The column addressing one row of any table (for bounded deletes).
     const ROW_ID: &'static str;
+    /// What a bounded delete's row selection ends with so that replicas purging at once
+    /// skip each other's rows instead of deadlocking on them.
+    const SKIP_LOCKED: &'static str;
     /// The `email` attribute of a `users` row (a JSON text column), as an SQL expression.
     const USER_EMAIL: &'static str;
     /// Bytes on disk of table `$1` with its indexes (nullable).
@@ -1196,7 +1199,8 @@ where
             ("decoupled_requests", row),
         ] {
             let result = sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE expires_at <= $1 LIMIT $2)"
+                "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE expires_at <= $1 LIMIT $2{})",
+                D::SKIP_LOCKED
             )))
             .bind(now)
             .bind(i64::from(batch))

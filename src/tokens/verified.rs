@@ -60,6 +60,21 @@ impl VerifiedTokens {
         entries.bytes += size;
     }
 
+    /// Forgets the tokens that expired before `now`: they are never active again, and their
+    /// bytes go back to the budget.
+    pub fn forget_expired(&self, now: i64) {
+        let mut entries = self.entries.write().expect("lock");
+        let mut freed = 0;
+        entries.by_digest.retain(|_, claims| {
+            let live = claims.exp > now;
+            if !live {
+                freed += footprint(claims);
+            }
+            live
+        });
+        entries.bytes -= freed;
+    }
+
     /// Forgets everything (e.g. when the set of published keys changes).
     pub fn clear(&self) {
         let mut entries = self.entries.write().expect("lock");
@@ -150,6 +165,22 @@ mod tests {
         assert_eq!(memo.usage(), (1, one));
         assert!(memo.get(&[3; 32]).is_none() && memo.get(&[10; 32]).is_some());
         memo.clear();
+        assert_eq!(memo.usage(), (0, 0));
+    }
+
+    #[test]
+    fn expired_tokens_are_forgotten_and_their_bytes_returned() {
+        let memo = VerifiedTokens::new(1 << 20);
+        let expiring = |exp| Arc::new(AccessTokenClaims { exp, ..(*claims("j")).clone() });
+        memo.insert([1; 32], expiring(100));
+        memo.insert([2; 32], expiring(200));
+        let one = footprint(&expiring(100));
+        memo.forget_expired(100);
+        assert_eq!(memo.usage(), (1, one));
+        assert!(memo.get(&[1; 32]).is_none() && memo.get(&[2; 32]).is_some());
+        memo.forget_expired(199);
+        assert_eq!(memo.usage(), (1, one));
+        memo.forget_expired(200);
         assert_eq!(memo.usage(), (0, 0));
     }
 }
