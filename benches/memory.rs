@@ -125,7 +125,11 @@ async fn main() {
     } else {
         inbound::store::open(None, std::path::Path::new(&store_url)).await.unwrap()
     };
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .pool_idle_timeout(std::time::Duration::from_secs(5)) // under the server's 10 s idle close
+        .build()
+        .unwrap();
     let (token_url, introspect_url) = (format!("{base}/token"), format!("{base}/introspect"));
 
     println!("| server state | RSS MB | RssAnon MB | RSS growth per 100k, MB | RssAnon growth per 100k, MB |");

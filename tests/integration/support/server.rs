@@ -138,7 +138,13 @@ async fn start_configured(
     let store = options.store.clone();
     let running = start(options).await.expect("server starts").running;
     let base = format!("http://{}", running.addr);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    // Under the server's 10 s idle keep-alive close: a test that waits between requests
+    // must not send one on a connection the server is closing.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
     TestServer {
         running,
         base,

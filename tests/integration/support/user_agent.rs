@@ -44,7 +44,13 @@ impl Page {
 
 impl Agent {
     pub fn new() -> Agent {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        // Under the server's 10 s idle keep-alive close: a test that waits between requests
+        // must not send one on a connection the server is closing.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap();
         Agent { http, cookie: None }
     }
 
