@@ -17,17 +17,16 @@ use std::sync::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use inbound::api::ObjectKey;
 use inbound::secrets::{random_token, token_digest};
-use inbound::store::{AuthorizationCode, Consent, Store, UserRecord};
+use inbound::store::{AuthorizationCode, Store};
 use oauth2::reqwest;
+
+#[path = "support/seed.rs"]
+mod seed;
+use seed::now;
 
 fn env(name: &str, default: Option<&str>) -> String {
     std::env::var(name).ok().or(default.map(str::to_string)).unwrap_or_else(|| panic!("{name} is required"))
-}
-
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
 }
 
 /// VmRSS and RssAnon of `pid`, in KiB.
@@ -172,33 +171,7 @@ async fn main() {
     table.row(&format!("+ each of them introspected once (memoized, at most {})", 100_000), true);
 
     // Phase 2: N refresh tokens, each from an authorization-code exchange.
-    let subject = store
-        .object_uid("DevelopmentUser", &ObjectKey { namespace: "default".into(), name: "alice".into() })
-        .await
-        .unwrap();
-    let user = UserRecord {
-        subject: subject.clone(),
-        source: "development".into(),
-        username: "alice".into(),
-        tenants: vec!["acme".into()],
-        tenant_roles: Default::default(),
-        roles: vec!["billing-admin".into()],
-        attributes: Default::default(),
-        first_login_at: now(),
-        last_login_at: now(),
-    };
-    store.record_login(&user, now()).await.unwrap();
-    let consent = Consent {
-        id: random_token(16),
-        client_id: client_id.clone(),
-        subject: subject.clone(),
-        tenant: Some("acme".into()),
-        granted_by: subject.clone(),
-        scopes: vec!["billing:read".into()],
-        created_at: now(),
-        expires_at: now() + 86_400,
-    };
-    store.save_consent(&consent).await.unwrap();
+    let (subject, consent) = seed::alice_consented_to(store.as_ref(), &client_id).await;
     let verifier = Arc::new(random_token(32));
     let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
     let record = Arc::new(AuthorizationCode {

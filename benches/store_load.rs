@@ -12,17 +12,16 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use inbound::api::ObjectKey;
 use inbound::secrets::{random_token, token_digest};
-use inbound::store::{AuthorizationCode, Consent, RefreshToken, Store, UserRecord};
+use inbound::store::{AuthorizationCode, RefreshToken, Store};
 use oauth2::reqwest;
+
+#[path = "support/seed.rs"]
+mod seed;
+use seed::now;
 
 fn env(name: &str, default: Option<&str>) -> String {
     std::env::var(name).ok().or(default.map(str::to_string)).unwrap_or_else(|| panic!("{name} is required"))
-}
-
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -83,34 +82,7 @@ async fn main() {
     let seconds: u64 = env("INBOUND_BENCH_SECONDS", Some("10")).parse().unwrap();
     let concurrency: usize = env("INBOUND_BENCH_CONCURRENCY", Some("32")).parse().unwrap();
     let store: Arc<dyn Store> = inbound::store::open(Some(&store_url), std::path::Path::new("unused")).await.unwrap();
-    let subject = store
-        .object_uid("DevelopmentUser", &ObjectKey { namespace: "default".into(), name: "alice".into() })
-        .await
-        .unwrap();
-    // As a sign-in would have recorded her: grants rest on the user's record.
-    let user = UserRecord {
-        subject: subject.clone(),
-        source: "development".into(),
-        username: "alice".into(),
-        tenants: vec!["acme".into()],
-        tenant_roles: Default::default(),
-        roles: vec!["billing-admin".into()],
-        attributes: Default::default(),
-        first_login_at: now(),
-        last_login_at: now(),
-    };
-    store.record_login(&user, now()).await.unwrap();
-    let consent = Consent {
-        id: random_token(16),
-        client_id: client_id.clone(),
-        subject: subject.clone(),
-        tenant: Some("acme".into()),
-        granted_by: subject.clone(),
-        scopes: vec!["billing:read".into()],
-        created_at: now(),
-        expires_at: now() + 86_400,
-    };
-    store.save_consent(&consent).await.unwrap();
+    let (subject, consent) = seed::alice_consented_to(store.as_ref(), &client_id).await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .pool_idle_timeout(std::time::Duration::from_secs(5)) // under the server's 10 s idle close
