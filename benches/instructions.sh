@@ -15,9 +15,45 @@ PORT=${PORT:-18941}
 
 need valgrind
 build_release
+verify_bin=$(bench_bin verify_rate)
+[ -x "$verify_bin" ] || die "the verify_rate bench did not build"
 
 bench_work
 cp -r examples/quickstart "$work/config"
+# A CI issuer's key and an assertion from it (verify_rate writes both), trusted by an app
+# for the JWT bearer grant and as token exchange subject tokens.
+mkdir -p "$work/ci-issuer"
+"$verify_bin" https://ci.example.com "http://127.0.0.1:$PORT" "$work/ci-issuer" >/dev/null
+cat >"$work/config/bench-instructions.yaml" <<YAML
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: ci-deployer, namespace: default}
+spec:
+  displayName: CI deployer
+  grantTypes: ["urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange"]
+  trustedIssuers:
+    - issuer: https://ci.example.com
+      jwks: '$(cat "$work/ci-issuer/jwks.json")'
+      algorithms: [ES256]
+      loginClaim: repository
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: ci-deployer, namespace: default}
+spec:
+  subject: {kind: InboundApp, name: ci-deployer}
+  scopes: [billing:read]
+  resources: ["https://billing.example.com"]
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: ci-deployer-delegated, namespace: default}
+spec:
+  subject: {kind: InboundApp, name: ci-deployer}
+  scopes: [billing:read]
+  resources: ["https://billing.example.com"]
+  tokenExchange: {subjectTokenTypes: [Jwt]}
+YAML
 # Symbols for the per-function costs (the release profile strips nothing it needs).
 start_inbound "$PORT" "$work/err" valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$work/callgrind.%p"
@@ -69,3 +105,10 @@ measure jwks GET /jwks "" ""
 measure discovery GET /.well-known/openid-configuration "" ""
 measure client_credentials POST /token "grant_type=client_credentials&scope=billing:read" "Basic $agent_basic"
 measure introspection_opaque POST /introspect "token=$opaque&client_id=$job_id&client_secret=$job_secret" ""
+assertion=$(cat "$work/ci-issuer/assertion")
+ci_basic=$(client_basic ci-deployer)
+measure jwt_bearer POST /token "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=$assertion" \
+  "Basic $ci_basic"
+measure token_exchange POST /token \
+  "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&subject_token=$assertion&subject_token_type=urn:ietf:params:oauth:token-type:jwt" \
+  "Basic $ci_basic"

@@ -168,7 +168,7 @@ async fn main() {
         })
         .await;
     }
-    table.row(&format!("+ each of them introspected once (memoized, at most {})", 100_000), true);
+    table.row("+ each of them introspected once (memoized, within the memo's 16 MiB budget)", true);
 
     // Phase 2: N refresh tokens, each from an authorization-code exchange.
     let (subject, consent) = seed::alice_consented_to(store.as_ref(), &client_id).await;
