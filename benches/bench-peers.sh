@@ -143,38 +143,9 @@ spec:
   subject: {kind: InboundApp, name: bench-opaque}
   scopes: [$SCOPE]
   resources: ["$RESOURCE"]
----
-# A CI system's JWTs, for the JWT bearer grant and as token exchange subject tokens.
-apiVersion: inbound.dev/v1alpha1
-kind: InboundApp
-metadata: {name: ci-deployer, namespace: default}
-spec:
-  displayName: CI deployer
-  grantTypes: ["urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange"]
-  allowedResources: ["$RESOURCE"]
-  trustedIssuers:
-    - issuer: https://ci.example.com
-      jwks: '$(cat "$work/ci-issuer/jwks.json")'
-      algorithms: [ES256]
-      loginClaim: repository
----
-apiVersion: inbound.dev/v1alpha1
-kind: ClientGrant
-metadata: {name: ci-deployer, namespace: default}
-spec:
-  subject: {kind: InboundApp, name: ci-deployer}
-  scopes: [$SCOPE]
-  resources: ["$RESOURCE"]
----
-apiVersion: inbound.dev/v1alpha1
-kind: ClientGrant
-metadata: {name: ci-deployer-delegated, namespace: default}
-spec:
-  subject: {kind: InboundApp, name: ci-deployer}
-  scopes: [$SCOPE]
-  resources: ["$RESOURCE"]
-  tokenExchange: {subjectTokenTypes: [Jwt]}
 YAML
+# A CI system's JWTs, for the JWT bearer grant and as token exchange subject tokens.
+ci_deployer_manifests "$work/ci-issuer" >"$work/config/ci-deployer.yaml"
 say "inbound on 127.0.0.1:$PORT"
 start_inbound "$PORT" "$work/inbound.log"
 wait_ready inbound "http://127.0.0.1:$PORT/readyz" "$work/inbound.log"

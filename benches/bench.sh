@@ -25,27 +25,7 @@ bench_work
 issuer="http://127.0.0.1:$PORT"
 cp -r examples/quickstart "$work/config"
 verify_rate=$(taskset -c 0 "$verify_bin" https://ci.example.com "$issuer" "$work" | awk '/verify_rate/ {print $2}')
-cat >"$work/config/bench.yaml" <<YAML
-apiVersion: inbound.dev/v1alpha1
-kind: InboundApp
-metadata: {name: ci-deployer, namespace: default}
-spec:
-  displayName: CI deployer
-  grantTypes: ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
-  trustedIssuers:
-    - issuer: https://ci.example.com
-      jwks: '$(cat "$work/jwks.json")'
-      algorithms: [ES256]
-      loginClaim: repository
----
-apiVersion: inbound.dev/v1alpha1
-kind: ClientGrant
-metadata: {name: ci-deployer, namespace: default}
-spec:
-  subject: {kind: InboundApp, name: ci-deployer}
-  scopes: [billing:read]
-  resources: ["https://billing.example.com"]
-YAML
+ci_deployer_manifests "$work" >"$work/config/bench.yaml"
 
 start_inbound "$PORT" "$work/err"
 wait_ready inbound "http://127.0.0.1:$PORT/readyz" "$work/err"

@@ -24,36 +24,7 @@ cp -r examples/quickstart "$work/config"
 # for the JWT bearer grant and as token exchange subject tokens.
 mkdir -p "$work/ci-issuer"
 "$verify_bin" https://ci.example.com "http://127.0.0.1:$PORT" "$work/ci-issuer" >/dev/null
-cat >"$work/config/bench-instructions.yaml" <<YAML
-apiVersion: inbound.dev/v1alpha1
-kind: InboundApp
-metadata: {name: ci-deployer, namespace: default}
-spec:
-  displayName: CI deployer
-  grantTypes: ["urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange"]
-  trustedIssuers:
-    - issuer: https://ci.example.com
-      jwks: '$(cat "$work/ci-issuer/jwks.json")'
-      algorithms: [ES256]
-      loginClaim: repository
----
-apiVersion: inbound.dev/v1alpha1
-kind: ClientGrant
-metadata: {name: ci-deployer, namespace: default}
-spec:
-  subject: {kind: InboundApp, name: ci-deployer}
-  scopes: [billing:read]
-  resources: ["https://billing.example.com"]
----
-apiVersion: inbound.dev/v1alpha1
-kind: ClientGrant
-metadata: {name: ci-deployer-delegated, namespace: default}
-spec:
-  subject: {kind: InboundApp, name: ci-deployer}
-  scopes: [billing:read]
-  resources: ["https://billing.example.com"]
-  tokenExchange: {subjectTokenTypes: [Jwt]}
-YAML
+ci_deployer_manifests "$work/ci-issuer" >"$work/config/bench-instructions.yaml"
 # Symbols for the per-function costs (the release profile strips nothing it needs).
 start_inbound "$PORT" "$work/err" valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$work/callgrind.%p"

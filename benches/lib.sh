@@ -118,3 +118,41 @@ introspect_lua() { # $1 Basic, $2 file of tokens, one `"token",` a line, posted 
   local extra=""; [ -z "${3:-}" ] || extra=" .. \"$3\""
   printf 'request = function()\n  i = i %% #tokens + 1\n  return wrk.format(nil, nil, nil, "token=" .. tokens[i]%s)\nend\n' "$extra"
 }
+
+# --- a trusted CI issuer -------------------------------------------------------------------
+# The app `ci-deployer`: it trusts https://ci.example.com (the key verify_rate made, in
+# $1/jwks.json) for the JWT bearer grant and as token exchange subject tokens, and is
+# granted billing:read on https://billing.example.com both ways. Prints the manifests.
+ci_deployer_manifests() { # $1 the folder verify_rate wrote
+  cat <<YAML
+apiVersion: inbound.dev/v1alpha1
+kind: InboundApp
+metadata: {name: ci-deployer, namespace: default}
+spec:
+  displayName: CI deployer
+  grantTypes: ["urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange"]
+  allowedResources: ["https://billing.example.com"]
+  trustedIssuers:
+    - issuer: https://ci.example.com
+      jwks: '$(cat "$1/jwks.json")'
+      algorithms: [ES256]
+      loginClaim: repository
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: ci-deployer, namespace: default}
+spec:
+  subject: {kind: InboundApp, name: ci-deployer}
+  scopes: [billing:read]
+  resources: ["https://billing.example.com"]
+---
+apiVersion: inbound.dev/v1alpha1
+kind: ClientGrant
+metadata: {name: ci-deployer-delegated, namespace: default}
+spec:
+  subject: {kind: InboundApp, name: ci-deployer}
+  scopes: [billing:read]
+  resources: ["https://billing.example.com"]
+  tokenExchange: {subjectTokenTypes: [Jwt]}
+YAML
+}
