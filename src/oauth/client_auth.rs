@@ -198,6 +198,9 @@ impl super::AuthorizationServer {
         now: i64,
     ) -> Result<Arc<Client>, OAuthError> {
         let presented = presented_client(authorization, params)?;
+        // A self-registered client becomes findable through `catalog.client()`; declared
+        // ones are found at once. What makes it unusable is told as `invalid_client` below.
+        let _ = self.resolve_client(catalog, &presented.client_id, now).await;
         let Some(assertion) = presented.assertion.as_deref() else {
             return authenticate(catalog, &self.hasher, &presented);
         };

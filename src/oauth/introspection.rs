@@ -161,7 +161,6 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<Introspection, OAuthError> {
-        self.resolve_presented(catalog, authorization, params, now).await;
         let caller =
             self.authenticate_client(catalog, authorization, params, crate::protocol::paths::INTROSPECT, now).await?;
         if !caller.is_confidential() {
@@ -212,7 +211,6 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<(), OAuthError> {
-        self.resolve_presented(catalog, authorization, params, now).await;
         let caller =
             self.authenticate_client(catalog, authorization, params, crate::protocol::paths::REVOKE, now).await?;
         let token = params.require("token")?;

@@ -7,8 +7,7 @@ use serde::Serialize;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use super::{
-    AuthorizationServer, ErrorCode, OAuthError, client_auth::presented_client, client_credentials, params::Params,
-    pkce, server::store_error,
+    AuthorizationServer, ErrorCode, OAuthError, client_credentials, params::Params, pkce, server::store_error,
 };
 use crate::api::{CIBA, DEVICE_CODE, GrantType, JWT_BEARER, TOKEN_EXCHANGE, TokenFormat};
 use crate::audit::{Event, FamilyRevocation};
@@ -87,7 +86,6 @@ impl AuthorizationServer {
         params: &Params,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        self.resolve_presented(catalog, authorization, params, now).await;
         let grant_type = params.require("grant_type")?;
         let (response, claims) = match grant_type {
             "client_credentials" => {
@@ -406,19 +404,6 @@ impl AuthorizationServer {
         // to one of them (RFC 8707 §2.2).
         let audience = narrowed_resources(params.resources(), &token.resources)?;
         Ok((user, scopes, audience))
-    }
-
-    /// Resolves the client a request presents (if self-registered) before the pure checks.
-    pub(crate) async fn resolve_presented(
-        &self,
-        catalog: &Catalog,
-        authorization: Option<&str>,
-        params: &Params,
-        now: i64,
-    ) {
-        if let Ok(presented) = presented_client(authorization, params) {
-            let _ = self.resolve_client(catalog, &presented.client_id, now).await;
-        }
     }
 
     /// Authenticates the client (public clients by `client_id` alone) and checks it may
