@@ -299,8 +299,11 @@ impl AuthorizationServer {
         let client = self.authenticate_for(catalog, authorization, params, GrantType::RefreshToken, now).await?;
         let presented = token_digest(params.require("refresh_token")?);
         let requested = params.get("scope").map(crate::protocol::scope::parse_scope).transpose()?;
-        let checked = match self.store.live_refresh_token(&presented, now).await.map_err(store_error)? {
-            Some(live) => Some(self.check_refresh(catalog, &client, &live, requested.as_deref(), params).await?),
+        // The token and its user in one read (a round trip less than one each).
+        let checked = match self.store.live_refresh_token_with_user(&presented, now).await.map_err(store_error)? {
+            Some((live, user)) => {
+                Some(self.check_refresh(catalog, &client, &live, user, requested.as_deref(), params).await?)
+            }
             None => None,
         };
         let next = random_token(32);
@@ -332,7 +335,10 @@ impl AuthorizationServer {
             Some(checked) => checked,
             // Became spendable between the read and the rotation (not a state a token
             // returns to); checked now.
-            None => self.check_refresh(catalog, &client, &old, requested.as_deref(), params).await?,
+            None => {
+                let user = self.store.user(&old.subject).await.map_err(store_error)?;
+                self.check_refresh(catalog, &client, &old, user, requested.as_deref(), params).await?
+            }
         };
         self.audit.emit(Event::RefreshTokenRotated {
             client_id: client.client_id.clone(),
@@ -354,14 +360,16 @@ impl AuthorizationServer {
         self.audit.emit(Event::TokenFamilyRevoked { client_id: client_id.to_string(), family_id, reason });
     }
 
-    /// What a refresh request may get from `token`: its user, the scopes (at most the
-    /// token's, RFC 6749 §6) and the audience (one of its resources, RFC 8707 §2.2). A token
-    /// presented by another client, or whose user is gone, ends its family.
+    /// What a refresh request may get from `token`: its user (`user`, as the store has
+    /// them), the scopes (at most the token's, RFC 6749 §6) and the audience (one of its
+    /// resources, RFC 8707 §2.2). A token presented by another client, or whose user is
+    /// gone, ends its family.
     async fn check_refresh(
         &self,
         catalog: &Catalog,
         client: &Client,
         token: &RefreshToken,
+        user: Option<UserRecord>,
         requested: Option<&[String]>,
         params: &Params,
     ) -> Result<(UserRecord, Vec<String>, Vec<String>), OAuthError> {
@@ -371,7 +379,7 @@ impl AuthorizationServer {
             self.family_revoked(&token.client_id, token.family_id.clone(), FamilyRevocation::PresentedByAnotherClient);
             return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
         }
-        let Some(user) = self.store.user(&token.subject).await.map_err(store_error)? else {
+        let Some(user) = user.filter(|user| user.subject == token.subject) else {
             self.store.revoke_family(&token.family_id).await.map_err(store_error)?;
             self.family_revoked(&token.client_id, token.family_id.clone(), FamilyRevocation::UserGone);
             return Err(OAuthError::invalid_grant("the user behind this refresh token no longer exists"));

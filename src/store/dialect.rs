@@ -73,6 +73,7 @@ impl Dialect for Sqlite {
     // One writer at a time: there is nothing to skip.
     const SKIP_LOCKED: &'static str = "";
     const USER_EMAIL: &'static str = "json_extract(attributes, '$.email')";
+    const REFRESH_TOKEN_SUBJECT: &'static str = "json_extract(t.token, '$.subject')";
     // dbstat covers the table and every index on it.
     const TABLE_BYTES: &'static str = "SELECT SUM(pgsize) FROM dbstat WHERE name = $1 OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1)";
 
@@ -235,6 +236,7 @@ impl Dialect for Postgres {
     // `make bench-load`). Each now takes the rows the other has not.
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const USER_EMAIL: &'static str = "(attributes::json ->> 'email')";
+    const REFRESH_TOKEN_SUBJECT: &'static str = "(t.token::json ->> 'subject')";
     // Checkpoint-independent: heap + indexes + TOAST.
     const TABLE_BYTES: &'static str = "SELECT pg_total_relation_size($1::regclass)";
 

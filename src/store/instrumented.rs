@@ -156,6 +156,7 @@ instrumented! {
         now: i64,
     ) -> Rotation;
     async fn live_refresh_token(&self, digest: &[u8; 32], now: i64) -> Option<RefreshToken>;
+    async fn live_refresh_token_with_user(&self, digest: &[u8; 32], now: i64) -> Option<(RefreshToken, Option<UserRecord>)>;
     async fn revoke_family(&self, family_id: &str) -> ();
     async fn record_login(&self, user: &UserRecord, now: i64) -> UserRecord;
     async fn user(&self, subject: &str) -> Option<UserRecord>;

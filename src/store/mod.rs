@@ -565,6 +565,15 @@ pub trait Store: Send + Sync + 'static {
     /// grant; revocation and introspection read it.
     async fn live_refresh_token(&self, digest: &[u8; 32], now: i64) -> Result<Option<RefreshToken>, StoreError>;
 
+    /// [`Store::live_refresh_token`] with the record of the user it was issued to (`None`
+    /// when that user is gone), in one read: the token endpoint checks a refresh request
+    /// against both before it rotates, and a round trip less is a third of the rotation's.
+    async fn live_refresh_token_with_user(
+        &self,
+        digest: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<(RefreshToken, Option<UserRecord>)>, StoreError>;
+
     async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError>;
 
     /// Records a login: creates the user's record or refreshes it with what the identity

@@ -69,6 +69,8 @@ pub trait Dialect: Send + Sync + 'static {
     const SKIP_LOCKED: &'static str;
     /// The `email` attribute of a `users` row (a JSON text column), as an SQL expression.
     const USER_EMAIL: &'static str;
+    /// The `subject` of the refresh token `t` (its JSON `token` column), as an SQL expression.
+    const REFRESH_TOKEN_SUBJECT: &'static str;
     /// Bytes on disk of table `$1` with its indexes (nullable).
     const TABLE_BYTES: &'static str;
 
@@ -127,23 +129,50 @@ fn secret_hash(bytes: &[u8]) -> Result<SecretHash, StoreError> {
     SecretHash::from_slice(bytes).ok_or_else(|| StoreError::Corrupt("secret hash length".into()))
 }
 
-fn user_from_row<R: Row>(r: &R) -> Result<UserRecord, StoreError>
+/// The columns of a `users` row (aliased `u`) that [`user_from_row`] reads, in its order.
+macro_rules! user_columns {
+    () => {
+        "u.subject, u.source, u.username, u.tenants, u.tenant_roles, u.roles, u.attributes, u.first_login_at, u.last_login_at"
+    };
+}
+
+/// The refresh token `t` with its family `f` and consent `c`, and the conditions under
+/// which it can be spent ([`Store::live_refresh_token`]): unused, unexpired, the family
+/// live, the consent (and the tenant-wide one it rests on) active.
+macro_rules! refresh_token_joins {
+    () => {
+        "FROM refresh_tokens t
+         JOIN refresh_families f ON f.family_id = t.family_id
+         JOIN consents c ON c.id = f.consent_id"
+    };
+}
+macro_rules! live_refresh_token_conditions {
+    () => {
+        "WHERE t.digest = $1 AND t.used = 0 AND t.expires_at > $2
+           AND f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2
+           AND (f.tenant_consent_id IS NULL OR EXISTS (
+               SELECT 1 FROM consents tc WHERE tc.id = f.tenant_consent_id AND tc.revoked_at IS NULL AND tc.expires_at > $2))"
+    };
+}
+
+/// The user whose [`user_columns`] start at column `first`.
+fn user_from_row<R: Row>(r: &R, first: usize) -> Result<UserRecord, StoreError>
 where
     usize: ColumnIndex<R>,
     String: Value<R::Database>,
     i64: Value<R::Database>,
 {
-    let json = |i: usize| r.try_get::<String, _>(i).map_err(corrupt);
+    let json = |i: usize| r.try_get::<String, _>(first + i).map_err(corrupt);
     Ok(UserRecord {
-        subject: r.try_get(0).map_err(corrupt)?,
-        source: r.try_get(1).map_err(corrupt)?,
-        username: r.try_get(2).map_err(corrupt)?,
+        subject: r.try_get(first).map_err(corrupt)?,
+        source: r.try_get(first + 1).map_err(corrupt)?,
+        username: r.try_get(first + 2).map_err(corrupt)?,
         tenants: from_json(&json(3)?)?,
         tenant_roles: from_json(&json(4)?)?,
         roles: from_json(&json(5)?)?,
         attributes: from_json(&json(6)?)?,
-        first_login_at: r.try_get(7).map_err(corrupt)?,
-        last_login_at: r.try_get(8).map_err(corrupt)?,
+        first_login_at: r.try_get(first + 7).map_err(corrupt)?,
+        last_login_at: r.try_get(first + 8).map_err(corrupt)?,
     })
 }
 
@@ -1000,21 +1029,45 @@ where
     }
 
     async fn live_refresh_token(&self, digest: &[u8; 32], now: i64) -> Result<Option<RefreshToken>, StoreError> {
-        let row = sqlx::query(
-            "SELECT t.token FROM refresh_tokens t
-             JOIN refresh_families f ON f.family_id = t.family_id
-             JOIN consents c ON c.id = f.consent_id
-             WHERE t.digest = $1 AND t.used = 0 AND t.expires_at > $2
-               AND f.revoked = 0 AND c.revoked_at IS NULL AND c.expires_at > $2
-               AND (f.tenant_consent_id IS NULL OR EXISTS (
-                   SELECT 1 FROM consents tc WHERE tc.id = f.tenant_consent_id AND tc.revoked_at IS NULL AND tc.expires_at > $2))",
-        )
+        let row =
+            sqlx::query(concat!("SELECT t.token ", refresh_token_joins!(), " ", live_refresh_token_conditions!()))
+                .bind(&digest[..])
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        row.map(|r| from_json(&r.try_get::<String, _>(0).map_err(corrupt)?)).transpose()
+    }
+
+    async fn live_refresh_token_with_user(
+        &self,
+        digest: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<(RefreshToken, Option<UserRecord>)>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            concat!(
+                "SELECT t.token, ",
+                user_columns!(),
+                " ",
+                refresh_token_joins!(),
+                " LEFT JOIN users u ON u.subject = {} ",
+                live_refresh_token_conditions!()
+            ),
+            D::REFRESH_TOKEN_SUBJECT
+        )))
         .bind(&digest[..])
         .bind(now)
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        row.map(|r| from_json(&r.try_get::<String, _>(0).map_err(corrupt)?)).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let token: RefreshToken = from_json(&row.try_get::<String, _>(0).map_err(corrupt)?)?;
+        // The LEFT JOIN found no user: every column of theirs is NULL.
+        let user = match row.try_get::<Option<String>, _>(1).map_err(corrupt)? {
+            Some(_) => Some(user_from_row(&row, 1)?),
+            None => None,
+        };
+        Ok(Some((token, user)))
     }
 
     async fn revoke_family(&self, family_id: &str) -> Result<(), StoreError> {
@@ -1051,28 +1104,25 @@ where
     }
 
     async fn user(&self, subject: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT subject, source, username, tenants, tenant_roles, roles, attributes, first_login_at, last_login_at
-             FROM users WHERE subject = $1",
-        )
-        .bind(subject)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        row.as_ref().map(user_from_row).transpose()
+        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users u WHERE u.subject = $1"))
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(|r| user_from_row(r, 0)).transpose()
     }
 
     async fn users_by_login(&self, login: &str) -> Result<Vec<UserRecord>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT subject, source, username, tenants, tenant_roles, roles, attributes, first_login_at, last_login_at
-             FROM users WHERE username = $1 OR {} = $1 ORDER BY last_login_at DESC LIMIT 2",
+            "SELECT {} FROM users u WHERE u.username = $1 OR {} = $1 ORDER BY u.last_login_at DESC LIMIT 2",
+            user_columns!(),
             D::USER_EMAIL
         )))
         .bind(login)
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        rows.iter().map(user_from_row).collect()
+        rows.iter().map(|r| user_from_row(r, 0)).collect()
     }
 
     async fn set_backchannel_user_code(&self, subject: &str, hash: Option<&str>) -> Result<bool, StoreError> {

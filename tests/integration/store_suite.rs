@@ -188,6 +188,12 @@ async fn suite(store: Arc<dyn Store>) {
     // Reading a live token changes nothing; a spent or revoked one is not live.
     let live = store.live_refresh_token(&digest(10), now).await.unwrap().expect("live");
     assert_eq!((live.family_id.as_str(), live.consent_id.as_str()), ("fam-1", "consent-1"));
+    assert_eq!(
+        store.live_refresh_token_with_user(&digest(10), now).await.unwrap(),
+        Some((live.clone(), None)),
+        "the user never signed in"
+    );
+    assert_eq!(store.live_refresh_token_with_user(&digest(10), now + 3600).await.unwrap(), None, "expired");
     assert_eq!(store.live_refresh_token(&digest(10), now + 3600).await.unwrap(), None, "expired");
     assert!(matches!(
         store.rotate_refresh_token(&digest(10), &digest(11), now + 3600, now).await.unwrap(),
@@ -475,6 +481,14 @@ async fn suite(store: Arc<dyn Store>) {
         "what the source says now replaces the record"
     );
     assert_eq!(stored, second);
+    // A refresh token and the user it was issued to, in one read.
+    store.save_consent(&Consent { id: "consent-u".into(), subject: "sub-u".into(), ..consent.clone() }).await.unwrap();
+    let theirs = RefreshToken { subject: "sub-u".into(), ..refresh("fam-u", "consent-u", now + 3600) };
+    store.put_refresh_token(&digest(95), &theirs).await.unwrap();
+    assert_eq!(
+        store.live_refresh_token_with_user(&digest(95), now).await.unwrap(),
+        Some((theirs, Some(second.clone())))
+    );
     // CIBA login hints: by login name or email attribute; two users answering one hint are
     // both returned (the caller treats that as nobody).
     let found = store.users_by_login("u@example.com").await.unwrap();
